@@ -1,0 +1,3 @@
+//! The vector-field network: configuration, parameter layout and GPU recording.
+pub mod config;
+pub use config::*;

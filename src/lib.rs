@@ -1,7 +1,13 @@
 //! fmpe: Flow Matching Posterior Estimation on the GPU.
 pub mod error;
-pub mod net;
-pub mod reference;
+pub mod gpu;
 pub mod io;
+pub mod kernels;
+pub mod model;
+pub mod net;
+pub mod posterior;
+pub mod reference;
 pub mod tasks;
+pub mod train;
 pub use error::{Error, Result};
+pub use gpu::Gpu;

@@ -1,3 +1,5 @@
 //! The vector-field network: configuration, parameter layout and GPU recording.
 pub mod config;
 pub use config::*;
+pub mod gpu;
+pub use gpu::{EvalGraph, TrainGraph};

@@ -1,0 +1,94 @@
+// Shared helpers, prepended by the host to every fmpe shader.
+// Counter-based RNG: Philox-4x32-10 (Salmon et al., SC'11; Random123), activations.
+
+fn mulhilo(a: u32, b: u32) -> vec2<u32> {
+    // 32x32 -> 64-bit product from 16-bit halves (WGSL has no mul-hi).
+    let a_lo = a & 0xffffu;
+    let a_hi = a >> 16u;
+    let b_lo = b & 0xffffu;
+    let b_hi = b >> 16u;
+    let ll = a_lo * b_lo;
+    let hl = a_hi * b_lo;
+    let lh = a_lo * b_hi;
+    let hh = a_hi * b_hi;
+    let cross = (ll >> 16u) + (hl & 0xffffu) + lh;
+    let hi = hh + (hl >> 16u) + (cross >> 16u);
+    let lo = (cross << 16u) | (ll & 0xffffu);
+    return vec2<u32>(hi, lo);
+}
+
+fn philox(ctr: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
+    var c = ctr;
+    var k = key;
+    for (var i = 0u; i < 10u; i = i + 1u) {
+        let p0 = mulhilo(0xD2511F53u, c.x);
+        let p1 = mulhilo(0xCD9E8D57u, c.z);
+        c = vec4<u32>(p1.x ^ c.y ^ k.x, p1.y, p0.x ^ c.w ^ k.y, p0.y);
+        k = k + vec2<u32>(0x9E3779B9u, 0xBB67AE85u);
+    }
+    return c;
+}
+
+// u32 -> uniform in (0, 1), never 0 or 1.
+fn u01(x: u32) -> f32 {
+    return (f32(x >> 8u) + 0.5) * (1.0 / 16777216.0);
+}
+
+// Four N(0, 1) draws from one Philox block (two Box-Muller pairs).
+fn normal4(r: vec4<u32>) -> vec4<f32> {
+    let r0 = sqrt(-2.0 * log(u01(r.x)));
+    let a0 = 6.283185307179586 * u01(r.y);
+    let r1 = sqrt(-2.0 * log(u01(r.z)));
+    let a1 = 6.283185307179586 * u01(r.w);
+    return vec4<f32>(r0 * cos(a0), r0 * sin(a0), r1 * cos(a1), r1 * sin(a1));
+}
+
+// GELU, tanh approximation (PyTorch approximate="tanh").
+fn gelu_inner(a: f32) -> f32 {
+    return clamp(0.7978845608028654 * (a + 0.044715 * a * a * a), -15.0, 15.0);
+}
+fn gelu(a: f32) -> f32 {
+    return 0.5 * a * (1.0 + tanh(gelu_inner(a)));
+}
+fn gelu_grad(a: f32) -> f32 {
+    let th = tanh(gelu_inner(a));
+    return 0.5 * (1.0 + th) + 0.5 * a * (1.0 - th * th) * 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * a * a);
+}
+// Second derivative of GELU (tanh form), for tangents of gelu'(a).
+fn gelu_grad2(a: f32) -> f32 {
+    let c = 0.7978845608028654;
+    let th = tanh(gelu_inner(a));
+    let s = 1.0 - th * th;
+    let di = c * (1.0 + 3.0 * 0.044715 * a * a);
+    let ddi = c * 6.0 * 0.044715 * a;
+    return s * di + 0.5 * a * (s * ddi - 2.0 * th * s * di * di);
+}
+fn sigmoid(a: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-a));
+}
+
+// Activation codes shared by host and shaders.
+const OP_ID: u32 = 0u;
+const OP_GELU: u32 = 1u;
+const OP_RELU: u32 = 2u;
+const OP_SIGMOID: u32 = 3u;
+const OP_GELU_GRAD: u32 = 4u;
+const OP_RELU_GRAD: u32 = 5u;
+const OP_SIGMOID_GRAD: u32 = 6u; // argument is sigmoid's OUTPUT s: s (1 - s)
+
+fn apply_op(op: u32, a: f32) -> f32 {
+    switch op {
+        case 1u: { return gelu(a); }
+        case 2u: { return max(a, 0.0); }
+        case 3u: { return sigmoid(a); }
+        case 4u: { return gelu_grad(a); }
+        case 5u: { return select(0.0, 1.0, a > 0.0); }
+        case 6u: { return a * (1.0 - a); }
+        default: { return a; }
+    }
+}
+
+// Linear index for 1-D work spread over a 2-D grid of 256-wide workgroups.
+fn flat_id(wg: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
+    return (wg.y * nwg.x + wg.x) * 256u + lid.x;
+}

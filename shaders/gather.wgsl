@@ -1,0 +1,109 @@
+// gather_path: rows of one minibatch (or validation chunk) on the OT path.
+//   t = u^(1/(1+alpha));  theta0 ~ N(0, I)
+//   psi_t  = (1 - (1 - sigma_min) t) theta0 + t theta1
+//   target = theta1 - (1 - sigma_min) theta0          (Dax et al. 2023, eq. 9/10)
+// Training rows are drawn through a per-epoch random permutation of [0, n_train)
+// (cycle-walking Feistel network keyed by (seed, epoch)); validation rows are read in
+// order from row_offset with noise fixed across epochs.
+struct GatherParams {
+    rows: u32,
+    dim_theta: u32,
+    dim_x: u32,
+    glu: u32,
+    n_train: u32,
+    row_offset: u32,
+    validation: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    theta_off: u32,
+    x_off: u32,
+    in_off: u32,
+    in_rs: u32,
+    ctx_off: u32,
+    target_off: u32,
+    pad: u32,
+    alpha: f32,
+    sigma_min: f32,
+}
+@group(0) @binding(0) var<uniform> gp: GatherParams;
+
+fn permute(pos: u32, n: u32, key: vec2<u32>, epoch: u32) -> u32 {
+    var half_bits = 1u;
+    while ((1u << (2u * half_bits)) < n) {
+        half_bits = half_bits + 1u;
+    }
+    let mask = (1u << half_bits) - 1u;
+    var x = pos;
+    loop {
+        var l = x >> half_bits;
+        var r = x & mask;
+        for (var round = 0u; round < 4u; round = round + 1u) {
+            let f = philox(vec4<u32>(r, round, epoch, 0x7e3a91c5u), key).x & mask;
+            let nl = r;
+            r = l ^ f;
+            l = nl;
+        }
+        x = (l << half_bits) | r;
+        if (x < n) {
+            break;
+        }
+    }
+    return x;
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn gather_path(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_id) lid: vec3<u32>) {
+    let r = flat_id(wg, nwg, lid);
+    if (r >= gp.rows) {
+        return;
+    }
+    let key = vec2<u32>(gp.seed_lo, gp.seed_hi);
+    var idx: u32;
+    var ctr_row: u32;
+    var ctr_step: u32;
+    var stream: u32;
+    if (gp.validation != 0u) {
+        idx = gp.row_offset + r;
+        ctr_row = idx;
+        ctr_step = 0u;
+        stream = 1u;
+    } else {
+        let pos = st.step_in_epoch * gp.rows + r;
+        idx = permute(pos, gp.n_train, key, st.epoch);
+        ctr_row = pos;
+        ctr_step = st.step;
+        stream = 0u;
+    }
+    let t = pow(u01(philox(vec4<u32>(ctr_row, ctr_step, 0u, stream), key).x), 1.0 / (1.0 + gp.alpha));
+    let dt = gp.dim_theta;
+    var in_col = 0u;
+    if (gp.glu != 0u) {
+        acts[gp.ctx_off + r * (dt + 1u)] = t;
+    } else {
+        acts[gp.in_off + r * gp.in_rs] = t;
+        in_col = 1u;
+    }
+    var z = vec4<f32>(0.0);
+    for (var j = 0u; j < dt; j = j + 1u) {
+        if (j % 4u == 0u) {
+            z = normal4(philox(vec4<u32>(ctr_row, ctr_step, 1u + j / 4u, stream), key));
+        }
+        let theta0 = z[j % 4u];
+        let theta1 = data[gp.theta_off + idx * dt + j];
+        let psi = (1.0 - (1.0 - gp.sigma_min) * t) * theta0 + t * theta1;
+        acts[gp.target_off + r * dt + j] = theta1 - (1.0 - gp.sigma_min) * theta0;
+        if (gp.glu != 0u) {
+            acts[gp.ctx_off + r * (dt + 1u) + 1u + j] = psi;
+        } else {
+            acts[gp.in_off + r * gp.in_rs + in_col + j] = psi;
+        }
+    }
+    if (gp.glu == 0u) {
+        in_col = 1u + dt;
+    }
+    for (var j = 0u; j < gp.dim_x; j = j + 1u) {
+        acts[gp.in_off + r * gp.in_rs + in_col + j] = data[gp.x_off + idx * gp.dim_x + j];
+    }
+}
+

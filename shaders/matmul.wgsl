@@ -1,0 +1,170 @@
+// Tiled matrix product with strided operands and a fused epilogue.
+//
+//   C(i, j) = epilogue( sum_k opA(A(i, k)) * opB(B(k, j)) ),   i < m, j < n
+//
+// Every operand is (buffer, offset, row stride, column stride) into one of three
+// storage buffers: 0 = acts (workspace), 1 = params, 2 = grads. Strides make the same
+// kernel serve X·Wᵀ (forward), dY·W (backward data) and dYᵀ·X (weight gradients), and
+// a row stride of 0 broadcasts one row over the batch.
+//
+// Epilogue, in order (each step optional, see FLAG_*):
+//   v = act(acc + bias(j));  pre(i, j) = v;  v = v * auxop(aux(i, j));  v = v + res(i, j)
+// With FLAG_ONES_COL, B gets a virtual last column of ones, so the last column of C is
+// sum_k A(i, k) (the bias gradient), stored at grads[extra.x + i].
+//
+// Tiles: 64 x 64 outputs per workgroup of 16 x 16 threads, 4 x 4 per thread, k-tile 16.
+
+struct Operand {
+    buf: u32,
+    off: u32,
+    rs: u32,
+    cs: u32,
+}
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    flags: u32,
+    a: Operand,
+    b: Operand,
+    bias: Operand,
+    aux: Operand,
+    res: Operand,
+    pre: Operand,
+    c: Operand,
+    ops: vec4<u32>,   // a_op, b_op, act, aux_op
+    extra: vec4<u32>, // x: bias-gradient offset (FLAG_ONES_COL)
+}
+
+const FLAG_BIAS: u32 = 1u;
+const FLAG_AUX: u32 = 2u;
+const FLAG_RES: u32 = 4u;
+const FLAG_PRE: u32 = 8u;
+const FLAG_ONES_COL: u32 = 16u;
+
+@group(0) @binding(0) var<uniform> u: Params;
+@group(0) @binding(1) var<storage, read_write> acts: array<f32>;
+@group(0) @binding(2) var<storage, read> params: array<f32>;
+@group(0) @binding(3) var<storage, read_write> grads: array<f32>;
+
+var<workgroup> As: array<f32, 1024>; // [16][64]: As[kk * 64 + i]
+var<workgroup> Bs: array<f32, 1024>; // [16][64]: Bs[kk * 64 + j]
+
+fn ld(buf: u32, idx: u32) -> f32 {
+    if (buf == 1u) {
+        return params[idx];
+    } else if (buf == 2u) {
+        return grads[idx];
+    }
+    return acts[idx];
+}
+
+@compute @workgroup_size(16, 16, 1)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let row0 = wg.y * 64u;
+    let col0 = wg.x * 64u;
+    let ones_col = (u.flags & FLAG_ONES_COL) != 0u;
+    // Columns of B that come from memory (the ones column is virtual).
+    var nb = u.n;
+    if (ones_col) {
+        nb = u.n - 1u;
+    }
+    var acc: array<f32, 16>;
+    for (var q = 0u; q < 16u; q = q + 1u) {
+        acc[q] = 0.0;
+    }
+    for (var k0 = 0u; k0 < u.k; k0 = k0 + 16u) {
+        for (var e = 0u; e < 4u; e = e + 1u) {
+            let idx = li + e * 256u;
+            // Walk memory-contiguously: k fastest when A's column stride is 1.
+            var i = idx % 64u;
+            var kk = idx / 64u;
+            if (u.a.cs == 1u) {
+                kk = idx % 16u;
+                i = idx / 16u;
+            }
+            let gi = row0 + i;
+            let gk = k0 + kk;
+            var v = 0.0;
+            if (gi < u.m && gk < u.k) {
+                v = apply_op(u.ops.x, ld(u.a.buf, u.a.off + gi * u.a.rs + gk * u.a.cs));
+            }
+            As[kk * 64u + i] = v;
+        }
+        for (var e = 0u; e < 4u; e = e + 1u) {
+            let idx = li + e * 256u;
+            var j = idx % 64u;
+            var kk = idx / 64u;
+            if (u.b.cs != 1u) {
+                kk = idx % 16u;
+                j = idx / 16u;
+            }
+            let gj = col0 + j;
+            let gk = k0 + kk;
+            var v = 0.0;
+            if (gk < u.k) {
+                if (gj < nb) {
+                    v = apply_op(u.ops.y, ld(u.b.buf, u.b.off + gk * u.b.rs + gj * u.b.cs));
+                } else if (ones_col && gj == nb) {
+                    v = 1.0;
+                }
+            }
+            Bs[kk * 64u + j] = v;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < 16u; kk = kk + 1u) {
+            let ab = kk * 64u + lid.y * 4u;
+            let bb = kk * 64u + lid.x * 4u;
+            let a = vec4<f32>(As[ab], As[ab + 1u], As[ab + 2u], As[ab + 3u]);
+            let b = vec4<f32>(Bs[bb], Bs[bb + 1u], Bs[bb + 2u], Bs[bb + 3u]);
+            for (var r = 0u; r < 4u; r = r + 1u) {
+                acc[r * 4u + 0u] = fma(a[r], b.x, acc[r * 4u + 0u]);
+                acc[r * 4u + 1u] = fma(a[r], b.y, acc[r * 4u + 1u]);
+                acc[r * 4u + 2u] = fma(a[r], b.z, acc[r * 4u + 2u]);
+                acc[r * 4u + 3u] = fma(a[r], b.w, acc[r * 4u + 3u]);
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var r = 0u; r < 4u; r = r + 1u) {
+        let i = row0 + lid.y * 4u + r;
+        if (i >= u.m) {
+            continue;
+        }
+        for (var c = 0u; c < 4u; c = c + 1u) {
+            let j = col0 + lid.x * 4u + c;
+            if (j >= u.n) {
+                continue;
+            }
+            var v = acc[r * 4u + c];
+            if (ones_col && j == nb) {
+                grads[u.extra.x + i] = v;
+                continue;
+            }
+            if ((u.flags & FLAG_BIAS) != 0u) {
+                v = v + ld(u.bias.buf, u.bias.off + j * u.bias.cs);
+            }
+            v = apply_op(u.ops.z, v);
+            if ((u.flags & FLAG_PRE) != 0u) {
+                acts[u.pre.off + i * u.pre.rs + j * u.pre.cs] = v;
+            }
+            if ((u.flags & FLAG_AUX) != 0u) {
+                v = v * apply_op(u.ops.w, ld(u.aux.buf, u.aux.off + i * u.aux.rs + j * u.aux.cs));
+            }
+            if ((u.flags & FLAG_RES) != 0u) {
+                v = v + ld(u.res.buf, u.res.off + i * u.res.rs + j * u.res.cs);
+            }
+            let o = u.c.off + i * u.c.rs + j * u.c.cs;
+            if (u.c.buf == 2u) {
+                grads[o] = v;
+            } else {
+                acts[o] = v;
+            }
+        }
+    }
+}

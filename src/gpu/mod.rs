@@ -1,0 +1,384 @@
+//! GPU context: adapter selection or a borrowed `wgpu::Device`, the one place that
+//! submits work, readback, and the plumbing that turns wgpu validation errors and
+//! device loss into [`Error`]s.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::error::{Error, Result};
+use crate::kernels::Pipelines;
+
+/// Description of one adapter, as shown by `fmpe devices`.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    /// Adapter name, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)".
+    pub name: String,
+    /// Backend (Vulkan, Metal, Dx12, Gl).
+    pub backend: String,
+    /// Device type (DiscreteGpu, IntegratedGpu, Cpu, ...).
+    pub device_type: String,
+    /// Driver name and version information.
+    pub driver: String,
+}
+
+impl From<&wgpu::AdapterInfo> for AdapterSummary {
+    fn from(i: &wgpu::AdapterInfo) -> Self {
+        AdapterSummary {
+            name: i.name.clone(),
+            backend: format!("{:?}", i.backend),
+            device_type: format!("{:?}", i.device_type),
+            driver: format!("{} {}", i.driver, i.driver_info).trim().to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}, {}, driver: {})", self.name, self.backend, self.device_type, self.driver)
+    }
+}
+
+/// A GPU device and queue on which fmpe records its kernels.
+///
+/// Create one with [`Gpu::new`] (fmpe picks the adapter) or [`Gpu::from_device`]
+/// (an application, e.g. a renderer, lends its own device and queue). All work is
+/// submitted through [`Gpu::submit`], which counts submissions; GPU errors raised
+/// while fmpe works are returned as [`Error::Gpu`] / [`Error::DeviceLost`].
+pub struct Gpu {
+    /// The device (shared handle; cloning a `wgpu::Device` is cheap).
+    pub device: wgpu::Device,
+    /// The queue.
+    pub queue: wgpu::Queue,
+    adapter: Option<AdapterSummary>,
+    lost: Arc<Mutex<Option<String>>>,
+    uncaptured: Arc<Mutex<Vec<String>>>,
+    submissions: AtomicU64,
+    dispatches: AtomicU64,
+    pipelines: OnceLock<Pipelines>,
+    dummy: OnceLock<wgpu::Buffer>,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu").field("adapter", &self.adapter).finish()
+    }
+}
+
+fn instance() -> wgpu::Instance {
+    // Honours WGPU_BACKEND (e.g. "vulkan", "metal", "dx12", "gl") and the debug flags;
+    // without it, the primary compute-capable backends (Vulkan, Metal, DX12).
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    if std::env::var_os("WGPU_BACKEND").is_none() {
+        desc.backends = wgpu::Backends::PRIMARY;
+    }
+    wgpu::Instance::new(desc)
+}
+
+/// Lists every adapter wgpu finds (honouring `WGPU_BACKEND`).
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    let inst = instance();
+    pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()))
+        .iter()
+        .map(|a| AdapterSummary::from(&a.get_info()))
+        .collect()
+}
+
+impl Gpu {
+    /// Picks an adapter and creates a device of its own.
+    ///
+    /// `WGPU_BACKEND` restricts the backends, `WGPU_ADAPTER_NAME` picks the first adapter
+    /// whose name contains the given text (case-insensitive); otherwise wgpu's default
+    /// (high-performance) adapter is used.
+    ///
+    /// # Errors
+    /// [`Error::NoAdapter`] when no adapter exists (the message tells a Linux user
+    /// without a GPU to install `mesa-vulkan-drivers`), [`Error::Gpu`] when the device
+    /// cannot be created.
+    pub fn new() -> Result<Gpu> {
+        let inst = instance();
+        let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
+            Ok(want) if !want.is_empty() => {
+                let want_lc = want.to_lowercase();
+                let all = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()));
+                let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
+                all.into_iter()
+                    .find(|a| a.get_info().name.to_lowercase().contains(&want_lc))
+                    .ok_or_else(|| Error::NoAdapter {
+                        detail: format!(
+                            " matching WGPU_ADAPTER_NAME='{want}' (adapters found: {})",
+                            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                        ),
+                    })?
+            }
+            _ => pollster::block_on(inst.request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::from_env()
+                    .unwrap_or(wgpu::PowerPreference::HighPerformance),
+                ..Default::default()
+            }))
+            .map_err(|e| Error::NoAdapter {
+                detail: match std::env::var("WGPU_BACKEND") {
+                    Ok(b) => format!(" (WGPU_BACKEND={b}: {e})"),
+                    Err(_) => format!(" ({e})"),
+                },
+            })?,
+        };
+        let info = adapter.get_info();
+        let mut limits = wgpu::Limits::default();
+        // Storage buffers and workgroup sizes: take what the adapter offers.
+        let al = adapter.limits();
+        limits.max_storage_buffer_binding_size = al.max_storage_buffer_binding_size;
+        limits.max_buffer_size = al.max_buffer_size;
+        limits.max_storage_buffers_per_shader_stage = al.max_storage_buffers_per_shader_stage;
+        limits.max_compute_workgroups_per_dimension = al.max_compute_workgroups_per_dimension;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("fmpe"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits,
+            ..Default::default()
+        }))
+        .map_err(|e| Error::Gpu(format!("cannot create a device on {}: {e}", info.name)))?;
+        let gpu = Gpu::wrap(device, queue, Some(AdapterSummary::from(&info)));
+        // We own this device: route errors nobody captured into our list instead of
+        // wgpu's default handler (which panics), and remember device loss.
+        let sink = gpu.uncaptured.clone();
+        gpu.device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().unwrap().push(e.to_string());
+        }));
+        let lost = gpu.lost.clone();
+        gpu.device.set_device_lost_callback(move |reason, msg| {
+            *lost.lock().unwrap() = Some(format!("{reason:?}: {msg}"));
+        });
+        Ok(gpu)
+    }
+
+    /// Borrows an application's device and queue (e.g. a renderer's). fmpe leaves the
+    /// application's error handler and device-lost callback alone; it captures errors
+    /// of its own work with error scopes.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] if the device's limits are below what fmpe needs (4 storage
+    /// buffers per shader stage, 256-invocation workgroups).
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Gpu> {
+        let l = device.limits();
+        if l.max_storage_buffers_per_shader_stage < 4 || l.max_compute_invocations_per_workgroup < 256 {
+            return Err(Error::invalid(
+                "the device's limits are too small for fmpe (needs 4 storage buffers per stage and 256 invocations per workgroup)",
+            ));
+        }
+        Ok(Gpu::wrap(device, queue, None))
+    }
+
+    fn wrap(device: wgpu::Device, queue: wgpu::Queue, adapter: Option<AdapterSummary>) -> Gpu {
+        Gpu {
+            device,
+            queue,
+            adapter,
+            lost: Arc::new(Mutex::new(None)),
+            uncaptured: Arc::new(Mutex::new(Vec::new())),
+            submissions: AtomicU64::new(0),
+            dispatches: AtomicU64::new(0),
+            pipelines: OnceLock::new(),
+            dummy: OnceLock::new(),
+        }
+    }
+
+    /// The adapter in use (None for a borrowed device).
+    pub fn adapter(&self) -> Option<&AdapterSummary> {
+        self.adapter.as_ref()
+    }
+
+    /// The device's limits.
+    pub fn limits(&self) -> wgpu::Limits {
+        self.device.limits()
+    }
+
+    /// Largest storage-buffer binding, in f32 elements.
+    pub fn max_binding_floats(&self) -> u64 {
+        let l = self.limits();
+        (l.max_storage_buffer_binding_size as u64).min(l.max_buffer_size) / 4
+    }
+
+    /// The compiled kernels (built once, on first use).
+    pub(crate) fn pipelines(&self) -> Result<&Pipelines> {
+        if let Some(p) = self.pipelines.get() {
+            return Ok(p);
+        }
+        let p = self.scoped("creating the compute pipelines", || Pipelines::new(&self.device))?;
+        Ok(self.pipelines.get_or_init(|| p))
+    }
+
+    /// A 16-byte storage buffer bound where a kernel's binding is unused.
+    pub(crate) fn dummy(&self) -> &wgpu::Buffer {
+        self.dummy.get_or_init(|| self.storage("fmpe dummy", 4))
+    }
+
+    /// Runs `f`, returning any validation / out-of-memory error raised by wgpu calls
+    /// made inside it as [`Error::Gpu`] (with `what` for context).
+    pub fn scoped<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
+        self.check_lost()?;
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let val = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let e1 = pollster::block_on(val.pop());
+        let e2 = pollster::block_on(oom.pop());
+        if let Some(e) = e1.or(e2) {
+            return Err(Error::Gpu(format!("{what}: {e}")));
+        }
+        self.check_lost()?;
+        Ok(out)
+    }
+
+    fn check_lost(&self) -> Result<()> {
+        if let Some(m) = self.lost.lock().unwrap().clone() {
+            return Err(Error::DeviceLost(m));
+        }
+        if let Some(m) = self.uncaptured.lock().unwrap().pop() {
+            return Err(Error::Gpu(m));
+        }
+        Ok(())
+    }
+
+    /// Creates a zero-initialised storage buffer of `bytes` bytes (at least 16), usable
+    /// as copy source and destination.
+    pub fn storage(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(16).next_multiple_of(4),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Creates a storage buffer holding `data`.
+    pub fn storage_from(&self, label: &str, data: &[f32]) -> wgpu::Buffer {
+        let buf = self.storage(label, (data.len() * 4) as u64);
+        if !data.is_empty() {
+            self.queue.write_buffer(&buf, 0, bytemuck::cast_slice(data));
+        }
+        buf
+    }
+
+    /// Creates a uniform buffer holding `bytes`.
+    pub fn uniform_from(&self, label: &str, bytes: &[u8]) -> wgpu::Buffer {
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (bytes.len() as u64).max(16).next_multiple_of(16),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&buf, 0, bytes);
+        buf
+    }
+
+    /// Starts a command encoder.
+    pub fn encoder(&self) -> wgpu::CommandEncoder {
+        self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("fmpe") })
+    }
+
+    /// Submits one command buffer: the only place in fmpe that calls `Queue::submit`.
+    ///
+    /// # Errors
+    /// [`Error::Gpu`] for validation errors raised while finishing or submitting,
+    /// [`Error::DeviceLost`] if the device is gone.
+    pub fn submit(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        self.scoped("submitting GPU work", || {
+            self.queue.submit(Some(encoder.finish()));
+        })?;
+        self.submissions.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Number of `Queue::submit` calls fmpe made on this context.
+    pub fn submission_count(&self) -> u64 {
+        self.submissions.load(Ordering::Relaxed)
+    }
+
+    /// Number of compute dispatches fmpe recorded on this context.
+    pub fn dispatch_count(&self) -> u64 {
+        self.dispatches.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_dispatches(&self, n: u64) {
+        self.dispatches.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Waits until the GPU is idle.
+    ///
+    /// # Errors
+    /// [`Error::DeviceLost`] / [`Error::Gpu`] if waiting fails.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::DeviceLost(format!("while waiting for the GPU: {e}")))?;
+        self.check_lost()
+    }
+
+    /// Copies `len` f32 from `src` (starting at element `offset`) into a new staging
+    /// buffer, submits, waits and returns the values. One submission.
+    ///
+    /// # Errors
+    /// As [`Gpu::submit`] and [`Gpu::wait`].
+    pub fn read_f32(&self, src: &wgpu::Buffer, offset: u64, len: usize) -> Result<Vec<f32>> {
+        let mut enc = self.encoder();
+        let staging = self.copy_to_staging(&mut enc, src, offset, len);
+        self.submit(enc)?;
+        self.map_staging(&staging, len)
+    }
+
+    /// Records a copy of `len` f32 at element `offset` of `src` into a new staging buffer.
+    pub fn copy_to_staging(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        src: &wgpu::Buffer,
+        offset: u64,
+        len: usize,
+    ) -> wgpu::Buffer {
+        let bytes = (len as u64 * 4).max(4);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("fmpe readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if len > 0 {
+            enc.copy_buffer_to_buffer(src, offset * 4, &staging, 0, len as u64 * 4);
+        }
+        staging
+    }
+
+    /// Maps a staging buffer filled by an already submitted copy and returns `len` f32.
+    ///
+    /// # Errors
+    /// [`Error::Gpu`] if mapping fails, [`Error::DeviceLost`] if the device is gone.
+    pub fn map_staging(&self, staging: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv()
+            .map_err(|_| Error::Gpu("readback was cancelled".into()))?
+            .map_err(|e| Error::Gpu(format!("cannot map the readback buffer: {e}")))?;
+        let out = {
+            let view = staging
+                .get_mapped_range(..)
+                .map_err(|e| Error::Gpu(format!("cannot read the readback buffer: {e}")))?;
+            bytemuck::cast_slice::<u8, f32>(&view)[..len].to_vec()
+        };
+        staging.unmap();
+        Ok(out)
+    }
+}
+
+/// Splits `groups` workgroups over a 2-D grid that respects the per-dimension limit.
+pub fn grid(groups: u32, max_per_dim: u32) -> (u32, u32) {
+    if groups <= max_per_dim {
+        (groups.max(1), 1)
+    } else {
+        let y = groups.div_ceil(max_per_dim);
+        (groups.div_ceil(y), y)
+    }
+}

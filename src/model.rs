@@ -1,0 +1,202 @@
+//! A trained FMPE model: network weights, z-score statistics and metadata, stored as
+//! a directory with `model.safetensors` (tensors, PyTorch names and `[out, in]`
+//! shapes) and `model.json` (everything else), written atomically.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::io::{read_model_dir, write_model_dir, Tensor};
+use crate::net::NetConfig;
+use crate::train::{EpochRecord, TrainConfig};
+
+/// Version of the model directory format written by this crate.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A box prior `[low_i, high_i]` per θ component, in original units.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BoxPrior {
+    /// Lower bounds `[dim_theta]`.
+    pub low: Vec<f64>,
+    /// Upper bounds `[dim_theta]`.
+    pub high: Vec<f64>,
+}
+
+impl BoxPrior {
+    /// Checks `low < high` componentwise and the dimension.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming `--prior-low` / `--prior-high`.
+    pub fn validate(&self, dim_theta: usize) -> Result<()> {
+        if self.low.len() != dim_theta || self.high.len() != dim_theta {
+            return Err(Error::invalid(format!(
+                "--prior-low/--prior-high need {dim_theta} values each (got {} and {})",
+                self.low.len(),
+                self.high.len()
+            )));
+        }
+        if let Some(i) = (0..dim_theta).find(|&i| !(self.low[i] < self.high[i])) {
+            return Err(Error::invalid(format!(
+                "--prior-low must be below --prior-high (component {}: {} vs {})",
+                i + 1,
+                self.low[i],
+                self.high[i]
+            )));
+        }
+        Ok(())
+    }
+
+    /// True when `theta` `[dim_theta]` lies inside the box (bounds included).
+    pub fn contains(&self, theta: &[f64]) -> bool {
+        theta.iter().zip(self.low.iter().zip(&self.high)).all(|(&t, (&l, &h))| t >= l && t <= h)
+    }
+}
+
+/// Metadata stored in `model.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ModelInfo {
+    /// [`FORMAT_VERSION`] at writing time.
+    pub format_version: u32,
+    /// Network shape.
+    pub net: NetConfig,
+    /// σ_min of the OT path used in training.
+    pub sigma_min: f64,
+    /// Time prior exponent α used in training.
+    pub time_prior_exponent: f64,
+    /// Parameter names `[dim_theta]` (e.g. `theta_1` or a task's names).
+    pub theta_names: Vec<String>,
+    /// Data names `[dim_x]`.
+    pub x_names: Vec<String>,
+    /// Benchmark task the model was trained on, if any.
+    pub task: Option<String>,
+    /// Box prior support (samples outside are rejected by default).
+    pub prior: Option<BoxPrior>,
+    /// Training hyper-parameters.
+    pub train: TrainConfig,
+    /// Training rows and validation rows.
+    pub n_train: usize,
+    /// Validation rows.
+    pub n_val: usize,
+    /// Simulations dropped because x was not finite.
+    pub dropped_rows: usize,
+    /// Epoch whose weights were kept.
+    pub best_epoch: usize,
+    /// Per-epoch losses.
+    pub history: Vec<EpochRecord>,
+}
+
+/// A trained model: metadata, flat parameters and z-score statistics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    /// Metadata.
+    pub info: ModelInfo,
+    /// Flat parameters `[net.layout().len]` (see [`crate::net::ParamLayout`]).
+    pub params: Vec<f32>,
+    /// Mean of θ over the training rows `[dim_theta]`.
+    pub theta_mean: Vec<f64>,
+    /// Standard deviation of θ `[dim_theta]`.
+    pub theta_std: Vec<f64>,
+    /// Mean of x `[dim_x]`.
+    pub x_mean: Vec<f64>,
+    /// Standard deviation of x `[dim_x]`.
+    pub x_std: Vec<f64>,
+}
+
+const STD_NAMES: [&str; 4] = ["standardize_theta.mean", "standardize_theta.std", "standardize_x.mean", "standardize_x.std"];
+
+impl Model {
+    /// Writes `dir/model.safetensors` and `dir/model.json` atomically (temporary
+    /// directory, then rename).
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the path.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let layout = self.info.net.layout();
+        let mut tensors = Vec::new();
+        for l in layout.linears() {
+            tensors.push(Tensor {
+                name: format!("{}.weight", l.name),
+                shape: vec![l.fan_out, l.fan_in],
+                data: self.params[l.weight..l.bias].to_vec(),
+            });
+            tensors.push(Tensor {
+                name: format!("{}.bias", l.name),
+                shape: vec![l.fan_out],
+                data: self.params[l.bias..l.bias + l.fan_out].to_vec(),
+            });
+        }
+        for (name, v) in STD_NAMES.iter().zip([&self.theta_mean, &self.theta_std, &self.x_mean, &self.x_std]) {
+            tensors.push(Tensor {
+                name: name.to_string(),
+                shape: vec![v.len()],
+                data: v.iter().map(|&x| x as f32).collect(),
+            });
+        }
+        let json = serde_json::to_value(&self.info).map_err(|e| Error::invalid(format!("model.json: {e}")))?;
+        write_model_dir(dir, &json, &tensors)
+    }
+
+    /// Reads a model directory written by [`Model::save`].
+    ///
+    /// # Errors
+    /// [`Error::Io`] / [`Error::Data`] naming the file when it is missing, of another
+    /// format version, or inconsistent with its network shape.
+    pub fn load(dir: &Path) -> Result<Model> {
+        let (json, tensors) = read_model_dir(dir)?;
+        let jpath = dir.join("model.json");
+        let info: ModelInfo = serde_json::from_value(json)
+            .map_err(|e| Error::data(&jpath, None, None, format!("not an fmpe model description: {e}")))?;
+        if info.format_version != FORMAT_VERSION {
+            return Err(Error::data(
+                &jpath,
+                None,
+                None,
+                format!("format version {} (this fmpe reads {FORMAT_VERSION})", info.format_version),
+            ));
+        }
+        info.net.validate()?;
+        let tpath = dir.join("model.safetensors");
+        let find = |name: &str, len: usize| -> Result<Vec<f32>> {
+            let t = tensors
+                .iter()
+                .find(|t| t.name == name)
+                .ok_or_else(|| Error::data(&tpath, None, None, format!("tensor '{name}' is missing")))?;
+            if t.data.len() != len {
+                return Err(Error::data(
+                    &tpath,
+                    None,
+                    None,
+                    format!("tensor '{name}' has {} values, expected {len}", t.data.len()),
+                ));
+            }
+            Ok(t.data.clone())
+        };
+        let layout = info.net.layout();
+        let mut params = vec![0f32; layout.len];
+        for l in layout.linears() {
+            params[l.weight..l.bias].copy_from_slice(&find(&format!("{}.weight", l.name), l.fan_in * l.fan_out)?);
+            params[l.bias..l.bias + l.fan_out].copy_from_slice(&find(&format!("{}.bias", l.name), l.fan_out)?);
+        }
+        let (dt, dx) = (info.net.dim_theta, info.net.dim_x);
+        let f = |v: Vec<f32>| v.into_iter().map(|x| x as f64).collect::<Vec<f64>>();
+        Ok(Model {
+            theta_mean: f(find(STD_NAMES[0], dt)?),
+            theta_std: f(find(STD_NAMES[1], dt)?),
+            x_mean: f(find(STD_NAMES[2], dx)?),
+            x_std: f(find(STD_NAMES[3], dx)?),
+            info,
+            params,
+        })
+    }
+
+    /// Dimension of θ.
+    pub fn dim_theta(&self) -> usize {
+        self.info.net.dim_theta
+    }
+
+    /// Dimension of x.
+    pub fn dim_x(&self) -> usize {
+        self.info.net.dim_x
+    }
+}

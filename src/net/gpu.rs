@@ -1,0 +1,385 @@
+//! Recording the vector-field network on the GPU: training forward + backward (all
+//! activations kept for the backward pass) and the evaluation forward used by the ODE
+//! solvers, whose x-dependent part is computed once per observation.
+//!
+//! Every linear layer is one fused matmul dispatch (bias, GELU on load, gate and
+//! residual in the epilogue); the weight gradient and bias gradient of a layer come
+//! from one dispatch (virtual ones column).
+
+use crate::kernels::{Arena, Buf, GluParams, Kernel, Mat, Matmul, Op, ProgramBuilder};
+use crate::net::{Conditioning, LinearLayout, NetConfig, ParamLayout};
+
+/// `Wᵀ` of a layer as a `[fan_in, fan_out]` view into the parameter buffer
+/// (right operand of the forward product `a Wᵀ`).
+fn w_t(l: &LinearLayout) -> Mat {
+    Mat::strided(Buf::Params, l.weight, 1, l.fan_in)
+}
+/// `W` of a layer as a `[fan_out, fan_in]` view (right operand of `dY W`).
+fn w(l: &LinearLayout) -> Mat {
+    Mat::rows(Buf::Params, l.weight, l.fan_in)
+}
+fn bias(l: &LinearLayout) -> Mat {
+    Mat::rows(Buf::Params, l.bias, l.fan_out)
+}
+
+/// `out = op(a) Wᵀ + b` for `rows` rows.
+fn linear(rows: usize, l: &LinearLayout, a: Mat, a_op: Op, out: Mat) -> Matmul {
+    let mut mm = Matmul::new(rows, l.fan_out, l.fan_in, a, w_t(l), out);
+    mm.a_op = a_op;
+    mm.bias = Some(bias(l));
+    mm
+}
+
+/// Weight and bias gradient of layer `l`: `gW = dYᵀ op(X)`, `gb = Σ_rows dY`.
+fn weight_grad(rows: usize, l: &LinearLayout, dy: Mat, x: Mat, x_op: Op) -> Matmul {
+    let mut mm = Matmul::new(
+        l.fan_out,
+        l.fan_in,
+        rows,
+        dy.t(),
+        x,
+        Mat::rows(Buf::Grads, l.weight, l.fan_in),
+    );
+    mm.b_op = x_op;
+    mm.bias_grad = Some(l.bias);
+    mm
+}
+
+/// Workspace offsets of one training forward/backward pass for up to `capacity` rows.
+#[derive(Clone, Debug)]
+pub struct TrainGraph {
+    /// Row capacity.
+    pub capacity: usize,
+    /// Main input `[rows, input_dim]`.
+    pub input: usize,
+    /// Gate context `[rows, 1 + dim_theta]` (glu).
+    pub ctx: usize,
+    /// Regression target `[rows, dim_theta]`.
+    pub target: usize,
+    /// Network output `[rows, dim_theta]`.
+    pub v: usize,
+    /// dL/dv `[rows, dim_theta]`.
+    pub dv: usize,
+    /// h_k, k = 0..=K (h_0 = input layer output, h_{k+1} = output of block k).
+    pub h: Vec<usize>,
+    /// Input of block k after its resize layer (equals `h[k]` without resize).
+    pub hin: Vec<usize>,
+    /// Pre-activation of linear1 per block.
+    pub u: Vec<usize>,
+    /// Output of linear2 before the gate, per block (glu).
+    pub ypre: Vec<usize>,
+    /// Gate values per block (glu).
+    pub g: Vec<usize>,
+    /// Gradients w.r.t. h_k.
+    pub dh: Vec<usize>,
+    /// Gradient w.r.t. the block input after resize (only where a resize exists).
+    pub dhin: Vec<usize>,
+    /// Gradient w.r.t. u per block.
+    pub du: Vec<usize>,
+    /// dL/dy (after gate) and dL/d(gate pre-activation), per block (glu).
+    pub dy: Vec<usize>,
+    /// See `dy`.
+    pub dgp: Vec<usize>,
+}
+
+impl TrainGraph {
+    /// Allocates the workspace of one pass for `capacity` rows.
+    pub fn new(cfg: &NetConfig, layout: &ParamLayout, capacity: usize, arena: &mut Arena) -> TrainGraph {
+        let r = capacity;
+        let dt = cfg.dim_theta;
+        let glu = cfg.conditioning == Conditioning::Glu;
+        let mut g = TrainGraph {
+            capacity,
+            input: arena.alloc(r * cfg.input_dim()),
+            ctx: if glu { arena.alloc(r * cfg.context_dim()) } else { 0 },
+            target: arena.alloc(r * dt),
+            v: arena.alloc(r * dt),
+            dv: arena.alloc(r * dt),
+            h: vec![arena.alloc(r * cfg.hidden[0])],
+            hin: vec![],
+            u: vec![],
+            ypre: vec![],
+            g: vec![],
+            dh: vec![arena.alloc(r * cfg.hidden[0])],
+            dhin: vec![],
+            du: vec![],
+            dy: vec![],
+            dgp: vec![],
+        };
+        for b in &layout.blocks {
+            let w = b.width;
+            let hin = if b.resize.is_some() { arena.alloc(r * w) } else { *g.h.last().unwrap() };
+            g.hin.push(hin);
+            g.dhin.push(if b.resize.is_some() { arena.alloc(r * w) } else { 0 });
+            g.u.push(arena.alloc(r * w));
+            g.du.push(arena.alloc(r * w));
+            if glu {
+                g.ypre.push(arena.alloc(r * w));
+                g.g.push(arena.alloc(r * w));
+                g.dy.push(arena.alloc(r * w));
+                g.dgp.push(arena.alloc(r * w));
+            }
+            g.h.push(arena.alloc(r * w));
+            g.dh.push(arena.alloc(r * w));
+        }
+        g
+    }
+
+    /// Records the forward pass for `rows` rows: input (and ctx) must be filled; writes
+    /// every activation and `v`.
+    pub fn forward(&self, b: &mut ProgramBuilder, cfg: &NetConfig, layout: &ParamLayout, rows: usize) {
+        let din = cfg.input_dim();
+        let glu = cfg.conditioning == Conditioning::Glu;
+        let ctx = Mat::rows(Buf::Acts, self.ctx, cfg.context_dim());
+        b.matmul(&linear(rows, &layout.input, Mat::rows(Buf::Acts, self.input, din), Op::Id, self.hmat(0, cfg)));
+        for (k, blk) in layout.blocks.iter().enumerate() {
+            let w = blk.width;
+            let hin = Mat::rows(Buf::Acts, self.hin[k], w);
+            if let Some(rz) = &blk.resize {
+                b.matmul(&linear(rows, rz, self.hmat(k, cfg), Op::Id, hin));
+            }
+            let u = Mat::rows(Buf::Acts, self.u[k], w);
+            b.matmul(&linear(rows, &blk.linear1, hin, Op::Gelu, u));
+            let mut l2 = linear(rows, &blk.linear2, u, Op::Gelu, self.hmat(k + 1, cfg));
+            l2.res = Some(hin);
+            if glu {
+                let gate = blk.gate.as_ref().expect("glu block has a gate");
+                let gm = Mat::rows(Buf::Acts, self.g[k], w);
+                let mut gmm = linear(rows, gate, ctx, Op::Id, gm);
+                gmm.act = Op::Sigmoid;
+                b.matmul(&gmm);
+                l2.pre = Some(Mat::rows(Buf::Acts, self.ypre[k], w));
+                l2.aux = Some((gm, Op::Id));
+            }
+            b.matmul(&l2);
+        }
+        let k = layout.blocks.len();
+        b.matmul(&linear(
+            rows,
+            &layout.output,
+            self.hmat(k, cfg),
+            Op::Gelu,
+            Mat::rows(Buf::Acts, self.v, cfg.dim_theta),
+        ));
+    }
+
+    fn hmat(&self, k: usize, cfg: &NetConfig) -> Mat {
+        let w = if k == 0 { cfg.hidden[0] } else { cfg.hidden[k - 1] };
+        Mat::rows(Buf::Acts, self.h[k], w)
+    }
+
+    /// Records the backward pass for `rows` rows, from `dv` (filled by the loss kernel)
+    /// to the gradient of every parameter (each written exactly once, so the gradient
+    /// buffer needs no zeroing).
+    pub fn backward(&self, b: &mut ProgramBuilder, cfg: &NetConfig, layout: &ParamLayout, rows: usize) {
+        let dt = cfg.dim_theta;
+        let glu = cfg.conditioning == Conditioning::Glu;
+        let kk = layout.blocks.len();
+        let dv = Mat::rows(Buf::Acts, self.dv, dt);
+        // Output layer.
+        b.matmul(&weight_grad(rows, &layout.output, dv, self.hmat(kk, cfg), Op::Gelu));
+        let mut mm = Matmul::new(rows, cfg.hidden[kk - 1], dt, dv, w(&layout.output), self.dhmat(kk, cfg));
+        mm.aux = Some((self.hmat(kk, cfg), Op::GeluGrad));
+        b.matmul(&mm);
+        for k in (0..kk).rev() {
+            let blk = &layout.blocks[k];
+            let wd = blk.width;
+            let dh_out = self.dhmat(k + 1, cfg);
+            let hin = Mat::rows(Buf::Acts, self.hin[k], wd);
+            let u = Mat::rows(Buf::Acts, self.u[k], wd);
+            let dy = if glu {
+                let p = GluParams {
+                    count: (rows * wd) as u32,
+                    dh_off: self.dh[k + 1] as u32,
+                    y_off: self.ypre[k] as u32,
+                    g_off: self.g[k] as u32,
+                    dy_off: self.dy[k] as u32,
+                    dgp_off: self.dgp[k] as u32,
+                };
+                b.push_1d(Kernel::GluBackward, &p, rows * wd);
+                let gate = blk.gate.as_ref().expect("glu block has a gate");
+                b.matmul(&weight_grad(
+                    rows,
+                    gate,
+                    Mat::rows(Buf::Acts, self.dgp[k], wd),
+                    Mat::rows(Buf::Acts, self.ctx, cfg.context_dim()),
+                    Op::Id,
+                ));
+                Mat::rows(Buf::Acts, self.dy[k], wd)
+            } else {
+                dh_out
+            };
+            b.matmul(&weight_grad(rows, &blk.linear2, dy, u, Op::Gelu));
+            let du = Mat::rows(Buf::Acts, self.du[k], wd);
+            let mut mm = Matmul::new(rows, wd, wd, dy, w(&blk.linear2), du);
+            mm.aux = Some((u, Op::GeluGrad));
+            b.matmul(&mm);
+            b.matmul(&weight_grad(rows, &blk.linear1, du, hin, Op::Gelu));
+            // d(block input) = d(h_out) (residual) + (du W1) ⊙ gelu'(hin)
+            let dhin = if blk.resize.is_some() { Mat::rows(Buf::Acts, self.dhin[k], wd) } else { self.dhmat(k, cfg) };
+            let mut mm = Matmul::new(rows, wd, wd, du, w(&blk.linear1), dhin);
+            mm.aux = Some((hin, Op::GeluGrad));
+            mm.res = Some(dh_out);
+            b.matmul(&mm);
+            if let Some(rz) = &blk.resize {
+                b.matmul(&weight_grad(rows, rz, dhin, self.hmat(k, cfg), Op::Id));
+                b.matmul(&Matmul::new(rows, rz.fan_in, wd, dhin, w(rz), self.dhmat(k, cfg)));
+            }
+        }
+        b.matmul(&weight_grad(
+            rows,
+            &layout.input,
+            self.dhmat(0, cfg),
+            Mat::rows(Buf::Acts, self.input, cfg.input_dim()),
+            Op::Id,
+        ));
+    }
+
+    fn dhmat(&self, k: usize, cfg: &NetConfig) -> Mat {
+        let w = if k == 0 { cfg.hidden[0] } else { cfg.hidden[k - 1] };
+        Mat::rows(Buf::Acts, self.dh[k], w)
+    }
+}
+
+/// Workspace of the evaluation forward `v(t, θ, x_o)` for a fixed observation.
+#[derive(Clone, Debug)]
+pub struct EvalGraph {
+    /// Row capacity.
+    pub capacity: usize,
+    /// z-scored observation `[dim_x]`.
+    pub x: usize,
+    /// Precomputed constants: concat: `W_in[:, x-part] x + b_in` `[H_1]`;
+    /// glu: `h_0` `[H_1]` followed by block 0's pre-gate output `y_0` `[H_1]`.
+    pub pre: usize,
+    /// Scratch for the precompute (glu: `u_0` `[H_1]`).
+    pub pre_u: usize,
+    /// Hidden state `[rows, max width]`, updated in place.
+    pub h: usize,
+    /// Second hidden buffer for resize layers `[rows, max width]`.
+    pub h2: usize,
+    /// linear1 output `[rows, max width]`.
+    pub u: usize,
+    /// Gate values `[rows, max width]` (glu).
+    pub g: usize,
+}
+
+impl EvalGraph {
+    /// Allocates the workspace for `capacity` rows.
+    pub fn new(cfg: &NetConfig, capacity: usize, arena: &mut Arena) -> EvalGraph {
+        let hmax = *cfg.hidden.iter().max().unwrap();
+        let glu = cfg.conditioning == Conditioning::Glu;
+        EvalGraph {
+            capacity,
+            x: arena.alloc(cfg.dim_x),
+            pre: arena.alloc(2 * cfg.hidden[0]),
+            pre_u: arena.alloc(cfg.hidden[0]),
+            h: arena.alloc(capacity * hmax),
+            h2: arena.alloc(capacity * hmax),
+            u: arena.alloc(capacity * hmax),
+            g: if glu { arena.alloc(capacity * hmax) } else { 0 },
+        }
+    }
+
+    /// Workspace floats per row (for chunk sizing).
+    pub fn floats_per_row(cfg: &NetConfig) -> usize {
+        let hmax = *cfg.hidden.iter().max().unwrap();
+        4 * hmax
+    }
+
+    /// Records the x-only part (run once per observation, after `x` is uploaded).
+    pub fn precompute(&self, b: &mut ProgramBuilder, cfg: &NetConfig, layout: &ParamLayout) {
+        let h1 = cfg.hidden[0];
+        let x = Mat::rows(Buf::Acts, self.x, cfg.dim_x);
+        match cfg.conditioning {
+            Conditioning::Concat => {
+                // c0 = W_in[:, 1 + dθ ..] x + b_in
+                let l = &layout.input;
+                let mut mm = Matmul::new(1, h1, cfg.dim_x, x, w_t(l).col(0), Mat::rows(Buf::Acts, self.pre, h1));
+                // Wᵀ view shifted down by the (t, θ) rows: element (k, j) = W[j, 1 + dθ + k].
+                mm.b = Mat::strided(Buf::Params, l.weight + 1 + cfg.dim_theta, 1, l.fan_in);
+                mm.bias = Some(bias(l));
+                b.matmul(&mm);
+            }
+            Conditioning::Glu => {
+                let blk = &layout.blocks[0];
+                let h0 = Mat::rows(Buf::Acts, self.pre, h1);
+                let y0 = Mat::rows(Buf::Acts, self.pre + h1, h1);
+                let u0 = Mat::rows(Buf::Acts, self.pre_u, h1);
+                b.matmul(&linear(1, &layout.input, x, Op::Id, h0));
+                b.matmul(&linear(1, &blk.linear1, h0, Op::Gelu, u0));
+                b.matmul(&linear(1, &blk.linear2, u0, Op::Gelu, y0));
+            }
+        }
+    }
+
+    /// Records `v = f(tin)` for `rows` rows, where `tin` is `[rows, 1 + dim_theta]`
+    /// rows `(t, θ)` (z-scored θ) at `tin_off` and `v` is written row-major `[rows, dim_theta]`
+    /// at `v_off`.
+    pub fn forward(
+        &self,
+        b: &mut ProgramBuilder,
+        cfg: &NetConfig,
+        layout: &ParamLayout,
+        rows: usize,
+        tin_off: usize,
+        v_off: usize,
+    ) {
+        let ctxd = cfg.context_dim();
+        let tin = Mat::rows(Buf::Acts, tin_off, ctxd);
+        let h1 = cfg.hidden[0];
+        let mut width = h1;
+        let mut h = self.h;
+        let glu = cfg.conditioning == Conditioning::Glu;
+        let first_block;
+        match cfg.conditioning {
+            Conditioning::Concat => {
+                // h0 = [t, θ] W_in[:, :1 + dθ]ᵀ + c0
+                let l = &layout.input;
+                let mut mm = Matmul::new(rows, h1, ctxd, tin, w_t(l), Mat::rows(Buf::Acts, h, h1));
+                mm.bias = Some(Mat::rows(Buf::Acts, self.pre, h1));
+                b.matmul(&mm);
+                first_block = 0;
+            }
+            Conditioning::Glu => {
+                // h1 = h0 + y0 ⊙ sigmoid(c W_gateᵀ + b_gate), with h0, y0 precomputed.
+                let gate = layout.blocks[0].gate.as_ref().expect("glu gate");
+                let mut mm = linear(rows, gate, tin, Op::Id, Mat::rows(Buf::Acts, h, h1));
+                mm.act = Op::Sigmoid;
+                mm.aux = Some((Mat::rows(Buf::Acts, self.pre + h1, h1).broadcast(), Op::Id));
+                mm.res = Some(Mat::rows(Buf::Acts, self.pre, h1).broadcast());
+                b.matmul(&mm);
+                first_block = 1;
+            }
+        }
+        for blk in &layout.blocks[first_block..] {
+            let wd = blk.width;
+            if let Some(rz) = &blk.resize {
+                let other = if h == self.h { self.h2 } else { self.h };
+                b.matmul(&linear(rows, rz, Mat::rows(Buf::Acts, h, width), Op::Id, Mat::rows(Buf::Acts, other, wd)));
+                h = other;
+            }
+            width = wd;
+            let hm = Mat::rows(Buf::Acts, h, wd);
+            let u = Mat::rows(Buf::Acts, self.u, wd);
+            b.matmul(&linear(rows, &blk.linear1, hm, Op::Gelu, u));
+            let mut l2 = linear(rows, &blk.linear2, u, Op::Gelu, hm);
+            l2.res = Some(hm);
+            if glu {
+                let gate = blk.gate.as_ref().expect("glu gate");
+                let gm = Mat::rows(Buf::Acts, self.g, wd);
+                let mut gmm = linear(rows, gate, tin, Op::Id, gm);
+                gmm.act = Op::Sigmoid;
+                b.matmul(&gmm);
+                l2.aux = Some((gm, Op::Id));
+            }
+            b.matmul(&l2);
+        }
+        b.matmul(&linear(
+            rows,
+            &layout.output,
+            Mat::rows(Buf::Acts, h, width),
+            Op::Gelu,
+            Mat::rows(Buf::Acts, v_off, cfg.dim_theta),
+        ));
+    }
+}

@@ -1,0 +1,63 @@
+//! Shared helpers of the GPU integration tests.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use fmpe::Gpu;
+
+/// The test GPU, shared by the tests of one binary. GPU tests FAIL when no adapter is
+/// found, unless FMPE_SKIP_GPU_TESTS=1 is set explicitly (then they return early).
+pub fn gpu() -> Option<&'static Gpu> {
+    if std::env::var("FMPE_SKIP_GPU_TESTS").as_deref() == Ok("1") {
+        eprintln!("FMPE_SKIP_GPU_TESTS=1: skipping a GPU test");
+        return None;
+    }
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    Some(GPU.get_or_init(|| match Gpu::new() {
+        Ok(g) => g,
+        Err(e) => panic!("GPU tests need an adapter (set FMPE_SKIP_GPU_TESTS=1 to skip them): {e}"),
+    }))
+}
+
+/// A fresh GPU context (for tests that count submissions).
+pub fn fresh_gpu() -> Option<Gpu> {
+    if std::env::var("FMPE_SKIP_GPU_TESTS").as_deref() == Ok("1") {
+        return None;
+    }
+    Some(Gpu::new().unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}")))
+}
+
+/// Deterministic pseudo-random values in [-1, 1).
+pub fn rand_vec(n: usize, seed: u64) -> Vec<f64> {
+    let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Asserts |a - b| <= atol + rtol |b| elementwise.
+pub fn assert_close(what: &str, a: &[f64], b: &[f64], atol: f64, rtol: f64) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths differ");
+    let mut worst = (0usize, 0.0f64);
+    for i in 0..a.len() {
+        let err = (a[i] - b[i]).abs() - rtol * b[i].abs();
+        if !(err <= atol) {
+            panic!("{what}: element {i}: got {} expected {} (|diff| = {:.3e})", a[i], b[i], (a[i] - b[i]).abs());
+        }
+        if err > worst.1 {
+            worst = (i, err);
+        }
+    }
+}
+
+pub fn to_f32(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+pub fn to_f64(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}

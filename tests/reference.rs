@@ -3,6 +3,8 @@
 //! network definition, ODE solvers against closed-form solutions, Philox against the
 //! Random123 known-answer vectors, Adam against hand-computed values.
 
+#![allow(clippy::needless_range_loop)]
+
 use fmpe::net::{init_params, Conditioning, NetConfig};
 use fmpe::reference::{adam, net, ode, path, philox, to_f64, zscore_stats};
 use rand::{Rng, SeedableRng};

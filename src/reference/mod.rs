@@ -13,6 +13,9 @@
 //! * [`ode`]: fixed-step RK4 and per-row adaptive Dormand–Prince 5(4).
 //! * [`zscore_stats`]: per-column mean / standard deviation used for standardisation.
 
+// Index loops mirror the formulas (and the WGSL kernels) more directly than iterators.
+#![allow(clippy::needless_range_loop)]
+
 pub mod adam;
 pub mod net;
 pub mod ode;
@@ -56,4 +59,20 @@ pub fn zscore_stats(data: &[f64], rows: usize, cols: usize) -> (Vec<f64>, Vec<f6
 /// output of [`crate::net::init_params`]) to `f64`.
 pub fn to_f64(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zscore_edge_cases() {
+        let (m, s) = zscore_stats(&[3.0, -1.0], 1, 2);
+        assert_eq!((m, s), (vec![3.0, -1.0], vec![1.0, 1.0]));
+        let (m, s) = zscore_stats(&[], 0, 2);
+        assert_eq!((m, s), (vec![0.0, 0.0], vec![1.0, 1.0]));
+        let (m, s) = zscore_stats(&[1.0, 3.0], 2, 1);
+        assert_eq!(m, vec![2.0]);
+        assert!((s[0] - 2f64.sqrt()).abs() < 1e-15);
+    }
 }

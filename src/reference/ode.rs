@@ -220,3 +220,39 @@ where
     }
     (y, accepted, rejected)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Consistency (Σ_j a_ij = c_i), FSAL (b5 = last row of A) and the quadrature order
+    /// conditions Σ b_i c_i^(q−1) = 1/q (q ≤ 5 for b5, q ≤ 4 for b4) of the tableau.
+    #[test]
+    fn dormand_prince_tableau() {
+        for i in 0..7 {
+            let s: f64 = DP_A[i].iter().sum();
+            assert!((s - DP_C[i]).abs() < 1e-14, "row {i}");
+        }
+        assert_eq!(&DP_B5[..6], &DP_A[6][..]);
+        for (b, qmax) in [(&DP_B5, 5), (&DP_B4, 4)] {
+            for q in 1..=qmax {
+                let s: f64 = (0..7).map(|i| b[i] * DP_C[i].powi(q - 1)).sum();
+                assert!((s - 1.0 / q as f64).abs() < 1e-14, "q = {q}");
+            }
+        }
+        // the embedded pair really differs at order 5
+        let s4: f64 = (0..7).map(|i| DP_B4[i] * DP_C[i].powi(4)).sum();
+        assert!((s4 - 0.2).abs() > 1e-4);
+    }
+
+    /// A zero field: every step has err = 0, so h grows by 10 until it is clipped to t1.
+    #[test]
+    fn zero_field_step_growth() {
+        let f = |t: &[f64], y: &[f64]| vec![0.0; y.len().max(t.len())];
+        let (y, acc, rej) = dopri5(f, &[1.0, 2.0], 2, 1, 1, 0.0, 10.0, 1e-6, 1e-6, 0.05);
+        assert_eq!(y, vec![1.0, 2.0]);
+        // steps 0.05, 0.5, 5, then clipped 4.45
+        assert_eq!(acc, vec![4, 4]);
+        assert_eq!(rej, vec![0, 0]);
+    }
+}

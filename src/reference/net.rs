@@ -4,8 +4,8 @@
 //!
 //! Provides the forward pass, the flow-matching loss with a hand-written reverse-mode
 //! gradient, a forward-mode Jacobian-vector product w.r.t. θ_t and the exact divergence
-//! `∇_θ · v` (needed for the log-density of FMPE, Dax et al. 2023 eq. 5 / Chen et al.
-//! 2018 instantaneous change of variables).
+//! `∇_θ · v` (needed for the log-density of FMPE, Dax et al. 2023 Sec. 3, via the
+//! instantaneous change of variables of Chen et al. 2018, Thm. 1).
 //!
 //! Parameter buffers are `f64` of length `cfg.layout().len`; use
 //! [`crate::reference::to_f64`] to widen the GPU's `f32` parameters.
@@ -174,7 +174,8 @@ pub fn forward(cfg: &NetConfig, params: &[f64], t: &[f64], theta: &[f64], x: &[f
     v
 }
 
-/// Flow-matching loss (Dax et al. 2023 eq. 7 / Lipman et al. 2023 eq. 23, empirical):
+/// Flow-matching loss (Dax et al. 2023 Sec. 3 with the OT path of eq. 9; Lipman et al.
+/// 2023 eq. 23), as an empirical mean:
 /// `L = mean over B·dim_theta of (v(t, θ_t, x) − target)²`, and its exact gradient with
 /// respect to every parameter, by hand-written reverse-mode backpropagation.
 ///

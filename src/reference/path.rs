@@ -1,8 +1,8 @@
 //! Time prior and optimal-transport conditional path of FMPE.
 //!
 //! Source: Dax et al., "Flow Matching for Scalable Simulation-Based Inference",
-//! NeurIPS 2023, Sec. 3 (eq. 9 and the power-law time prior `p(t) ∝ t^α`, their
-//! eq. 10 discussion); Lipman et al., "Flow Matching for Generative Modeling", ICLR 2023,
+//! NeurIPS 2023, Sec. 3 (eq. 9, and the power-law time prior `p(t) ∝ t^α` proposed
+//! there); Lipman et al., "Flow Matching for Generative Modeling", ICLR 2023,
 //! eqs. 20–23 (OT path with `σ_min`).
 //!
 //! Convention: `t = 0` is the base distribution `θ_0 ~ N(0, I)`, `t = 1` is the data

@@ -14,9 +14,9 @@ fn smoke_gaussian_linear() {
     let nd = Normal::new(0.0, 0.1f64.sqrt()).unwrap();
     let theta: Vec<f64> = (0..n * d).map(|_| nd.sample(&mut rng)).collect();
     let x: Vec<f64> = theta.iter().map(|t| t + nd.sample(&mut rng)).collect();
-    for cond in [Conditioning::Glu, Conditioning::Concat] {
+    for cond in [Conditioning::Glu] {
         let cfg = NetConfig { dim_theta: d, dim_x: d, hidden: vec![64, 64, 64], conditioning: cond };
-        let tc = TrainConfig { max_epochs: 40, batch_size: 128, ..Default::default() };
+        let alpha: f64 = std::env::var("ALPHA").map(|s| s.parse().unwrap()).unwrap_or(4.0); let tc = TrainConfig { max_epochs: 40, batch_size: 128, time_prior_exponent: alpha, ..Default::default() };
         let t0 = std::time::Instant::now();
         let tr = Trainer::new(gpu, cfg.clone(), tc.clone(), &theta, &x, None).unwrap();
         let out = tr.fit(false).unwrap();
@@ -29,7 +29,7 @@ fn smoke_gaussian_linear() {
         let model = fmpe::model::Model { info, params: out.params, theta_mean: out.theta_mean, theta_std: out.theta_std, x_mean: out.x_mean, x_std: out.x_std };
         let xo = vec![0.3, -0.2, 0.1];
         let post = Posterior::new(gpu, &model, &xo).unwrap();
-        for solver in [Solver::Rk4 { steps: 20 }, Solver::default()] {
+        for solver in [Solver::default()] {
             let t0 = std::time::Instant::now();
             let (s, rep) = post.sample(5000, &SampleOptions { solver, ..Default::default() }).unwrap();
             let mut mean = vec![0.0; d];

@@ -16,9 +16,10 @@
 //!     y = lin(blocks.k.linear2.weight, blocks.k.linear2.bias, gelu(u))   [H_k]
 //!     glu mode only: g = sigmoid(lin(blocks.k.gate.weight, blocks.k.gate.bias, c));  y = y ⊙ g
 //!     h = h + y
-//! v = lin(output.weight, output.bias, gelu(h))                           [dim_theta]
+//! v = lin(output.weight, output.bias, h)                                 [dim_theta]
 //! ```
 //!
+//! As in dingo, the output layer reads the residual stream directly (no activation).
 //! GELU is the tanh approximation, `gelu(a) = ½ a (1 + tanh(√(2/π)(a + 0.044715 a³)))`
 //! (PyTorch's `approximate="tanh"`); WGSL has no `erf`.
 //!
@@ -128,7 +129,7 @@ impl NetConfig {
         if self.dim_theta == 0 || self.dim_x == 0 {
             return Err(Error::invalid("dim_theta and dim_x must be positive"));
         }
-        if self.hidden.is_empty() || self.hidden.iter().any(|&h| h == 0) {
+        if self.hidden.is_empty() || self.hidden.contains(&0) {
             return Err(Error::invalid("--hidden needs at least one positive width"));
         }
         Ok(())

@@ -158,7 +158,7 @@ impl TrainGraph {
             rows,
             &layout.output,
             self.hmat(k, cfg),
-            Op::Gelu,
+            Op::Id,
             Mat::rows(Buf::Acts, self.v, cfg.dim_theta),
         ));
     }
@@ -177,10 +177,8 @@ impl TrainGraph {
         let kk = layout.blocks.len();
         let dv = Mat::rows(Buf::Acts, self.dv, dt);
         // Output layer.
-        b.matmul(&weight_grad(rows, &layout.output, dv, self.hmat(kk, cfg), Op::Gelu));
-        let mut mm = Matmul::new(rows, cfg.hidden[kk - 1], dt, dv, w(&layout.output), self.dhmat(kk, cfg));
-        mm.aux = Some((self.hmat(kk, cfg), Op::GeluGrad));
-        b.matmul(&mm);
+        b.matmul(&weight_grad(rows, &layout.output, dv, self.hmat(kk, cfg), Op::Id));
+        b.matmul(&Matmul::new(rows, cfg.hidden[kk - 1], dt, dv, w(&layout.output), self.dhmat(kk, cfg)));
         for k in (0..kk).rev() {
             let blk = &layout.blocks[k];
             let wd = blk.width;
@@ -378,7 +376,7 @@ impl EvalGraph {
             rows,
             &layout.output,
             Mat::rows(Buf::Acts, h, width),
-            Op::Gelu,
+            Op::Id,
             Mat::rows(Buf::Acts, v_off, cfg.dim_theta),
         ));
     }

@@ -142,8 +142,7 @@ fn forward_row(cfg: &NetConfig, p: &[f64], t: f64, theta: &[f64], x: &[f64]) -> 
         blocks.push(BlockCache { h_pre_resize, h, a1, u, a2, y, g });
         h = h_next;
     }
-    let a_out: Vec<f64> = h.iter().map(|&a| gelu(a)).collect();
-    let v = lin(p, &layout.output, &a_out);
+    let v = lin(p, &layout.output, &h);
     RowCache { z, c, blocks, h_out: h, v }
 }
 
@@ -214,10 +213,8 @@ pub fn loss_and_grad(
                 2.0 * (v - y) * scale
             })
             .collect();
-        // output layer: v = W_o gelu(h_K) + b_o
-        let a_out: Vec<f64> = rc.h_out.iter().map(|&a| gelu(a)).collect();
-        let da = lin_back(p, &layout.output, &a_out, &dv, &mut grad);
-        let mut dh: Vec<f64> = da.iter().zip(&rc.h_out).map(|(d, &h)| d * gelu_grad(h)).collect();
+        // output layer: v = W_o h_K + b_o (no activation, as dingo's DenseResidualNet)
+        let mut dh = lin_back(p, &layout.output, &rc.h_out, &dv, &mut grad);
         for (bl, bc) in layout.blocks.iter().zip(&rc.blocks).rev() {
             // h_next = h + y ⊙ g   (g ≡ 1 in concat mode); dh flows through the residual as is.
             let dy: Vec<f64> = match (&bc.g, &bl.gate) {
@@ -309,8 +306,7 @@ pub fn jvp(
                 }
             }
         }
-        let da: Vec<f64> = dh.iter().zip(&rc.h_out).map(|(d, &h)| d * gelu_grad(h)).collect();
-        jv.extend(lin_nobias(p, &layout.output, &da));
+        jv.extend(lin_nobias(p, &layout.output, &dh));
         v.extend_from_slice(&rc.v);
     }
     (v, jv)

@@ -354,8 +354,8 @@ fn write_npy_to(w: &mut impl Write, m: &Matrix) -> std::io::Result<()> {
 /// Returns `(theta, x, dropped)` with the kept rows in their original order.
 ///
 /// # Errors
-/// [`Error::Data`] if the row counts differ (naming both files and counts), if any `theta`
-/// value is non-finite (naming the file, its 1-based line or row, and column), or if no row
+/// [`Error::Invalid`] if the row counts differ (naming both files and counts);
+/// [`Error::Data`] if any `theta` value is non-finite (naming the file, its 1-based line or row, and column), or if no row
 /// is left after dropping.
 pub fn drop_nonfinite_rows(
     theta: &Matrix,
@@ -364,18 +364,13 @@ pub fn drop_nonfinite_rows(
     x_path: &Path,
 ) -> Result<(Matrix, Matrix, usize)> {
     if theta.rows != x.rows {
-        return Err(Error::data(
-            theta_path,
-            None,
-            None,
-            format!(
-                "{} has {} rows but {} has {} rows; theta and x must have one row per simulation",
-                theta_path.display(),
-                theta.rows,
-                x_path.display(),
-                x.rows
-            ),
-        ));
+        return Err(Error::invalid(format!(
+            "{} has {} rows but {} has {} rows; theta and x must have one row per simulation",
+            theta_path.display(),
+            theta.rows,
+            x_path.display(),
+            x.rows
+        )));
     }
     for r in 0..theta.rows {
         if let Some(c) = theta.row(r).iter().position(|v| !v.is_finite()) {

@@ -355,8 +355,8 @@ fn write_npy_to(w: &mut impl Write, m: &Matrix) -> std::io::Result<()> {
 ///
 /// # Errors
 /// [`Error::Invalid`] if the row counts differ (naming both files and counts);
-/// [`Error::Data`] if any `theta` value is non-finite (naming the file, its 1-based line or row, and column), or if no row
-/// is left after dropping.
+/// [`Error::Data`] if any `theta` value is non-finite (naming the file, its 1-based line or
+/// row, and column), or if no row is left after dropping.
 pub fn drop_nonfinite_rows(
     theta: &Matrix,
     x: &Matrix,

@@ -1,6 +1,6 @@
 //! Array and model files.
 //!
-//! * [`array`]: `.csv` / `.npy` matrices ([`read_matrix`], [`write_matrix`],
+//! * [`array`](mod@array): `.csv` / `.npy` matrices ([`read_matrix`], [`write_matrix`],
 //!   [`drop_nonfinite_rows`]).
 //! * [`model`]: atomic model directories (`model.json` + `model.safetensors`).
 pub mod array;

@@ -80,7 +80,7 @@ pub trait Task: Send + Sync {
 fn simulate_rows<T: Task + ?Sized>(task: &T, theta: &[f64], seed: u64) -> Vec<f64> {
     let (dt, dx) = (task.dim_theta(), task.dim_x());
     assert!(
-        dt > 0 && theta.len() % dt == 0,
+        dt > 0 && theta.len().is_multiple_of(dt),
         "{}: theta has {} values, not a multiple of dim_theta = {dt}",
         task.name(),
         theta.len()

@@ -179,7 +179,7 @@ pub fn lotka_volterra_solve(theta: &[f64]) -> Option<[f64; 20]> {
 
 /// sbibm `lotka_volterra`: θ = (α, β, γ, δ), prior θ_i ~ LogNormal(μ_i, 0.5) with
 /// μ = (−0.125, −3, −0.125, −3); x ∈ R²⁰: x_i ~ LogNormal(log clamp(u_i, 1e-10, 1e4), 0.1)
-/// where u = [`lotka_volterra_solve`](θ). Solver failure gives a row of NaN.
+/// where u = [`lotka_volterra_solve`]`(θ)`. Solver failure gives a row of NaN.
 pub struct LotkaVolterra {
     prior: Prior,
 }

@@ -17,7 +17,7 @@ pub fn two_moons_map(theta: &[f64], a: f64, r: f64) -> [f64; 2] {
 }
 
 /// sbibm `two_moons`: θ ∈ R², prior U(−1, 1)²; x ∈ R²:
-/// a ~ U(−π/2, π/2), r ~ N(0.1, 0.01²), x = [`two_moons_map`](θ, a, r).
+/// a ~ U(−π/2, π/2), r ~ N(0.1, 0.01²), x = [`two_moons_map`]`(θ, a, r)`.
 pub struct TwoMoons {
     prior: Prior,
 }

@@ -108,7 +108,7 @@ fn distractors() -> &'static Distractors {
 /// 92 distractors n drawn from a mixture of 20 multivariate Student-t distributions
 /// (df 2; location loc_k, scale_tril L_k from sbibm's `gmm.torch`):
 /// k ~ Categorical(weights), z ~ N(0, I₉₂), w ~ χ²(df), n = loc_k + L_k z / √(w/df).
-/// With c = (slcp values, n), x_i = c[perm[i]] (sbibm's `permutation_idx`); the slcp values
+/// With c = (slcp values, n), x_i = c\[perm\[i\]\] (sbibm's `permutation_idx`); the slcp values
 /// end up at [`SLCP_DISTRACTOR_POSITIONS`]. The slcp part is drawn first, so with the same
 /// row generator it equals [`Slcp`]'s output.
 pub struct SlcpDistractors {

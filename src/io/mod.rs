@@ -1,6 +1,10 @@
-//! Array and model files. (stub until the io module lands)
-use std::path::Path;
-use crate::error::Result;
-pub struct Tensor { pub name: String, pub shape: Vec<usize>, pub data: Vec<f32> }
-pub fn write_model_dir(_dir: &Path, _json: &serde_json::Value, _tensors: &[Tensor]) -> Result<()> { unimplemented!() }
-pub fn read_model_dir(_dir: &Path) -> Result<(serde_json::Value, Vec<Tensor>)> { unimplemented!() }
+//! Array and model files.
+//!
+//! * [`array`](mod@array): `.csv` / `.npy` matrices ([`read_matrix`], [`write_matrix`],
+//!   [`drop_nonfinite_rows`]).
+//! * [`model`]: atomic model directories (`model.json` + `model.safetensors`).
+pub mod array;
+pub mod model;
+
+pub use array::{drop_nonfinite_rows, read_matrix, write_matrix, Matrix};
+pub use model::{read_model_dir, write_model_dir, Tensor, MODEL_JSON, MODEL_SAFETENSORS};

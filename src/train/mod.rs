@@ -444,6 +444,11 @@ impl<'g> Trainer<'g> {
         self.steps_per_epoch
     }
 
+    /// Steps already taken in the current epoch.
+    pub fn steps_done_in_epoch(&self) -> usize {
+        self.step_in_epoch
+    }
+
     /// Dispatches recorded per training step.
     pub fn dispatches_per_step(&self) -> usize {
         self.step_prog.dispatches()
@@ -628,4 +633,75 @@ impl<'g> Trainer<'g> {
     pub fn zscore_stats(&self) -> &(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
         &self.stats
     }
+}
+
+/// Names, prior and provenance stored with a trained model.
+#[derive(Clone, Debug, Default)]
+pub struct ModelMeta {
+    /// Parameter names `[dim_theta]` (empty: `theta_1..`).
+    pub theta_names: Vec<String>,
+    /// Data names `[dim_x]` (empty: `x_1..`).
+    pub x_names: Vec<String>,
+    /// Benchmark task, if any.
+    pub task: Option<String>,
+    /// Box prior (samples outside are rejected by default).
+    pub prior: Option<crate::model::BoxPrior>,
+    /// Simulations dropped before training (non-finite x).
+    pub dropped_rows: usize,
+}
+
+/// Trains a model end to end: `theta` `[n, dim_theta]` and `x` `[n, dim_x]` (row-major,
+/// finite) → [`crate::model::Model`]. Convenience wrapper of [`Trainer`].
+///
+/// # Errors
+/// As [`Trainer::new`] and [`Trainer::fit`].
+pub fn fit_model(
+    gpu: &Gpu,
+    net: NetConfig,
+    tc: TrainConfig,
+    theta: &[f64],
+    x: &[f64],
+    meta: ModelMeta,
+    progress: bool,
+) -> Result<(crate::model::Model, Vec<String>)> {
+    if let Some(p) = &meta.prior {
+        p.validate(net.dim_theta)?;
+    }
+    let trainer = Trainer::new(gpu, net.clone(), tc.clone(), theta, x, None)?;
+    let warnings = trainer.warnings().to_vec();
+    let out = trainer.fit(progress)?;
+    let names = |given: Vec<String>, prefix: &str, d: usize| {
+        if given.len() == d {
+            given
+        } else {
+            (1..=d).map(|i| format!("{prefix}_{i}")).collect()
+        }
+    };
+    let info = crate::model::ModelInfo {
+        format_version: crate::model::FORMAT_VERSION,
+        theta_names: names(meta.theta_names, "theta", net.dim_theta),
+        x_names: names(meta.x_names, "x", net.dim_x),
+        net,
+        sigma_min: tc.sigma_min,
+        time_prior_exponent: tc.time_prior_exponent,
+        task: meta.task,
+        prior: meta.prior,
+        train: tc,
+        n_train: out.n_train,
+        n_val: out.n_val,
+        dropped_rows: meta.dropped_rows,
+        best_epoch: out.best_epoch,
+        history: out.history,
+    };
+    Ok((
+        crate::model::Model {
+            info,
+            params: out.params,
+            theta_mean: out.theta_mean,
+            theta_std: out.theta_std,
+            x_mean: out.x_mean,
+            x_std: out.x_std,
+        },
+        warnings,
+    ))
 }

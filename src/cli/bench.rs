@@ -1,0 +1,110 @@
+//! `fmpe bench`: training and sampling throughput, and the dispatch / submission counts
+//! per training step and per ODE step, for a stated network and batch.
+
+use std::time::Instant;
+
+use clap::Args;
+use fmpe::error::Result;
+use fmpe::posterior::{Posterior, SampleOptions, Solver};
+use fmpe::train::{fit_model, ModelMeta, Trainer};
+use rand::SeedableRng;
+use rand_distr::{Distribution, Normal};
+
+use super::{open_gpu, NetTrainArgs};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Dimension of θ of the synthetic problem (x = θ + noise, so dim x = dim θ).
+    #[arg(long, default_value_t = 2)]
+    dim_theta: usize,
+    /// Simulations resident on the GPU.
+    #[arg(long, default_value_t = 10_000)]
+    num_simulations: usize,
+    /// Timed training steps.
+    #[arg(long, default_value_t = 100)]
+    train_steps: usize,
+    /// Posterior samples per timed sampling run.
+    #[arg(long, default_value_t = 10_000)]
+    num_samples: usize,
+    /// rk4 steps of the timed rk4 run.
+    #[arg(long, default_value_t = 50)]
+    rk4_steps: usize,
+    #[command(flatten)]
+    net: NetTrainArgs,
+}
+
+pub fn bench(a: BenchArgs) -> Result<()> {
+    let gpu = open_gpu()?;
+    let d = a.dim_theta;
+    let n = a.num_simulations;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let nd = Normal::new(0.0, 0.1f64.sqrt()).expect("valid normal");
+    let theta: Vec<f64> = (0..n * d).map(|_| nd.sample(&mut rng)).collect();
+    let x: Vec<f64> = theta.iter().map(|t| t + nd.sample(&mut rng)).collect();
+    let net = a.net.net(d, d)?;
+    let mut tc = a.net.train(0)?;
+    let params = net.layout().len;
+    println!(
+        "network: {} blocks {:?}, {} conditioning, {params} parameters; batch {}; dim θ = dim x = {d}",
+        net.hidden.len(),
+        net.hidden,
+        net.conditioning,
+        tc.batch_size
+    );
+
+    // Training steps.
+    let mut tr = Trainer::new(&gpu, net.clone(), tc.clone(), &theta, &x, None)?;
+    let spe = tr.steps_per_epoch();
+    let run_steps = |tr: &mut Trainer, k: usize| -> Result<()> {
+        for _ in 0..k {
+            if tr.steps_done_in_epoch() == spe {
+                tr.end_epoch()?;
+            }
+            tr.step()?;
+        }
+        Ok(())
+    };
+    run_steps(&mut tr, 5.min(spe))?;
+    gpu.wait()?;
+    let (s0, d0) = (gpu.submission_count(), gpu.dispatch_count());
+    let t0 = Instant::now();
+    let k = a.train_steps.min(spe);
+    run_steps(&mut tr, k)?;
+    gpu.wait()?;
+    let secs = t0.elapsed().as_secs_f64();
+    let subs = (gpu.submission_count() - s0) as f64 / k as f64;
+    let disp = (gpu.dispatch_count() - d0) as f64 / k as f64;
+    println!(
+        "training: {:.1} steps/s, {:.0} examples/s; {:.2} submissions and {:.1} dispatches per training step (+1 submission per epoch for validation and the loss readback)",
+        k as f64 / secs,
+        (k * tr.batch_size()) as f64 / secs,
+        subs,
+        disp
+    );
+    drop(tr);
+
+    // A briefly trained model for the sampling figures (dopri5 step counts depend on the field).
+    tc.max_epochs = 3;
+    let (model, _) = fit_model(&gpu, net, tc, &theta, &x, ModelMeta::default(), false)?;
+    let post = Posterior::new(&gpu, &model, &vec![0.1; d])?;
+    for solver in [Solver::Rk4 { steps: a.rk4_steps }, Solver::Dopri5 { atol: 1e-5, rtol: 1e-5 }] {
+        let opts = SampleOptions { solver, ..Default::default() };
+        let (s0, d0) = (gpu.submission_count(), gpu.dispatch_count());
+        let t0 = Instant::now();
+        let (_, rep) = post.sample(a.num_samples, &opts)?;
+        let secs = t0.elapsed().as_secs_f64();
+        let chunks = a.num_samples.div_ceil(post.max_chunk(None)) as f64;
+        let steps_per_chunk = rep.mean_steps + rep.mean_rejected_steps;
+        let subs = (gpu.submission_count() - s0) as f64;
+        let disp = (gpu.dispatch_count() - d0) as f64;
+        println!(
+            "sampling {solver:?}: {:.0} posterior samples/s; {:.1} ODE steps per sample ({:.1} rejected); {:.1} dispatches and {:.3} submissions per ODE step",
+            a.num_samples as f64 / secs,
+            rep.mean_steps,
+            rep.mean_rejected_steps,
+            disp / (chunks * steps_per_chunk.max(1.0)),
+            subs / (chunks * steps_per_chunk.max(1.0)),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! The `fmpe` binary on good and bad input: clear errors naming the file (and line and
+//! column), exit codes (1 data/runtime, 2 usage, 3 no adapter), nothing left behind.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fmpe(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fmpe")).args(args).output().expect("run fmpe")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fmpe-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn write(p: &Path, s: &str) {
+    std::fs::write(p, s).unwrap();
+}
+
+/// θ and x CSV files of a 2-D linear-Gaussian toy problem with `n` rows.
+fn toy(dir: &Path, n: usize) -> (PathBuf, PathBuf) {
+    let th = common::rand_vec(2 * n, 1);
+    let noise = common::rand_vec(2 * n, 2);
+    let mut ts = String::from("theta_1,theta_2\n");
+    let mut xs = String::from("x_1,x_2\n");
+    for r in 0..n {
+        ts += &format!("{},{}\n", th[2 * r], th[2 * r + 1]);
+        xs += &format!("{},{}\n", th[2 * r] + 0.3 * noise[2 * r], th[2 * r + 1] + 0.3 * noise[2 * r + 1]);
+    }
+    let (t, x) = (dir.join("theta.csv"), dir.join("x.csv"));
+    write(&t, &ts);
+    write(&x, &xs);
+    (t, x)
+}
+
+fn train_args<'a>(t: &'a str, x: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec!["train", "--theta", t, "--x", x, "--out", out, "--hidden", "16", "--blocks", "1", "--max-epochs", "2", "--batch-size", "32"]
+}
+
+fn assert_fails(o: &Output, code: i32, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "exit code; stderr:\n{err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr should mention '{n}':\n{err}");
+    }
+}
+
+#[test]
+fn train_rejects_bad_files_and_leaves_no_model() {
+    let d = tmpdir("bad");
+    let (t, x) = toy(&d, 50);
+    let out = d.join("model");
+    let (ts, xs, os) = (t.to_str().unwrap(), x.to_str().unwrap(), out.to_str().unwrap());
+
+    // Missing file.
+    let missing = d.join("nope.csv");
+    let o = fmpe(&train_args(missing.to_str().unwrap(), xs, os));
+    assert_fails(&o, 1, &["nope.csv"]);
+
+    // Wrong column count on line 4.
+    let bad = d.join("bad_cols.csv");
+    write(&bad, "a,b\n1,2\n3,4\n5\n");
+    let o = fmpe(&train_args(bad.to_str().unwrap(), xs, os));
+    assert_fails(&o, 1, &["bad_cols.csv", "line 4"]);
+
+    // Non-numeric cell below the header: line 3, column 2.
+    let bad = d.join("bad_cell.csv");
+    write(&bad, "a,b\n1,2\n3,abc\n");
+    let o = fmpe(&train_args(bad.to_str().unwrap(), xs, os));
+    assert_fails(&o, 1, &["bad_cell.csv", "line 3", "column 2"]);
+
+    // Row-count mismatch between θ and x.
+    let short = d.join("short.csv");
+    write(&short, "a,b\n1,2\n3,4\n");
+    let o = fmpe(&train_args(short.to_str().unwrap(), xs, os));
+    assert_fails(&o, 1, &["short.csv", "x.csv", "rows"]);
+
+    // NaN in θ.
+    let nan = d.join("nan_theta.csv");
+    let mut lines: Vec<String> = std::fs::read_to_string(&t).unwrap().lines().map(String::from).collect();
+    lines[2] = "nan,0.5".into();
+    write(&nan, &(lines.join("\n") + "\n"));
+    let o = fmpe(&train_args(nan.to_str().unwrap(), xs, os));
+    assert_fails(&o, 1, &["nan_theta.csv", "line 3", "column 1"]);
+
+    // Task dimension mismatch.
+    let mut a = train_args(ts, xs, os);
+    a.extend(["--task", "gaussian_linear"]);
+    let o = fmpe(&a);
+    assert_fails(&o, 1, &["theta.csv", "gaussian_linear"]);
+
+    // Usage errors exit with 2.
+    let o = fmpe(&["train", "--theta", ts]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = fmpe(&["train", "--theta", ts, "--x", xs, "--out", os, "--conditioning", "nonsense"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    assert!(!out.exists(), "a failed command left {} behind", out.display());
+    let leftovers: Vec<_> = std::fs::read_dir(&d).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with('.')).collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn no_adapter_exits_with_code_3() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let d = tmpdir("noadapter");
+    let o = Command::new(env!("CARGO_BIN_EXE_fmpe"))
+        .args(["bench", "--train-steps", "1"])
+        .env("WGPU_ADAPTER_NAME", "no-such-adapter-xyz")
+        .current_dir(&d)
+        .output()
+        .unwrap();
+    assert_fails(&o, 3, &["no GPU adapter", "mesa-vulkan-drivers"]);
+}
+
+#[test]
+fn train_drops_failed_simulations_then_sample_checks_the_observation() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let d = tmpdir("good");
+    let (t, _) = toy(&d, 60);
+    // x with two NaN rows (failed simulations).
+    let (_, x) = toy(&d, 60);
+    let mut s = std::fs::read_to_string(&x).unwrap();
+    let lines: Vec<String> = s.lines().map(String::from).collect();
+    let mut v = lines.clone();
+    v[5] = "nan,1".into();
+    v[9] = "2,inf".into();
+    s = v.join("\n") + "\n";
+    write(&x, &s);
+    let out = d.join("model");
+    let o = fmpe(&train_args(t.to_str().unwrap(), x.to_str().unwrap(), out.to_str().unwrap()));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("dropped 2 simulations"), "{}", stderr(&o));
+    assert!(out.join("model.json").exists() && out.join("model.safetensors").exists());
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
+    assert_eq!(json["dropped_rows"], 2);
+    assert_eq!(json["theta_names"][1], "theta_2");
+
+    let m = out.to_str().unwrap();
+    let samples = d.join("s.csv");
+    // Observation with the wrong dimension.
+    let obs = d.join("obs3.csv");
+    write(&obs, "a,b,c\n1,2,3\n");
+    let o = fmpe(&["sample", "--model", m, "--observation", obs.to_str().unwrap(), "--out", samples.to_str().unwrap(), "--num-samples", "10"]);
+    assert_fails(&o, 1, &["obs3.csv", "dim_x = 2"]);
+    // Several rows.
+    let obs = d.join("obs_rows.csv");
+    write(&obs, "a,b\n1,2\n3,4\n");
+    let o = fmpe(&["sample", "--model", m, "--observation", obs.to_str().unwrap(), "--out", samples.to_str().unwrap(), "--num-samples", "10"]);
+    assert_fails(&o, 1, &["obs_rows.csv", "exactly one row"]);
+    assert!(!samples.exists());
+    // A good observation: CSV with the model's parameter names as header.
+    let obs = d.join("obs.csv");
+    write(&obs, "a,b\n0.1,-0.2\n");
+    let o = fmpe(&["sample", "--model", m, "--observation", obs.to_str().unwrap(), "--out", samples.to_str().unwrap(), "--num-samples", "25", "--solver", "rk4", "--steps", "5"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&samples).unwrap();
+    assert_eq!(text.lines().next().unwrap(), "theta_1,theta_2");
+    assert_eq!(text.lines().count(), 26);
+    // A missing model directory names the file.
+    let o = fmpe(&["sample", "--model", d.join("nomodel").to_str().unwrap(), "--observation", obs.to_str().unwrap(), "--out", samples.to_str().unwrap()]);
+    assert_fails(&o, 1, &["nomodel"]);
+}

@@ -1,0 +1,49 @@
+//! Counting `Queue::submit` calls through the one place that submits: exactly one per
+//! training step, one per epoch for validation + loss readback, none while recording.
+mod common;
+
+use fmpe::net::{Conditioning, NetConfig};
+use fmpe::posterior::{Posterior, SampleOptions, Solver};
+use fmpe::train::{fit_model, ModelMeta, TrainConfig, Trainer};
+
+#[test]
+fn one_submission_per_training_step() {
+    let Some(gpu) = common::fresh_gpu() else { return };
+    let n = 600;
+    let theta = common::rand_vec(n * 2, 1);
+    let x: Vec<f64> = theta.iter().zip(common::rand_vec(n * 2, 2)).map(|(t, e)| t + 0.1 * e).collect();
+    for conditioning in [Conditioning::Glu, Conditioning::Concat] {
+        let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![16, 24], conditioning };
+        let tc = TrainConfig { batch_size: 50, validation_fraction: 0.1, ..Default::default() };
+        let mut tr = Trainer::new(&gpu, cfg, tc, &theta, &x, None).unwrap();
+        assert_eq!(tr.steps_per_epoch(), 540 / 50);
+        let s0 = gpu.submission_count();
+        let d0 = gpu.dispatch_count();
+        for k in 1..=tr.steps_per_epoch() {
+            tr.step().unwrap();
+            assert_eq!(gpu.submission_count() - s0, k as u64, "step {k}");
+        }
+        let per_step = (gpu.dispatch_count() - d0) / tr.steps_per_epoch() as u64;
+        assert_eq!(per_step as usize, tr.dispatches_per_step());
+        let s1 = gpu.submission_count();
+        let (rec, _) = tr.end_epoch().unwrap();
+        assert_eq!(gpu.submission_count() - s1, 1, "validation + loss readback is one submission");
+        assert!(rec.train_loss.is_finite() && rec.val_loss.is_finite());
+    }
+}
+
+#[test]
+fn rk4_sampling_is_one_submission_per_chunk() {
+    let Some(gpu) = common::fresh_gpu() else { return };
+    let n = 200;
+    let theta = common::rand_vec(n * 2, 3);
+    let x = common::rand_vec(n * 2, 4);
+    let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![16], conditioning: Conditioning::Glu };
+    let tc = TrainConfig { max_epochs: 1, batch_size: 50, ..Default::default() };
+    let (model, _) = fit_model(&gpu, cfg, tc, &theta, &x, ModelMeta::default(), false).unwrap();
+    let post = Posterior::new(&gpu, &model, &[0.0, 0.0]).unwrap();
+    let s0 = gpu.submission_count();
+    let opts = SampleOptions { solver: Solver::Rk4 { steps: 10 }, chunk_size: Some(100), ..Default::default() };
+    post.sample(300, &opts).unwrap();
+    assert_eq!(gpu.submission_count() - s0, 3, "one submission per chunk of 100");
+}

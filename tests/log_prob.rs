@@ -111,3 +111,116 @@ fn jvp_matches_reference_and_finite_differences() {
         eprintln!("{what}: max |J eps - ref| / scale = {max_ref:.2e}, vs finite differences {max_fd:.2e}");
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Divergence.
+
+use fmpe::model::{BoxPrior, Model, ModelInfo};
+use fmpe::posterior::{Divergence, LogProbOptions, Posterior, SampleOptions};
+use fmpe::train::{TrainConfig, Trainer};
+use std::sync::OnceLock;
+
+/// A model with the given field (identity z-scoring unless given).
+fn model(cfg: NetConfig, params: Vec<f32>, prior: Option<BoxPrior>) -> Model {
+    let (dt, dx) = (cfg.dim_theta, cfg.dim_x);
+    Model {
+        info: ModelInfo {
+            format_version: fmpe::model::FORMAT_VERSION,
+            net: cfg,
+            sigma_min: 1e-4,
+            time_prior_exponent: 4.0,
+            theta_names: vec![],
+            x_names: vec![],
+            task: None,
+            prior,
+            train: Default::default(),
+            n_train: 0,
+            n_val: 0,
+            dropped_rows: 0,
+            best_epoch: 0,
+            history: vec![],
+        },
+        params,
+        theta_mean: vec![0.0; dt],
+        theta_std: vec![1.0; dt],
+        x_mean: vec![0.0; dx],
+        x_std: vec![1.0; dx],
+    }
+}
+
+#[test]
+fn exact_divergence_matches_jacobian_trace_and_reference() {
+    let Some(gpu) = common::gpu() else { return };
+    for (ci, cfg) in configs().iter().enumerate() {
+        let what = format!("{:?} {:?}", cfg.conditioning, cfg.hidden);
+        let params = params_for(cfg, 40 + ci as u64);
+        let d = cfg.dim_theta;
+        let rows = 25;
+        let xo = rand_vec(cfg.dim_x, 41);
+        let t: Vec<f64> = rand_vec(rows, 42).iter().map(|v| 0.5 * (v + 1.0)).collect();
+        let theta: Vec<f64> = rand_vec(rows * d, 43).iter().map(|v| 1.5 * v).collect();
+        let m = model(cfg.clone(), to_f32(&params), None);
+        let post = Posterior::new(gpu, &m, &xo).unwrap();
+        let (_, div) = post.field_and_divergence(&t, &theta, Divergence::Exact, 0).unwrap();
+        let x_rows: Vec<f64> = (0..rows).flat_map(|_| xo.iter().copied()).collect();
+        let div_ref = reference::net::divergence(cfg, &params, &t, &theta, &x_rows);
+        let scale = div_ref.iter().fold(1e-2f64, |m, v| m.max(v.abs()));
+        assert_close(&format!("{what}: div vs reference"), &div, &div_ref, 1e-4 * scale, 1e-3);
+        // Trace of the central finite-difference Jacobian of the GPU field.
+        let hstep = 1e-2;
+        let mut tr = vec![0.0; rows];
+        for j in 0..d {
+            let mut tp = theta.clone();
+            let mut tm = theta.clone();
+            for r in 0..rows {
+                tp[r * d + j] += hstep;
+                tm[r * d + j] -= hstep;
+            }
+            let (vp, _) = post.field_and_divergence(&t, &tp, Divergence::Exact, 0).unwrap();
+            let (vm, _) = post.field_and_divergence(&t, &tm, Divergence::Exact, 0).unwrap();
+            for r in 0..rows {
+                tr[r] += (vp[r * d + j] - vm[r * d + j]) / (2.0 * hstep);
+            }
+        }
+        assert_close(&format!("{what}: div vs finite-difference trace"), &div, &tr, 2e-3 * scale, 2e-2);
+        let worst = div.iter().zip(&tr).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+        eprintln!("{what}: exact divergence, max |div - fd trace| = {worst:.2e} (scale {scale:.2})");
+    }
+}
+
+#[test]
+fn hutchinson_mean_agrees_with_exact_divergence() {
+    let Some(gpu) = common::gpu() else { return };
+    for (ci, cfg) in configs().iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+        let params = params_for(cfg, 50 + ci as u64);
+        let d = cfg.dim_theta;
+        let xo = rand_vec(cfg.dim_x, 51);
+        let m = model(cfg.clone(), to_f32(&params), None);
+        let post = Posterior::new(gpu, &m, &xo).unwrap();
+        for (pi, point) in [(0.3, vec![0.5, -0.4, 0.9]), (0.8, vec![-1.0, 0.2, 0.1])].iter().enumerate() {
+            let (t0, th) = (point.0, &point.1[..d]);
+            let (_, exact) = post.field_and_divergence(&[t0], th, Divergence::Exact, 0).unwrap();
+            for gaussian in [false, true] {
+                // One point replicated over rows: every row has its own probes (keyed by row
+                // index); Rademacher with 1 probe per row, Gaussian with the mean of 4.
+                let probes = if gaussian { 4 } else { 1 };
+                let rows = 4096 / probes;
+                let t = vec![t0; rows];
+                let theta: Vec<f64> = (0..rows).flat_map(|_| th.iter().copied()).collect();
+                let (_, est) =
+                    post.field_and_divergence(&t, &theta, Divergence::Hutchinson { probes, gaussian }, 7 + pi as u64).unwrap();
+                let mean = est.iter().sum::<f64>() / rows as f64;
+                let var = est.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (rows - 1) as f64;
+                let se = (var / rows as f64).sqrt();
+                eprintln!(
+                    "{:?}: exact {:.5}, Hutchinson ({}, {probes} probes) mean over {rows} rows {mean:.5} ± {se:.5} (z = {:.2})",
+                    cfg.conditioning,
+                    exact[0],
+                    if gaussian { "Gaussian" } else { "Rademacher" },
+                    (mean - exact[0]) / se.max(1e-12)
+                );
+                assert!((mean - exact[0]).abs() <= 3.0 * se + 1e-5, "Hutchinson mean {mean} vs exact {} (se {se})", exact[0]);
+            }
+        }
+    }
+}

@@ -15,6 +15,9 @@ use crate::kernels::{AffineParams, Arena, AxpyParams, Bindings, FinParams, InitP
 use crate::model::{BoxPrior, Model};
 use crate::net::{EvalGraph, NetConfig, ParamLayout};
 
+mod density;
+pub use density::{Divergence, LogProbOptions};
+
 /// ODE solver for the probability-flow ODE dθ/dt = v(t, θ, x_o).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Solver {

@@ -332,6 +332,9 @@ impl Posterior<'_> {
             let need = n - logq.len();
             let draw = if reject && report.proposed > 0 {
                 ((need as f64 / report.acceptance_rate.max(1e-3)) * 1.2).ceil() as usize + 16
+            } else if reject && opts.max_seconds.is_some() {
+                // A pilot round estimates the acceptance rate before a long solve.
+                need.min(256)
             } else {
                 need
             }

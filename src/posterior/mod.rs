@@ -275,6 +275,10 @@ impl<'g> Posterior<'g> {
             let rate = if report.proposed > 0 { report.acceptance_rate.max(1e-3) } else { 1.0 };
             let draw = if reject && report.proposed > 0 {
                 ((need as f64 / rate) * 1.2).ceil() as usize + 16
+            } else if reject && opts.max_seconds.is_some() {
+                // A pilot round estimates the acceptance rate before a long solve, so a
+                // hopeless request stops well within max_seconds.
+                need.min(256)
             } else {
                 need
             }

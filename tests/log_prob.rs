@@ -422,3 +422,15 @@ fn low_acceptance_stops_within_the_time_limit() {
     eprintln!("sample_and_log_prob: stopped after {el:.2} s: {err}");
     assert!(matches!(err, fmpe::Error::LowAcceptance(_)) && el <= limit, "{err} after {el} s");
 }
+
+#[test]
+fn bench_log_prob_reports_throughput() {
+    let Some(gpu) = common::gpu() else { return };
+    for r in fmpe::posterior::bench_log_prob(gpu, 64).unwrap() {
+        eprintln!(
+            "bench: dim {} {}: {:.0} evals/s ({} points, {:.2} s), {} dispatches/step, {} steps, {} submissions",
+            r.dim_theta, r.divergence, r.evals_per_second, r.points, r.seconds, r.dispatches_per_step, r.steps, r.submissions
+        );
+        assert!(r.evals_per_second > 0.0 && r.dispatches_per_step > 0);
+    }
+}

@@ -268,7 +268,7 @@ impl Posterior<'_> {
     pub fn log_prob(&self, theta: &[f64], opts: &LogProbOptions) -> Result<Vec<f64>> {
         self.check_opts(opts)?;
         let d = self.cfg.dim_theta;
-        if theta.len() % d != 0 {
+        if !theta.len().is_multiple_of(d) {
             return Err(Error::invalid(format!("theta has {} values, not a multiple of dim_theta = {d}", theta.len())));
         }
         if let Some(i) = theta.iter().position(|v| !v.is_finite()) {
@@ -446,6 +446,19 @@ impl Posterior<'_> {
             done += c;
         }
         Ok((v, div))
+    }
+
+    /// Dispatches recorded per dopri5 step of the density ODE (6 stages of
+    /// `ode_axpy` + joint `v`/`J·ε` pass + `div_reduce`, then `dopri5_finalize`), for
+    /// this model and divergence.
+    pub fn density_step_dispatches(&self, divergence: Divergence) -> usize {
+        let d = self.cfg.dim_theta;
+        let (g, _) = DensityGraph::new(&self.cfg, 1, divergence.probes(d));
+        let mut b = ProgramBuilder::new(self.gpu);
+        for (s, (c, a)) in DOPRI_A.iter().enumerate() {
+            g.stage(&mut b, &self.cfg, &self.layout, 1.0, s + 1, *c, &a[..s + 1]);
+        }
+        b.len() + 1
     }
 
     /// Records the x-only precompute and the probe initialisation.

@@ -1,6 +1,7 @@
 //! Posterior sampling: integrate the learned vector field from t = 0 (θ₀ ~ N(0, I))
 //! to t = 1 on the GPU, with fixed-step `rk4` or adaptive `dopri5` (per-sample step
-//! size and error control), for one observation x_o.
+//! size and error control), for one observation x_o. Log-densities
+//! ([`Posterior::log_prob`], [`Posterior::sample_and_log_prob`]) are in `density.rs`.
 //!
 //! The x-dependent part of the network is computed once per observation. Samples are
 //! produced in chunks that respect the device's binding and dispatch limits; only the
@@ -15,7 +16,9 @@ use crate::kernels::{AffineParams, Arena, AxpyParams, Bindings, FinParams, InitP
 use crate::model::{BoxPrior, Model};
 use crate::net::{EvalGraph, NetConfig, ParamLayout};
 
+mod bench;
 mod density;
+pub use bench::{bench_log_prob, LogProbBench};
 pub use density::{Divergence, LogProbOptions};
 
 /// ODE solver for the probability-flow ODE dθ/dt = v(t, θ, x_o).

@@ -75,6 +75,7 @@ const OP_SIGMOID: u32 = 3u;
 const OP_GELU_GRAD: u32 = 4u;
 const OP_RELU_GRAD: u32 = 5u;
 const OP_SIGMOID_GRAD: u32 = 6u; // argument is sigmoid's OUTPUT s: s (1 - s)
+const OP_SIGMOID_DERIV: u32 = 7u; // argument is the pre-activation a: sigmoid'(a)
 
 fn apply_op(op: u32, a: f32) -> f32 {
     switch op {
@@ -84,6 +85,7 @@ fn apply_op(op: u32, a: f32) -> f32 {
         case 4u: { return gelu_grad(a); }
         case 5u: { return select(0.0, 1.0, a > 0.0); }
         case 6u: { return a * (1.0 - a); }
+        case 7u: { let s = sigmoid(a); return s * (1.0 - s); }
         default: { return a; }
     }
 }

@@ -7,6 +7,14 @@
 // kernel serve X·Wᵀ (forward), dY·W (backward data) and dYᵀ·X (weight gradients), and
 // a row stride of 0 broadcasts one row over the batch.
 //
+// With FLAG_AMUL the left operand is multiplied element-wise on load by a second
+// strided operand M (same shape as A):  A_eff(i, k) = opA(A(i, k)) * opM(M(i', k)).
+// This fuses the tangent (JVP) rule of an activation, dA ⊙ act'(A_primal), into the
+// product that consumes it.
+// Primal row modulus (extra.y != 0): the operands M and aux are read at row
+// i' = i % extra.y, so one block of primal rows serves a stack of tangent rows
+// (tangent row q = p * rows + i belongs to primal row i).
+//
 // Epilogue, in order (each step optional, see FLAG_*):
 //   v = act(acc + bias(j));  pre(i, j) = v;  v = v * auxop(aux(i, j));  v = v + res(i, j)
 // With FLAG_ONES_COL, B gets a virtual last column of ones, so the last column of C is
@@ -34,7 +42,8 @@ struct Params {
     pre: Operand,
     c: Operand,
     ops: vec4<u32>,   // a_op, b_op, act, aux_op
-    extra: vec4<u32>, // x: bias-gradient offset (FLAG_ONES_COL)
+    extra: vec4<u32>, // x: bias-gradient offset (FLAG_ONES_COL), y: primal row modulus, z: m_op
+    amul: Operand,    // M (FLAG_AMUL)
 }
 
 const FLAG_BIAS: u32 = 1u;
@@ -42,6 +51,15 @@ const FLAG_AUX: u32 = 2u;
 const FLAG_RES: u32 = 4u;
 const FLAG_PRE: u32 = 8u;
 const FLAG_ONES_COL: u32 = 16u;
+const FLAG_AMUL: u32 = 32u;
+
+// Row of a primal operand (M, aux) for output/A row i.
+fn prow(i: u32) -> u32 {
+    if (u.extra.y != 0u) {
+        return i % u.extra.y;
+    }
+    return i;
+}
 
 @group(0) @binding(0) var<uniform> u: Params;
 @group(0) @binding(1) var<storage, read_write> acts: array<f32>;
@@ -93,6 +111,9 @@ fn main(
             var v = 0.0;
             if (gi < u.m && gk < u.k) {
                 v = apply_op(u.ops.x, ld(u.a.buf, u.a.off + gi * u.a.rs + gk * u.a.cs));
+                if ((u.flags & FLAG_AMUL) != 0u) {
+                    v = v * apply_op(u.extra.z, ld(u.amul.buf, u.amul.off + prow(gi) * u.amul.rs + gk * u.amul.cs));
+                }
             }
             As[kk * 64u + i] = v;
         }
@@ -154,7 +175,7 @@ fn main(
                 acts[u.pre.off + i * u.pre.rs + j * u.pre.cs] = v;
             }
             if ((u.flags & FLAG_AUX) != 0u) {
-                v = v * apply_op(u.ops.w, ld(u.aux.buf, u.aux.off + i * u.aux.rs + j * u.aux.cs));
+                v = v * apply_op(u.ops.w, ld(u.aux.buf, u.aux.off + prow(i) * u.aux.rs + j * u.aux.cs));
             }
             if ((u.flags & FLAG_RES) != 0u) {
                 v = v + ld(u.res.buf, u.res.off + i * u.res.rs + j * u.res.cs);

@@ -13,6 +13,10 @@ fn op(o: Op, a: f64) -> f64 {
         Op::ReluGrad => (a > 0.0) as i32 as f64,
         Op::Sigmoid => 1.0 / (1.0 + (-a).exp()),
         Op::SigmoidGrad => a * (1.0 - a),
+        Op::SigmoidDeriv => {
+            let s = 1.0 / (1.0 + (-a).exp());
+            s * (1.0 - s)
+        }
     }
 }
 

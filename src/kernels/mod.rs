@@ -25,6 +25,7 @@ mod src {
     pub const ODE_AXPY: &str = include_str!("../../shaders/ode_axpy.wgsl");
     pub const DOPRI5: &str = include_str!("../../shaders/dopri5.wgsl");
     pub const AFFINE: &str = include_str!("../../shaders/affine.wgsl");
+    pub const JVP: &str = include_str!("../../shaders/jvp.wgsl");
 }
 
 /// Bind-group layout families.
@@ -65,11 +66,17 @@ pub enum Kernel {
     Dopri5Count,
     /// Per-column affine map (`shaders/affine.wgsl`).
     Affine,
+    /// Tangent (probe) initialisation (`shaders/jvp.wgsl`).
+    TangentInit,
+    /// Divergence from stacked tangents (`shaders/jvp.wgsl`).
+    DivReduce,
+    /// Log-density from the joint ODE state (`shaders/jvp.wgsl`).
+    DensityFinish,
 }
 
 impl Kernel {
     /// All kernels.
-    pub const ALL: [Kernel; 12] = [
+    pub const ALL: [Kernel; 15] = [
         Kernel::Matmul,
         Kernel::Adam,
         Kernel::GatherPath,
@@ -82,6 +89,9 @@ impl Kernel {
         Kernel::Dopri5Finalize,
         Kernel::Dopri5Count,
         Kernel::Affine,
+        Kernel::TangentInit,
+        Kernel::DivReduce,
+        Kernel::DensityFinish,
     ];
 
     /// (file, entry point, layout).
@@ -99,6 +109,9 @@ impl Kernel {
             Kernel::Dopri5Finalize => ("dopri5", "dopri5_finalize", Layout::Misc),
             Kernel::Dopri5Count => ("dopri5", "dopri5_count", Layout::Misc),
             Kernel::Affine => ("affine", "affine", Layout::Misc),
+            Kernel::TangentInit => ("jvp", "tangent_init", Layout::Misc),
+            Kernel::DivReduce => ("jvp", "div_reduce", Layout::Misc),
+            Kernel::DensityFinish => ("jvp", "density_finish", Layout::Misc),
         }
     }
 
@@ -114,8 +127,8 @@ impl Kernel {
 }
 
 /// Names of the shader modules (one per `.wgsl` kernel file).
-pub const SHADER_MODULES: [&str; 10] =
-    ["matmul", "adam", "gather", "loss", "glu", "stats", "ode_init", "ode_axpy", "dopri5", "affine"];
+pub const SHADER_MODULES: [&str; 11] =
+    ["matmul", "adam", "gather", "loss", "glu", "stats", "ode_init", "ode_axpy", "dopri5", "affine", "jvp"];
 
 /// The complete WGSL source of one shader module as compiled: `common.wgsl`, then
 /// (for the misc family) `misc.wgsl`, then the kernel file.
@@ -134,6 +147,7 @@ pub fn shader_source(module: &str) -> Result<String> {
         "ode_axpy" => src::ODE_AXPY,
         "dopri5" => src::DOPRI5,
         "affine" => src::AFFINE,
+        "jvp" => src::JVP,
         other => return Err(Error::invalid(format!("unknown shader module '{other}'"))),
     };
     let misc = !matches!(module, "matmul" | "adam");
@@ -296,6 +310,8 @@ pub enum Op {
     ReluGrad = 5,
     /// s (1 − s) for a sigmoid output s
     SigmoidGrad = 6,
+    /// σ'(a) = σ(a)(1 − σ(a)) for a pre-activation a
+    SigmoidDeriv = 7,
 }
 
 #[repr(C)]
@@ -314,9 +330,11 @@ struct MatmulParams {
     c: Mat,
     ops: [u32; 4],
     extra: [u32; 4],
+    amul: Mat,
 }
 
-/// One fused matmul: `C = res + aux_op(aux) ⊙ act(op_a(A) · op_b(B) + bias)`,
+/// One fused matmul: `C = res + aux_op(aux) ⊙ act(A_eff · op_b(B) + bias)` with
+/// `A_eff = op_a(A)` or `op_a(A) ⊙ op_m(M)` (see `a_mul`),
 /// `pre = act(A·B + bias)`; A is `[m, k]`, B `[k, n]`, C `[m, n]` (strided views).
 /// With `bias_grad = Some(off)`, B gets a virtual extra column of ones and the extra
 /// output column (the row sums of A, i.e. a bias gradient) goes to `grads[off..off+m]`;
@@ -333,6 +351,13 @@ pub struct Matmul {
     pub a: Mat,
     /// Operator applied to A's elements on load.
     pub a_op: Op,
+    /// Element-wise multiplier of A: `A_eff = op_a(A) ⊙ op_m(M)` (M `[m, k]`, rows
+    /// subject to `primal_rows`). Fuses the tangent rule `dA ⊙ act'(A)` into the product.
+    pub a_mul: Option<(Mat, Op)>,
+    /// When non-zero, the primal operands M (`a_mul`) and `aux` are read at row
+    /// `i % primal_rows` for output row `i` (a stack of tangent rows sharing one block
+    /// of primal rows). 0: row `i`.
+    pub primal_rows: usize,
     /// Right operand `[k, n]`.
     pub b: Mat,
     /// Operator applied to B's elements on load.
@@ -362,6 +387,8 @@ impl Matmul {
             k,
             a,
             a_op: Op::Id,
+            a_mul: None,
+            primal_rows: 0,
             b,
             b_op: Op::Id,
             bias: None,
@@ -515,6 +542,29 @@ pub struct AffineParams {
     pub pad: u32,
 }
 
+/// Parameters of `tangent_init` / `div_reduce` / `density_finish` (`shaders/jvp.wgsl`;
+/// the field meanings are documented there).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
+pub struct JvpParams {
+    pub n: u32,
+    pub d: u32,
+    pub probes: u32,
+    pub mode: u32,
+    pub eps_off: u32,
+    pub jeps_off: u32,
+    pub out_off: u32,
+    pub out_rs: u32,
+    pub first_index: u32,
+    pub seed_lo: u32,
+    pub seed_hi: u32,
+    pub ds: u32,
+    pub y_off: u32,
+    pub pad0: u32,
+    pub scale: f32,
+    pub shift: f32,
+}
+
 /// Parameters of `adam` (`shaders/adam.wgsl`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
@@ -643,6 +693,9 @@ impl ProgramBuilder {
         if mm.pre.is_some() {
             flags |= 8;
         }
+        if mm.a_mul.is_some() {
+            flags |= 32;
+        }
         let mut n = mm.n as u32;
         if mm.bias_grad.is_some() {
             flags |= 16;
@@ -661,7 +714,13 @@ impl ProgramBuilder {
             pre: mm.pre.unwrap_or(zero),
             c: mm.c,
             ops: [mm.a_op as u32, mm.b_op as u32, mm.act as u32, mm.aux.map(|a| a.1 as u32).unwrap_or(0)],
-            extra: [mm.bias_grad.unwrap_or(0) as u32, 0, 0, 0],
+            extra: [
+                mm.bias_grad.unwrap_or(0) as u32,
+                mm.primal_rows as u32,
+                mm.a_mul.map(|a| a.1 as u32).unwrap_or(0),
+                0,
+            ],
+            amul: mm.a_mul.map(|a| a.0).unwrap_or(zero),
         };
         let gy = (mm.m as u32).div_ceil(64).max(1);
         assert!(gy <= self.max_groups, "matmul with {} rows exceeds the dispatch limit; chunk the rows", mm.m);

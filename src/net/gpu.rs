@@ -11,19 +11,19 @@ use crate::net::{Conditioning, LinearLayout, NetConfig, ParamLayout};
 
 /// `Wᵀ` of a layer as a `[fan_in, fan_out]` view into the parameter buffer
 /// (right operand of the forward product `a Wᵀ`).
-fn w_t(l: &LinearLayout) -> Mat {
+pub(crate) fn w_t(l: &LinearLayout) -> Mat {
     Mat::strided(Buf::Params, l.weight, 1, l.fan_in)
 }
 /// `W` of a layer as a `[fan_out, fan_in]` view (right operand of `dY W`).
 fn w(l: &LinearLayout) -> Mat {
     Mat::rows(Buf::Params, l.weight, l.fan_in)
 }
-fn bias(l: &LinearLayout) -> Mat {
+pub(crate) fn bias(l: &LinearLayout) -> Mat {
     Mat::rows(Buf::Params, l.bias, l.fan_out)
 }
 
 /// `out = op(a) Wᵀ + b` for `rows` rows.
-fn linear(rows: usize, l: &LinearLayout, a: Mat, a_op: Op, out: Mat) -> Matmul {
+pub(crate) fn linear(rows: usize, l: &LinearLayout, a: Mat, a_op: Op, out: Mat) -> Matmul {
     let mut mm = Matmul::new(rows, l.fan_out, l.fan_in, a, w_t(l), out);
     mm.a_op = a_op;
     mm.bias = Some(bias(l));

@@ -3,3 +3,5 @@ pub mod config;
 pub use config::*;
 pub mod gpu;
 pub use gpu::{EvalGraph, TrainGraph};
+pub mod jvp;
+pub use jvp::JvpGraph;

@@ -1,6 +1,7 @@
 //! Posterior sampling: integrate the learned vector field from t = 0 (θ₀ ~ N(0, I))
 //! to t = 1 on the GPU, with fixed-step `rk4` or adaptive `dopri5` (per-sample step
-//! size and error control), for one observation x_o.
+//! size and error control), for one observation x_o. Log-densities
+//! ([`Posterior::log_prob`], [`Posterior::sample_and_log_prob`]) are in `density.rs`.
 //!
 //! The x-dependent part of the network is computed once per observation. Samples are
 //! produced in chunks that respect the device's binding and dispatch limits; only the
@@ -14,6 +15,11 @@ use crate::gpu::Gpu;
 use crate::kernels::{AffineParams, Arena, AxpyParams, Bindings, FinParams, InitParams, Kernel, ProgramBuilder};
 use crate::model::{BoxPrior, Model};
 use crate::net::{EvalGraph, NetConfig, ParamLayout};
+
+mod bench;
+mod density;
+pub use bench::{bench_log_prob, LogProbBench};
+pub use density::{Divergence, LogProbOptions};
 
 /// ODE solver for the probability-flow ODE dθ/dt = v(t, θ, x_o).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -272,6 +278,10 @@ impl<'g> Posterior<'g> {
             let rate = if report.proposed > 0 { report.acceptance_rate.max(1e-3) } else { 1.0 };
             let draw = if reject && report.proposed > 0 {
                 ((need as f64 / rate) * 1.2).ceil() as usize + 16
+            } else if reject && opts.max_seconds.is_some() {
+                // A pilot round estimates the acceptance rate before a long solve, so a
+                // hopeless request stops well within max_seconds.
+                need.min(256)
             } else {
                 need
             }

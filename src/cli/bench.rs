@@ -29,6 +29,9 @@ pub struct BenchArgs {
     /// rk4 steps of the timed rk4 run.
     #[arg(long, default_value_t = 50)]
     rk4_steps: usize,
+    /// Points per timed log_prob call (0 skips the log_prob figures).
+    #[arg(long, default_value_t = 256)]
+    log_prob_points: usize,
     #[command(flatten)]
     net: NetTrainArgs,
 }
@@ -105,6 +108,14 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             disp / (chunks * steps_per_chunk.max(1.0)),
             subs / (chunks * steps_per_chunk.max(1.0)),
         );
+    }
+    if a.log_prob_points > 0 {
+        for b in fmpe::posterior::bench_log_prob(&gpu, a.log_prob_points)? {
+            println!(
+                "log_prob dim θ = {:>2} {:<14}: {:.0} evaluations/s ({} points in {:.2} s); {} dispatches per dopri5 step",
+                b.dim_theta, b.divergence, b.evals_per_second, b.points, b.seconds, b.dispatches_per_step
+            );
+        }
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use fmpe::error::{Error, Result};
 use fmpe::io::{drop_nonfinite_rows, read_matrix, write_matrix, Matrix};
 use fmpe::model::{BoxPrior, Model};
 use fmpe::net::{Conditioning, NetConfig};
-use fmpe::posterior::{Posterior, SampleOptions, SampleReport, Solver};
+use fmpe::posterior::{Divergence, LogProbOptions, Posterior, SampleOptions, SampleReport, Solver};
 use fmpe::tasks::{task_by_name, Task};
 use fmpe::train::{fit_model, ModelMeta, TrainConfig};
 use fmpe::Gpu;
@@ -35,6 +35,8 @@ enum Command {
     Train(TrainArgs),
     /// Draw posterior samples for one observation.
     Sample(SampleArgs),
+    /// Evaluate log q(θ | x_o) for the rows of a θ file (natural log, original units).
+    LogProb(LogProbArgs),
     /// The main job: simulate, train and sample a benchmark task end to end.
     Run(RunArgs),
     /// Measure training and sampling throughput and count dispatches and submissions.
@@ -177,8 +179,55 @@ struct SampleArgs {
     /// Seed of θ₀.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Append a last column `log_prob` (the flow's log-density of each sample, from one
+    /// joint solve with the exact divergence; requires --solver dopri5).
+    #[arg(long)]
+    with_log_prob: bool,
     #[command(flatten)]
     solver: SolverArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum DivergenceArg {
+    Exact,
+    Hutchinson,
+}
+
+#[derive(Args, Debug)]
+struct LogProbArgs {
+    /// Model directory.
+    #[arg(long)]
+    model: PathBuf,
+    /// Observation file: exactly one row of dim_x values.
+    #[arg(long)]
+    observation: PathBuf,
+    /// θ file `[n, dim_theta]` (.csv or .npy), original units.
+    #[arg(long)]
+    theta: PathBuf,
+    /// Output: .csv with header `log_prob`, or .npy `[n, 1]`; one value per θ row, in order.
+    #[arg(long)]
+    out: PathBuf,
+    /// Divergence of the vector field: exact trace or Hutchinson's estimator.
+    #[arg(long, value_enum, default_value_t = DivergenceArg::Exact)]
+    divergence: DivergenceArg,
+    /// Hutchinson probes per point.
+    #[arg(long, default_value_t = 1)]
+    probes: usize,
+    /// Gaussian instead of Rademacher Hutchinson probes.
+    #[arg(long)]
+    gaussian_probes: bool,
+    /// dopri5 absolute tolerance.
+    #[arg(long, default_value_t = 1e-5)]
+    atol: f64,
+    /// dopri5 relative tolerance.
+    #[arg(long, default_value_t = 1e-5)]
+    rtol: f64,
+    /// Evaluate the flow's own density outside the prior support too (default: −inf there).
+    #[arg(long)]
+    ignore_support: bool,
+    /// Seed of the Hutchinson probes.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(Args, Debug)]
@@ -214,6 +263,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Simulate(a) => simulate(a),
         Command::Train(a) => train(a),
         Command::Sample(a) => sample(a),
+        Command::LogProb(a) => log_prob(a),
         Command::Run(a) => run_task(a),
         Command::Bench(a) => bench::bench(a),
     }
@@ -484,9 +534,81 @@ fn sample(a: SampleArgs) -> Result<()> {
     check_output_ext(&a.out)?;
     let gpu = open_gpu()?;
     let post = Posterior::new(&gpu, &model, &xo)?;
-    let (s, rep) = post.sample(a.num_samples, &a.solver.options(a.seed))?;
-    write_matrix(&a.out, &Matrix::new(a.num_samples, model.dim_theta(), s).with_header(model.info.theta_names.clone()))?;
+    let d = model.dim_theta();
+    let mut names = model.info.theta_names.clone();
+    let (data, cols, rep) = if a.with_log_prob {
+        if !matches!(a.solver.solver, SolverArg::Dopri5) {
+            return Err(Error::invalid("--with-log-prob integrates with dopri5; drop --solver rk4"));
+        }
+        let opts = LogProbOptions {
+            atol: a.solver.atol,
+            rtol: a.solver.rtol,
+            seed: a.seed,
+            ignore_support: a.solver.no_reject,
+            chunk_size: a.solver.chunk_size,
+            max_seconds: Some(a.solver.max_sampling_time),
+            ..Default::default()
+        };
+        let (s, lp, rep) = post.sample_and_log_prob(a.num_samples, &opts)?;
+        let mut data = Vec::with_capacity(a.num_samples * (d + 1));
+        for (row, l) in s.chunks(d).zip(&lp) {
+            data.extend_from_slice(row);
+            data.push(*l);
+        }
+        names.push("log_prob".into());
+        (data, d + 1, rep)
+    } else {
+        let (s, rep) = post.sample(a.num_samples, &a.solver.options(a.seed))?;
+        (s, d, rep)
+    };
+    write_matrix(&a.out, &Matrix::new(a.num_samples, cols, data).with_header(names))?;
     println!("{} → {}", report_line(&rep), a.out.display());
+    Ok(())
+}
+
+fn log_prob(a: LogProbArgs) -> Result<()> {
+    let model = Model::load(&a.model)?;
+    let xo = read_observation(&a.observation, model.dim_x())?;
+    let theta = read_matrix(&a.theta)?;
+    if theta.cols != model.dim_theta() {
+        return Err(Error::data(
+            &a.theta,
+            None,
+            None,
+            format!("has {} columns, the model has dim_theta = {}", theta.cols, model.dim_theta()),
+        ));
+    }
+    for r in 0..theta.rows {
+        if let Some(c) = theta.row(r).iter().position(|v| !v.is_finite()) {
+            return Err(Error::data(&a.theta, Some(theta.line_of_row(r)), Some(c + 1), "θ value is not finite"));
+        }
+    }
+    check_output_ext(&a.out)?;
+    let divergence = match a.divergence {
+        DivergenceArg::Exact => Divergence::Exact,
+        DivergenceArg::Hutchinson => Divergence::Hutchinson { probes: a.probes, gaussian: a.gaussian_probes },
+    };
+    let gpu = open_gpu()?;
+    let post = Posterior::new(&gpu, &model, &xo)?;
+    let t0 = Instant::now();
+    let opts = LogProbOptions {
+        divergence,
+        atol: a.atol,
+        rtol: a.rtol,
+        seed: a.seed,
+        ignore_support: a.ignore_support,
+        ..Default::default()
+    };
+    let lp = post.log_prob(&theta.data, &opts)?;
+    write_matrix(&a.out, &Matrix::new(theta.rows, 1, lp.clone()).with_header(vec!["log_prob".into()]))?;
+    let outside = lp.iter().filter(|v| **v == f64::NEG_INFINITY).count();
+    println!(
+        "log_prob of {} points in {:.2} s{} → {}",
+        theta.rows,
+        t0.elapsed().as_secs_f64(),
+        if outside > 0 { format!(" ({outside} outside the prior support: -inf)") } else { String::new() },
+        a.out.display()
+    );
     Ok(())
 }
 

@@ -20,7 +20,8 @@
 // With FLAG_ONES_COL, B gets a virtual last column of ones, so the last column of C is
 // sum_k A(i, k) (the bias gradient), stored at grads[extra.x + i].
 //
-// Tiles: 64 x 64 outputs per workgroup of 16 x 16 threads, 4 x 4 per thread, k-tile 16.
+// Tiles: 64 x 64 outputs per workgroup of 16 x 16 threads, 4 x 4 per thread (strided),
+// k-tile 16.
 
 struct Operand {
     buf: u32,
@@ -139,10 +140,12 @@ fn main(
         }
         workgroupBarrier();
         for (var kk = 0u; kk < 16u; kk = kk + 1u) {
-            let ab = kk * 64u + lid.y * 4u;
-            let bb = kk * 64u + lid.x * 4u;
-            let a = vec4<f32>(As[ab], As[ab + 1u], As[ab + 2u], As[ab + 3u]);
-            let b = vec4<f32>(Bs[bb], Bs[bb + 1u], Bs[bb + 2u], Bs[bb + 3u]);
+            // Strided ownership (rows lid.y + 16 r, columns lid.x + 16 c): neighbouring
+            // invocations read neighbouring words (no bank conflicts, vector loads on CPUs).
+            let ab = kk * 64u + lid.y;
+            let bb = kk * 64u + lid.x;
+            let a = vec4<f32>(As[ab], As[ab + 16u], As[ab + 32u], As[ab + 48u]);
+            let b = vec4<f32>(Bs[bb], Bs[bb + 16u], Bs[bb + 32u], Bs[bb + 48u]);
             for (var r = 0u; r < 4u; r = r + 1u) {
                 acc[r * 4u + 0u] = fma(a[r], b.x, acc[r * 4u + 0u]);
                 acc[r * 4u + 1u] = fma(a[r], b.y, acc[r * 4u + 1u]);
@@ -153,12 +156,12 @@ fn main(
         workgroupBarrier();
     }
     for (var r = 0u; r < 4u; r = r + 1u) {
-        let i = row0 + lid.y * 4u + r;
+        let i = row0 + lid.y + 16u * r;
         if (i >= u.m) {
             continue;
         }
         for (var c = 0u; c < 4u; c = c + 1u) {
-            let j = col0 + lid.x * 4u + c;
+            let j = col0 + lid.x + 16u * c;
             if (j >= u.n) {
                 continue;
             }

@@ -124,3 +124,64 @@ fn dopri5_count(@builtin(local_invocation_id) lid: vec3<u32>) {
         acts[fp.count_off] = red[0];
     }
 }
+
+// Initial step size per row (Hairer, Nørsett & Wanner, Solving ODEs I, II.4, "starting
+// step size"), in two halves around one extra field evaluation:
+//   a: d0 = ‖y0‖, d1 = ‖f0‖ (scaled RMS norms), h0 = 0.01 d0/d1 (1e-6 if either is tiny);
+//      h = h0 (towards t1), so the next stage evaluates f1 = f(t0 + h0, y0 + h0 f0) into k_2
+//   b: d2 = ‖f1 − f0‖ / h0; h1 = (0.01 / max(d1, d2))^(1/5) (max(1e-6, h0 1e-3) if both tiny);
+//      h = min(100 h0, h1, |t1 − t0|)
+fn rms_scaled(i: u32, which: u32) -> f32 {
+    var acc = 0.0;
+    for (var j = 0u; j < fp.d_err; j = j + 1u) {
+        let y = acts[fp.y_off + i * fp.d + j];
+        let sc = fp.atol + fp.rtol * abs(y);
+        var v = y;
+        if (which == 1u) {
+            v = kv(0u, i, j);
+        } else if (which == 2u) {
+            v = kv(1u, i, j) - kv(0u, i, j);
+        }
+        acc = acc + (v / sc) * (v / sc);
+    }
+    return sqrt(acc / f32(max(fp.d_err, 1u)));
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn dopri5_h0_a(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat_id(wg, nwg, lid);
+    if (i >= fp.n) {
+        return;
+    }
+    let d0 = rms_scaled(i, 0u);
+    let d1 = rms_scaled(i, 1u);
+    var h0 = 1e-6;
+    if (d0 >= 1e-5 && d1 >= 1e-5) {
+        h0 = 0.01 * d0 / d1;
+    }
+    let span = fp.t1 - acts[fp.t_off + i];
+    acts[fp.h_off + i] = sign(span) * min(h0, abs(span));
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn dopri5_h0_b(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat_id(wg, nwg, lid);
+    if (i >= fp.n) {
+        return;
+    }
+    let h0 = abs(acts[fp.h_off + i]);
+    let span = fp.t1 - acts[fp.t_off + i];
+    let d1 = rms_scaled(i, 1u);
+    let d2 = rms_scaled(i, 2u) / max(h0, 1e-12);
+    var h1 = max(1e-6, h0 * 1e-3);
+    if (max(d1, d2) > 1e-15) {
+        h1 = pow(0.01 / max(d1, d2), 0.2);
+    }
+    var h = min(100.0 * h0, h1);
+    if (!(h > 0.0)) {
+        h = 0.05;
+    }
+    acts[fp.h_off + i] = sign(span) * min(h, abs(span));
+}

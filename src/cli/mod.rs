@@ -12,7 +12,7 @@ use fmpe::model::{BoxPrior, Model};
 use fmpe::net::{Conditioning, NetConfig};
 use fmpe::posterior::{Divergence, LogProbOptions, Posterior, SampleOptions, SampleReport, Solver};
 use fmpe::tasks::{task_by_name, Task};
-use fmpe::train::{fit_model, ModelMeta, TrainConfig};
+use fmpe::train::{fit_model, LrSchedule, ModelMeta, TrainConfig};
 use fmpe::Gpu;
 
 mod bench;
@@ -95,6 +95,16 @@ pub struct NetTrainArgs {
     /// Stop training after this many seconds (best weights are kept).
     #[arg(long)]
     max_train_seconds: Option<f64>,
+    /// Learning-rate schedule: plateau (ReduceLROnPlateau, factor 0.5, patience 10) or
+    /// cosine (annealed to 1e-6 over --max-epochs or --max-train-seconds).
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Plateau)]
+    lr_schedule: ScheduleArg,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum ScheduleArg {
+    Plateau,
+    Cosine,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -326,6 +336,10 @@ impl NetTrainArgs {
             sigma_min: self.sigma_min,
             seed,
             max_seconds: self.max_train_seconds,
+            lr_schedule: match self.lr_schedule {
+                ScheduleArg::Plateau => LrSchedule::Plateau,
+                ScheduleArg::Cosine => LrSchedule::Cosine,
+            },
             ..Default::default()
         };
         tc.validate()?;

@@ -478,13 +478,17 @@ impl<'g> Posterior<'g> {
                 Ok((s, (steps * n) as f64, 0.0))
             }
             Solver::Dopri5 { atol, rtol } => {
+                // k_1 = f(0, θ₀), then Hairer's starting step (one extra evaluation into k_2).
+                let fp = g.fin_params(d, atol as f32, rtol as f32);
                 g.stage(&mut b, cfg, layout, 0, 0.0, &[]);
+                b.push_1d(Kernel::Dopri5H0A, &fp, n);
+                g.stage(&mut b, cfg, layout, 1, 1.0, &[1.0]);
+                b.push_1d(Kernel::Dopri5H0B, &fp, n);
                 let start = b.build(gpu, binds)?;
                 let mut b = ProgramBuilder::new(gpu);
                 for (s, (c, a)) in DOPRI_A.iter().enumerate() {
                     g.stage(&mut b, cfg, layout, s + 1, *c, &a[..s + 1]);
                 }
-                let fp = g.fin_params(d, atol as f32, rtol as f32);
                 b.push_1d(Kernel::Dopri5Finalize, &fp, n);
                 let step = b.build(gpu, binds)?;
                 let mut b = ProgramBuilder::new(gpu);

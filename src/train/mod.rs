@@ -18,9 +18,23 @@ use crate::kernels::{
 };
 use crate::net::{Conditioning, NetConfig, ParamLayout, TrainGraph};
 
+/// Learning-rate schedule.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// ReduceLROnPlateau: multiply by `lr_factor` after `lr_patience` epochs without a
+    /// better validation loss.
+    #[default]
+    Plateau,
+    /// Cosine annealing from `learning_rate` to `min_lr` over `max_epochs` (or over
+    /// `max_seconds`, whichever is further along).
+    Cosine,
+}
+
 /// Training hyper-parameters. Defaults follow the FMPE paper's sbibm setup where it
 /// states them (σ_min = 1e-4, α = 4) and sbi's conventions elsewhere.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct TrainConfig {
     /// Minibatch size (capped at the number of training rows).
     pub batch_size: usize,
@@ -37,6 +51,8 @@ pub struct TrainConfig {
     pub lr_factor: f64,
     /// Lower bound of the learning rate.
     pub min_lr: f64,
+    /// Learning-rate schedule.
+    pub lr_schedule: LrSchedule,
     /// Fraction of the simulations held out for validation (0 ≤ f < 1).
     pub validation_fraction: f64,
     /// Time prior exponent α: t has density ∝ t^α on [0, 1] (t = u^(1/(1+α))).
@@ -67,6 +83,7 @@ impl Default for TrainConfig {
             lr_patience: 10,
             lr_factor: 0.5,
             min_lr: 1e-6,
+            lr_schedule: LrSchedule::Plateau,
             validation_fraction: 0.05,
             time_prior_exponent: 4.0,
             sigma_min: 1e-4,
@@ -544,10 +561,18 @@ impl<'g> Trainer<'g> {
         } else {
             self.since_best += 1;
             self.since_lr += 1;
-            if self.since_lr >= self.tc.lr_patience && self.lr > self.tc.min_lr {
+            if self.tc.lr_schedule == LrSchedule::Plateau && self.since_lr >= self.tc.lr_patience && self.lr > self.tc.min_lr {
                 self.lr = (self.lr * self.tc.lr_factor).max(self.tc.min_lr);
                 self.since_lr = 0;
             }
+        }
+        if self.tc.lr_schedule == LrSchedule::Cosine {
+            let mut progress = self.epoch as f64 / self.tc.max_epochs as f64;
+            if let Some(s) = self.tc.max_seconds {
+                progress = progress.max(rec.seconds / s);
+            }
+            let c = 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos());
+            self.lr = self.tc.min_lr + (self.tc.learning_rate - self.tc.min_lr) * c;
         }
         let out_of_time = self.tc.max_seconds.is_some_and(|s| rec.seconds >= s);
         let stop = self.since_best >= self.tc.patience || self.epoch >= self.tc.max_epochs || out_of_time;

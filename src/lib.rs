@@ -3,6 +3,7 @@ pub mod error;
 pub mod gpu;
 pub mod io;
 pub mod kernels;
+pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod posterior;

@@ -25,6 +25,7 @@ mod src {
     pub const ODE_AXPY: &str = include_str!("../../shaders/ode_axpy.wgsl");
     pub const DOPRI5: &str = include_str!("../../shaders/dopri5.wgsl");
     pub const AFFINE: &str = include_str!("../../shaders/affine.wgsl");
+    pub const C2ST: &str = include_str!("../../shaders/c2st.wgsl");
 }
 
 /// Bind-group layout families.
@@ -65,11 +66,19 @@ pub enum Kernel {
     Dopri5Count,
     /// Per-column affine map (`shaders/affine.wgsl`).
     Affine,
+    /// C2ST: shuffle rows into folds, with labels (`shaders/c2st.wgsl`).
+    C2stShuffle,
+    /// C2ST: gather one minibatch of a fold's training rows (`shaders/c2st.wgsl`).
+    C2stBatch,
+    /// C2ST: logistic loss and its gradient from logits (`shaders/c2st.wgsl`).
+    C2stBce,
+    /// C2ST: held-out accuracy count (`shaders/c2st.wgsl`).
+    C2stAccuracy,
 }
 
 impl Kernel {
     /// All kernels.
-    pub const ALL: [Kernel; 12] = [
+    pub const ALL: [Kernel; 16] = [
         Kernel::Matmul,
         Kernel::Adam,
         Kernel::GatherPath,
@@ -82,6 +91,10 @@ impl Kernel {
         Kernel::Dopri5Finalize,
         Kernel::Dopri5Count,
         Kernel::Affine,
+        Kernel::C2stShuffle,
+        Kernel::C2stBatch,
+        Kernel::C2stBce,
+        Kernel::C2stAccuracy,
     ];
 
     /// (file, entry point, layout).
@@ -99,6 +112,10 @@ impl Kernel {
             Kernel::Dopri5Finalize => ("dopri5", "dopri5_finalize", Layout::Misc),
             Kernel::Dopri5Count => ("dopri5", "dopri5_count", Layout::Misc),
             Kernel::Affine => ("affine", "affine", Layout::Misc),
+            Kernel::C2stShuffle => ("c2st", "c2st_shuffle", Layout::Misc),
+            Kernel::C2stBatch => ("c2st", "c2st_batch", Layout::Misc),
+            Kernel::C2stBce => ("c2st", "c2st_bce", Layout::Misc),
+            Kernel::C2stAccuracy => ("c2st", "c2st_accuracy", Layout::Misc),
         }
     }
 
@@ -114,8 +131,8 @@ impl Kernel {
 }
 
 /// Names of the shader modules (one per `.wgsl` kernel file).
-pub const SHADER_MODULES: [&str; 10] =
-    ["matmul", "adam", "gather", "loss", "glu", "stats", "ode_init", "ode_axpy", "dopri5", "affine"];
+pub const SHADER_MODULES: [&str; 11] =
+    ["matmul", "adam", "gather", "loss", "glu", "stats", "ode_init", "ode_axpy", "dopri5", "affine", "c2st"];
 
 /// The complete WGSL source of one shader module as compiled: `common.wgsl`, then
 /// (for the misc family) `misc.wgsl`, then the kernel file.
@@ -134,6 +151,7 @@ pub fn shader_source(module: &str) -> Result<String> {
         "ode_axpy" => src::ODE_AXPY,
         "dopri5" => src::DOPRI5,
         "affine" => src::AFFINE,
+        "c2st" => src::C2ST,
         other => return Err(Error::invalid(format!("unknown shader module '{other}'"))),
     };
     let misc = !matches!(module, "matmul" | "adam");
@@ -519,12 +537,46 @@ pub struct AffineParams {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
 pub struct AdamParams {
+    /// Parameters updated: indices `pad[0] .. pad[0] + n` of the flat buffers.
     pub n: u32,
+    /// `pad[0]`: index of the first parameter updated (0 for the whole buffer);
+    /// `pad[1..]`: unused. (Lets one buffer hold weights with and without L2 decay.)
     pub pad: [u32; 3],
     pub beta1: f32,
     pub beta2: f32,
     pub eps: f32,
     pub weight_decay: f32,
+}
+
+/// Parameters of the C2ST kernels (`shaders/c2st.wgsl`); offsets in f32 elements of
+/// the workspace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
+pub struct C2stParams {
+    pub rows: u32,
+    pub d: u32,
+    pub n_total: u32,
+    pub n_a: u32,
+    pub n_train: u32,
+    pub test_start: u32,
+    pub test_len: u32,
+    pub batch: u32,
+    pub seed_lo: u32,
+    pub seed_hi: u32,
+    pub stream: u32,
+    pub x_off: u32,
+    pub y_off: u32,
+    pub xb_off: u32,
+    pub yb_off: u32,
+    pub z_off: u32,
+    pub dz_off: u32,
+    pub loss_off: u32,
+    pub wsq_off: u32,
+    pub out_off: u32,
+    pub scale: f32,
+    pub alpha: f32,
+    pub pad0: f32,
+    pub pad1: f32,
 }
 
 /// The per-step state (`struct Step` in the shaders), written once per submission.

@@ -25,8 +25,8 @@ struct C2stParams {
     out_off: u32,    // accuracy: count of correct test rows (1 value)
     scale: f32,      // 1 / rows of the minibatch
     alpha: f32,      // L2 penalty
-    pad0: f32,
-    pad1: f32,
+    n_w: u32,        // c2st_bce: weights copied to acts[w_off ..] (sum of squares); 0 = use wsq_off
+    w_off: u32,
 }
 @group(0) @binding(0) var<uniform> cp: C2stParams;
 
@@ -122,8 +122,20 @@ fn c2st_bce(@builtin(local_invocation_id) lid: vec3<u32>) {
         acts[cp.dz_off + e] = (sigmoid(z) - y) * cp.scale;
     }
     let total = reduce_sum(lid.x, s);
+    workgroupBarrier();
+    var wsq = 0.0;
+    if (cp.n_w > 0u) {
+        var q = 0.0;
+        for (var k = lid.x; k < cp.n_w; k = k + 256u) {
+            let w = acts[cp.w_off + k];
+            q = fma(w, w, q);
+        }
+        wsq = reduce_sum(lid.x, q);
+    } else {
+        wsq = acts[cp.wsq_off];
+    }
     if (lid.x == 0u) {
-        acts[cp.loss_off + st.step_in_epoch] = total + 0.5 * cp.alpha * acts[cp.wsq_off];
+        acts[cp.loss_off + st.step_in_epoch] = total + 0.5 * cp.alpha * wsq;
     }
 }
 
@@ -140,5 +152,19 @@ fn c2st_accuracy(@builtin(local_invocation_id) lid: vec3<u32>) {
     let total = reduce_sum(lid.x, s);
     if (lid.x == 0u) {
         acts[cp.out_off] = total;
+    }
+}
+
+// Sum of the per-row losses of one minibatch (z_off = per-row losses) plus the L2 term,
+// into acts[loss_off + step_in_epoch] (the fused path's counterpart of c2st_bce).
+@compute @workgroup_size(256, 1, 1)
+fn c2st_loss_sum(@builtin(local_invocation_id) lid: vec3<u32>) {
+    var s = 0.0;
+    for (var e = lid.x; e < cp.rows; e = e + 256u) {
+        s = s + acts[cp.z_off + e];
+    }
+    let total = reduce_sum(lid.x, s);
+    if (lid.x == 0u) {
+        acts[cp.loss_off + st.step_in_epoch] = total + 0.5 * cp.alpha * acts[cp.wsq_off];
     }
 }

@@ -26,6 +26,7 @@ mod src {
     pub const DOPRI5: &str = include_str!("../../shaders/dopri5.wgsl");
     pub const AFFINE: &str = include_str!("../../shaders/affine.wgsl");
     pub const C2ST: &str = include_str!("../../shaders/c2st.wgsl");
+    pub const C2ST_MLP: &str = include_str!("../../shaders/c2st_mlp.wgsl");
 }
 
 /// Bind-group layout families.
@@ -74,11 +75,17 @@ pub enum Kernel {
     C2stBce,
     /// C2ST: held-out accuracy count (`shaders/c2st.wgsl`).
     C2stAccuracy,
+    /// C2ST: minibatch loss sum of the fused path (`shaders/c2st.wgsl`).
+    C2stLossSum,
+    /// C2ST, narrow networks: fused per-row forward/backward (`shaders/c2st_mlp.wgsl`).
+    C2stMlpRows,
+    /// C2ST, narrow networks: per-parameter gradient sums (`shaders/c2st_mlp.wgsl`).
+    C2stMlpGrads,
 }
 
 impl Kernel {
     /// All kernels.
-    pub const ALL: [Kernel; 16] = [
+    pub const ALL: [Kernel; 19] = [
         Kernel::Matmul,
         Kernel::Adam,
         Kernel::GatherPath,
@@ -95,6 +102,9 @@ impl Kernel {
         Kernel::C2stBatch,
         Kernel::C2stBce,
         Kernel::C2stAccuracy,
+        Kernel::C2stLossSum,
+        Kernel::C2stMlpRows,
+        Kernel::C2stMlpGrads,
     ];
 
     /// (file, entry point, layout).
@@ -116,6 +126,9 @@ impl Kernel {
             Kernel::C2stBatch => ("c2st", "c2st_batch", Layout::Misc),
             Kernel::C2stBce => ("c2st", "c2st_bce", Layout::Misc),
             Kernel::C2stAccuracy => ("c2st", "c2st_accuracy", Layout::Misc),
+            Kernel::C2stLossSum => ("c2st", "c2st_loss_sum", Layout::Misc),
+            Kernel::C2stMlpRows => ("c2st_mlp", "c2st_mlp_rows", Layout::Matmul),
+            Kernel::C2stMlpGrads => ("c2st_mlp", "c2st_mlp_grads", Layout::Matmul),
         }
     }
 
@@ -131,8 +144,9 @@ impl Kernel {
 }
 
 /// Names of the shader modules (one per `.wgsl` kernel file).
-pub const SHADER_MODULES: [&str; 11] =
-    ["matmul", "adam", "gather", "loss", "glu", "stats", "ode_init", "ode_axpy", "dopri5", "affine", "c2st"];
+pub const SHADER_MODULES: [&str; 12] = [
+    "matmul", "adam", "gather", "loss", "glu", "stats", "ode_init", "ode_axpy", "dopri5", "affine", "c2st", "c2st_mlp",
+];
 
 /// The complete WGSL source of one shader module as compiled: `common.wgsl`, then
 /// (for the misc family) `misc.wgsl`, then the kernel file.
@@ -152,9 +166,10 @@ pub fn shader_source(module: &str) -> Result<String> {
         "dopri5" => src::DOPRI5,
         "affine" => src::AFFINE,
         "c2st" => src::C2ST,
+        "c2st_mlp" => src::C2ST_MLP,
         other => return Err(Error::invalid(format!("unknown shader module '{other}'"))),
     };
-    let misc = !matches!(module, "matmul" | "adam");
+    let misc = !matches!(module, "matmul" | "adam" | "c2st_mlp");
     Ok(format!("{}\n{}\n{}", src::COMMON, if misc { src::MISC } else { "" }, body))
 }
 
@@ -575,8 +590,36 @@ pub struct C2stParams {
     pub out_off: u32,
     pub scale: f32,
     pub alpha: f32,
-    pub pad0: f32,
-    pub pad1: f32,
+    pub n_w: u32,
+    pub w_off: u32,
+}
+
+/// Parameters of the fused narrow-network C2ST kernels (`shaders/c2st_mlp.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
+pub struct MlpParams {
+    pub rows: u32,
+    pub d: u32,
+    pub h: u32,
+    pub n_params: u32,
+    pub n_weights: u32,
+    pub w1: u32,
+    pub w2: u32,
+    pub w3: u32,
+    pub b1: u32,
+    pub b2: u32,
+    pub b3: u32,
+    pub xb_off: u32,
+    pub yb_off: u32,
+    pub h1_off: u32,
+    pub h2_off: u32,
+    pub d1_off: u32,
+    pub d2_off: u32,
+    pub dz_off: u32,
+    pub bce_off: u32,
+    pub wsq_off: u32,
+    pub scale: f32,
+    pub pad: [f32; 3],
 }
 
 /// The per-step state (`struct Step` in the shaders), written once per submission.

@@ -41,8 +41,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::{
-    AdamParams, Arena, Bindings, Buf, C2stParams, Kernel, Mat, Matmul, Op, Program, ProgramBuilder, StatsParams,
-    StepState,
+    AdamParams, Arena, Bindings, Buf, C2stParams, Kernel, Mat, Matmul, MlpParams, Op, Program, ProgramBuilder,
+    StatsParams, StepState,
 };
 
 /// sklearn's `alpha` (L2 penalty).
@@ -77,13 +77,21 @@ pub struct C2stOptions {
     /// z-score both sets with the first set's mean and std (ddof = 1): the paper's
     /// "C2ST_Z". Default true.
     pub z_score: bool,
+    /// For narrow networks (hidden width 10·d ≤ 64, i.e. d ≤ 6) run each step on two
+    /// fused kernels (`shaders/c2st_mlp.wgsl`: per-row forward/backward, per-parameter
+    /// gradient sums) instead of the tiled matmul, whose 64×64 tiles are mostly idle at
+    /// these widths. Same mathematics; default true. false forces the matmul path.
+    pub fused_small_net: bool,
 }
 
 impl Default for C2stOptions {
     fn default() -> Self {
-        C2stOptions { seed: 1, folds: 5, max_epochs: 10_000, max_rows: 10_000, z_score: true }
+        C2stOptions { seed: 1, folds: 5, max_epochs: 10_000, max_rows: 10_000, z_score: true, fused_small_net: true }
     }
 }
+
+/// Widest hidden layer the fused kernels handle (`MAXH` in `shaders/c2st_mlp.wgsl`).
+const FUSED_MAX_WIDTH: usize = 64;
 
 /// Details of one C2ST run (see [`c2st_report`]).
 #[derive(Clone, Debug, PartialEq)]
@@ -216,6 +224,8 @@ struct Work {
     dh1: usize,
     dh2: usize,
     wsq: usize,
+    wcopy: usize,
+    bce: usize,
     loss: usize,
     h1t: usize,
     h2t: usize,
@@ -268,6 +278,7 @@ pub fn c2st_report(gpu: &Gpu, a: &[f64], b: &[f64], d: usize, opts: &C2stOptions
 
     let net = Net::new(d);
     let h = net.h;
+    let fused = opts.fused_small_net && h <= FUSED_MAX_WIDTH;
     // KFold: the first n % folds folds get one extra row.
     let mut folds = Vec::with_capacity(opts.folds);
     let mut start = 0;
@@ -296,6 +307,8 @@ pub fn c2st_report(gpu: &Gpu, a: &[f64], b: &[f64], d: usize, opts: &C2stOptions
         dh1: ar.alloc(max_batch * h),
         dh2: ar.alloc(max_batch * h),
         wsq: ar.alloc(1),
+        wcopy: ar.alloc(net.n_weights),
+        bce: ar.alloc(max_batch),
         loss: ar.alloc(max_steps),
         h1t: ar.alloc(max_test * h),
         h2t: ar.alloc(max_test * h),
@@ -371,9 +384,9 @@ pub fn c2st_report(gpu: &Gpu, a: &[f64], b: &[f64], d: usize, opts: &C2stOptions
             stream: fi as u32,
             ..base
         };
-        let full = step_program(gpu, binds, &net, &work, fp, fold.batch)?;
+        let full = step_program(gpu, binds, &net, &work, fp, fold.batch, fused)?;
         let last_rows = fold.n_train - (fold.steps - 1) * fold.batch;
-        let last = if last_rows != fold.batch { Some(step_program(gpu, binds, &net, &work, fp, last_rows)?) } else { None };
+        let last = if last_rows != fold.batch { Some(step_program(gpu, binds, &net, &work, fp, last_rows, fused)?) } else { None };
 
         // sklearn clones the classifier per fold with the same random_state: same init.
         gpu.queue.write_buffer(&params, 0, bytemuck::cast_slice(&init));
@@ -411,6 +424,10 @@ pub fn c2st_report(gpu: &Gpu, a: &[f64], b: &[f64], d: usize, opts: &C2stOptions
             }
             for s in 0..fold.steps {
                 enc.copy_buffer_to_buffer(&step_table, s as u64 * STEP_BYTES, &step_buf, 0, STEP_BYTES);
+                if !fused {
+                    // The step's weights, for the L2 term of the loss (summed by c2st_bce).
+                    enc.copy_buffer_to_buffer(&params, 0, &acts, work.wcopy as u64 * 4, net.n_weights as u64 * 4);
+                }
                 let prog = if s + 1 == fold.steps { last.as_ref().unwrap_or(&full) } else { &full };
                 let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
                 prog.record(gpu, &mut pass)?;
@@ -472,7 +489,8 @@ pub fn c2st_report(gpu: &Gpu, a: &[f64], b: &[f64], d: usize, opts: &C2stOptions
     })
 }
 
-/// Records one optimiser step on a minibatch of `rows` rows (13 dispatches).
+/// Records one optimiser step on a minibatch of `rows` rows: 13 dispatches on the
+/// matmul path, 6 on the fused path.
 fn step_program(
     gpu: &Gpu,
     binds: Bindings<'_>,
@@ -480,40 +498,67 @@ fn step_program(
     w: &Work,
     fp: C2stParams,
     rows: usize,
+    fused: bool,
 ) -> Result<Program> {
     let (d, h) = (net.d, net.h);
     let p = C2stParams { rows: rows as u32, scale: 1.0 / rows as f32, ..fp };
     let mut pb = ProgramBuilder::new(gpu);
     pb.push_1d(Kernel::C2stBatch, &p, rows);
-    net.forward(&mut pb, rows, w.xb, w.h1, w.h2, w.z);
-    // Σ W² over all weights: [1, n_w] · [n_w, 1].
-    pb.matmul(&Matmul::new(
-        1,
-        1,
-        net.n_weights,
-        Mat::strided(Buf::Params, net.w1, 0, 1),
-        Mat::strided(Buf::Params, net.w1, 1, 0),
-        Mat::rows(Buf::Acts, w.wsq, 1),
-    ));
-    pb.push_groups(Kernel::C2stBce, &p, (1, 1, 1));
-    let act = |off: usize, cols: usize| Mat::rows(Buf::Acts, off, cols);
-    // Weight (and, via the ones column, bias) gradient: gW = dYᵀ X, gb = Σ dY.
-    let wgrad = |fan_out: usize, fan_in: usize, wo: usize, bo: usize, dy: Mat, x: Mat| {
-        let mut mm = Matmul::new(fan_out, fan_in, rows, dy.t(), x, Mat::rows(Buf::Grads, wo, fan_in));
-        mm.bias_grad = Some(bo);
-        mm
-    };
-    // Data gradient through W (`[fan_out, fan_in]`) times ReLU'(h).
-    let dgrad = |fan_out: usize, fan_in: usize, wo: usize, dy: Mat, hpost: Mat, out: Mat| {
-        let mut mm = Matmul::new(rows, fan_in, fan_out, dy, Mat::rows(Buf::Params, wo, fan_in), out);
-        mm.aux = Some((hpost, Op::ReluGrad));
-        mm
-    };
-    pb.matmul(&wgrad(1, h, net.w3, net.b3, act(w.dz, 1), act(w.h2, h)));
-    pb.matmul(&dgrad(1, h, net.w3, act(w.dz, 1), act(w.h2, h), act(w.dh2, h)));
-    pb.matmul(&wgrad(h, h, net.w2, net.b2, act(w.dh2, h), act(w.h1, h)));
-    pb.matmul(&dgrad(h, h, net.w2, act(w.dh2, h), act(w.h1, h), act(w.dh1, h)));
-    pb.matmul(&wgrad(h, d, net.w1, net.b1, act(w.dh1, h), act(w.xb, d)));
+    if fused {
+        let mp = MlpParams {
+            rows: rows as u32,
+            d: d as u32,
+            h: h as u32,
+            n_params: net.len as u32,
+            n_weights: net.n_weights as u32,
+            w1: net.w1 as u32,
+            w2: net.w2 as u32,
+            w3: net.w3 as u32,
+            b1: net.b1 as u32,
+            b2: net.b2 as u32,
+            b3: net.b3 as u32,
+            xb_off: w.xb as u32,
+            yb_off: w.yb as u32,
+            h1_off: w.h1 as u32,
+            h2_off: w.h2 as u32,
+            d1_off: w.dh1 as u32,
+            d2_off: w.dh2 as u32,
+            dz_off: w.dz as u32,
+            bce_off: w.bce as u32,
+            wsq_off: w.wsq as u32,
+            scale: 1.0 / rows as f32,
+            pad: [0.0; 3],
+        };
+        pb.push_groups(Kernel::C2stMlpRows, &mp, ((rows as u32).div_ceil(64), 1, 1));
+        pb.push_groups(Kernel::C2stMlpGrads, &mp, ((net.len as u32).div_ceil(64), 1, 1));
+        pb.push_groups(Kernel::C2stLossSum, &C2stParams { z_off: w.bce as u32, ..p }, (1, 1, 1));
+    } else {
+        net.forward(&mut pb, rows, w.xb, w.h1, w.h2, w.z);
+        // Loss + dL/dz; Σ W² from the weights copied to acts before the step.
+        pb.push_groups(
+            Kernel::C2stBce,
+            &C2stParams { n_w: net.n_weights as u32, w_off: w.wcopy as u32, ..p },
+            (1, 1, 1),
+        );
+        let act = |off: usize, cols: usize| Mat::rows(Buf::Acts, off, cols);
+        // Weight (and, via the ones column, bias) gradient: gW = dYᵀ X, gb = Σ dY.
+        let wgrad = |fan_out: usize, fan_in: usize, wo: usize, bo: usize, dy: Mat, x: Mat| {
+            let mut mm = Matmul::new(fan_out, fan_in, rows, dy.t(), x, Mat::rows(Buf::Grads, wo, fan_in));
+            mm.bias_grad = Some(bo);
+            mm
+        };
+        // Data gradient through W (`[fan_out, fan_in]`) times ReLU'(h).
+        let dgrad = |fan_out: usize, fan_in: usize, wo: usize, dy: Mat, hpost: Mat, out: Mat| {
+            let mut mm = Matmul::new(rows, fan_in, fan_out, dy, Mat::rows(Buf::Params, wo, fan_in), out);
+            mm.aux = Some((hpost, Op::ReluGrad));
+            mm
+        };
+        pb.matmul(&wgrad(1, h, net.w3, net.b3, act(w.dz, 1), act(w.h2, h)));
+        pb.matmul(&dgrad(1, h, net.w3, act(w.dz, 1), act(w.h2, h), act(w.dh2, h)));
+        pb.matmul(&wgrad(h, h, net.w2, net.b2, act(w.dh2, h), act(w.h1, h)));
+        pb.matmul(&dgrad(h, h, net.w2, act(w.dh2, h), act(w.h1, h), act(w.dh1, h)));
+        pb.matmul(&wgrad(h, d, net.w1, net.b1, act(w.dh1, h), act(w.xb, d)));
+    }
     // Adam: weights with sklearn's L2 gradient α W / rows, then biases without.
     let adam = |n: usize, off: usize, wd: f64| AdamParams {
         n: n as u32,

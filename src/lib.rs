@@ -6,6 +6,7 @@ pub mod kernels;
 pub mod metrics;
 pub mod model;
 pub mod net;
+pub mod plot;
 pub mod posterior;
 pub mod reference;
 pub mod tasks;

@@ -123,11 +123,11 @@ fn histogram(set: &[f64], d: usize, c: usize, range: (f64, f64)) -> Vec<f64> {
 /// [`Error::Invalid`] if `d` is 0, a slice length is not a multiple of `d`, there are no
 /// samples, or drawing fails; [`Error::Io`] if the file cannot be written.
 pub fn pair_plot(samples: &[f64], reference: Option<&[f64]>, d: usize, names: &[String], path: &Path) -> Result<()> {
-    if d == 0 || samples.is_empty() || samples.len() % d != 0 || reference.is_some_and(|r| r.len() % d != 0) {
+    if d == 0 || samples.is_empty() || !samples.len().is_multiple_of(d) || reference.is_some_and(|r| !r.len().is_multiple_of(d)) {
         return Err(Error::invalid(format!(
             "pair_plot: need a non-empty [n, {d}] sample array (got {} values){}",
             samples.len(),
-            if reference.is_some_and(|r| r.len() % d != 0) { " and a [m, d] reference" } else { "" }
+            if reference.is_some_and(|r| !r.len().is_multiple_of(d)) { " and a [m, d] reference" } else { "" }
         )));
     }
     let names: Vec<String> =
@@ -201,7 +201,7 @@ pub fn pair_plot(samples: &[f64], reference: Option<&[f64]>, d: usize, names: &[
 }
 
 /// Training curve: training and validation loss against epoch, written as a PNG
-/// (800 × 500 px; the y axis is logarithmic when every loss is positive). Validation
+/// (800 × 500 px, linear axes, units of the loss as recorded). Validation
 /// losses that are NaN (no validation set) are left out.
 ///
 /// # Errors
@@ -223,43 +223,35 @@ pub fn training_curve(history: &[EpochRecord], path: &Path) -> Result<()> {
         let e = |e: DrawingAreaErrorKind<_>| e.to_string();
         let mut cb = ChartBuilder::on(root);
         cb.caption("Training loss", ("sans-serif", 22)).margin(15).x_label_area_size(45).y_label_area_size(70);
-        macro_rules! finish {
-            ($ch:expr) => {{
-                let mut ch = $ch;
-                ch.configure_mesh()
-                    .x_desc("epoch")
-                    .y_desc("loss")
-                    .label_style(("sans-serif", 13))
-                    .axis_desc_style(("sans-serif", 15))
-                    .light_line_style(WHITE.mix(0.0))
-                    .draw()
-                    .map_err(e)?;
-                ch.draw_series(LineSeries::new(train.iter().copied(), SAMPLES.stroke_width(2)))
-                    .map_err(e)?
-                    .label("train")
-                    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], SAMPLES.stroke_width(2)));
-                if !val.is_empty() {
-                    ch.draw_series(LineSeries::new(val.iter().copied(), REFERENCE.stroke_width(2)))
-                        .map_err(e)?
-                        .label("validation")
-                        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], REFERENCE.stroke_width(2)));
-                }
-                ch.configure_series_labels()
-                    .background_style(WHITE.mix(0.8))
-                    .border_style(BLACK)
-                    .label_font(("sans-serif", 14))
-                    .draw()
-                    .map_err(e)?;
-            }};
+        let pad = 0.05 * (hi - lo).max(1e-12 * hi.abs().max(1.0));
+        let mut ch = cb.build_cartesian_2d(1.0..e_max, lo - pad..hi + pad).map_err(e)?;
+        ch.configure_mesh()
+            .x_desc("epoch")
+            .y_desc("loss")
+            .x_labels(10)
+            .y_labels(8)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .label_style(("sans-serif", 13))
+            .axis_desc_style(("sans-serif", 15))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(e)?;
+        ch.draw_series(LineSeries::new(train.iter().copied(), SAMPLES.stroke_width(2)))
+            .map_err(e)?
+            .label("train")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], SAMPLES.stroke_width(2)));
+        if !val.is_empty() {
+            ch.draw_series(LineSeries::new(val.iter().copied(), REFERENCE.stroke_width(2)))
+                .map_err(e)?
+                .label("validation")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], REFERENCE.stroke_width(2)));
         }
-        if lo > 0.0 {
-            let ch = cb.build_cartesian_2d(1.0..e_max, (lo / 1.1..hi * 1.1).log_scale()).map_err(e)?;
-            finish!(ch);
-        } else {
-            let pad = 0.05 * (hi - lo).max(1e-12);
-            let ch = cb.build_cartesian_2d(1.0..e_max, lo - pad..hi + pad).map_err(e)?;
-            finish!(ch);
-        }
+        ch.configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(e)?;
         Ok(())
     })
 }

@@ -19,15 +19,26 @@
 //!
 //! # GPU structure
 //! The rows are uploaded once, z-scored and shuffled into fold order on the GPU
-//! (`column_stats`, `zscore`, `c2st_shuffle`; one submission). Each optimiser step is 13
-//! dispatches — minibatch gather, 3 fused matmuls forward (bias + ReLU in the epilogue),
-//! one matmul for Σ W², the logistic loss/gradient kernel, 5 matmuls backward (weight
-//! and bias gradient in one dispatch, ReLU derivative fused as an aux multiply) and two
-//! Adam dispatches (weights with L2, biases without). A whole epoch is one command
-//! buffer and one submission: each step's Adam state (step, bias correction) is copied
-//! from a per-epoch table into the step uniform between compute passes. The host reads
-//! back only the per-step losses once per epoch (for the stopping rule) and the five
-//! fold accuracies at the end.
+//! (`column_stats`, `zscore`, `c2st_shuffle`; one submission). A whole training epoch
+//! is one command buffer and one submission: each step's Adam state (step count,
+//! bias correction) is copied from a per-epoch table into the step uniform between
+//! compute passes, and the host reads back only the per-step losses once per epoch (for
+//! the stopping rule), then the fold accuracies once at the end. One optimiser step is
+//! * wide networks (10·d > 64): 13 dispatches — minibatch gather, 3 fused matmuls
+//!   forward (bias + ReLU in the epilogue), the logistic loss/gradient kernel (which
+//!   also sums the squared weights, copied into the workspace before the step), 5
+//!   matmuls backward (weight and bias gradient in one dispatch, ReLU derivative fused
+//!   as an aux multiply) and two Adam dispatches (weights with L2, biases without);
+//! * narrow networks (default for d ≤ 6): 6 dispatches — gather, one fused per-row
+//!   forward/backward kernel, one per-parameter gradient kernel, the loss sum and the
+//!   two Adam dispatches (`shaders/c2st_mlp.wgsl`; the 64×64 matmul tiles would be
+//!   mostly idle at these widths). Both paths compute the same numbers
+//!   (`tests/c2st.rs` compares them).
+//!
+//! Adam follows sklearn, not PyTorch: `lr·sqrt(1−β2^t)/(1−β1^t) · m / (sqrt(v) + ε)`,
+//! obtained from the shared kernel with `bias_corr1 = (1−β1^t)/sqrt(1−β2^t)` and
+//! `bias_corr2 = 1`; its coupled L2 (`g += wd·p`) with `wd = α / batch_rows` is exactly
+//! sklearn's `(∇ + α W) / batch_rows`.
 //!
 //! The numbers are not bit-identical to sklearn (different random streams for
 //! initialisation, shuffling and fold assignment, f32 arithmetic); the score agrees
@@ -245,7 +256,7 @@ pub fn c2st_report(gpu: &Gpu, a: &[f64], b: &[f64], d: usize, opts: &C2stOptions
     if d == 0 {
         return Err(Error::invalid("c2st: the dimension d must be positive"));
     }
-    if a.len() % d != 0 || b.len() % d != 0 {
+    if !a.len().is_multiple_of(d) || !b.len().is_multiple_of(d) {
         return Err(Error::invalid(format!(
             "c2st: sample lengths {} and {} are not multiples of d = {d}",
             a.len(),

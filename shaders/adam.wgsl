@@ -1,9 +1,10 @@
 // Adam (Kingma & Ba 2015) with PyTorch semantics over one flat parameter buffer:
 //   g += weight_decay * p;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //   p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+// over parameters off .. off + n (off = 0 for the whole buffer).
 struct AdamParams {
     n: u32,
-    pad0: u32,
+    off: u32,
     pad1: u32,
     pad2: u32,
     beta1: f32,
@@ -31,10 +32,11 @@ struct Step {
 @compute @workgroup_size(256, 1, 1)
 fn adam(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = flat_id(wg, nwg, lid);
-    if (i >= ap.n) {
+    let k = flat_id(wg, nwg, lid);
+    if (k >= ap.n) {
         return;
     }
+    let i = ap.off + k;
     let gi = g[i] + ap.weight_decay * p[i];
     let mi = ap.beta1 * m[i] + (1.0 - ap.beta1) * gi;
     let vi = ap.beta2 * v[i] + (1.0 - ap.beta2) * gi * gi;

@@ -26,6 +26,8 @@ mod src {
     pub const DOPRI5: &str = include_str!("../../shaders/dopri5.wgsl");
     pub const AFFINE: &str = include_str!("../../shaders/affine.wgsl");
     pub const JVP: &str = include_str!("../../shaders/jvp.wgsl");
+    pub const C2ST: &str = include_str!("../../shaders/c2st.wgsl");
+    pub const C2ST_MLP: &str = include_str!("../../shaders/c2st_mlp.wgsl");
 }
 
 /// Bind-group layout families.
@@ -76,11 +78,25 @@ pub enum Kernel {
     DivReduce,
     /// Log-density from the joint ODE state (`shaders/jvp.wgsl`).
     DensityFinish,
+    /// C2ST: shuffle rows into folds, with labels (`shaders/c2st.wgsl`).
+    C2stShuffle,
+    /// C2ST: gather one minibatch of a fold's training rows (`shaders/c2st.wgsl`).
+    C2stBatch,
+    /// C2ST: logistic loss and its gradient from logits (`shaders/c2st.wgsl`).
+    C2stBce,
+    /// C2ST: held-out accuracy count (`shaders/c2st.wgsl`).
+    C2stAccuracy,
+    /// C2ST: minibatch loss sum of the fused path (`shaders/c2st.wgsl`).
+    C2stLossSum,
+    /// C2ST, narrow networks: fused per-row forward/backward (`shaders/c2st_mlp.wgsl`).
+    C2stMlpRows,
+    /// C2ST, narrow networks: per-parameter gradient sums (`shaders/c2st_mlp.wgsl`).
+    C2stMlpGrads,
 }
 
 impl Kernel {
     /// All kernels.
-    pub const ALL: [Kernel; 17] = [
+    pub const ALL: [Kernel; 24] = [
         Kernel::Matmul,
         Kernel::Adam,
         Kernel::GatherPath,
@@ -98,6 +114,13 @@ impl Kernel {
         Kernel::TangentInit,
         Kernel::DivReduce,
         Kernel::DensityFinish,
+        Kernel::C2stShuffle,
+        Kernel::C2stBatch,
+        Kernel::C2stBce,
+        Kernel::C2stAccuracy,
+        Kernel::C2stLossSum,
+        Kernel::C2stMlpRows,
+        Kernel::C2stMlpGrads,
     ];
 
     /// (file, entry point, layout).
@@ -120,6 +143,13 @@ impl Kernel {
             Kernel::TangentInit => ("jvp", "tangent_init", Layout::Misc),
             Kernel::DivReduce => ("jvp", "div_reduce", Layout::Misc),
             Kernel::DensityFinish => ("jvp", "density_finish", Layout::Misc),
+            Kernel::C2stShuffle => ("c2st", "c2st_shuffle", Layout::Misc),
+            Kernel::C2stBatch => ("c2st", "c2st_batch", Layout::Misc),
+            Kernel::C2stBce => ("c2st", "c2st_bce", Layout::Misc),
+            Kernel::C2stAccuracy => ("c2st", "c2st_accuracy", Layout::Misc),
+            Kernel::C2stLossSum => ("c2st", "c2st_loss_sum", Layout::Misc),
+            Kernel::C2stMlpRows => ("c2st_mlp", "c2st_mlp_rows", Layout::Matmul),
+            Kernel::C2stMlpGrads => ("c2st_mlp", "c2st_mlp_grads", Layout::Matmul),
         }
     }
 
@@ -135,8 +165,10 @@ impl Kernel {
 }
 
 /// Names of the shader modules (one per `.wgsl` kernel file).
-pub const SHADER_MODULES: [&str; 11] =
-    ["matmul", "adam", "gather", "loss", "glu", "stats", "ode_init", "ode_axpy", "dopri5", "affine", "jvp"];
+pub const SHADER_MODULES: [&str; 13] = [
+    "matmul", "adam", "gather", "loss", "glu", "stats", "ode_init", "ode_axpy", "dopri5", "affine", "jvp", "c2st",
+    "c2st_mlp",
+];
 
 /// The complete WGSL source of one shader module as compiled: `common.wgsl`, then
 /// (for the misc family) `misc.wgsl`, then the kernel file.
@@ -156,9 +188,11 @@ pub fn shader_source(module: &str) -> Result<String> {
         "dopri5" => src::DOPRI5,
         "affine" => src::AFFINE,
         "jvp" => src::JVP,
+        "c2st" => src::C2ST,
+        "c2st_mlp" => src::C2ST_MLP,
         other => return Err(Error::invalid(format!("unknown shader module '{other}'"))),
     };
-    let misc = !matches!(module, "matmul" | "adam");
+    let misc = !matches!(module, "matmul" | "adam" | "c2st_mlp");
     Ok(format!("{}\n{}\n{}", src::COMMON, if misc { src::MISC } else { "" }, body))
 }
 
@@ -577,12 +611,74 @@ pub struct JvpParams {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
 pub struct AdamParams {
+    /// Parameters updated: indices `pad[0] .. pad[0] + n` of the flat buffers.
     pub n: u32,
+    /// `pad[0]`: index of the first parameter updated (0 for the whole buffer);
+    /// `pad[1..]`: unused. (Lets one buffer hold weights with and without L2 decay.)
     pub pad: [u32; 3],
     pub beta1: f32,
     pub beta2: f32,
     pub eps: f32,
     pub weight_decay: f32,
+}
+
+/// Parameters of the C2ST kernels (`shaders/c2st.wgsl`); offsets in f32 elements of
+/// the workspace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
+pub struct C2stParams {
+    pub rows: u32,
+    pub d: u32,
+    pub n_total: u32,
+    pub n_a: u32,
+    pub n_train: u32,
+    pub test_start: u32,
+    pub test_len: u32,
+    pub batch: u32,
+    pub seed_lo: u32,
+    pub seed_hi: u32,
+    pub stream: u32,
+    pub x_off: u32,
+    pub y_off: u32,
+    pub xb_off: u32,
+    pub yb_off: u32,
+    pub z_off: u32,
+    pub dz_off: u32,
+    pub loss_off: u32,
+    pub wsq_off: u32,
+    pub out_off: u32,
+    pub scale: f32,
+    pub alpha: f32,
+    pub n_w: u32,
+    pub w_off: u32,
+}
+
+/// Parameters of the fused narrow-network C2ST kernels (`shaders/c2st_mlp.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
+pub struct MlpParams {
+    pub rows: u32,
+    pub d: u32,
+    pub h: u32,
+    pub n_params: u32,
+    pub n_weights: u32,
+    pub w1: u32,
+    pub w2: u32,
+    pub w3: u32,
+    pub b1: u32,
+    pub b2: u32,
+    pub b3: u32,
+    pub xb_off: u32,
+    pub yb_off: u32,
+    pub h1_off: u32,
+    pub h2_off: u32,
+    pub d1_off: u32,
+    pub d2_off: u32,
+    pub dz_off: u32,
+    pub bce_off: u32,
+    pub wsq_off: u32,
+    pub scale: f32,
+    pub pad: [f32; 3],
 }
 
 /// The per-step state (`struct Step` in the shaders), written once per submission.

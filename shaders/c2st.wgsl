@@ -1,0 +1,170 @@
+// Kernels of the classifier two-sample test (C2ST, sbibm's recipe; see src/metrics/c2st.rs).
+// The MLP itself runs on the shared matmul and Adam kernels; these kernels move rows
+// and compute the logistic loss and the accuracy. All offsets are in f32 elements of
+// the workspace `acts`; `data` holds the (z-scored) input rows in their original order.
+struct C2stParams {
+    rows: u32,       // rows handled by this dispatch (batch rows / test rows / all rows)
+    d: u32,          // features per row
+    n_total: u32,    // rows of A and B together
+    n_a: u32,        // rows of A (label 0); rows >= n_a are B (label 1)
+    n_train: u32,    // training rows of the fold
+    test_start: u32, // first test row of the fold (in the shuffled order)
+    test_len: u32,   // test rows of the fold
+    batch: u32,      // full minibatch size
+    seed_lo: u32,
+    seed_hi: u32,
+    stream: u32,     // fold index (separates the shuffles of the folds)
+    x_off: u32,      // shuffled rows [n_total, d]
+    y_off: u32,      // shuffled labels [n_total]
+    xb_off: u32,     // minibatch rows [batch, d]
+    yb_off: u32,     // minibatch labels [batch]
+    z_off: u32,      // logits [rows]
+    dz_off: u32,     // dL/dz [rows]
+    loss_off: u32,   // per-step loss slots
+    wsq_off: u32,    // sum of squared weights (1 value)
+    out_off: u32,    // accuracy: count of correct test rows (1 value)
+    scale: f32,      // 1 / rows of the minibatch
+    alpha: f32,      // L2 penalty
+    n_w: u32,        // c2st_bce: weights copied to acts[w_off ..] (sum of squares); 0 = use wsq_off
+    w_off: u32,
+}
+@group(0) @binding(0) var<uniform> cp: C2stParams;
+
+// Bijective shuffle of [0, n): cycle-walking 4-round Feistel network keyed by Philox.
+fn c2st_permute(pos: u32, n: u32, key: vec2<u32>, epoch: u32, stream: u32) -> u32 {
+    var half_bits = 1u;
+    while ((1u << (2u * half_bits)) < n) {
+        half_bits = half_bits + 1u;
+    }
+    let mask = (1u << half_bits) - 1u;
+    var x = pos;
+    loop {
+        var l = x >> half_bits;
+        var r = x & mask;
+        for (var round = 0u; round < 4u; round = round + 1u) {
+            let f = philox(vec4<u32>(r, round, epoch, stream ^ 0xc2c2a5a5u), key).x & mask;
+            let nl = r;
+            r = l ^ f;
+            l = nl;
+        }
+        x = (l << half_bits) | r;
+        if (x < n) {
+            break;
+        }
+    }
+    return x;
+}
+
+// Shuffles all rows once (KFold(shuffle=True)): acts[x_off + p] = data[perm(p)], label 1
+// for rows of B. One thread per shuffled row.
+@compute @workgroup_size(256, 1, 1)
+fn c2st_shuffle(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_id) lid: vec3<u32>) {
+    let p = flat_id(wg, nwg, lid);
+    if (p >= cp.n_total) {
+        return;
+    }
+    let src = c2st_permute(p, cp.n_total, vec2<u32>(cp.seed_lo, cp.seed_hi), 0xffffffffu, 0xf01du);
+    for (var j = 0u; j < cp.d; j = j + 1u) {
+        acts[cp.x_off + p * cp.d + j] = data[src * cp.d + j];
+    }
+    acts[cp.y_off + p] = select(0.0, 1.0, src >= cp.n_a);
+}
+
+// Gathers minibatch `st.step_in_epoch` of epoch `st.epoch`: the fold's training rows
+// (all rows outside [test_start, test_start + test_len)) in a fresh order each epoch.
+@compute @workgroup_size(256, 1, 1)
+fn c2st_batch(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_id) lid: vec3<u32>) {
+    let r = flat_id(wg, nwg, lid);
+    if (r >= cp.rows) {
+        return;
+    }
+    let pos = st.step_in_epoch * cp.batch + r;
+    let t = c2st_permute(pos, cp.n_train, vec2<u32>(cp.seed_lo, cp.seed_hi), st.epoch, cp.stream);
+    var row = t;
+    if (t >= cp.test_start) {
+        row = t + cp.test_len;
+    }
+    for (var j = 0u; j < cp.d; j = j + 1u) {
+        acts[cp.xb_off + r * cp.d + j] = acts[cp.x_off + row * cp.d + j];
+    }
+    acts[cp.yb_off + r] = acts[cp.y_off + row];
+}
+
+var<workgroup> red: array<f32, 256>;
+
+fn reduce_sum(lid: u32, v: f32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var w = 128u; w > 0u; w = w >> 1u) {
+        if (lid < w) {
+            red[lid] = red[lid] + red[lid + w];
+        }
+        workgroupBarrier();
+    }
+    return red[0];
+}
+
+// Logistic (binary cross-entropy) loss of one minibatch, from logits, as sklearn's
+// MLPClassifier reports it (probabilities clipped to [eps, 1 - eps], eps = f32 epsilon):
+//   acts[loss_off + step_in_epoch] = sum_i bce_i + 0.5 alpha sum(W^2)
+// (= sklearn's batch loss times the batch size), and dL/dz = (sigmoid(z) - y) / rows.
+// One workgroup.
+@compute @workgroup_size(256, 1, 1)
+fn c2st_bce(@builtin(local_invocation_id) lid: vec3<u32>) {
+    var s = 0.0;
+    for (var e = lid.x; e < cp.rows; e = e + 256u) {
+        let z = acts[cp.z_off + e];
+        let y = acts[cp.yb_off + e];
+        let bce = max(z, 0.0) - z * y + log(1.0 + exp(-abs(z)));
+        s = s + clamp(bce, 1.1920929e-7, 15.942385);
+        acts[cp.dz_off + e] = (sigmoid(z) - y) * cp.scale;
+    }
+    let total = reduce_sum(lid.x, s);
+    workgroupBarrier();
+    var wsq = 0.0;
+    if (cp.n_w > 0u) {
+        var q = 0.0;
+        for (var k = lid.x; k < cp.n_w; k = k + 256u) {
+            let w = acts[cp.w_off + k];
+            q = fma(w, w, q);
+        }
+        wsq = reduce_sum(lid.x, q);
+    } else {
+        wsq = acts[cp.wsq_off];
+    }
+    if (lid.x == 0u) {
+        acts[cp.loss_off + st.step_in_epoch] = total + 0.5 * cp.alpha * wsq;
+    }
+}
+
+// Held-out accuracy: counts test rows whose prediction (z > 0, i.e. p > 0.5, sklearn's
+// threshold) equals the label; writes the count to acts[out_off]. One workgroup.
+@compute @workgroup_size(256, 1, 1)
+fn c2st_accuracy(@builtin(local_invocation_id) lid: vec3<u32>) {
+    var s = 0.0;
+    for (var e = lid.x; e < cp.rows; e = e + 256u) {
+        let pred = select(0.0, 1.0, acts[cp.z_off + e] > 0.0);
+        let y = acts[cp.y_off + cp.test_start + e];
+        s = s + select(0.0, 1.0, pred == y);
+    }
+    let total = reduce_sum(lid.x, s);
+    if (lid.x == 0u) {
+        acts[cp.out_off] = total;
+    }
+}
+
+// Sum of the per-row losses of one minibatch (z_off = per-row losses) plus the L2 term,
+// into acts[loss_off + step_in_epoch] (the fused path's counterpart of c2st_bce).
+@compute @workgroup_size(256, 1, 1)
+fn c2st_loss_sum(@builtin(local_invocation_id) lid: vec3<u32>) {
+    var s = 0.0;
+    for (var e = lid.x; e < cp.rows; e = e + 256u) {
+        s = s + acts[cp.z_off + e];
+    }
+    let total = reduce_sum(lid.x, s);
+    if (lid.x == 0u) {
+        acts[cp.loss_off + st.step_in_epoch] = total + 0.5 * cp.alpha * acts[cp.wsq_off];
+    }
+}

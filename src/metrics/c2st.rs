@@ -1,0 +1,585 @@
+//! Classifier two-sample test (C2ST) as the sbibm benchmark computes it, on the GPU.
+//!
+//! Recipe (sbibm 1.1.0 `sbibm/metrics/c2st.py` as called by the benchmark pipeline,
+//! metric "C2ST_Z"; see `../shared/sbibm/README.md` and the Python reference
+//! `../shared/tools/c2st.py`):
+//! 1. keep the first `max_rows` (10,000) rows of each set, as f32;
+//! 2. z-score both sets with the mean and the standard deviation (ddof = 1) of the
+//!    first set (the reference);
+//! 3. label the first set 0 and the second 1;
+//! 4. classifier: sklearn's `MLPClassifier(activation="relu", hidden_layer_sizes=(10d, 10d),
+//!    max_iter=10000, solver="adam")` with every other setting at sklearn's default —
+//!    logistic output unit and log-loss, Glorot-uniform initialisation, Adam (lr 1e-3,
+//!    β = 0.9/0.999, ε = 1e-8, sklearn's bias correction), minibatches of min(200, n)
+//!    rows reshuffled every epoch (last batch partial), L2 penalty α = 1e-4 applied as
+//!    sklearn does (gradient `α W / batch_rows` on weights only, loss
+//!    `0.5 α ‖W‖² / batch_rows`), stop when the epoch's training loss has not improved
+//!    by tol = 1e-4 for more than 10 consecutive epochs;
+//! 5. `KFold(5, shuffle=True)`; the score is the mean held-out accuracy (cast to f32).
+//!
+//! # GPU structure
+//! The rows are uploaded once, z-scored and shuffled into fold order on the GPU
+//! (`column_stats`, `zscore`, `c2st_shuffle`; one submission). A whole training epoch
+//! is one command buffer and one submission: each step's Adam state (step count,
+//! bias correction) is copied from a per-epoch table into the step uniform between
+//! compute passes, and the host reads back only the per-step losses once per epoch (for
+//! the stopping rule), then the fold accuracies once at the end. One optimiser step is
+//! * wide networks (10·d > 64): 13 dispatches — minibatch gather, 3 fused matmuls
+//!   forward (bias + ReLU in the epilogue), the logistic loss/gradient kernel (which
+//!   also sums the squared weights, copied into the workspace before the step), 5
+//!   matmuls backward (weight and bias gradient in one dispatch, ReLU derivative fused
+//!   as an aux multiply) and two Adam dispatches (weights with L2, biases without);
+//! * narrow networks (default for d ≤ 6): 6 dispatches — gather, one fused per-row
+//!   forward/backward kernel, one per-parameter gradient kernel, the loss sum and the
+//!   two Adam dispatches (`shaders/c2st_mlp.wgsl`; the 64×64 matmul tiles would be
+//!   mostly idle at these widths). Both paths compute the same numbers
+//!   (`tests/c2st.rs` compares them).
+//!
+//! Adam follows sklearn, not PyTorch: `lr·sqrt(1−β2^t)/(1−β1^t) · m / (sqrt(v) + ε)`,
+//! obtained from the shared kernel with `bias_corr1 = (1−β1^t)/sqrt(1−β2^t)` and
+//! `bias_corr2 = 1`; its coupled L2 (`g += wd·p`) with `wd = α / batch_rows` is exactly
+//! sklearn's `(∇ + α W) / batch_rows`.
+//!
+//! The numbers are not bit-identical to sklearn (different random streams for
+//! initialisation, shuffling and fold assignment, f32 arithmetic); the score agrees
+//! within C2ST's own noise (see `tests/c2st.rs`).
+
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::kernels::{
+    AdamParams, Arena, Bindings, Buf, C2stParams, Kernel, Mat, Matmul, MlpParams, Op, Program, ProgramBuilder,
+    StatsParams, StepState,
+};
+
+/// sklearn's `alpha` (L2 penalty).
+const ALPHA: f64 = 1e-4;
+/// sklearn's `learning_rate_init`.
+const LR: f64 = 1e-3;
+const BETA1: f64 = 0.9;
+const BETA2: f64 = 0.999;
+const EPS: f64 = 1e-8;
+/// sklearn's `tol`.
+const TOL: f64 = 1e-4;
+/// sklearn's `n_iter_no_change`.
+const N_ITER_NO_CHANGE: usize = 10;
+/// sklearn's default `batch_size = min(200, n_samples)`.
+const MAX_BATCH: usize = 200;
+/// Bytes of one [`StepState`].
+const STEP_BYTES: u64 = std::mem::size_of::<StepState>() as u64;
+
+/// Options of [`c2st`]. The defaults are the benchmark's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct C2stOptions {
+    /// Seed of the fold assignment, the initialisation and the minibatch order
+    /// (sbibm uses `random_state=1`). Default 1.
+    pub seed: u64,
+    /// Number of cross-validation folds (≥ 2). Default 5.
+    pub folds: usize,
+    /// Upper bound on training epochs per fold (sklearn's `max_iter`). Default 10,000.
+    pub max_epochs: usize,
+    /// Keep only the first `max_rows` rows of each set (0 = all rows). Default 10,000,
+    /// like the benchmark pipeline.
+    pub max_rows: usize,
+    /// z-score both sets with the first set's mean and std (ddof = 1): the paper's
+    /// "C2ST_Z". Default true.
+    pub z_score: bool,
+    /// For narrow networks (hidden width 10·d ≤ 64, i.e. d ≤ 6) run each step on two
+    /// fused kernels (`shaders/c2st_mlp.wgsl`: per-row forward/backward, per-parameter
+    /// gradient sums) instead of the tiled matmul, whose 64×64 tiles are mostly idle at
+    /// these widths. Same mathematics; default true. false forces the matmul path.
+    pub fused_small_net: bool,
+}
+
+impl Default for C2stOptions {
+    fn default() -> Self {
+        C2stOptions { seed: 1, folds: 5, max_epochs: 10_000, max_rows: 10_000, z_score: true, fused_small_net: true }
+    }
+}
+
+/// Widest hidden layer the fused kernels handle (`MAXH` in `shaders/c2st_mlp.wgsl`).
+const FUSED_MAX_WIDTH: usize = 64;
+
+/// Details of one C2ST run (see [`c2st_report`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct C2stReport {
+    /// The C2ST score: mean held-out accuracy over the folds, rounded to f32 like sbibm.
+    /// 0.5 = indistinguishable, 1.0 = perfectly separable.
+    pub score: f64,
+    /// Held-out accuracy of each fold.
+    pub fold_accuracies: Vec<f64>,
+    /// Training epochs of each fold (sklearn's `n_iter_`).
+    pub epochs: Vec<usize>,
+    /// Final training loss of each fold (sklearn's `loss_`, L2 term included).
+    pub final_losses: Vec<f64>,
+    /// Rows used from each set (after `max_rows`).
+    pub rows: (usize, usize),
+    /// GPU submissions made.
+    pub submissions: u64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// Classifier two-sample test between sample sets `a` and `b`, as the sbibm benchmark
+/// computes it (metric "C2ST_Z"; recipe in the [module docs](self)).
+///
+/// `a` is the reference set `[n, d]` and `b` the set to test `[m, d]`, both row-major,
+/// in the same (arbitrary) units; only the first `opts.max_rows` rows of each are used,
+/// and z-scoring uses `a`'s statistics (a column of `a` with zero spread is divided by
+/// 1, where sbibm would produce NaN). Returns the mean held-out accuracy in [0, 1]:
+/// ≈ 0.5 when the sets come from one distribution, 1 when they are separable.
+///
+/// # Errors
+/// [`Error::Invalid`] when `d` is 0, a slice length is not a multiple of `d`, a set has
+/// fewer rows than 1 or the two together fewer than `folds`, `folds` < 2, or a value
+/// is NaN/infinite (the benchmark records NaN then); [`Error::Gpu`] /
+/// [`Error::DeviceLost`] for GPU failures; [`Error::Invalid`] if training diverges.
+pub fn c2st(gpu: &Gpu, a: &[f64], b: &[f64], d: usize, opts: &C2stOptions) -> Result<f64> {
+    Ok(c2st_report(gpu, a, b, d, opts)?.score)
+}
+
+/// Row counts and offsets of one fold.
+#[derive(Clone, Copy, Debug)]
+struct Fold {
+    test_start: usize,
+    test_len: usize,
+    n_train: usize,
+    batch: usize,
+    steps: usize,
+}
+
+/// Parameter offsets in the flat buffer: all weights first (L2-penalised), then biases.
+#[derive(Clone, Copy, Debug)]
+struct Net {
+    d: usize,
+    h: usize,
+    w1: usize,
+    w2: usize,
+    w3: usize,
+    n_weights: usize,
+    b1: usize,
+    b2: usize,
+    b3: usize,
+    len: usize,
+}
+
+impl Net {
+    fn new(d: usize) -> Net {
+        let h = 10 * d;
+        let w1 = 0;
+        let w2 = w1 + h * d;
+        let w3 = w2 + h * h;
+        let n_weights = w3 + h;
+        let b1 = n_weights;
+        let b2 = b1 + h;
+        let b3 = b2 + h;
+        Net { d, h, w1, w2, w3, n_weights, b1, b2, b3, len: b3 + 1 }
+    }
+
+    /// sklearn's `_init_coef` for ReLU networks: U(−b, b), b = sqrt(6 / (fan_in + fan_out)),
+    /// for weights and biases alike.
+    fn init(&self, seed: u64) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xc257_0001);
+        let mut p = vec![0f32; self.len];
+        for (w, b, fan_in, fan_out) in
+            [(self.w1, self.b1, self.d, self.h), (self.w2, self.b2, self.h, self.h), (self.w3, self.b3, self.h, 1)]
+        {
+            let bound = (6.0 / (fan_in + fan_out) as f64).sqrt();
+            for v in &mut p[w..w + fan_in * fan_out] {
+                *v = rng.random_range(-bound..bound) as f32;
+            }
+            for v in &mut p[b..b + fan_out] {
+                *v = rng.random_range(-bound..bound) as f32;
+            }
+        }
+        p
+    }
+
+    /// `out = act(x Wᵀ + b)` for a layer with weights at `w` (`[fan_out, fan_in]`).
+    #[allow(clippy::too_many_arguments)]
+    fn linear(rows: usize, fan_in: usize, fan_out: usize, w: usize, b: usize, x: Mat, act: Op, out: Mat) -> Matmul {
+        let mut mm = Matmul::new(rows, fan_out, fan_in, x, Mat::strided(Buf::Params, w, 1, fan_in), out);
+        mm.bias = Some(Mat::rows(Buf::Params, b, fan_out));
+        mm.act = act;
+        mm
+    }
+
+    /// Forward pass of `rows` rows of `x` into `h1`, `h2` (post-ReLU) and logits `z`.
+    fn forward(&self, pb: &mut ProgramBuilder, rows: usize, x: usize, h1: usize, h2: usize, z: usize) {
+        let (d, h) = (self.d, self.h);
+        let xa = Mat::rows(Buf::Acts, x, d);
+        let h1m = Mat::rows(Buf::Acts, h1, h);
+        let h2m = Mat::rows(Buf::Acts, h2, h);
+        pb.matmul(&Net::linear(rows, d, h, self.w1, self.b1, xa, Op::Relu, h1m));
+        pb.matmul(&Net::linear(rows, h, h, self.w2, self.b2, h1m, Op::Relu, h2m));
+        pb.matmul(&Net::linear(rows, h, 1, self.w3, self.b3, h2m, Op::Id, Mat::rows(Buf::Acts, z, 1)));
+    }
+}
+
+/// Workspace offsets (f32 elements of `acts`).
+#[derive(Clone, Copy, Debug)]
+struct Work {
+    stats: usize,
+    x: usize,
+    y: usize,
+    xb: usize,
+    yb: usize,
+    h1: usize,
+    h2: usize,
+    z: usize,
+    dz: usize,
+    dh1: usize,
+    dh2: usize,
+    wsq: usize,
+    wcopy: usize,
+    bce: usize,
+    loss: usize,
+    h1t: usize,
+    h2t: usize,
+    zt: usize,
+    acc: usize,
+    len: usize,
+}
+
+/// As [`c2st`], with the per-fold details (accuracies, epochs, final losses), the
+/// number of GPU submissions and the wall time.
+///
+/// # Errors
+/// As [`c2st`].
+pub fn c2st_report(gpu: &Gpu, a: &[f64], b: &[f64], d: usize, opts: &C2stOptions) -> Result<C2stReport> {
+    let started = Instant::now();
+    let submissions0 = gpu.submission_count();
+    if d == 0 {
+        return Err(Error::invalid("c2st: the dimension d must be positive"));
+    }
+    if !a.len().is_multiple_of(d) || !b.len().is_multiple_of(d) {
+        return Err(Error::invalid(format!(
+            "c2st: sample lengths {} and {} are not multiples of d = {d}",
+            a.len(),
+            b.len()
+        )));
+    }
+    if opts.folds < 2 {
+        return Err(Error::invalid("c2st: at least 2 folds are needed"));
+    }
+    let cap = |rows: usize| if opts.max_rows == 0 { rows } else { rows.min(opts.max_rows) };
+    let (n_a, n_b) = (cap(a.len() / d), cap(b.len() / d));
+    let n = n_a + n_b;
+    if n_a == 0 || n_b == 0 || n < opts.folds {
+        return Err(Error::invalid(format!(
+            "c2st: too few rows ({n_a} and {n_b}) for {} folds",
+            opts.folds
+        )));
+    }
+    let (a, b) = (&a[..n_a * d], &b[..n_b * d]);
+    for (name, set) in [("first", a), ("second", b)] {
+        if let Some(i) = set.iter().position(|v| !v.is_finite()) {
+            return Err(Error::invalid(format!(
+                "c2st: the {name} sample set holds a non-finite value ({}) in row {}, column {}",
+                set[i],
+                i / d + 1,
+                i % d + 1
+            )));
+        }
+    }
+
+    let net = Net::new(d);
+    let h = net.h;
+    let fused = opts.fused_small_net && h <= FUSED_MAX_WIDTH;
+    // KFold: the first n % folds folds get one extra row.
+    let mut folds = Vec::with_capacity(opts.folds);
+    let mut start = 0;
+    for f in 0..opts.folds {
+        let test_len = n / opts.folds + usize::from(f < n % opts.folds);
+        let n_train = n - test_len;
+        let batch = n_train.min(MAX_BATCH);
+        folds.push(Fold { test_start: start, test_len, n_train, batch, steps: n_train.div_ceil(batch) });
+        start += test_len;
+    }
+    let max_batch = folds.iter().map(|f| f.batch).max().unwrap_or(1);
+    let max_steps = folds.iter().map(|f| f.steps).max().unwrap_or(1);
+    let max_test = folds.iter().map(|f| f.test_len).max().unwrap_or(1);
+
+    let mut ar = Arena::default();
+    let mut work = Work {
+        stats: ar.alloc(2 * d),
+        x: ar.alloc(n * d),
+        y: ar.alloc(n),
+        xb: ar.alloc(max_batch * d),
+        yb: ar.alloc(max_batch),
+        h1: ar.alloc(max_batch * h),
+        h2: ar.alloc(max_batch * h),
+        z: ar.alloc(max_batch),
+        dz: ar.alloc(max_batch),
+        dh1: ar.alloc(max_batch * h),
+        dh2: ar.alloc(max_batch * h),
+        wsq: ar.alloc(1),
+        wcopy: ar.alloc(net.n_weights),
+        bce: ar.alloc(max_batch),
+        loss: ar.alloc(max_steps),
+        h1t: ar.alloc(max_test * h),
+        h2t: ar.alloc(max_test * h),
+        zt: ar.alloc(max_test),
+        acc: ar.alloc(opts.folds),
+        len: 0,
+    };
+    work.len = ar.len();
+    if work.len as u64 > gpu.max_binding_floats() || (n * d) as u64 > gpu.max_binding_floats() {
+        return Err(Error::invalid(format!(
+            "c2st: {n} rows of dimension {d} exceed the device's largest storage binding; lower max_rows"
+        )));
+    }
+
+    let data: Vec<f32> = a.iter().chain(b.iter()).map(|&v| v as f32).collect();
+    let data_buf = gpu.storage_from("fmpe c2st rows", &data);
+    let acts = gpu.storage("fmpe c2st workspace", work.len as u64 * 4);
+    let init = net.init(opts.seed);
+    let params = gpu.storage_from("fmpe c2st params", &init);
+    let grads = gpu.storage("fmpe c2st grads", net.len as u64 * 4);
+    let m = gpu.storage("fmpe c2st adam m", net.len as u64 * 4);
+    let v = gpu.storage("fmpe c2st adam v", net.len as u64 * 4);
+    let step_buf = gpu.uniform_from("fmpe c2st step", bytemuck::bytes_of(&StepState::default()));
+    let step_table = gpu.storage("fmpe c2st step table", max_steps as u64 * STEP_BYTES);
+    let binds = Bindings {
+        acts: Some(&acts),
+        params: Some(&params),
+        grads: Some(&grads),
+        data: Some(&data_buf),
+        step: Some(&step_buf),
+        moments: Some((&m, &v)),
+    };
+
+    let base = C2stParams {
+        rows: 0,
+        d: d as u32,
+        n_total: n as u32,
+        n_a: n_a as u32,
+        seed_lo: opts.seed as u32,
+        seed_hi: (opts.seed >> 32) as u32,
+        x_off: work.x as u32,
+        y_off: work.y as u32,
+        xb_off: work.xb as u32,
+        yb_off: work.yb as u32,
+        z_off: work.z as u32,
+        dz_off: work.dz as u32,
+        loss_off: work.loss as u32,
+        wsq_off: work.wsq as u32,
+        alpha: ALPHA as f32,
+        ..Default::default()
+    };
+
+    // Setup: z-score with the first set's statistics, shuffle into fold order.
+    let mut pb = ProgramBuilder::new(gpu);
+    if opts.z_score {
+        let sp = StatsParams { rows: n_a as u32, cols: d as u32, off: 0, stats_off: work.stats as u32 };
+        pb.push_groups(Kernel::ColumnStats, &sp, (d as u32, 1, 1));
+        pb.push_1d(Kernel::Zscore, &StatsParams { rows: n as u32, ..sp }, n * d);
+    }
+    pb.push_1d(Kernel::C2stShuffle, &C2stParams { rows: n as u32, ..base }, n);
+    pb.build(gpu, binds)?.run(gpu)?;
+
+    let mut fold_accuracies = Vec::with_capacity(opts.folds);
+    let mut epochs = Vec::with_capacity(opts.folds);
+    let mut final_losses = Vec::with_capacity(opts.folds);
+    let mut eval_progs = Vec::with_capacity(opts.folds);
+    for (fi, fold) in folds.iter().enumerate() {
+        let fp = C2stParams {
+            n_train: fold.n_train as u32,
+            test_start: fold.test_start as u32,
+            test_len: fold.test_len as u32,
+            batch: fold.batch as u32,
+            stream: fi as u32,
+            ..base
+        };
+        let full = step_program(gpu, binds, &net, &work, fp, fold.batch, fused)?;
+        let last_rows = fold.n_train - (fold.steps - 1) * fold.batch;
+        let last = if last_rows != fold.batch { Some(step_program(gpu, binds, &net, &work, fp, last_rows, fused)?) } else { None };
+
+        // sklearn clones the classifier per fold with the same random_state: same init.
+        gpu.queue.write_buffer(&params, 0, bytemuck::cast_slice(&init));
+        let mut t: u64 = 0;
+        let mut best = f64::INFINITY;
+        let mut no_improve = 0usize;
+        let mut epoch = 0usize;
+        let mut loss = f64::NAN;
+        let mut first = true;
+        while epoch < opts.max_epochs {
+            let mut table = Vec::with_capacity(fold.steps);
+            for s in 0..fold.steps {
+                t += 1;
+                let ti = t.min(i32::MAX as u64) as i32;
+                // sklearn: lr_t = lr sqrt(1 − β2^t) / (1 − β1^t), update m / (sqrt(v) + ε):
+                // the shared kernel's form with bias_corr1 = (1 − β1^t) / sqrt(1 − β2^t)
+                // and bias_corr2 = 1.
+                table.push(StepState {
+                    step: t as u32,
+                    epoch: epoch as u32,
+                    step_in_epoch: s as u32,
+                    pad0: 0,
+                    lr: LR as f32,
+                    bias_corr1: ((1.0 - BETA1.powi(ti)) / (1.0 - BETA2.powi(ti)).sqrt()) as f32,
+                    bias_corr2: 1.0,
+                    pad1: 0.0,
+                });
+            }
+            gpu.queue.write_buffer(&step_table, 0, bytemuck::cast_slice(&table));
+            let mut enc = gpu.encoder();
+            if first {
+                enc.clear_buffer(&m, 0, None);
+                enc.clear_buffer(&v, 0, None);
+                first = false;
+            }
+            for s in 0..fold.steps {
+                enc.copy_buffer_to_buffer(&step_table, s as u64 * STEP_BYTES, &step_buf, 0, STEP_BYTES);
+                if !fused {
+                    // The step's weights, for the L2 term of the loss (summed by c2st_bce).
+                    enc.copy_buffer_to_buffer(&params, 0, &acts, work.wcopy as u64 * 4, net.n_weights as u64 * 4);
+                }
+                let prog = if s + 1 == fold.steps { last.as_ref().unwrap_or(&full) } else { &full };
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+                prog.record(gpu, &mut pass)?;
+            }
+            let staging = gpu.copy_to_staging(&mut enc, &acts, work.loss as u64, fold.steps);
+            gpu.submit(enc)?;
+            let slots = gpu.map_staging(&staging, fold.steps)?;
+            epoch += 1;
+            loss = slots.iter().map(|&x| x as f64).sum::<f64>() / fold.n_train as f64;
+            if !loss.is_finite() {
+                return Err(Error::invalid(format!(
+                    "c2st: the classifier's training loss is {loss} in fold {}, epoch {epoch}",
+                    fi + 1
+                )));
+            }
+            // sklearn's _update_no_improvement_count (early_stopping=False).
+            if loss > best - TOL {
+                no_improve += 1;
+            } else {
+                no_improve = 0;
+            }
+            if loss < best {
+                best = loss;
+            }
+            if no_improve > N_ITER_NO_CHANGE {
+                break;
+            }
+        }
+        epochs.push(epoch);
+        final_losses.push(loss);
+
+        // Held-out accuracy of this fold (count written to acts[acc + fold]).
+        let mut pb = ProgramBuilder::new(gpu);
+        let x_test = work.x + fold.test_start * d;
+        net.forward(&mut pb, fold.test_len, x_test, work.h1t, work.h2t, work.zt);
+        pb.push_groups(
+            Kernel::C2stAccuracy,
+            &C2stParams { rows: fold.test_len as u32, z_off: work.zt as u32, out_off: (work.acc + fi) as u32, ..fp },
+            (1, 1, 1),
+        );
+        let prog = pb.build(gpu, binds)?;
+        prog.run(gpu)?;
+        eval_progs.push(prog);
+    }
+    let counts = gpu.read_f32(&acts, work.acc as u64, opts.folds)?;
+    drop(eval_progs);
+    for (c, f) in counts.iter().zip(&folds) {
+        fold_accuracies.push(*c as f64 / f.test_len as f64);
+    }
+    let mean = fold_accuracies.iter().sum::<f64>() / opts.folds as f64;
+    Ok(C2stReport {
+        score: mean as f32 as f64,
+        fold_accuracies,
+        epochs,
+        final_losses,
+        rows: (n_a, n_b),
+        submissions: gpu.submission_count() - submissions0,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Records one optimiser step on a minibatch of `rows` rows: 13 dispatches on the
+/// matmul path, 6 on the fused path.
+fn step_program(
+    gpu: &Gpu,
+    binds: Bindings<'_>,
+    net: &Net,
+    w: &Work,
+    fp: C2stParams,
+    rows: usize,
+    fused: bool,
+) -> Result<Program> {
+    let (d, h) = (net.d, net.h);
+    let p = C2stParams { rows: rows as u32, scale: 1.0 / rows as f32, ..fp };
+    let mut pb = ProgramBuilder::new(gpu);
+    pb.push_1d(Kernel::C2stBatch, &p, rows);
+    if fused {
+        let mp = MlpParams {
+            rows: rows as u32,
+            d: d as u32,
+            h: h as u32,
+            n_params: net.len as u32,
+            n_weights: net.n_weights as u32,
+            w1: net.w1 as u32,
+            w2: net.w2 as u32,
+            w3: net.w3 as u32,
+            b1: net.b1 as u32,
+            b2: net.b2 as u32,
+            b3: net.b3 as u32,
+            xb_off: w.xb as u32,
+            yb_off: w.yb as u32,
+            h1_off: w.h1 as u32,
+            h2_off: w.h2 as u32,
+            d1_off: w.dh1 as u32,
+            d2_off: w.dh2 as u32,
+            dz_off: w.dz as u32,
+            bce_off: w.bce as u32,
+            wsq_off: w.wsq as u32,
+            scale: 1.0 / rows as f32,
+            pad: [0.0; 3],
+        };
+        pb.push_groups(Kernel::C2stMlpRows, &mp, ((rows as u32).div_ceil(64), 1, 1));
+        pb.push_groups(Kernel::C2stMlpGrads, &mp, ((net.len as u32).div_ceil(64), 1, 1));
+        pb.push_groups(Kernel::C2stLossSum, &C2stParams { z_off: w.bce as u32, ..p }, (1, 1, 1));
+    } else {
+        net.forward(&mut pb, rows, w.xb, w.h1, w.h2, w.z);
+        // Loss + dL/dz; Σ W² from the weights copied to acts before the step.
+        pb.push_groups(
+            Kernel::C2stBce,
+            &C2stParams { n_w: net.n_weights as u32, w_off: w.wcopy as u32, ..p },
+            (1, 1, 1),
+        );
+        let act = |off: usize, cols: usize| Mat::rows(Buf::Acts, off, cols);
+        // Weight (and, via the ones column, bias) gradient: gW = dYᵀ X, gb = Σ dY.
+        let wgrad = |fan_out: usize, fan_in: usize, wo: usize, bo: usize, dy: Mat, x: Mat| {
+            let mut mm = Matmul::new(fan_out, fan_in, rows, dy.t(), x, Mat::rows(Buf::Grads, wo, fan_in));
+            mm.bias_grad = Some(bo);
+            mm
+        };
+        // Data gradient through W (`[fan_out, fan_in]`) times ReLU'(h).
+        let dgrad = |fan_out: usize, fan_in: usize, wo: usize, dy: Mat, hpost: Mat, out: Mat| {
+            let mut mm = Matmul::new(rows, fan_in, fan_out, dy, Mat::rows(Buf::Params, wo, fan_in), out);
+            mm.aux = Some((hpost, Op::ReluGrad));
+            mm
+        };
+        pb.matmul(&wgrad(1, h, net.w3, net.b3, act(w.dz, 1), act(w.h2, h)));
+        pb.matmul(&dgrad(1, h, net.w3, act(w.dz, 1), act(w.h2, h), act(w.dh2, h)));
+        pb.matmul(&wgrad(h, h, net.w2, net.b2, act(w.dh2, h), act(w.h1, h)));
+        pb.matmul(&dgrad(h, h, net.w2, act(w.dh2, h), act(w.h1, h), act(w.dh1, h)));
+        pb.matmul(&wgrad(h, d, net.w1, net.b1, act(w.dh1, h), act(w.xb, d)));
+    }
+    // Adam: weights with sklearn's L2 gradient α W / rows, then biases without.
+    let adam = |n: usize, off: usize, wd: f64| AdamParams {
+        n: n as u32,
+        pad: [off as u32, 0, 0],
+        beta1: BETA1 as f32,
+        beta2: BETA2 as f32,
+        eps: EPS as f32,
+        weight_decay: wd as f32,
+    };
+    pb.push_1d(Kernel::Adam, &adam(net.n_weights, 0, ALPHA / rows as f64), net.n_weights);
+    pb.push_1d(Kernel::Adam, &adam(net.len - net.n_weights, net.n_weights, 0.0), net.len - net.n_weights);
+    pb.build(gpu, binds)
+}

@@ -1,0 +1,153 @@
+//! The GPU C2ST against sbibm's recipe: the Python reference `../shared/tools/c2st.py`
+//! (numpy + scikit-learn; `pip install -r ../shared/tools/c2st_requirements.txt`) on a
+//! case far from 0.5 and 1, and the known values 0.5 (two halves of one reference
+//! sample) and 1 (references of two different observations) on two_moons.
+//!
+//! The sbibm data folder is `../shared/sbibm` relative to the crate, or `FMPE_SBIBM_DIR`.
+//! The tools folder is `../shared/tools`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use fmpe::io::{read_matrix, write_matrix, Matrix};
+use fmpe::metrics::{c2st, c2st_report, C2stOptions};
+
+fn shared() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("shared")
+}
+
+fn sbibm_dir() -> PathBuf {
+    match std::env::var_os("FMPE_SBIBM_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => shared().join("sbibm"),
+    }
+}
+
+fn reference(task: &str, obs: usize) -> Matrix {
+    let p = sbibm_dir().join(task).join(format!("num_observation_{obs}")).join("reference_posterior_samples.csv");
+    read_matrix(&p).unwrap_or_else(|e| panic!("cannot read {} (set FMPE_SBIBM_DIR): {e}", p.display()))
+}
+
+fn rows(m: &Matrix, from: usize, to: usize) -> Vec<f64> {
+    m.data[from * m.cols..to * m.cols].to_vec()
+}
+
+fn tmp_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fmpe-c2st-test-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs `python3 ../shared/tools/c2st.py x.csv y.csv`, failing with a clear message when
+/// python3, numpy or scikit-learn is missing.
+fn python_c2st(x: &Path, y: &Path) -> f64 {
+    let script = shared().join("tools").join("c2st.py");
+    let req = shared().join("tools").join("c2st_requirements.txt");
+    let hint = format!("the C2ST reference test needs python3 with numpy and scikit-learn: pip install -r {}", req.display());
+    let check = Command::new("python3").args(["-c", "import numpy, sklearn"]).output();
+    match check {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!("{hint}\n(python3 says: {})", String::from_utf8_lossy(&o.stderr).trim()),
+        Err(e) => panic!("{hint}\n(cannot run python3: {e})"),
+    }
+    let out = Command::new("python3").arg(&script).arg(x).arg(y).output().expect("run c2st.py");
+    assert!(out.status.success(), "c2st.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("c2st.py prints a number")
+}
+
+fn write_csv(path: &Path, data: Vec<f64>, d: usize) {
+    let m = Matrix::new(data.len() / d, d, data).with_header((1..=d).map(|i| format!("parameter_{i}")).collect());
+    write_matrix(path, &m).unwrap();
+}
+
+/// Far from both 0.5 and 1: reference of observation 1 (rows 0–4999) against a 50/50
+/// mixture of the same posterior (rows 5000–7499) and observation 2's reference
+/// (rows 0–2499). The Bayes accuracy is 0.75 and sklearn's recipe gets 0.750 ± 0.001
+/// over seeds 1–4, so the comparison is not at the mercy of training noise.
+#[test]
+fn c2st_agrees_with_sklearn_reference_on_a_mixture() {
+    // A context of its own: the submission count below must not see other tests' work.
+    let Some(gpu) = common::fresh_gpu() else { return };
+    let gpu = &gpu;
+    let r1 = reference("two_moons", 1);
+    let r2 = reference("two_moons", 2);
+    let a = rows(&r1, 0, 5000);
+    let mut b = rows(&r1, 5000, 7500);
+    b.extend(rows(&r2, 0, 2500));
+    let dir = tmp_dir();
+    let (pa, pb) = (dir.join("mix_x.csv"), dir.join("mix_y.csv"));
+    write_csv(&pa, a.clone(), 2);
+    write_csv(&pb, b.clone(), 2);
+    let t = std::time::Instant::now();
+    let py = python_c2st(&pa, &pb);
+    let py_s = t.elapsed().as_secs_f64();
+    let rep = c2st_report(gpu, &a, &b, 2, &C2stOptions::default()).unwrap();
+    eprintln!(
+        "mixture: GPU {:.4} (folds {:?}, epochs {:?}, {} submissions, {:.1} s), c2st.py {py:.4} ({py_s:.1} s)",
+        rep.score, rep.fold_accuracies, rep.epochs, rep.submissions, rep.seconds
+    );
+    assert!((rep.score - py).abs() <= 0.02, "GPU C2ST {} vs sklearn {py}", rep.score);
+    assert!((0.7..0.8).contains(&rep.score), "{}", rep.score);
+    // One submission per epoch, plus setup, one per fold for the accuracy, one readback.
+    let epochs: usize = rep.epochs.iter().sum();
+    assert_eq!(rep.submissions, (epochs + 5 + 2) as u64);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two halves of one reference sample are indistinguishable: 0.5 ± 0.02
+/// (c2st.py: 0.4963).
+#[test]
+fn c2st_of_two_halves_of_one_reference_is_one_half() {
+    let Some(gpu) = common::gpu() else { return };
+    let r1 = reference("two_moons", 1);
+    let rep = c2st_report(gpu, &rows(&r1, 0, 5000), &rows(&r1, 5000, 10000), 2, &C2stOptions::default()).unwrap();
+    eprintln!("halves: {:.4} (folds {:?}, epochs {:?}, {:.1} s)", rep.score, rep.fold_accuracies, rep.epochs, rep.seconds);
+    assert!((rep.score - 0.5).abs() <= 0.02, "{}", rep.score);
+}
+
+/// References of two different observations are separable: ≥ 0.99 (c2st.py: 1.0).
+#[test]
+fn c2st_of_two_observations_is_one() {
+    let Some(gpu) = common::gpu() else { return };
+    let (r1, r2) = (reference("two_moons", 1), reference("two_moons", 2));
+    let rep = c2st_report(gpu, &r1.data, &r2.data, 2, &C2stOptions::default()).unwrap();
+    eprintln!("obs 1 vs 2: {:.4} (folds {:?}, epochs {:?}, {:.1} s)", rep.score, rep.fold_accuracies, rep.epochs, rep.seconds);
+    assert_eq!(rep.rows, (10_000, 10_000));
+    assert!(rep.score >= 0.99, "{}", rep.score);
+}
+
+/// Same seed, same score; bad input is an error, not a panic.
+#[test]
+fn c2st_is_deterministic_and_checks_its_input() {
+    let Some(gpu) = common::gpu() else { return };
+    let r1 = reference("two_moons", 1);
+    let r2 = reference("two_moons", 2);
+    let (a, b) = (rows(&r1, 0, 600), rows(&r2, 0, 400));
+    let opts = C2stOptions { max_epochs: 3, ..Default::default() };
+    let s1 = c2st_report(gpu, &a, &b, 2, &opts).unwrap();
+    let s2 = c2st_report(gpu, &a, &b, 2, &opts).unwrap();
+    assert_eq!(s1.fold_accuracies, s2.fold_accuracies);
+    assert_eq!(s1.final_losses, s2.final_losses);
+    assert_eq!(s1.epochs, vec![3; 5]);
+    // 1000 rows: 800 training rows per fold, 4 batches of 200.
+    assert!(s1.score > 0.5, "{}", s1.score);
+    // The tiled-matmul path computes the same training run (up to f32 rounding).
+    let mm = c2st_report(gpu, &a, &b, 2, &C2stOptions { fused_small_net: false, ..opts.clone() }).unwrap();
+    eprintln!("fused {:?} {:?}\nmatmul {:?} {:?}", s1.final_losses, s1.fold_accuracies, mm.final_losses, mm.fold_accuracies);
+    for (x, y) in s1.final_losses.iter().zip(&mm.final_losses) {
+        assert!((x - y).abs() <= 1e-4 * y.abs(), "fused loss {x} vs matmul loss {y}");
+    }
+    for (x, y) in s1.fold_accuracies.iter().zip(&mm.fold_accuracies) {
+        assert!((x - y).abs() <= 0.005, "fused accuracy {x} vs matmul accuracy {y}");
+    }
+
+    let mut bad = a.clone();
+    bad[7] = f64::NAN;
+    let e = c2st(gpu, &bad, &b, 2, &opts).unwrap_err().to_string();
+    assert!(e.contains("row 4, column 2"), "{e}");
+    assert!(c2st(gpu, &a[..5], &b, 2, &opts).is_err());
+    assert!(c2st(gpu, &a, &b, 0, &opts).is_err());
+    assert!(c2st(gpu, &a[..4], &b[..2], 2, &opts).is_err()); // 3 rows < 5 folds
+}

@@ -39,6 +39,11 @@ enum Command {
     LogProb(LogProbArgs),
     /// The main job: simulate, train and sample a benchmark task end to end.
     Run(RunArgs),
+    /// Classifier two-sample test (sbibm's C2ST recipe) between two sample files, on the
+    /// GPU; prints the score (0.5: indistinguishable, 1: separable) as the last line.
+    C2st(C2stArgs),
+    /// Pair plot (corner plot) of samples, optionally over reference samples, as PNG.
+    Plot(PlotArgs),
     /// Measure training and sampling throughput and count dispatches and submissions.
     Bench(bench::BenchArgs),
 }
@@ -241,6 +246,33 @@ struct LogProbArgs {
 }
 
 #[derive(Args, Debug)]
+struct C2stArgs {
+    /// Reference samples `[n, d]` (.csv or .npy); z-scoring uses its statistics.
+    a: PathBuf,
+    /// Samples to compare `[m, d]`.
+    b: PathBuf,
+    /// Seed of the folds, shuffling and initialisation.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Rows used from each file (the benchmark uses the first 10,000).
+    #[arg(long, default_value_t = 10_000)]
+    max_rows: usize,
+}
+
+#[derive(Args, Debug)]
+struct PlotArgs {
+    /// Samples `[n, d]` (.csv or .npy; a trailing `log_prob` column is ignored).
+    #[arg(long)]
+    samples: PathBuf,
+    /// Reference samples `[m, d]` drawn in another colour.
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    /// Output PNG.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args, Debug)]
 struct RunArgs {
     /// Benchmark task.
     #[arg(long)]
@@ -275,6 +307,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sample(a) => sample(a),
         Command::LogProb(a) => log_prob(a),
         Command::Run(a) => run_task(a),
+        Command::C2st(a) => c2st(a),
+        Command::Plot(a) => plot(a),
         Command::Bench(a) => bench::bench(a),
     }
 }
@@ -488,6 +522,7 @@ fn train(a: TrainArgs) -> Result<()> {
         eprintln!("warning: {w}");
     }
     model.save(&a.out)?;
+    fmpe::plot::training_curve(&model.info.history, &a.out.join("training_curve.png"))?;
     let last = model.info.history.last().expect("at least one epoch");
     println!(
         "trained on {} simulations ({} validation) for {} epochs in {:.1} s; best epoch {} (validation loss {:.4}); model → {}",
@@ -626,6 +661,50 @@ fn log_prob(a: LogProbArgs) -> Result<()> {
     Ok(())
 }
 
+fn c2st(a: C2stArgs) -> Result<()> {
+    let x = read_matrix(&a.a)?;
+    let y = read_matrix(&a.b)?;
+    if x.cols != y.cols {
+        return Err(Error::invalid(format!(
+            "{} has {} columns but {} has {}",
+            a.a.display(),
+            x.cols,
+            a.b.display(),
+            y.cols
+        )));
+    }
+    let gpu = open_gpu()?;
+    let opts = fmpe::metrics::C2stOptions { seed: a.seed, max_rows: a.max_rows, ..Default::default() };
+    let score = fmpe::metrics::c2st(&gpu, &x.data, &y.data, x.cols, &opts)?;
+    println!("{score:.6}");
+    Ok(())
+}
+
+fn plot(a: PlotArgs) -> Result<()> {
+    let mut s = read_matrix(&a.samples)?;
+    let drop_lp = |m: &mut Matrix| {
+        if m.header.as_ref().and_then(|h| h.last()).is_some_and(|l| l == "log_prob") {
+            let c = m.cols;
+            m.data = m.data.chunks(c).flat_map(|r| r[..c - 1].to_vec()).collect();
+            m.cols -= 1;
+            if let Some(h) = &mut m.header {
+                h.pop();
+            }
+        }
+    };
+    drop_lp(&mut s);
+    let r = a.reference.as_ref().map(|p| read_matrix(p)).transpose()?;
+    if let Some(r) = &r {
+        if r.cols != s.cols {
+            return Err(Error::invalid(format!("the reference has {} columns, the samples {}", r.cols, s.cols)));
+        }
+    }
+    let names = s.header.clone().unwrap_or_else(|| (1..=s.cols).map(|i| format!("theta_{i}")).collect());
+    fmpe::plot::pair_plot(&s.data, r.as_ref().map(|r| r.data.as_slice()), s.cols, &names, &a.out)?;
+    println!("pair plot → {}", a.out.display());
+    Ok(())
+}
+
 fn check_output_ext(p: &Path) -> Result<()> {
     match p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
         Some("csv") | Some("npy") => Ok(()),
@@ -704,12 +783,14 @@ fn run_task(a: RunArgs) -> Result<()> {
         last.epoch, model.info.best_epoch, best.val_loss
     );
     model.save(&staged.tmp.join("model"))?;
+    fmpe::plot::training_curve(&model.info.history, &staged.tmp.join("model").join("training_curve.png"))?;
 
     let t2 = Instant::now();
     let post = Posterior::new(&gpu, &model, &observation)?;
     let (s, rep) = post.sample(a.num_samples, &a.solver.options(a.seed))?;
     let t_sample = t2.elapsed().as_secs_f64();
     write_matrix(&staged.tmp.join("samples.csv"), &Matrix::new(a.num_samples, dt, s.clone()).with_header(task.theta_names()))?;
+    fmpe::plot::pair_plot(&s, None, dt, &task.theta_names(), &staged.tmp.join("pairplot.png"))?;
     write_matrix(&staged.tmp.join("observation.csv"), &Matrix::new(1, dx, observation.clone()).with_header(task.x_names()))?;
     let (mean, std) = mean_std(&s, dt);
     let summary = serde_json::json!({
@@ -746,6 +827,6 @@ fn run_task(a: RunArgs) -> Result<()> {
     for j in 0..dt {
         println!("  {:<15} mean {:>10.4}  std {:>9.4}", task.theta_names()[j], mean[j], std[j]);
     }
-    println!("  output          {}/samples.csv, model/, summary.json", out.display());
+    println!("  output          {}/samples.csv, pairplot.png, model/, summary.json", out.display());
     Ok(())
 }

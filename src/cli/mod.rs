@@ -16,6 +16,7 @@ use fmpe::train::{fit_model, LrSchedule, ModelMeta, TrainConfig};
 use fmpe::Gpu;
 
 mod bench;
+mod evaluate;
 
 /// Flow Matching Posterior Estimation on the GPU (wgpu + WGSL).
 #[derive(Parser, Debug)]
@@ -44,6 +45,9 @@ enum Command {
     C2st(C2stArgs),
     /// Pair plot (corner plot) of samples, optionally over reference samples, as PNG.
     Plot(PlotArgs),
+    /// The SBI benchmark for one task: train once, sample each observation, C2ST against
+    /// sbibm's reference posteriors, table + pair plots.
+    Evaluate(evaluate::EvaluateArgs),
     /// Measure training and sampling throughput and count dispatches and submissions.
     Bench(bench::BenchArgs),
 }
@@ -153,7 +157,7 @@ enum SolverArg {
 
 /// Sampling flags shared by `sample` and `run`.
 #[derive(Args, Debug, Clone)]
-struct SolverArgs {
+pub struct SolverArgs {
     /// ODE solver.
     #[arg(long, value_enum, default_value_t = SolverArg::Dopri5)]
     solver: SolverArg,
@@ -309,6 +313,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Run(a) => run_task(a),
         Command::C2st(a) => c2st(a),
         Command::Plot(a) => plot(a),
+        Command::Evaluate(a) => evaluate::evaluate(a),
         Command::Bench(a) => bench::bench(a),
     }
 }
@@ -329,7 +334,7 @@ fn devices() -> Result<()> {
 }
 
 /// Opens the GPU and says which adapter is used.
-fn open_gpu() -> Result<Gpu> {
+pub(crate) fn open_gpu() -> Result<Gpu> {
     let gpu = Gpu::new()?;
     if let Some(a) = gpu.adapter() {
         eprintln!("GPU: {a}");
@@ -338,7 +343,7 @@ fn open_gpu() -> Result<Gpu> {
 }
 
 impl NetTrainArgs {
-    fn net(&self, dim_theta: usize, dim_x: usize) -> Result<NetConfig> {
+    pub(crate) fn net(&self, dim_theta: usize, dim_x: usize) -> Result<NetConfig> {
         let widths: Vec<usize> = self
             .hidden
             .split(',')
@@ -359,7 +364,7 @@ impl NetTrainArgs {
         Ok(cfg)
     }
 
-    fn train(&self, seed: u64) -> Result<TrainConfig> {
+    pub(crate) fn train(&self, seed: u64) -> Result<TrainConfig> {
         let tc = TrainConfig {
             batch_size: self.batch_size,
             learning_rate: self.learning_rate,
@@ -382,7 +387,7 @@ impl NetTrainArgs {
 }
 
 impl SolverArgs {
-    fn options(&self, seed: u64) -> SampleOptions {
+    pub(crate) fn options(&self, seed: u64) -> SampleOptions {
         SampleOptions {
             solver: match self.solver {
                 SolverArg::Dopri5 => Solver::Dopri5 { atol: self.atol, rtol: self.rtol },
@@ -397,14 +402,14 @@ impl SolverArgs {
 }
 
 /// A temporary sibling of `path` that is renamed onto it on success.
-struct Staged {
-    tmp: PathBuf,
+pub(crate) struct Staged {
+    pub(crate) tmp: PathBuf,
     dest: PathBuf,
     done: bool,
 }
 
 impl Staged {
-    fn dir(dest: &Path) -> Result<Staged> {
+    pub(crate) fn dir(dest: &Path) -> Result<Staged> {
         if dest.exists() && !(dest.is_dir() && dest.read_dir().map_err(|e| Error::io(dest, e))?.next().is_none()) {
             return Err(Error::invalid(format!(
                 "{} exists and is not an empty directory; choose another --out or remove it",
@@ -420,7 +425,7 @@ impl Staged {
         Ok(Staged { tmp, dest: dest.to_path_buf(), done: false })
     }
 
-    fn commit(mut self) -> Result<()> {
+    pub(crate) fn commit(mut self) -> Result<()> {
         if self.dest.is_dir() {
             std::fs::remove_dir(&self.dest).map_err(|e| Error::io(&self.dest, e))?;
         }
@@ -464,7 +469,7 @@ fn simulate(a: SimulateArgs) -> Result<()> {
 }
 
 /// The box prior of a task (uniform priors only).
-fn task_box(task: &dyn Task) -> Option<BoxPrior> {
+pub(crate) fn task_box(task: &dyn Task) -> Option<BoxPrior> {
     task.prior().bounds().map(|(low, high)| BoxPrior { low, high })
 }
 
@@ -548,7 +553,7 @@ fn check_model_out(out: &Path) -> Result<()> {
 }
 
 /// Reads an observation file: exactly one row of `dim_x` values.
-fn read_observation(path: &Path, dim_x: usize) -> Result<Vec<f64>> {
+pub(crate) fn read_observation(path: &Path, dim_x: usize) -> Result<Vec<f64>> {
     let m = read_matrix(path)?;
     if m.rows != 1 {
         return Err(Error::data(

@@ -1,0 +1,173 @@
+//! `fmpe evaluate`: the SBI benchmark for one task — train once, sample 10,000 posterior
+//! samples per observation (rejected to the prior support), score each against sbibm's
+//! reference posterior with the GPU C2ST, and write a table and pair plots.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use fmpe::error::{Error, Result};
+use fmpe::io::{read_matrix, write_matrix, Matrix};
+use fmpe::posterior::Posterior;
+use fmpe::tasks::{simulate_dataset, task_by_name};
+use fmpe::train::{fit_model, ModelMeta};
+
+use super::{open_gpu, read_observation, task_box, NetTrainArgs, SolverArgs, Staged};
+
+#[derive(Args, Debug)]
+pub struct EvaluateArgs {
+    /// Benchmark task.
+    #[arg(long)]
+    task: String,
+    /// Simulation budget.
+    #[arg(long, default_value_t = 10_000)]
+    num_simulations: usize,
+    /// Observations to evaluate: a range `1-10` or a comma list `1,3,5`.
+    #[arg(long, default_value = "1-10")]
+    observations: String,
+    /// sbibm data directory (observations and reference posteriors); default
+    /// $FMPE_SBIBM_DIR or ../shared/sbibm.
+    #[arg(long)]
+    sbibm_dir: Option<PathBuf>,
+    /// Output directory (replaced atomically at the end).
+    #[arg(long)]
+    out: PathBuf,
+    /// Seed of everything.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Posterior samples per observation.
+    #[arg(long, default_value_t = 10_000)]
+    num_samples: usize,
+    #[command(flatten)]
+    net: NetTrainArgs,
+    #[command(flatten)]
+    solver: SolverArgs,
+}
+
+fn parse_observations(s: &str) -> Result<Vec<usize>> {
+    let bad = || Error::invalid(format!("--observations: expected e.g. 1-10 or 1,3,5 (values 1..10), got '{s}'"));
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        if let Some((a, b)) = part.split_once('-') {
+            let (a, b): (usize, usize) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+            if a > b {
+                return Err(bad());
+            }
+            out.extend(a..=b);
+        } else {
+            out.push(part.parse().map_err(|_| bad())?);
+        }
+    }
+    if out.is_empty() || out.iter().any(|&k| k == 0 || k > 10) {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+pub fn evaluate(a: EvaluateArgs) -> Result<()> {
+    let task = task_by_name(&a.task)?;
+    let obs = parse_observations(&a.observations)?;
+    let sbibm = a
+        .sbibm_dir
+        .clone()
+        .or_else(|| std::env::var_os("FMPE_SBIBM_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("../shared/sbibm"));
+    let tdir = sbibm.join(task.name());
+    if !tdir.is_dir() {
+        return Err(Error::invalid(format!(
+            "{} not found: pass --sbibm-dir (the folder with one sub-folder per task)",
+            tdir.display()
+        )));
+    }
+    let (dt, dx) = (task.dim_theta(), task.dim_x());
+    // Read every observation and reference first, so bad data fails before training.
+    let mut inputs = Vec::new();
+    for &k in &obs {
+        let od = tdir.join(format!("num_observation_{k}"));
+        let xo = read_observation(&od.join("observation.csv"), dx)?;
+        let rp = od.join("reference_posterior_samples.csv");
+        let reference = read_matrix(&rp)?;
+        if reference.cols != dt {
+            return Err(Error::data(&rp, None, None, format!("has {} columns, the task has dim_theta = {dt}", reference.cols)));
+        }
+        inputs.push((k, xo, reference));
+    }
+    let staged = Staged::dir(&a.out)?;
+    let gpu = open_gpu()?;
+    let t0 = Instant::now();
+    let (theta, x) = simulate_dataset(task.as_ref(), a.num_simulations, a.seed);
+    let (theta, x, dropped) = fmpe::io::drop_nonfinite_rows(
+        &Matrix::new(a.num_simulations, dt, theta),
+        &Matrix::new(a.num_simulations, dx, x),
+        std::path::Path::new("(simulated theta)"),
+        std::path::Path::new("(simulated x)"),
+    )?;
+    if dropped > 0 {
+        eprintln!("warning: dropped {dropped} failed simulations (non-finite x)");
+    }
+    let t_sim = t0.elapsed().as_secs_f64();
+    let meta = ModelMeta {
+        theta_names: task.theta_names(),
+        x_names: task.x_names(),
+        task: Some(task.name().into()),
+        prior: task_box(task.as_ref()),
+        dropped_rows: dropped,
+    };
+    let t1 = Instant::now();
+    let (model, _) = fit_model(&gpu, a.net.net(dt, dx)?, a.net.train(a.seed)?, &theta.data, &x.data, meta, true)?;
+    let t_train = t1.elapsed().as_secs_f64();
+    model.save(&staged.tmp.join("model"))?;
+    fmpe::plot::training_curve(&model.info.history, &staged.tmp.join("model").join("training_curve.png"))?;
+
+    let mut rows = Vec::new();
+    for (k, xo, reference) in &inputs {
+        let ts = Instant::now();
+        let post = Posterior::new(&gpu, &model, xo)?;
+        let (s, rep) = post.sample(a.num_samples, &a.solver.options(a.seed.wrapping_add(*k as u64)))?;
+        let t_sample = ts.elapsed().as_secs_f64();
+        let name = format!("samples_obs{k}.csv");
+        write_matrix(&staged.tmp.join(&name), &Matrix::new(a.num_samples, dt, s.clone()).with_header(task.theta_names()))?;
+        fmpe::plot::pair_plot(&s, Some(&reference.data), dt, &task.theta_names(), &staged.tmp.join(format!("pairplot_obs{k}.png")))?;
+        let tc = Instant::now();
+        let score = fmpe::metrics::c2st(&gpu, &reference.data, &s, dt, &fmpe::metrics::C2stOptions::default())?;
+        let t_c2st = tc.elapsed().as_secs_f64();
+        eprintln!("observation {k}: C2ST {score:.4} (sample {t_sample:.1} s, acceptance {:.3}, C2ST {t_c2st:.1} s)", rep.acceptance_rate);
+        rows.push(serde_json::json!({
+            "observation": k, "c2st": score, "acceptance_rate": rep.acceptance_rate,
+            "sample_seconds": t_sample, "c2st_seconds": t_c2st, "mean_ode_steps": rep.mean_steps,
+        }));
+    }
+    let scores: Vec<f64> = rows.iter().map(|r| r["c2st"].as_f64().unwrap_or(f64::NAN)).collect();
+    let mean = scores.iter().sum::<f64>() / scores.len() as f64;
+    let sd = (scores.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (scores.len().max(2) - 1) as f64).sqrt();
+    let summary = serde_json::json!({
+        "task": task.name(), "num_simulations": a.num_simulations, "dropped_simulations": dropped,
+        "adapter": gpu.adapter().map(|a| a.to_string()), "network": model.info.net,
+        "epochs": model.info.history.len(), "best_epoch": model.info.best_epoch,
+        "seconds": {"simulate": t_sim, "train": t_train, "total": t0.elapsed().as_secs_f64()},
+        "c2st_mean": mean, "c2st_std": sd, "observations": rows,
+    });
+    let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::invalid(e.to_string()))?;
+    std::fs::write(staged.tmp.join("results.json"), text).map_err(|e| Error::io(staged.tmp.join("results.json"), e))?;
+    let mut csv = String::from("task,num_simulations,observation,c2st\n");
+    let mut md = format!(
+        "| task | simulations | observation | C2ST |\n|---|---|---|---|\n"
+    );
+    for (r, s) in rows.iter().zip(&scores) {
+        csv += &format!("{},{},{},{s:.4}\n", task.name(), a.num_simulations, r["observation"]);
+        md += &format!("| {} | {} | {} | {s:.4} |\n", task.name(), a.num_simulations, r["observation"]);
+    }
+    md += &format!("| {} | {} | mean ± sd | {mean:.4} ± {sd:.4} |\n", task.name(), a.num_simulations);
+    std::fs::write(staged.tmp.join("results.csv"), csv).map_err(|e| Error::io(staged.tmp.join("results.csv"), e))?;
+    std::fs::write(staged.tmp.join("results.md"), &md).map_err(|e| Error::io(staged.tmp.join("results.md"), e))?;
+    staged.commit()?;
+    print!("{md}");
+    println!(
+        "simulate {t_sim:.1} s, train {t_train:.1} s ({} epochs), total {:.1} s → {}",
+        model.info.history.len(),
+        t0.elapsed().as_secs_f64(),
+        a.out.display()
+    );
+    Ok(())
+}

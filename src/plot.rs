@@ -255,3 +255,50 @@ pub fn training_curve(history: &[EpochRecord], path: &Path) -> Result<()> {
         Ok(())
     })
 }
+
+/// Expected-coverage plot: empirical coverage of the central α-intervals against the
+/// nominal level α, one line per θ dimension, with the diagonal (perfect calibration).
+/// `coverage` is `[levels, d]` row-major (see [`crate::metrics::Coverage`]).
+///
+/// # Errors
+/// [`Error::Invalid`] for inconsistent shapes; [`Error::Io`] if the PNG cannot be written.
+pub fn coverage_plot(levels: &[f64], coverage: &[f64], names: &[String], path: &Path) -> Result<()> {
+    let d = names.len();
+    if d == 0 || coverage.len() != levels.len() * d {
+        return Err(Error::invalid("coverage_plot: coverage must be [levels, d] with one name per dimension"));
+    }
+    let palette = [SAMPLES, REFERENCE, RGBColor(44, 160, 44), RGBColor(148, 103, 189), RGBColor(140, 86, 75)];
+    write_png(path, (640, 600), |root| {
+        let e = |e: DrawingAreaErrorKind<_>| e.to_string();
+        let mut cb = ChartBuilder::on(root);
+        cb.caption("Expected coverage", ("sans-serif", 22)).margin(15).x_label_area_size(45).y_label_area_size(60);
+        let mut ch = cb.build_cartesian_2d(0.0..1.0, 0.0..1.0).map_err(e)?;
+        ch.configure_mesh()
+            .x_desc("nominal level")
+            .y_desc("empirical coverage")
+            .label_style(("sans-serif", 13))
+            .axis_desc_style(("sans-serif", 15))
+            .draw()
+            .map_err(e)?;
+        ch.draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.5).stroke_width(1))).map_err(e)?;
+        for (j, name) in names.iter().enumerate() {
+            let c = palette[j % palette.len()];
+            let pts: Vec<(f64, f64)> = std::iter::once((0.0, 0.0))
+                .chain(levels.iter().enumerate().map(|(k, &a)| (a, coverage[k * d + j])))
+                .chain(std::iter::once((1.0, 1.0)))
+                .collect();
+            ch.draw_series(LineSeries::new(pts, c.stroke_width(2)))
+                .map_err(e)?
+                .label(name.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        }
+        ch.configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(e)?;
+        Ok(())
+    })
+}

@@ -16,6 +16,7 @@ use fmpe::train::{fit_model, LrSchedule, ModelMeta, TrainConfig};
 use fmpe::Gpu;
 
 mod bench;
+mod calibrate;
 mod evaluate;
 
 /// Flow Matching Posterior Estimation on the GPU (wgpu + WGSL).
@@ -48,6 +49,8 @@ enum Command {
     /// The SBI benchmark for one task: train once, sample each observation, C2ST against
     /// sbibm's reference posteriors, table + pair plots.
     Evaluate(evaluate::EvaluateArgs),
+    /// Simulation-based calibration: coverage of credible intervals over held-out pairs.
+    Calibrate(calibrate::CalibrateArgs),
     /// Measure training and sampling throughput and count dispatches and submissions.
     Bench(bench::BenchArgs),
 }
@@ -314,6 +317,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::C2st(a) => c2st(a),
         Command::Plot(a) => plot(a),
         Command::Evaluate(a) => evaluate::evaluate(a),
+        Command::Calibrate(a) => calibrate::calibrate(a),
         Command::Bench(a) => bench::bench(a),
     }
 }

@@ -52,9 +52,14 @@ pub enum Error {
         message: String,
     },
 
-    /// Inconsistent arguments or configuration (a flag, a dimension, a model file).
+    /// Inconsistent data or configuration found at run time (a dimension, a model
+    /// file, a diverging run).
     #[error("{0}")]
     Invalid(String),
+
+    /// An invalid argument value: a flag or option out of its range (CLI exit code 2).
+    #[error("{0}")]
+    Usage(String),
 
     /// Rejection sampling to the prior support accepted too few samples to finish in
     /// the allowed time (CLI exit code 4).
@@ -97,10 +102,16 @@ impl Error {
         Error::Io { path: path.into(), source }
     }
 
-    /// The process exit code the CLI uses for this error: 3 for no adapter, 4 for low
-    /// acceptance, 1 otherwise.
+    /// Shorthand for [`Error::Usage`].
+    pub fn usage(msg: impl Into<String>) -> Self {
+        Error::Usage(msg.into())
+    }
+
+    /// The process exit code the CLI uses for this error: 2 for invalid argument values,
+    /// 3 for no adapter, 4 for low acceptance, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
+            Error::Usage(_) => 2,
             Error::NoAdapter { .. } => 3,
             Error::LowAcceptance(_) => 4,
             _ => 1,

@@ -30,14 +30,22 @@ impl BoxPrior {
     /// [`Error::Invalid`] naming `--prior-low` / `--prior-high`.
     pub fn validate(&self, dim_theta: usize) -> Result<()> {
         if self.low.len() != dim_theta || self.high.len() != dim_theta {
-            return Err(Error::invalid(format!(
+            return Err(Error::Usage(format!(
                 "--prior-low/--prior-high need {dim_theta} values each (got {} and {})",
                 self.low.len(),
                 self.high.len()
             )));
         }
+        if let Some(i) = (0..dim_theta).find(|&i| !(self.low[i].is_finite() && self.high[i].is_finite())) {
+            return Err(Error::Usage(format!(
+                "--prior-low/--prior-high must be finite numbers (component {}: {} to {}); leave the box out for an unbounded prior",
+                i + 1,
+                self.low[i],
+                self.high[i]
+            )));
+        }
         if let Some(i) = (0..dim_theta).find(|&i| !(self.low[i] < self.high[i])) {
-            return Err(Error::invalid(format!(
+            return Err(Error::Usage(format!(
                 "--prior-low must be below --prior-high (component {}: {} vs {})",
                 i + 1,
                 self.low[i],

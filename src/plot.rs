@@ -88,7 +88,13 @@ fn column_range(sets: &[&[f64]], d: usize, c: usize) -> (f64, f64) {
     let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
     let (lo, hi) = (q(0.005), q(0.995));
     let pad = if hi > lo { 0.05 * (hi - lo) } else { 0.5 * lo.abs().max(1.0) };
-    (lo - pad, hi + pad)
+    let (a, b) = (lo - pad, hi + pad);
+    if a.is_finite() && b.is_finite() && b > a {
+        (a, b)
+    } else {
+        // Values near ±f64::MAX: no padding that would overflow.
+        (lo.max(-f64::MAX / 4.0), hi.min(f64::MAX / 4.0).max(lo.max(-f64::MAX / 4.0) + 1.0))
+    }
 }
 
 /// Normalised histogram (density) of column `c` on `range`.

@@ -47,3 +47,21 @@ fn rk4_sampling_is_one_submission_per_chunk() {
     post.sample(300, &opts).unwrap();
     assert_eq!(gpu.submission_count() - s0, 3, "one submission per chunk of 100");
 }
+
+#[test]
+fn training_is_reproducible_for_a_seed() {
+    let Some(gpu) = common::gpu() else { return };
+    let n = 400;
+    let theta = common::rand_vec(n * 2, 5);
+    let x: Vec<f64> = theta.iter().zip(common::rand_vec(n * 2, 6)).map(|(t, e)| t + 0.2 * e).collect();
+    let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![16, 16], conditioning: Conditioning::Glu };
+    let run = |seed: u64| {
+        let tc = TrainConfig { max_epochs: 3, batch_size: 64, seed, ..Default::default() };
+        fit_model(gpu, cfg.clone(), tc, &theta, &x, ModelMeta::default(), false).unwrap().0
+    };
+    let (a, b, c) = (run(7), run(7), run(8));
+    assert_eq!(a.params, b.params, "same seed, same adapter: identical weights");
+    let losses = |m: &fmpe::model::Model| m.info.history.iter().map(|r| (r.train_loss, r.val_loss)).collect::<Vec<_>>();
+    assert_eq!(losses(&a), losses(&b));
+    assert_ne!(a.params, c.params, "another seed gives other weights");
+}

@@ -80,7 +80,7 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
     };
     let m = theta.len() / dt;
     if a.num_samples == 0 || m == 0 {
-        return Err(Error::invalid("--num-samples and the number of held-out pairs must be positive"));
+        return Err(Error::usage("--num-samples and the number of held-out pairs must be positive"));
     }
     let gpu = open_gpu()?;
     let mut samples = Vec::with_capacity(m * a.num_samples * dt);

@@ -45,7 +45,7 @@ pub struct EvaluateArgs {
 }
 
 fn parse_observations(s: &str) -> Result<Vec<usize>> {
-    let bad = || Error::invalid(format!("--observations: expected e.g. 1-10 or 1,3,5 (values 1..10), got '{s}'"));
+    let bad = || Error::usage(format!("--observations: expected e.g. 1-10 or 1,3,5 (values 1..10), got '{s}'"));
     let mut out = Vec::new();
     for part in s.split(',') {
         let part = part.trim();
@@ -68,6 +68,9 @@ fn parse_observations(s: &str) -> Result<Vec<usize>> {
 pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     let task = task_by_name(&a.task)?;
     let obs = parse_observations(&a.observations)?;
+    if a.num_samples == 0 {
+        return Err(Error::usage("--num-samples must be positive"));
+    }
     let sbibm = a
         .sbibm_dir
         .clone()

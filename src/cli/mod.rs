@@ -353,7 +353,7 @@ impl NetTrainArgs {
             .split(',')
             .map(|s| s.trim().parse::<usize>())
             .collect::<std::result::Result<_, _>>()
-            .map_err(|_| Error::invalid(format!("--hidden: expected a width or a comma list of widths, got '{}'", self.hidden)))?;
+            .map_err(|_| Error::usage(format!("--hidden: expected a width or a comma list of widths, got '{}'", self.hidden)))?;
         let hidden = if widths.len() == 1 { vec![widths[0]; self.blocks] } else { widths };
         let cfg = NetConfig {
             dim_theta,
@@ -450,7 +450,7 @@ impl Drop for Staged {
 fn simulate(a: SimulateArgs) -> Result<()> {
     let task = task_by_name(&a.task)?;
     if a.num_simulations == 0 {
-        return Err(Error::invalid("--num-simulations must be positive"));
+        return Err(Error::usage("--num-simulations must be positive"));
     }
     let staged = Staged::dir(&a.out)?;
     let t0 = Instant::now();
@@ -485,7 +485,7 @@ fn user_box(low: &Option<Vec<f64>>, high: &Option<Vec<f64>>, dim: usize) -> Resu
             b.validate(dim)?;
             Ok(Some(b))
         }
-        _ => Err(Error::invalid("--prior-low and --prior-high must be given together")),
+        _ => Err(Error::usage("--prior-low and --prior-high must be given together")),
     }
 }
 
@@ -587,7 +587,7 @@ fn sample(a: SampleArgs) -> Result<()> {
     let model = Model::load(&a.model)?;
     let xo = read_observation(&a.observation, model.dim_x())?;
     if a.num_samples == 0 {
-        return Err(Error::invalid("--num-samples must be positive"));
+        return Err(Error::usage("--num-samples must be positive"));
     }
     check_output_ext(&a.out)?;
     let gpu = open_gpu()?;
@@ -596,7 +596,7 @@ fn sample(a: SampleArgs) -> Result<()> {
     let mut names = model.info.theta_names.clone();
     let (data, cols, rep) = if a.with_log_prob {
         if !matches!(a.solver.solver, SolverArg::Dopri5) {
-            return Err(Error::invalid("--with-log-prob integrates with dopri5; drop --solver rk4"));
+            return Err(Error::usage("--with-log-prob integrates with dopri5; drop --solver rk4"));
         }
         let opts = LogProbOptions {
             atol: a.solver.atol,
@@ -690,6 +690,9 @@ fn c2st(a: C2stArgs) -> Result<()> {
 }
 
 fn plot(a: PlotArgs) -> Result<()> {
+    if !a.out.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
+        return Err(Error::usage(format!("--out {}: the plot is a PNG; use a .png file name", a.out.display())));
+    }
     let mut s = read_matrix(&a.samples)?;
     let drop_lp = |m: &mut Matrix| {
         if m.header.as_ref().and_then(|h| h.last()).is_some_and(|l| l == "log_prob") {
@@ -717,7 +720,7 @@ fn plot(a: PlotArgs) -> Result<()> {
 fn check_output_ext(p: &Path) -> Result<()> {
     match p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
         Some("csv") | Some("npy") => Ok(()),
-        _ => Err(Error::invalid(format!("--out {}: use a .csv or .npy file name", p.display()))),
+        _ => Err(Error::usage(format!("--out {}: use a .csv or .npy file name", p.display()))),
     }
 }
 
@@ -754,7 +757,10 @@ fn run_task(a: RunArgs) -> Result<()> {
         return Err(Error::invalid("the simulated observation is not finite; try another --seed"));
     }
     if a.num_simulations < 2 {
-        return Err(Error::invalid("--num-simulations must be at least 2"));
+        return Err(Error::usage("--num-simulations must be at least 2"));
+    }
+    if a.num_samples == 0 {
+        return Err(Error::usage("--num-samples must be positive"));
     }
     let net = a.net.net(dt, dx)?;
     let tc = a.net.train(a.seed)?;

@@ -22,13 +22,16 @@ pub struct Matrix {
     pub data: Vec<f64>,
     /// Column names from a CSV header row (`None` for `.npy` or headerless CSV).
     pub header: Option<Vec<String>>,
+    /// 1-based source line of each row in a CSV file (blank lines skipped); `None` when
+    /// rows map to lines one to one.
+    pub lines: Option<Vec<usize>>,
 }
 
 impl Matrix {
     /// A matrix without header. Panics if `data.len() != rows * cols`.
     pub fn new(rows: usize, cols: usize, data: Vec<f64>) -> Self {
         assert_eq!(data.len(), rows * cols, "Matrix::new: data length != rows * cols");
-        Matrix { rows, cols, data, header: None }
+        Matrix { rows, cols, data, header: None, lines: None }
     }
 
     /// The same matrix with a header (column names). Panics if `header.len() != cols`.
@@ -46,6 +49,9 @@ impl Matrix {
     /// The 1-based line (CSV, counting a header line) or row (`.npy`) of 0-based row `r`,
     /// assuming one line per row as written by [`write_matrix`] / sbibm.
     pub fn line_of_row(&self, r: usize) -> usize {
+        if let Some(l) = self.lines.as_ref().and_then(|l| l.get(r)) {
+            return *l;
+        }
         r + 1 + usize::from(self.header.is_some())
     }
 }
@@ -142,7 +148,7 @@ fn read_npy(path: &Path) -> Result<Matrix> {
     } else {
         raw
     };
-    Ok(Matrix { rows, cols, data, header: None })
+    Ok(Matrix { rows, cols, data, header: None, lines: None })
 }
 
 fn parse_number(cell: &str) -> Option<f64> {
@@ -166,6 +172,7 @@ fn read_csv(path: &Path) -> Result<Matrix> {
     let mut rows = 0usize;
     let mut first = true;
     let mut record = csv::StringRecord::new();
+    let mut lines = Vec::new();
     loop {
         let more = rdr.read_record(&mut record).map_err(|e| {
             let line = e.position().map(|p| p.line() as usize);
@@ -218,6 +225,7 @@ fn read_csv(path: &Path) -> Result<Matrix> {
                 }
             }
         }
+        lines.push(line);
         rows += 1;
     }
     if rows == 0 {
@@ -232,7 +240,7 @@ fn read_csv(path: &Path) -> Result<Matrix> {
     if cols == 0 {
         return Err(Error::data(path, None, None, "the file has no columns"));
     }
-    Ok(Matrix { rows, cols, data, header })
+    Ok(Matrix { rows, cols, data, header, lines: Some(lines) })
 }
 
 /// Writes `m` to `path`, choosing the format by extension:
@@ -384,11 +392,14 @@ pub fn drop_nonfinite_rows(
     }
     let mut t_data = Vec::with_capacity(theta.data.len());
     let mut x_data = Vec::with_capacity(x.data.len());
+    let (mut t_lines, mut x_lines) = (Vec::new(), Vec::new());
     let mut kept = 0usize;
     for r in 0..x.rows {
         if x.row(r).iter().all(|v| v.is_finite()) {
             t_data.extend_from_slice(theta.row(r));
             x_data.extend_from_slice(x.row(r));
+            t_lines.push(theta.line_of_row(r));
+            x_lines.push(x.line_of_row(r));
             kept += 1;
         }
     }
@@ -402,8 +413,8 @@ pub fn drop_nonfinite_rows(
         ));
     }
     Ok((
-        Matrix { rows: kept, cols: theta.cols, data: t_data, header: theta.header.clone() },
-        Matrix { rows: kept, cols: x.cols, data: x_data, header: x.header.clone() },
+        Matrix { rows: kept, cols: theta.cols, data: t_data, header: theta.header.clone(), lines: Some(t_lines) },
+        Matrix { rows: kept, cols: x.cols, data: x_data, header: x.header.clone(), lines: Some(x_lines) },
         dropped,
     ))
 }

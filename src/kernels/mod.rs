@@ -66,10 +66,6 @@ pub enum Kernel {
     Dopri5Finalize,
     /// Active-row count (`shaders/dopri5.wgsl`).
     Dopri5Count,
-    /// dopri5 initial step, first half (`shaders/dopri5.wgsl`).
-    Dopri5H0A,
-    /// dopri5 initial step, second half (`shaders/dopri5.wgsl`).
-    Dopri5H0B,
     /// Per-column affine map (`shaders/affine.wgsl`).
     Affine,
     /// Tangent (probe) initialisation (`shaders/jvp.wgsl`).
@@ -96,7 +92,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// All kernels.
-    pub const ALL: [Kernel; 24] = [
+    pub const ALL: [Kernel; 22] = [
         Kernel::Matmul,
         Kernel::Adam,
         Kernel::GatherPath,
@@ -108,8 +104,6 @@ impl Kernel {
         Kernel::OdeAxpy,
         Kernel::Dopri5Finalize,
         Kernel::Dopri5Count,
-        Kernel::Dopri5H0A,
-        Kernel::Dopri5H0B,
         Kernel::Affine,
         Kernel::TangentInit,
         Kernel::DivReduce,
@@ -137,8 +131,6 @@ impl Kernel {
             Kernel::OdeAxpy => ("ode_axpy", "ode_axpy", Layout::Misc),
             Kernel::Dopri5Finalize => ("dopri5", "dopri5_finalize", Layout::Misc),
             Kernel::Dopri5Count => ("dopri5", "dopri5_count", Layout::Misc),
-            Kernel::Dopri5H0A => ("dopri5", "dopri5_h0_a", Layout::Misc),
-            Kernel::Dopri5H0B => ("dopri5", "dopri5_h0_b", Layout::Misc),
             Kernel::Affine => ("affine", "affine", Layout::Misc),
             Kernel::TangentInit => ("jvp", "tangent_init", Layout::Misc),
             Kernel::DivReduce => ("jvp", "div_reduce", Layout::Misc),

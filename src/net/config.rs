@@ -130,7 +130,7 @@ impl NetConfig {
             return Err(Error::invalid("dim_theta and dim_x must be positive"));
         }
         if self.hidden.is_empty() || self.hidden.contains(&0) {
-            return Err(Error::invalid("--hidden needs at least one positive width"));
+            return Err(Error::usage("--hidden needs at least one positive width"));
         }
         Ok(())
     }

@@ -228,7 +228,7 @@ impl Posterior<'_> {
     fn check_opts(&self, opts: &LogProbOptions) -> Result<()> {
         opts.divergence.validate()?;
         if !(opts.atol > 0.0 && opts.rtol >= 0.0) {
-            return Err(Error::invalid("--atol must be positive and --rtol non-negative"));
+            return Err(Error::usage("--atol must be positive and --rtol non-negative"));
         }
         if opts.chunk_size == Some(0) {
             return Err(Error::invalid("the chunk size must be positive"));

@@ -104,25 +104,30 @@ impl TrainConfig {
     /// [`Error::Invalid`] naming the offending flag.
     pub fn validate(&self) -> Result<()> {
         if self.batch_size == 0 {
-            return Err(Error::invalid("--batch-size must be positive"));
+            return Err(Error::usage("--batch-size must be positive"));
         }
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
-            return Err(Error::invalid("--learning-rate must be a positive number"));
+            return Err(Error::usage("--learning-rate must be a positive number"));
         }
         if !(0.0..1.0).contains(&self.validation_fraction) {
-            return Err(Error::invalid("--validation-fraction must be in [0, 1)"));
+            return Err(Error::usage("--validation-fraction must be in [0, 1)"));
         }
         if !(self.time_prior_exponent > -1.0) {
-            return Err(Error::invalid("--time-prior-exponent must be > -1"));
+            return Err(Error::usage("--time-prior-exponent must be > -1"));
         }
         if !(0.0..1.0).contains(&self.sigma_min) {
-            return Err(Error::invalid("--sigma-min must be in [0, 1)"));
+            return Err(Error::usage("--sigma-min must be in [0, 1)"));
         }
         if self.max_epochs == 0 {
-            return Err(Error::invalid("--max-epochs must be positive"));
+            return Err(Error::usage("--max-epochs must be positive"));
         }
         Ok(())
     }
+}
+
+/// Reads a JSON number, or `null` (how serde_json writes NaN and ±inf) as NaN.
+fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// One line of the training history.
@@ -131,8 +136,11 @@ pub struct EpochRecord {
     /// 1-based epoch.
     pub epoch: usize,
     /// Mean training loss of the epoch (z-scored units, per θ component).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub train_loss: f64,
-    /// Validation loss (fixed noise; NaN without validation rows).
+    /// Validation loss (fixed noise; NaN without validation rows, stored as `null` in
+    /// JSON).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub val_loss: f64,
     /// Learning rate used in the epoch.
     pub learning_rate: f64,

@@ -14,10 +14,12 @@ fn gaussian_linear_posterior_mean_and_variance() {
     let Some(gpu) = common::gpu() else { return };
     let task = task_by_name("gaussian_linear").unwrap();
     let (theta, x) = simulate_dataset(task.as_ref(), 10_000, 3);
-    let net = NetConfig { dim_theta: 10, dim_x: 10, hidden: vec![64; 3], conditioning: Conditioning::Glu };
-    let alpha: f64 = std::env::var("ALPHA").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0);
-    let epochs: usize = std::env::var("EPOCHS").ok().and_then(|s| s.parse().ok()).unwrap_or(25);
-    let tc = TrainConfig { max_epochs: epochs, seed: 3, time_prior_exponent: alpha, ..Default::default() };
+    let net = NetConfig { dim_theta: 10, dim_x: 10, hidden: vec![64; 3], conditioning: Conditioning::Concat };
+    // A small run: 40 epochs of the default (cosine) schedule with uniform t (α = 0).
+    // With α = 4 the time prior puts P(t < 0.2) = 3e-4, so a run this short never learns
+    // the field near t = 0 and the ODE expands the noise (variance ≈ 0.33, measured);
+    // long runs with α = 4 are in BENCHMARKS.md.
+    let tc = TrainConfig { max_epochs: 40, seed: 3, time_prior_exponent: 0.0, ..Default::default() };
     let t0 = std::time::Instant::now();
     let (model, _) = fit_model(gpu, net, tc, &theta, &x, ModelMeta::default(), false).unwrap();
     let t_train = t0.elapsed().as_secs_f64();

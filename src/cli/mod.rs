@@ -75,13 +75,14 @@ struct SimulateArgs {
 #[derive(Args, Debug, Clone)]
 pub struct NetTrainArgs {
     /// Width of the residual blocks, or a comma-separated list of widths (one block each).
-    #[arg(long, default_value = "128")]
+    #[arg(long, default_value = "64")]
     hidden: String,
     /// Number of residual blocks when --hidden is a single width.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 4)]
     blocks: usize,
-    /// How (t, θ_t) enters the network.
-    #[arg(long, value_enum, default_value_t = CondArg::Glu)]
+    /// How (t, θ_t) enters the network: concat (input [t, θ_t, x]) or glu (input x,
+    /// blocks gated by [t, θ_t]).
+    #[arg(long, value_enum, default_value_t = CondArg::Concat)]
     conditioning: CondArg,
     /// Minibatch size.
     #[arg(long, default_value_t = 256)]
@@ -89,8 +90,8 @@ pub struct NetTrainArgs {
     /// Initial Adam learning rate.
     #[arg(long, default_value_t = 1e-3)]
     learning_rate: f64,
-    /// Maximum number of epochs.
-    #[arg(long, default_value_t = 1000)]
+    /// Maximum number of epochs (the cosine schedule anneals over them).
+    #[arg(long, default_value_t = 200)]
     max_epochs: usize,
     /// Early-stopping patience in epochs (best weights are restored).
     #[arg(long, default_value_t = 30)]
@@ -109,7 +110,7 @@ pub struct NetTrainArgs {
     max_train_seconds: Option<f64>,
     /// Learning-rate schedule: plateau (ReduceLROnPlateau, factor 0.5, patience 10) or
     /// cosine (annealed to 1e-6 over --max-epochs or --max-train-seconds).
-    #[arg(long, value_enum, default_value_t = ScheduleArg::Plateau)]
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
     lr_schedule: ScheduleArg,
 }
 

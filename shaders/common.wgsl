@@ -54,15 +54,6 @@ fn gelu_grad(a: f32) -> f32 {
     let th = tanh(gelu_inner(a));
     return 0.5 * (1.0 + th) + 0.5 * a * (1.0 - th * th) * 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * a * a);
 }
-// Second derivative of GELU (tanh form), for tangents of gelu'(a).
-fn gelu_grad2(a: f32) -> f32 {
-    let c = 0.7978845608028654;
-    let th = tanh(gelu_inner(a));
-    let s = 1.0 - th * th;
-    let di = c * (1.0 + 3.0 * 0.044715 * a * a);
-    let ddi = c * 6.0 * 0.044715 * a;
-    return s * di + 0.5 * a * (s * ddi - 2.0 * th * s * di * di);
-}
 fn sigmoid(a: f32) -> f32 {
     return 1.0 / (1.0 + exp(-a));
 }

@@ -56,6 +56,7 @@ pub struct Gpu {
     dispatches: AtomicU64,
     pipelines: OnceLock<Pipelines>,
     dummy: OnceLock<wgpu::Buffer>,
+    staging: Mutex<Vec<wgpu::Buffer>>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -179,6 +180,7 @@ impl Gpu {
             dispatches: AtomicU64::new(0),
             pipelines: OnceLock::new(),
             dummy: OnceLock::new(),
+            staging: Mutex::new(Vec::new()),
         }
     }
 
@@ -325,7 +327,9 @@ impl Gpu {
         self.map_staging(&staging, len)
     }
 
-    /// Records a copy of `len` f32 at element `offset` of `src` into a new staging buffer.
+    /// Records a copy of `len` f32 at element `offset` of `src` into a staging buffer
+    /// (reused from earlier readbacks when one is large enough; [`Gpu::map_staging`]
+    /// returns it to the pool).
     pub fn copy_to_staging(
         &self,
         enc: &mut wgpu::CommandEncoder,
@@ -334,11 +338,17 @@ impl Gpu {
         len: usize,
     ) -> wgpu::Buffer {
         let bytes = (len as u64 * 4).max(4);
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("fmpe readback"),
-            size: bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
+        let reused = {
+            let mut pool = self.staging.lock().unwrap();
+            pool.iter().position(|b| b.size() >= bytes && b.size() <= bytes.max(4096) * 4).map(|i| pool.swap_remove(i))
+        };
+        let staging = reused.unwrap_or_else(|| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("fmpe readback"),
+                size: bytes.next_multiple_of(256),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
         });
         if len > 0 {
             enc.copy_buffer_to_buffer(src, offset * 4, &staging, 0, len as u64 * 4);
@@ -355,7 +365,7 @@ impl Gpu {
             return Ok(Vec::new());
         }
         let (tx, rx) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+        staging.map_async(wgpu::MapMode::Read, ..(len as u64 * 4), move |r| {
             let _ = tx.send(r);
         });
         self.wait()?;
@@ -364,11 +374,15 @@ impl Gpu {
             .map_err(|e| Error::Gpu(format!("cannot map the readback buffer: {e}")))?;
         let out = {
             let view = staging
-                .get_mapped_range(..)
+                .get_mapped_range(..(len as u64 * 4))
                 .map_err(|e| Error::Gpu(format!("cannot read the readback buffer: {e}")))?;
             bytemuck::cast_slice::<u8, f32>(&view)[..len].to_vec()
         };
         staging.unmap();
+        let mut pool = self.staging.lock().unwrap();
+        if pool.len() < 8 {
+            pool.push(staging.clone());
+        }
         Ok(out)
     }
 }

@@ -321,10 +321,6 @@ impl Mat {
     pub fn broadcast(self) -> Mat {
         Mat { rs: 0, ..self }
     }
-    /// The view shifted by `cols` columns.
-    pub fn col(self, cols: usize) -> Mat {
-        Mat { off: self.off + cols as u32 * self.cs, ..self }
-    }
 }
 
 /// Element-wise operator codes (see `apply_op` in `shaders/common.wgsl`).
@@ -340,7 +336,7 @@ pub enum Op {
     Sigmoid = 3,
     /// GELU'(x)
     GeluGrad = 4,
-    /// 1[x > 0]
+    /// 1 if x > 0 else 0
     ReluGrad = 5,
     /// s (1 − s) for a sigmoid output s
     SigmoidGrad = 6,

@@ -292,9 +292,9 @@ impl EvalGraph {
             Conditioning::Concat => {
                 // c0 = W_in[:, 1 + dθ ..] x + b_in
                 let l = &layout.input;
-                let mut mm = Matmul::new(1, h1, cfg.dim_x, x, w_t(l).col(0), Mat::rows(Buf::Acts, self.pre, h1));
-                // Wᵀ view shifted down by the (t, θ) rows: element (k, j) = W[j, 1 + dθ + k].
-                mm.b = Mat::strided(Buf::Params, l.weight + 1 + cfg.dim_theta, 1, l.fan_in);
+                // Wᵀ view of the x columns only: element (k, j) = W[j, 1 + dθ + k].
+                let w_x = Mat::strided(Buf::Params, l.weight + 1 + cfg.dim_theta, 1, l.fan_in);
+                let mut mm = Matmul::new(1, h1, cfg.dim_x, x, w_x, Mat::rows(Buf::Acts, self.pre, h1));
                 mm.bias = Some(bias(l));
                 b.matmul(&mm);
             }

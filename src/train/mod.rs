@@ -611,6 +611,13 @@ impl<'g> Trainer<'g> {
             }
             let (rec, stop) = self.end_epoch()?;
             bar.set_position(rec.epoch as u64);
+            if progress && bar.is_hidden() && (rec.epoch % 10 == 0 || stop) {
+                // No terminal (a log file, CI): a plain line every 10 epochs instead.
+                eprintln!(
+                    "epoch {:>4}/{}  train {:.4}  val {:.4}  lr {:.1e}  best epoch {}  {:.0} s",
+                    rec.epoch, self.tc.max_epochs, rec.train_loss, rec.val_loss, rec.learning_rate, self.best_epoch, rec.seconds
+                );
+            }
             bar.set_message(format!(
                 "train {:.4}  val {:.4}  lr {:.1e}  best epoch {}",
                 rec.train_loss, rec.val_loss, rec.learning_rate, self.best_epoch

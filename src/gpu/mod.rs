@@ -189,6 +189,22 @@ impl Gpu {
         self.adapter.as_ref()
     }
 
+    /// True for a software rasteriser on the CPU (e.g. Mesa lavapipe), where small
+    /// working sets (cache-sized chunks) run faster.
+    pub fn is_cpu(&self) -> bool {
+        self.adapter.as_ref().is_some_and(|a| a.device_type == "Cpu")
+    }
+
+    /// Default number of ODE samples integrated together: 1,024 on a CPU adapter
+    /// (cache-sized), 16,384 on a GPU.
+    pub fn default_chunk(&self) -> usize {
+        if self.is_cpu() {
+            1024
+        } else {
+            16_384
+        }
+    }
+
     /// The device's limits.
     pub fn limits(&self) -> wgpu::Limits {
         self.device.limits()

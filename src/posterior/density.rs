@@ -92,7 +92,7 @@ pub struct LogProbOptions {
     /// (otherwise such points get −∞). `sample_and_log_prob`: keep samples outside the
     /// box (otherwise they are rejected and redrawn, as in `sample`). Default false.
     pub ignore_support: bool,
-    /// Points per GPU chunk (None: as many as the device limits allow, at most 16,384).
+    /// Points per GPU chunk (None: [`crate::Gpu::default_chunk`], capped by the device limits).
     pub chunk_size: Option<usize>,
     /// `sample_and_log_prob` only: give up with [`Error::LowAcceptance`] when rejection
     /// to the box prior has not finished after this many seconds.
@@ -222,7 +222,7 @@ impl Posterior<'_> {
         let per_row = DensityGraph::floats_per_row(&self.cfg, probes) as u64;
         let by_binding = (self.gpu.max_binding_floats().saturating_sub(1 << 16) / per_row.max(1)) as usize;
         let by_dispatch = self.gpu.limits().max_compute_workgroups_per_dimension as usize * 64 / probes.max(1);
-        requested.unwrap_or(16_384).min(by_binding).min(by_dispatch).max(1)
+        requested.unwrap_or(self.gpu.default_chunk()).min(by_binding).min(by_dispatch).max(1)
     }
 
     fn check_opts(&self, opts: &LogProbOptions) -> Result<()> {

@@ -51,7 +51,7 @@ pub struct SampleOptions {
     pub solver: Solver,
     /// Seed of θ₀ (Philox key).
     pub seed: u64,
-    /// Samples per GPU chunk (None: as many as fit, at most 16,384).
+    /// Samples per GPU chunk (None: [`Gpu::default_chunk`], capped by the device limits).
     pub chunk_size: Option<usize>,
     /// Reject samples outside the model's box prior and draw again (default true).
     pub reject_outside_prior: bool,
@@ -359,7 +359,7 @@ impl<'g> Posterior<'g> {
         let per_row = OdeGraph::floats_per_row(&self.cfg) as u64;
         let by_binding = (self.gpu.max_binding_floats().saturating_sub(1 << 16) / per_row.max(1)) as usize;
         let by_dispatch = self.gpu.limits().max_compute_workgroups_per_dimension as usize * 64;
-        requested.unwrap_or(16_384).min(by_binding).min(by_dispatch).max(1)
+        requested.unwrap_or(self.gpu.default_chunk()).min(by_binding).min(by_dispatch).max(1)
     }
 
     /// Draws `n` samples without rejection: indices `first_index..first_index+n` of

@@ -25,7 +25,7 @@
 
 use std::time::Instant;
 
-use super::{Posterior, SampleReport, DOPRI_A, DOPRI_H0, DOPRI_HMIN, DOPRI_MAX_STEPS, DOPRI_STEPS_PER_SUBMIT};
+use super::{Posterior, SampleReport, DOPRI_A, DOPRI_H0, DOPRI_HMIN};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::{
@@ -593,35 +593,7 @@ impl Posterior<'_> {
         }
         let finish = b.build(gpu, binds)?;
 
-        let mut first = true;
-        let mut taken = 0usize;
-        loop {
-            let mut enc = gpu.encoder();
-            {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-                if first {
-                    start.record(gpu, &mut pass)?;
-                }
-                for _ in 0..DOPRI_STEPS_PER_SUBMIT {
-                    step.record(gpu, &mut pass)?;
-                }
-                count.record(gpu, &mut pass)?;
-            }
-            first = false;
-            taken += DOPRI_STEPS_PER_SUBMIT;
-            let staging = gpu.copy_to_staging(&mut enc, &acts, g.count as u64, 1);
-            gpu.submit(enc)?;
-            let active = gpu.map_staging(&staging, 1)?[0];
-            if active == 0.0 {
-                break;
-            }
-            if taken >= DOPRI_MAX_STEPS {
-                return Err(Error::invalid(format!(
-                    "dopri5 did not finish the density ODE within {DOPRI_MAX_STEPS} steps for {active} points; \
-                     loosen --atol/--rtol"
-                )));
-            }
-        }
+        super::run_dopri5(gpu, &start, &step, &count, &acts, g.count, "finish the density ODE", "")?;
         let mut enc = gpu.encoder();
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());

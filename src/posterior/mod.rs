@@ -211,6 +211,51 @@ impl OdeGraph {
     }
 }
 
+/// Runs a recorded dopri5 solve to the end: `start` once, then `step` programs,
+/// `DOPRI_STEPS_PER_SUBMIT` per submission, each submission ending with `count` and a
+/// 4-byte readback of the active-row count at `count_off` in `acts`.
+///
+/// # Errors
+/// [`Error::Invalid`] when rows are still active after `DOPRI_MAX_STEPS` steps (`what`
+/// and `hint` complete the message), GPU errors.
+pub(crate) fn run_dopri5(
+    gpu: &Gpu,
+    start: &crate::kernels::Program,
+    step: &crate::kernels::Program,
+    count: &crate::kernels::Program,
+    acts: &wgpu::Buffer,
+    count_off: usize,
+    what: &str,
+    hint: &str,
+) -> Result<()> {
+    let mut taken = 0usize;
+    loop {
+        let mut enc = gpu.encoder();
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            if taken == 0 {
+                start.record(gpu, &mut pass)?;
+            }
+            for _ in 0..DOPRI_STEPS_PER_SUBMIT {
+                step.record(gpu, &mut pass)?;
+            }
+            count.record(gpu, &mut pass)?;
+        }
+        taken += DOPRI_STEPS_PER_SUBMIT;
+        let staging = gpu.copy_to_staging(&mut enc, acts, count_off as u64, 1);
+        gpu.submit(enc)?;
+        let active = gpu.map_staging(&staging, 1)?[0];
+        if active == 0.0 {
+            return Ok(());
+        }
+        if taken >= DOPRI_MAX_STEPS {
+            return Err(Error::invalid(format!(
+                "dopri5 did not {what} within {DOPRI_MAX_STEPS} steps for {active} rows; loosen --atol/--rtol {hint}"
+            )));
+        }
+    }
+}
+
 /// Checks the solver options of [`Posterior::sample`].
 fn check_solver(opts: &SampleOptions) -> Result<()> {
     if opts.chunk_size == Some(0) {
@@ -533,35 +578,7 @@ impl<'g> Posterior<'g> {
                 affine(&mut b);
                 let finish = b.build(gpu, binds)?;
 
-                let mut first = true;
-                let mut taken = 0usize;
-                loop {
-                    let mut enc = gpu.encoder();
-                    {
-                        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-                        if first {
-                            start.record(gpu, &mut pass)?;
-                        }
-                        for _ in 0..DOPRI_STEPS_PER_SUBMIT {
-                            step.record(gpu, &mut pass)?;
-                        }
-                        count.record(gpu, &mut pass)?;
-                    }
-                    first = false;
-                    taken += DOPRI_STEPS_PER_SUBMIT;
-                    let staging = gpu.copy_to_staging(&mut enc, &acts, g.count as u64, 1);
-                    gpu.submit(enc)?;
-                    let active = gpu.map_staging(&staging, 1)?[0];
-                    if active == 0.0 {
-                        break;
-                    }
-                    if taken >= DOPRI_MAX_STEPS {
-                        return Err(Error::invalid(format!(
-                            "dopri5 did not reach t = 1 within {DOPRI_MAX_STEPS} steps for {active} samples; \
-                             loosen --atol/--rtol or use --solver rk4"
-                        )));
-                    }
-                }
+                run_dopri5(gpu, &start, &step, &count, &acts, g.count, "reach t = 1", "or use --solver rk4")?;
                 let mut enc = gpu.encoder();
                 {
                     let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());

@@ -433,6 +433,8 @@ impl Matmul {
 }
 
 /// Parameters of `gather_path` (`shaders/gather.wgsl`).
+/// Every `*_off` field is an offset in f32 elements into the bound buffer; the field
+/// order and padding mirror the WGSL struct of the same kernel.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
 pub struct GatherParams {
@@ -457,6 +459,8 @@ pub struct GatherParams {
 }
 
 /// Parameters of `fm_loss` (`shaders/loss.wgsl`).
+/// Every `*_off` field is an offset in f32 elements into the bound buffer; the field
+/// order and padding mirror the WGSL struct of the same kernel.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
 pub struct LossParams {
@@ -472,6 +476,8 @@ pub struct LossParams {
 }
 
 /// Parameters of `glu_backward` (`shaders/glu.wgsl`).
+/// Every `*_off` field is an offset in f32 elements into the bound buffer; the field
+/// order and padding mirror the WGSL struct of the same kernel.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
 pub struct GluParams {
@@ -484,6 +490,8 @@ pub struct GluParams {
 }
 
 /// Parameters of `column_stats` / `zscore` (`shaders/stats.wgsl`).
+/// Every `*_off` field is an offset in f32 elements into the bound buffer; the field
+/// order and padding mirror the WGSL struct of the same kernel.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
 pub struct StatsParams {
@@ -494,6 +502,8 @@ pub struct StatsParams {
 }
 
 /// Parameters of `ode_init` (`shaders/ode_init.wgsl`).
+/// Every `*_off` field is an offset in f32 elements into the bound buffer; the field
+/// order and padding mirror the WGSL struct of the same kernel.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
 pub struct InitParams {
@@ -516,6 +526,8 @@ pub struct InitParams {
 }
 
 /// Parameters of `ode_axpy` (`shaders/ode_axpy.wgsl`).
+/// Every `*_off` field is an offset in f32 elements into the bound buffer; the field
+/// order and padding mirror the WGSL struct of the same kernel.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
 pub struct AxpyParams {
@@ -537,6 +549,8 @@ pub struct AxpyParams {
 }
 
 /// Parameters of `dopri5_finalize` / `dopri5_count` (`shaders/dopri5.wgsl`).
+/// Every `*_off` field is an offset in f32 elements into the bound buffer; the field
+/// order and padding mirror the WGSL struct of the same kernel.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
 pub struct FinParams {
@@ -559,6 +573,8 @@ pub struct FinParams {
 }
 
 /// Parameters of `affine` (`shaders/affine.wgsl`).
+/// Every `*_off` field is an offset in f32 elements into the bound buffer; the field
+/// order and padding mirror the WGSL struct of the same kernel.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
 pub struct AffineParams {
@@ -596,6 +612,8 @@ pub struct JvpParams {
 }
 
 /// Parameters of `adam` (`shaders/adam.wgsl`).
+/// Every `*_off` field is an offset in f32 elements into the bound buffer; the field
+/// order and padding mirror the WGSL struct of the same kernel.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
 pub struct AdamParams {

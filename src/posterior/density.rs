@@ -330,15 +330,7 @@ impl Posterior<'_> {
         let mut accepted_total = 0usize;
         while logq.len() < n {
             let need = n - logq.len();
-            let draw = if reject && report.proposed > 0 {
-                ((need as f64 / report.acceptance_rate.max(1e-3)) * 1.2).ceil() as usize + 16
-            } else if reject && opts.max_seconds.is_some() {
-                // A pilot round estimates the acceptance rate before a long solve.
-                need.min(256)
-            } else {
-                need
-            }
-            .min(need.max(1) * 1000);
+            let draw = super::next_draw(need, report.proposed, accepted_total, reject, opts.max_seconds.is_some());
             let mut done = 0usize;
             while done < draw {
                 let c = chunk.min(draw - done);

@@ -256,6 +256,28 @@ pub(crate) fn run_dopri5(
     }
 }
 
+/// How many samples to draw in the next rejection round, when `need` are missing after
+/// `proposed` draws of which `accepted` fell inside the prior box: no margin while
+/// nothing was rejected, else `need / rate` with a 10 % margin; a first pilot round of
+/// at most 256 when a time limit must be honoured; never more than 1000 × need.
+pub(crate) fn next_draw(need: usize, proposed: usize, accepted: usize, reject: bool, pilot: bool) -> usize {
+    let draw = if !reject {
+        need
+    } else if proposed > 0 {
+        if accepted == proposed {
+            need
+        } else {
+            let rate = (accepted as f64 / proposed as f64).max(1e-3);
+            ((need as f64 / rate) * 1.1).ceil() as usize + 16
+        }
+    } else if pilot {
+        need.min(256)
+    } else {
+        need
+    };
+    draw.min(need.max(1) * 1000)
+}
+
 /// Checks the solver options of [`Posterior::sample`].
 fn check_solver(opts: &SampleOptions) -> Result<()> {
     if opts.chunk_size == Some(0) {
@@ -340,17 +362,7 @@ impl<'g> Posterior<'g> {
         let mut accepted_total = 0usize;
         while out.len() < n * d {
             let need = n - out.len() / d;
-            let rate = if report.proposed > 0 { report.acceptance_rate.max(1e-3) } else { 1.0 };
-            let draw = if reject && report.proposed > 0 {
-                ((need as f64 / rate) * 1.2).ceil() as usize + 16
-            } else if reject && opts.max_seconds.is_some() {
-                // A pilot round estimates the acceptance rate before a long solve, so a
-                // hopeless request stops well within max_seconds.
-                need.min(256)
-            } else {
-                need
-            }
-            .min(need.max(1) * 1000);
+            let draw = next_draw(need, report.proposed, accepted_total, reject, opts.max_seconds.is_some());
             let (samples, st, sr) = self.sample_raw(draw, opts, next_index, round)?;
             next_index += draw as u64;
             round += 1;

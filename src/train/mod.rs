@@ -248,6 +248,10 @@ impl<'g> Trainer<'g> {
             return Err(Error::invalid(format!("need at least 2 training rows, have {n_train}")));
         }
         let batch = tc.batch_size.min(n_train);
+        let max_rows = gpu.limits().max_compute_workgroups_per_dimension as usize * 64;
+        if batch > max_rows {
+            return Err(Error::usage(format!("--batch-size {batch} exceeds this device's dispatch limit ({max_rows} rows)")));
+        }
         let steps_per_epoch = n_train / batch;
         if (n * (dt + dx)) as u64 > gpu.max_binding_floats() {
             return Err(Error::invalid(format!(

@@ -58,27 +58,31 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     // Training steps.
     let mut tr = Trainer::new(&gpu, net.clone(), tc.clone(), &theta, &x, None)?;
     let spe = tr.steps_per_epoch();
-    let run_steps = |tr: &mut Trainer, k: usize| -> Result<()> {
+    // Returns the submissions made by epoch ends (validation + loss readback).
+    let run_steps = |tr: &mut Trainer, k: usize| -> Result<u64> {
+        let mut epoch_subs = 0;
         for _ in 0..k {
             if tr.steps_done_in_epoch() == spe {
+                let s = gpu.submission_count();
                 tr.end_epoch()?;
+                epoch_subs += gpu.submission_count() - s;
             }
             tr.step()?;
         }
-        Ok(())
+        Ok(epoch_subs)
     };
     run_steps(&mut tr, 5.min(spe))?;
     gpu.wait()?;
-    let (s0, d0) = (gpu.submission_count(), gpu.dispatch_count());
+    let s0 = gpu.submission_count();
     let t0 = Instant::now();
-    let k = a.train_steps.min(spe);
-    run_steps(&mut tr, k)?;
+    let k = a.train_steps;
+    let epoch_subs = run_steps(&mut tr, k)?;
     gpu.wait()?;
     let secs = t0.elapsed().as_secs_f64();
-    let subs = (gpu.submission_count() - s0) as f64 / k as f64;
-    let disp = (gpu.dispatch_count() - d0) as f64 / k as f64;
+    let subs = (gpu.submission_count() - s0 - epoch_subs) as f64 / k as f64;
+    let disp = tr.dispatches_per_step() as f64;
     println!(
-        "training: {:.1} steps/s, {:.0} examples/s; {:.2} submissions and {:.1} dispatches per training step (+1 submission per epoch for validation and the loss readback)",
+        "training: {:.1} steps/s, {:.0} examples/s; {:.2} submissions and {:.0} dispatches per training step; {epoch_subs} more submissions for {epoch_subs} epoch ends (validation + loss readback)",
         k as f64 / secs,
         (k * tr.batch_size()) as f64 / secs,
         subs,
@@ -96,17 +100,14 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         let t0 = Instant::now();
         let (_, rep) = post.sample(a.num_samples, &opts)?;
         let secs = t0.elapsed().as_secs_f64();
-        let chunks = a.num_samples.div_ceil(post.max_chunk(None)) as f64;
-        let steps_per_chunk = rep.mean_steps + rep.mean_rejected_steps;
-        let subs = (gpu.submission_count() - s0) as f64;
-        let disp = (gpu.dispatch_count() - d0) as f64;
+        let (per_step, steps_per_sub) = post.ode_step_dispatches(solver);
         println!(
-            "sampling {solver:?}: {:.0} posterior samples/s; {:.1} ODE steps per sample ({:.1} rejected); {:.1} dispatches and {:.3} submissions per ODE step",
+            "sampling {solver:?}: {:.0} posterior samples/s; {:.1} accepted + {:.1} rejected ODE steps per sample; {per_step} dispatches per ODE step (whole chunk), 1 submission per {steps_per_sub} steps; {} submissions and {} dispatches in all",
             a.num_samples as f64 / secs,
             rep.mean_steps,
             rep.mean_rejected_steps,
-            disp / (chunks * steps_per_chunk.max(1.0)),
-            subs / (chunks * steps_per_chunk.max(1.0)),
+            gpu.submission_count() - s0,
+            gpu.dispatch_count() - d0,
         );
     }
     if a.log_prob_points > 0 {

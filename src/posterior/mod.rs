@@ -411,6 +411,32 @@ impl<'g> Posterior<'g> {
         Ok((out, report))
     }
 
+    /// Dispatches recorded per ODE step for a chunk (all rows step together): rk4 is
+    /// 4 × (stage input + network) + update; dopri5 is 6 × (stage input + network) +
+    /// error control (FSAL: k₁ is reused). Submissions: one per `RK4_STEPS_PER_SUBMIT` rk4
+    /// steps, one per `DOPRI_STEPS_PER_SUBMIT` dopri5 steps (with a 4-byte readback).
+    pub fn ode_step_dispatches(&self, solver: Solver) -> (usize, usize) {
+        let (g, _) = OdeGraph::new(&self.cfg, 1);
+        let mut b = ProgramBuilder::new(self.gpu);
+        match solver {
+            Solver::Rk4 { .. } => {
+                for (s, (c, a)) in [(0.0, &[][..]), (0.5, &[0.5][..]), (0.5, &[0.0, 0.5][..]), (1.0, &[0.0, 0.0, 1.0][..])]
+                    .into_iter()
+                    .enumerate()
+                {
+                    g.stage(&mut b, &self.cfg, &self.layout, s, c, a);
+                }
+                (b.len() + 1, RK4_STEPS_PER_SUBMIT)
+            }
+            Solver::Dopri5 { .. } => {
+                for (s, (c, a)) in DOPRI_A.iter().enumerate() {
+                    g.stage(&mut b, &self.cfg, &self.layout, s + 1, *c, &a[..s + 1]);
+                }
+                (b.len() + 1, DOPRI_STEPS_PER_SUBMIT)
+            }
+        }
+    }
+
     /// Largest chunk of samples the device limits allow.
     pub fn max_chunk(&self, requested: Option<usize>) -> usize {
         let per_row = OdeGraph::floats_per_row(&self.cfg) as u64;

@@ -30,30 +30,6 @@ struct C2stParams {
 }
 @group(0) @binding(0) var<uniform> cp: C2stParams;
 
-// Bijective shuffle of [0, n): cycle-walking 4-round Feistel network keyed by Philox.
-fn c2st_permute(pos: u32, n: u32, key: vec2<u32>, epoch: u32, stream: u32) -> u32 {
-    var half_bits = 1u;
-    while ((1u << (2u * half_bits)) < n) {
-        half_bits = half_bits + 1u;
-    }
-    let mask = (1u << half_bits) - 1u;
-    var x = pos;
-    loop {
-        var l = x >> half_bits;
-        var r = x & mask;
-        for (var round = 0u; round < 4u; round = round + 1u) {
-            let f = philox(vec4<u32>(r, round, epoch, stream ^ 0xc2c2a5a5u), key).x & mask;
-            let nl = r;
-            r = l ^ f;
-            l = nl;
-        }
-        x = (l << half_bits) | r;
-        if (x < n) {
-            break;
-        }
-    }
-    return x;
-}
 
 // Shuffles all rows once (KFold(shuffle=True)): acts[x_off + p] = data[perm(p)], label 1
 // for rows of B. One thread per shuffled row.
@@ -64,7 +40,7 @@ fn c2st_shuffle(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
     if (p >= cp.n_total) {
         return;
     }
-    let src = c2st_permute(p, cp.n_total, vec2<u32>(cp.seed_lo, cp.seed_hi), 0xffffffffu, 0xf01du);
+    let src = permute(p, cp.n_total, vec2<u32>(cp.seed_lo, cp.seed_hi), 0xffffffffu, 0xf01du ^ 0xc2c2a5a5u);
     for (var j = 0u; j < cp.d; j = j + 1u) {
         acts[cp.x_off + p * cp.d + j] = data[src * cp.d + j];
     }
@@ -81,7 +57,7 @@ fn c2st_batch(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
         return;
     }
     let pos = st.step_in_epoch * cp.batch + r;
-    let t = c2st_permute(pos, cp.n_train, vec2<u32>(cp.seed_lo, cp.seed_hi), st.epoch, cp.stream);
+    let t = permute(pos, cp.n_train, vec2<u32>(cp.seed_lo, cp.seed_hi), st.epoch, cp.stream ^ 0xc2c2a5a5u);
     var row = t;
     if (t >= cp.test_start) {
         row = t + cp.test_len;

@@ -34,6 +34,33 @@ fn u01(x: u32) -> f32 {
     return (f32(x >> 8u) + 0.5) * (1.0 / 16777216.0);
 }
 
+// Bijective shuffle of [0, n) (n < 2^31): a 4-round Feistel network on 2·half_bits bits
+// with Philox round keys, cycle-walked back into [0, n). `epoch` and `stream` select
+// independent permutations; nothing is stored or uploaded.
+fn permute(pos: u32, n: u32, key: vec2<u32>, epoch: u32, stream: u32) -> u32 {
+    var half_bits = 1u;
+    while ((1u << (2u * half_bits)) < n) {
+        half_bits = half_bits + 1u;
+    }
+    let mask = (1u << half_bits) - 1u;
+    var x = pos;
+    loop {
+        var l = x >> half_bits;
+        var r = x & mask;
+        for (var round = 0u; round < 4u; round = round + 1u) {
+            let f = philox(vec4<u32>(r, round, epoch, stream), key).x & mask;
+            let nl = r;
+            r = l ^ f;
+            l = nl;
+        }
+        x = (l << half_bits) | r;
+        if (x < n) {
+            break;
+        }
+    }
+    return x;
+}
+
 // Four N(0, 1) draws from one Philox block (two Box-Muller pairs).
 fn normal4(r: vec4<u32>) -> vec4<f32> {
     let r0 = sqrt(-2.0 * log(u01(r.x)));

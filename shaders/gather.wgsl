@@ -27,29 +27,6 @@ struct GatherParams {
 }
 @group(0) @binding(0) var<uniform> gp: GatherParams;
 
-fn permute(pos: u32, n: u32, key: vec2<u32>, epoch: u32) -> u32 {
-    var half_bits = 1u;
-    while ((1u << (2u * half_bits)) < n) {
-        half_bits = half_bits + 1u;
-    }
-    let mask = (1u << half_bits) - 1u;
-    var x = pos;
-    loop {
-        var l = x >> half_bits;
-        var r = x & mask;
-        for (var round = 0u; round < 4u; round = round + 1u) {
-            let f = philox(vec4<u32>(r, round, epoch, 0x7e3a91c5u), key).x & mask;
-            let nl = r;
-            r = l ^ f;
-            l = nl;
-        }
-        x = (l << half_bits) | r;
-        if (x < n) {
-            break;
-        }
-    }
-    return x;
-}
 
 @compute @workgroup_size(256, 1, 1)
 fn gather_path(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -70,7 +47,7 @@ fn gather_path(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         stream = 1u;
     } else {
         let pos = st.step_in_epoch * gp.rows + r;
-        idx = permute(pos, gp.n_train, key, st.epoch);
+        idx = permute(pos, gp.n_train, key, st.epoch, 0x7e3a91c5u);
         ctr_row = pos;
         ctr_step = st.step;
         stream = 0u;

@@ -29,7 +29,7 @@ use super::{Posterior, SampleReport, DOPRI_A, DOPRI_H0, DOPRI_HMIN};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::{
-    AffineParams, Arena, AxpyParams, Bindings, Buf, FinParams, InitParams, JvpParams, Kernel, Mat, ProgramBuilder,
+    AffineParams, Arena, Bindings, Buf, FinParams, InitParams, JvpParams, Kernel, Mat, ProgramBuilder,
 };
 use crate::net::{JvpGraph, NetConfig, ParamLayout};
 
@@ -182,29 +182,8 @@ impl DensityGraph {
     fn stage(&self, b: &mut ProgramBuilder, cfg: &NetConfig, layout: &ParamLayout, div_scale: f32, s: usize, c: f32, coef: &[f32]) {
         let d = cfg.dim_theta;
         let ds = self.ds;
-        let mut cf = [0f32; 8];
-        cf[..coef.len()].copy_from_slice(coef);
-        b.push_1d(
-            Kernel::OdeAxpy,
-            &AxpyParams {
-                n: self.n as u32,
-                d: ds as u32,
-                d_net: d as u32,
-                nk: coef.len() as u32,
-                y_off: self.y as u32,
-                t_off: self.t as u32,
-                h_off: self.h as u32,
-                k_off: self.k as u32,
-                k_stride: (self.n * ds) as u32,
-                out_off: self.tin as u32,
-                out_rs: (d + 1) as u32,
-                mode: 0,
-                c,
-                pad: [0.0; 3],
-                coef: cf,
-            },
-            self.n,
-        );
+        let offs = super::StageOffsets { n: self.n, y: self.y, t: self.t, h: self.h, k: self.k, tin: self.tin };
+        super::push_stage_input(b, &offs, ds, d, c, coef);
         let ks = self.k + s * self.n * ds;
         self.jvp.forward(b, cfg, layout, self.n, self.tin, Mat::rows(Buf::Acts, ks, ds));
         let jp = JvpParams { out_off: (ks + d) as u32, out_rs: ds as u32, scale: div_scale, ..self.jvp_params(d) };

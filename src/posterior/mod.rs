@@ -115,6 +115,44 @@ const DOPRI_STEPS_PER_SUBMIT: usize = 8;
 /// Safety cap on dopri5 steps per chunk.
 const DOPRI_MAX_STEPS: usize = 20_000;
 
+/// Offsets (f32 elements) of an ODE chunk's state, for [`push_stage_input`].
+pub(crate) struct StageOffsets {
+    pub n: usize,
+    pub y: usize,
+    pub t: usize,
+    pub h: usize,
+    pub k: usize,
+    pub tin: usize,
+}
+
+/// Records the Runge–Kutta stage input `tin[i] = [t_i + c h_i, y_i + h_i Σ_s coef_s k_s,i]`
+/// (first `d_net` of the `d_state` components; k_s stored `[n, d_state]` each).
+pub(crate) fn push_stage_input(b: &mut ProgramBuilder, o: &StageOffsets, d_state: usize, d_net: usize, c: f32, coef: &[f32]) {
+    let mut cf = [0f32; 8];
+    cf[..coef.len()].copy_from_slice(coef);
+    b.push_1d(
+        Kernel::OdeAxpy,
+        &AxpyParams {
+            n: o.n as u32,
+            d: d_state as u32,
+            d_net: d_net as u32,
+            nk: coef.len() as u32,
+            y_off: o.y as u32,
+            t_off: o.t as u32,
+            h_off: o.h as u32,
+            k_off: o.k as u32,
+            k_stride: (o.n * d_state) as u32,
+            out_off: o.tin as u32,
+            out_rs: (d_net + 1) as u32,
+            mode: 0,
+            c,
+            pad: [0.0; 3],
+            coef: cf,
+        },
+        o.n,
+    );
+}
+
 /// Workspace layout of one ODE chunk.
 struct OdeGraph {
     n: usize,
@@ -163,29 +201,8 @@ impl OdeGraph {
     /// Records `k_s = v(tin)`, after building tin from y, h and k_0..k_{s-1}.
     fn stage(&self, b: &mut ProgramBuilder, cfg: &NetConfig, layout: &ParamLayout, s: usize, c: f32, coef: &[f32]) {
         let d = cfg.dim_theta;
-        let mut cf = [0f32; 8];
-        cf[..coef.len()].copy_from_slice(coef);
-        b.push_1d(
-            Kernel::OdeAxpy,
-            &AxpyParams {
-                n: self.n as u32,
-                d: d as u32,
-                d_net: d as u32,
-                nk: coef.len() as u32,
-                y_off: self.y as u32,
-                t_off: self.t as u32,
-                h_off: self.h as u32,
-                k_off: self.k as u32,
-                k_stride: (self.n * d) as u32,
-                out_off: self.tin as u32,
-                out_rs: (d + 1) as u32,
-                mode: 0,
-                c,
-                pad: [0.0; 3],
-                coef: cf,
-            },
-            self.n,
-        );
+        let offs = StageOffsets { n: self.n, y: self.y, t: self.t, h: self.h, k: self.k, tin: self.tin };
+        push_stage_input(b, &offs, d, d, c, coef);
         self.eval.forward(b, cfg, layout, self.n, self.tin, self.k + s * self.n * d);
     }
 

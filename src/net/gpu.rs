@@ -1,6 +1,6 @@
 //! Recording the vector-field network on the GPU: training forward + backward (all
 //! activations kept for the backward pass) and the evaluation forward used by the ODE
-//! solvers, whose x-dependent part is computed once per observation.
+//! solvers, whose x-dependent part is computed once per chunk of samples (not per step).
 //!
 //! Every linear layer is one fused matmul dispatch (bias, GELU on load, gate and
 //! residual in the epilogue); the weight gradient and bias gradient of a layer come

@@ -3,7 +3,7 @@
 //! size and error control), for one observation x_o. Log-densities
 //! ([`Posterior::log_prob`], [`Posterior::sample_and_log_prob`]) are in `density.rs`.
 //!
-//! The x-dependent part of the network is computed once per observation. Samples are
+//! The x-dependent part of the network is computed once per chunk, not per step. Samples are
 //! produced in chunks that respect the device's binding and dispatch limits; only the
 //! final samples (original units) are read back, plus one 4-byte active-row count per
 //! few dopri5 steps.

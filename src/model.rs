@@ -114,6 +114,36 @@ pub struct Model {
 const STD_NAMES: [&str; 4] = ["standardize_theta.mean", "standardize_theta.std", "standardize_x.mean", "standardize_x.std"];
 
 impl Model {
+    /// A model from raw parameters `[net.layout().len]` with identity z-scoring, no
+    /// prior, no names and an empty history: for fields given by hand (tests, benches,
+    /// weights trained elsewhere).
+    pub fn with_params(net: NetConfig, params: Vec<f32>) -> Model {
+        let (dt, dx) = (net.dim_theta, net.dim_x);
+        Model {
+            info: ModelInfo {
+                format_version: FORMAT_VERSION,
+                net,
+                sigma_min: 1e-4,
+                time_prior_exponent: 4.0,
+                theta_names: (1..=dt).map(|i| format!("theta_{i}")).collect(),
+                x_names: (1..=dx).map(|i| format!("x_{i}")).collect(),
+                task: None,
+                prior: None,
+                train: TrainConfig::default(),
+                n_train: 0,
+                n_val: 0,
+                dropped_rows: 0,
+                best_epoch: 0,
+                history: vec![],
+            },
+            params,
+            theta_mean: vec![0.0; dt],
+            theta_std: vec![1.0; dt],
+            x_mean: vec![0.0; dx],
+            x_std: vec![1.0; dx],
+        }
+    }
+
     /// Writes `dir/model.safetensors` and `dir/model.json` atomically (temporary
     /// directory, then rename).
     ///

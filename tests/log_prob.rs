@@ -115,37 +115,16 @@ fn jvp_matches_reference_and_finite_differences() {
 // ---------------------------------------------------------------------------------
 // Divergence.
 
-use fmpe::model::{BoxPrior, Model, ModelInfo};
+use fmpe::model::{BoxPrior, Model};
 use fmpe::posterior::{Divergence, LogProbOptions, Posterior, SampleOptions};
 use fmpe::train::{TrainConfig, Trainer};
 use std::sync::OnceLock;
 
 /// A model with the given field (identity z-scoring unless given).
 fn model(cfg: NetConfig, params: Vec<f32>, prior: Option<BoxPrior>) -> Model {
-    let (dt, dx) = (cfg.dim_theta, cfg.dim_x);
-    Model {
-        info: ModelInfo {
-            format_version: fmpe::model::FORMAT_VERSION,
-            net: cfg,
-            sigma_min: 1e-4,
-            time_prior_exponent: 4.0,
-            theta_names: vec![],
-            x_names: vec![],
-            task: None,
-            prior,
-            train: Default::default(),
-            n_train: 0,
-            n_val: 0,
-            dropped_rows: 0,
-            best_epoch: 0,
-            history: vec![],
-        },
-        params,
-        theta_mean: vec![0.0; dt],
-        theta_std: vec![1.0; dt],
-        x_mean: vec![0.0; dx],
-        x_std: vec![1.0; dx],
-    }
+    let mut m = Model::with_params(cfg, params);
+    m.info.prior = prior;
+    m
 }
 
 #[test]

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use fmpe::model::{Model, ModelInfo};
+use fmpe::model::Model;
 use fmpe::net::{init_params, Conditioning, NetConfig};
 use fmpe::posterior::{Posterior, SampleOptions, Solver};
 use fmpe::reference;
@@ -11,30 +11,7 @@ use rand::SeedableRng;
 
 /// A model whose field is given by `params` (identity z-scoring, no prior).
 fn model(cfg: NetConfig, params: Vec<f32>) -> Model {
-    let (dt, dx) = (cfg.dim_theta, cfg.dim_x);
-    Model {
-        info: ModelInfo {
-            format_version: fmpe::model::FORMAT_VERSION,
-            net: cfg,
-            sigma_min: 1e-4,
-            time_prior_exponent: 4.0,
-            theta_names: vec![],
-            x_names: vec![],
-            task: None,
-            prior: None,
-            train: Default::default(),
-            n_train: 0,
-            n_val: 0,
-            dropped_rows: 0,
-            best_epoch: 0,
-            history: vec![],
-        },
-        params,
-        theta_mean: vec![0.0; dt],
-        theta_std: vec![1.0; dt],
-        x_mean: vec![0.0; dx],
-        x_std: vec![1.0; dx],
-    }
+    Model::with_params(cfg, params)
 }
 
 /// θ₀ of sample `i` exactly as the GPU draws it (Philox, Box–Muller).

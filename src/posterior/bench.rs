@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::{Divergence, LogProbOptions, Posterior};
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::model::{Model, ModelInfo, FORMAT_VERSION};
+use crate::model::Model;
 use crate::net::{init_params, Conditioning, NetConfig};
 
 /// One measured configuration of [`bench_log_prob`].
@@ -52,29 +52,7 @@ pub fn bench_log_prob(gpu: &Gpu, points: usize) -> Result<Vec<LogProbBench>> {
                 *v = (rng.random::<f32>() - 0.5) * 0.2;
             }
         }
-        let model = Model {
-            info: ModelInfo {
-                format_version: FORMAT_VERSION,
-                net: cfg,
-                sigma_min: 1e-4,
-                time_prior_exponent: 4.0,
-                theta_names: vec![],
-                x_names: vec![],
-                task: None,
-                prior: None,
-                train: Default::default(),
-                n_train: 0,
-                n_val: 0,
-                dropped_rows: 0,
-                best_epoch: 0,
-                history: vec![],
-            },
-            params,
-            theta_mean: vec![0.0; dim],
-            theta_std: vec![1.0; dim],
-            x_mean: vec![0.0; dim],
-            x_std: vec![1.0; dim],
-        };
+        let model = Model::with_params(cfg, params);
         let post = Posterior::new(gpu, &model, &vec![0.1; dim])?;
         let theta: Vec<f64> = (0..points * dim).map(|_| rng.sample(rand_distr::StandardNormal)).collect();
         for (name, div) in [("exact".to_string(), Divergence::Exact), ("hutchinson(1)".to_string(), Divergence::Hutchinson { probes: 1, gaussian: false })] {

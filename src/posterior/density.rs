@@ -333,30 +333,7 @@ impl Posterior<'_> {
             report.proposed += draw;
             report.returned = logq.len();
             report.acceptance_rate = accepted_total as f64 / report.proposed as f64;
-            if logq.len() < n {
-                let remaining = (n - logq.len()) as f64 / report.acceptance_rate.max(1e-9);
-                if let Some(limit) = opts.max_seconds {
-                    let el = start.elapsed().as_secs_f64();
-                    let per_sample = el / report.proposed as f64;
-                    if el + per_sample * remaining > limit {
-                        return Err(Error::LowAcceptance(format!(
-                            "only {:.3}% of posterior samples fall inside the prior support ({} of {} proposed); \
-                             {} more samples would take about {:.0} s, over the limit of {limit} s",
-                            100.0 * report.acceptance_rate,
-                            accepted_total,
-                            report.proposed,
-                            n - logq.len(),
-                            per_sample * remaining
-                        )));
-                    }
-                }
-                if report.proposed > 1000 * n.max(1) {
-                    return Err(Error::LowAcceptance(format!(
-                        "acceptance rate {:.2e} is too low to draw {n} samples inside the prior support",
-                        report.acceptance_rate
-                    )));
-                }
-            }
+            super::check_rejection(&report, accepted_total, n - logq.len(), n, start, opts.max_seconds)?;
         }
         report.mean_steps = steps_sum / report.proposed.max(1) as f64;
         report.mean_rejected_steps = rej_sum / report.proposed.max(1) as f64;

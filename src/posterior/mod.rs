@@ -295,6 +295,44 @@ pub(crate) fn next_draw(need: usize, proposed: usize, accepted: usize, reject: b
     draw.min(need.max(1) * 1000)
 }
 
+/// After a rejection round: with `missing` samples still to draw, stops with
+/// [`Error::LowAcceptance`] when the remaining draws would overrun `max_seconds`
+/// (extrapolated from the time so far) or more than 1000 × n have been proposed.
+pub(crate) fn check_rejection(
+    report: &SampleReport,
+    accepted: usize,
+    missing: usize,
+    n: usize,
+    start: Instant,
+    max_seconds: Option<f64>,
+) -> Result<()> {
+    if missing == 0 {
+        return Ok(());
+    }
+    if let Some(limit) = max_seconds {
+        let el = start.elapsed().as_secs_f64();
+        let per_sample = el / report.proposed.max(1) as f64;
+        let remaining = missing as f64 / report.acceptance_rate.max(1e-9);
+        if el + per_sample * remaining > limit {
+            return Err(Error::LowAcceptance(format!(
+                "only {:.3}% of posterior samples fall inside the prior support ({accepted} of {} proposed); \
+                 {missing} more samples would take about {:.0} s, over the limit of {limit} s \
+                 (raise --max-sampling-time, or use --no-reject to keep samples outside the prior)",
+                100.0 * report.acceptance_rate,
+                report.proposed,
+                per_sample * remaining
+            )));
+        }
+    }
+    if report.proposed > 1000 * n.max(1) {
+        return Err(Error::LowAcceptance(format!(
+            "acceptance rate {:.2e} is too low to draw {n} samples inside the prior support",
+            report.acceptance_rate
+        )));
+    }
+    Ok(())
+}
+
 /// Checks the solver options of [`Posterior::sample`].
 fn check_solver(opts: &SampleOptions) -> Result<()> {
     if opts.chunk_size == Some(0) {
@@ -396,31 +434,7 @@ impl<'g> Posterior<'g> {
             }
             report.returned = out.len() / d;
             report.acceptance_rate = accepted_total as f64 / report.proposed as f64;
-            if out.len() < n * d {
-                if let Some(limit) = opts.max_seconds {
-                    let el = start.elapsed().as_secs_f64();
-                    let per_sample = el / report.proposed as f64;
-                    let remaining = (n - out.len() / d) as f64 / report.acceptance_rate.max(1e-9);
-                    if el + per_sample * remaining > limit {
-                        return Err(Error::LowAcceptance(format!(
-                            "only {:.3}% of posterior samples fall inside the prior support ({} of {} proposed); \
-                             {} more samples would take about {:.0} s, over the limit of {limit} s \
-                             (raise --max-sampling-time, or use --no-reject to keep samples outside the prior)",
-                            100.0 * report.acceptance_rate,
-                            accepted_total,
-                            report.proposed,
-                            n - out.len() / d,
-                            per_sample * remaining
-                        )));
-                    }
-                }
-                if report.proposed > 1000 * n.max(1) {
-                    return Err(Error::LowAcceptance(format!(
-                        "acceptance rate {:.2e} is too low to draw {n} samples inside the prior support",
-                        report.acceptance_rate
-                    )));
-                }
-            }
+            check_rejection(&report, accepted_total, n - out.len() / d, n, start, opts.max_seconds)?;
         }
         report.mean_steps = steps_sum / report.proposed.max(1) as f64;
         report.mean_rejected_steps = rej_sum / report.proposed.max(1) as f64;

@@ -38,6 +38,11 @@ pub struct EvaluateArgs {
     /// Posterior samples per observation.
     #[arg(long, default_value_t = 10_000)]
     num_samples: usize,
+    /// Skip the GPU C2ST: write the samples, plots and table without scores (score them
+    /// later with `fmpe c2st REFERENCE SAMPLES`). On CPU adapters (lavapipe) the C2ST
+    /// classifier at dim_theta = 10 (width 100) takes far longer than training.
+    #[arg(long)]
+    no_c2st: bool,
     #[command(flatten)]
     net: NetTrainArgs,
     #[command(flatten)]
@@ -133,23 +138,33 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
         write_matrix(&staged.tmp.join(&name), &Matrix::new(a.num_samples, dt, s.clone()).with_header(task.theta_names()))?;
         fmpe::plot::pair_plot(&s, Some(&reference.data), dt, &task.theta_names(), &staged.tmp.join(format!("pairplot_obs{k}.png")))?;
         let tc = Instant::now();
-        let score = fmpe::metrics::c2st(&gpu, &reference.data, &s, dt, &fmpe::metrics::C2stOptions::default())?;
+        let score = if a.no_c2st {
+            f64::NAN
+        } else {
+            fmpe::metrics::c2st(&gpu, &reference.data, &s, dt, &fmpe::metrics::C2stOptions::default())?
+        };
         let t_c2st = tc.elapsed().as_secs_f64();
-        eprintln!("observation {k}: C2ST {score:.4} (sample {t_sample:.1} s, acceptance {:.3}, C2ST {t_c2st:.1} s)", rep.acceptance_rate);
+        eprintln!(
+            "observation {k}: C2ST {} (sample {t_sample:.1} s, acceptance {:.3}, C2ST {t_c2st:.1} s)",
+            if a.no_c2st { "not scored".to_string() } else { format!("{score:.4}") },
+            rep.acceptance_rate
+        );
         rows.push(serde_json::json!({
-            "observation": k, "c2st": score, "acceptance_rate": rep.acceptance_rate,
+            "observation": k, "c2st": if a.no_c2st { serde_json::Value::Null } else { score.into() }, "acceptance_rate": rep.acceptance_rate,
             "sample_seconds": t_sample, "c2st_seconds": t_c2st, "mean_ode_steps": rep.mean_steps,
         }));
     }
     let scores: Vec<f64> = rows.iter().map(|r| r["c2st"].as_f64().unwrap_or(f64::NAN)).collect();
     let mean = scores.iter().sum::<f64>() / scores.len() as f64;
     let sd = (scores.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (scores.len().max(2) - 1) as f64).sqrt();
+    let num = |v: f64| if v.is_finite() { serde_json::Value::from(v) } else { serde_json::Value::Null };
+    let cell = |v: f64| if v.is_finite() { format!("{v:.4}") } else { "not scored".into() };
     let summary = serde_json::json!({
         "task": task.name(), "num_simulations": a.num_simulations, "dropped_simulations": dropped,
         "adapter": gpu.adapter().map(|a| a.to_string()), "network": model.info.net,
         "epochs": model.info.history.len(), "best_epoch": model.info.best_epoch,
         "seconds": {"simulate": t_sim, "train": t_train, "total": t0.elapsed().as_secs_f64()},
-        "c2st_mean": mean, "c2st_std": sd, "observations": rows,
+        "c2st_mean": num(mean), "c2st_std": num(sd), "observations": rows,
     });
     let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::invalid(e.to_string()))?;
     std::fs::write(staged.tmp.join("results.json"), text).map_err(|e| Error::io(staged.tmp.join("results.json"), e))?;
@@ -158,10 +173,11 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
         "| task | simulations | observation | C2ST |\n|---|---|---|---|\n"
     );
     for (r, s) in rows.iter().zip(&scores) {
-        csv += &format!("{},{},{},{s:.4}\n", task.name(), a.num_simulations, r["observation"]);
-        md += &format!("| {} | {} | {} | {s:.4} |\n", task.name(), a.num_simulations, r["observation"]);
+        let c = if s.is_finite() { format!("{s:.4}") } else { String::new() };
+        csv += &format!("{},{},{},{c}\n", task.name(), a.num_simulations, r["observation"]);
+        md += &format!("| {} | {} | {} | {} |\n", task.name(), a.num_simulations, r["observation"], cell(*s));
     }
-    md += &format!("| {} | {} | mean ± sd | {mean:.4} ± {sd:.4} |\n", task.name(), a.num_simulations);
+    md += &format!("| {} | {} | mean ± sd | {} ± {} |\n", task.name(), a.num_simulations, cell(mean), cell(sd));
     std::fs::write(staged.tmp.join("results.csv"), csv).map_err(|e| Error::io(staged.tmp.join("results.csv"), e))?;
     std::fs::write(staged.tmp.join("results.md"), &md).map_err(|e| Error::io(staged.tmp.join("results.md"), e))?;
     staged.commit()?;

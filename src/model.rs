@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::io::{read_model_dir, write_model_dir, Tensor};
+use crate::io::{read_model_dir, write_model_dir_with, Tensor};
 use crate::net::NetConfig;
 use crate::train::{EpochRecord, TrainConfig};
 
@@ -150,6 +150,15 @@ impl Model {
     /// # Errors
     /// [`Error::Io`] naming the path.
     pub fn save(&self, dir: &Path) -> Result<()> {
+        self.save_with(dir, &mut |_| Ok(()))
+    }
+
+    /// [`Model::save`], with `extra(staging_dir)` writing further files (e.g. the
+    /// training-curve plot) into the directory before its atomic rename.
+    ///
+    /// # Errors
+    /// As [`Model::save`], plus whatever `extra` returns.
+    pub fn save_with(&self, dir: &Path, extra: &mut dyn FnMut(&Path) -> Result<()>) -> Result<()> {
         let layout = self.info.net.layout();
         let mut tensors = Vec::new();
         for l in layout.linears() {
@@ -172,7 +181,7 @@ impl Model {
             });
         }
         let json = serde_json::to_value(&self.info).map_err(|e| Error::invalid(format!("model.json: {e}")))?;
-        write_model_dir(dir, &json, &tensors)
+        write_model_dir_with(dir, &json, &tensors, extra)
     }
 
     /// Reads a model directory written by [`Model::save`].

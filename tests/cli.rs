@@ -143,6 +143,8 @@ fn train_drops_failed_simulations_then_sample_checks_the_observation() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("dropped 2 simulations"), "{}", stderr(&o));
     assert!(out.join("model.json").exists() && out.join("model.safetensors").exists());
+    // The training curve is written inside the staging directory, before the rename.
+    assert!(std::fs::metadata(out.join("training_curve.png")).unwrap().len() > 1000);
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
     assert_eq!(json["dropped_rows"], 2);
     assert_eq!(json["theta_names"][1], "theta_2");

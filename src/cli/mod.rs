@@ -531,8 +531,7 @@ fn train(a: TrainArgs) -> Result<()> {
     for w in warnings {
         eprintln!("warning: {w}");
     }
-    model.save(&a.out)?;
-    fmpe::plot::training_curve(&model.info.history, &a.out.join("training_curve.png"))?;
+    model.save_with(&a.out, &mut |d| fmpe::plot::training_curve(&model.info.history, &d.join("training_curve.png")))?;
     let last = model.info.history.last().expect("at least one epoch");
     println!(
         "trained on {} simulations ({} validation) for {} epochs in {:.1} s; best epoch {} (validation loss {:.4}); model → {}",

@@ -7,4 +7,4 @@ pub mod array;
 pub mod model;
 
 pub use array::{drop_nonfinite_rows, read_matrix, write_matrix, Matrix};
-pub use model::{read_model_dir, write_model_dir, Tensor, MODEL_JSON, MODEL_SAFETENSORS};
+pub use model::{read_model_dir, write_model_dir, write_model_dir_with, Tensor, MODEL_JSON, MODEL_SAFETENSORS};

@@ -41,6 +41,22 @@ pub struct Tensor {
 /// length, or an existing `dir` that is not a model directory; [`Error::Io`] on file-system
 /// errors.
 pub fn write_model_dir(dir: &Path, json: &serde_json::Value, tensors: &[Tensor]) -> Result<()> {
+    write_model_dir_with(dir, json, tensors, &mut |_| Ok(()))
+}
+
+/// [`write_model_dir`], and `extra(staging_dir)` writes further files (plots, logs) into
+/// the temporary directory before the rename, so they appear together with the model or
+/// not at all.
+///
+/// # Errors
+/// As [`write_model_dir`], plus whatever `extra` returns (the directory is then left as
+/// it was).
+pub fn write_model_dir_with(
+    dir: &Path,
+    json: &serde_json::Value,
+    tensors: &[Tensor],
+    extra: &mut dyn FnMut(&Path) -> Result<()>,
+) -> Result<()> {
     // Validate before touching the file system.
     let mut seen = std::collections::HashSet::new();
     for t in tensors {
@@ -78,7 +94,7 @@ pub fn write_model_dir(dir: &Path, json: &serde_json::Value, tensors: &[Tensor])
     if tmp.exists() {
         let _ = std::fs::remove_dir_all(&tmp);
     }
-    let staged = stage(&tmp, json, tensors);
+    let staged = stage(&tmp, json, tensors).and_then(|()| extra(&tmp));
     if let Err(e) = staged {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);

@@ -19,7 +19,7 @@ fn main() -> fmpe::Result<()> {
     let (theta, x) = simulate_dataset(task.as_ref(), 2_000, 1);
 
     // 2. Train the vector field v(t, θ_t, x) by flow matching on the OT path.
-    let net = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![64; 3], conditioning: Conditioning::Glu };
+    let net = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![64; 3], conditioning: Conditioning::Glu, embedding: vec![] };
     let train = TrainConfig { max_epochs: 20, seed: 1, ..Default::default() };
     let (low, high) = task.prior().bounds().expect("two_moons has a box prior");
     let meta = ModelMeta { task: Some("two_moons".into()), prior: Some(BoxPrior { low, high }), ..Default::default() };

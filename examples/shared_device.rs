@@ -30,7 +30,7 @@ fn main() -> fmpe::Result<()> {
     let n = 1_000;
     let theta: Vec<f64> = (0..n).map(|i| ((i as f64 * 0.618).fract() - 0.5) * 3.4).collect();
     let x: Vec<f64> = theta.iter().enumerate().map(|(i, t)| t + 0.5 * ((i as f64 * 0.414).fract() - 0.5) * 3.4).collect();
-    let net = NetConfig { dim_theta: 1, dim_x: 1, hidden: vec![32, 32], conditioning: Conditioning::Glu };
+    let net = NetConfig { dim_theta: 1, dim_x: 1, hidden: vec![32, 32], conditioning: Conditioning::Glu, embedding: vec![] };
     let (model, _) = fit_model(&gpu, net, TrainConfig { max_epochs: 10, ..Default::default() }, &theta, &x, ModelMeta::default(), false)?;
     let (samples, _) = Posterior::new(&gpu, &model, &[1.0])?.sample(500, &SampleOptions::default())?;
     println!("posterior mean at x_o = 1: {:.3}", samples.iter().sum::<f64>() / 500.0);

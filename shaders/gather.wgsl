@@ -5,6 +5,9 @@
 // Training rows are drawn through a per-epoch random permutation of [0, n_train)
 // (cycle-walking Feistel network keyed by (seed, epoch)); validation rows are read in
 // order from row_offset with noise fixed across epochs.
+// (t, psi_t) go to the main input row (concat) or the gate context (glu); the x row
+// goes to x_dst_off with row stride x_dst_rs (the input's x columns, or the input of
+// the x-embedding network).
 struct GatherParams {
     rows: u32,
     dim_theta: u32,
@@ -21,7 +24,8 @@ struct GatherParams {
     in_rs: u32,
     ctx_off: u32,
     target_off: u32,
-    pad: u32,
+    x_dst_off: u32,
+    x_dst_rs: u32,
     alpha: f32,
     sigma_min: f32,
 }
@@ -76,11 +80,8 @@ fn gather_path(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
             acts[gp.in_off + r * gp.in_rs + in_col + j] = psi;
         }
     }
-    if (gp.glu == 0u) {
-        in_col = 1u + dt;
-    }
     for (var j = 0u; j < gp.dim_x; j = j + 1u) {
-        acts[gp.in_off + r * gp.in_rs + in_col + j] = data[gp.x_off + idx * gp.dim_x + j];
+        acts[gp.x_dst_off + r * gp.x_dst_rs + j] = data[gp.x_off + idx * gp.dim_x + j];
     }
 }
 

@@ -174,3 +174,41 @@ fn train_drops_failed_simulations_then_sample_checks_the_observation() {
     let o = fmpe(&["sample", "--model", d.join("nomodel").to_str().unwrap(), "--observation", obs.to_str().unwrap(), "--out", samples.to_str().unwrap()]);
     assert_fails(&o, 1, &["nomodel"]);
 }
+
+#[test]
+fn embedding_flag_is_validated_and_stored_in_the_model() {
+    let d = tmpdir("embedding");
+    let (t, x) = toy(&d, 60);
+    let out = d.join("model");
+    let (ts, xs, os) = (t.to_str().unwrap(), x.to_str().unwrap(), out.to_str().unwrap());
+    for bad in ["0,4", "8,,4", "wide", ""] {
+        let mut a = train_args(ts, xs, os);
+        a.extend(["--embedding", bad]);
+        let o = fmpe(&a);
+        assert_fails(&o, 2, &["--embedding"]);
+    }
+    assert!(!out.exists());
+    if common::gpu().is_none() {
+        return;
+    }
+    let mut a = train_args(ts, xs, os);
+    a.extend(["--embedding", "8,4"]);
+    let o = fmpe(&a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
+    assert_eq!(json["net"]["embedding"], serde_json::json!([8, 4]));
+    let obs = d.join("obs.csv");
+    write(&obs, "a,b\n0.1,-0.2\n");
+    let samples = d.join("s.csv");
+    let o = fmpe(&["sample", "--model", os, "--observation", obs.to_str().unwrap(), "--out", samples.to_str().unwrap(), "--num-samples", "20", "--solver", "rk4", "--steps", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&samples).unwrap().lines().count(), 21);
+    // x of dimension 2: `auto` (the default) means no embedding.
+    let auto = d.join("auto");
+    let o = fmpe(&train_args(ts, xs, auto.to_str().unwrap()));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(auto.join("model.json")).unwrap()).unwrap();
+    assert!(json["net"].get("embedding").is_none(), "{}", json["net"]);
+    assert!(fmpe::net::auto_embedding(32).is_empty());
+    assert_eq!(fmpe::net::auto_embedding(100), vec![128, 128, 32]);
+}

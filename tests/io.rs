@@ -266,3 +266,47 @@ fn model_dir_read_errors_name_the_file() {
     let msg = read_model_dir(&d).unwrap_err().to_string();
     assert!(msg.contains("model.json") && msg.contains("line 1"), "{msg}");
 }
+
+#[test]
+fn model_with_embedding_round_trips_and_models_without_one_keep_their_json() {
+    use fmpe::model::Model;
+    use fmpe::net::{init_params, Conditioning, NetConfig};
+    use rand::SeedableRng;
+    let d = scratch("embedding");
+    let cfg = NetConfig { dim_theta: 2, dim_x: 7, hidden: vec![8, 12], conditioning: Conditioning::Concat, embedding: vec![5, 3] };
+    let params = init_params(&cfg, &mut rand::rngs::StdRng::seed_from_u64(1));
+    let mut m = Model::with_params(cfg.clone(), params);
+    m.x_mean = (0..7).map(|i| i as f64 * 0.25).collect();
+    m.save(&d.join("emb")).unwrap();
+    let (json, tensors) = read_model_dir(&d.join("emb")).unwrap();
+    assert_eq!(json["net"]["embedding"], serde_json::json!([5, 3]));
+    let shape = |name: &str| tensors.iter().find(|t| t.name == name).map(|t| t.shape.clone());
+    assert_eq!(shape("embedding.0.weight"), Some(vec![5, 7]), "PyTorch [out, in]");
+    assert_eq!(shape("embedding.0.bias"), Some(vec![5]));
+    assert_eq!(shape("embedding.1.weight"), Some(vec![3, 5]));
+    assert_eq!(shape("embedding.1.bias"), Some(vec![3]));
+    assert_eq!(shape("input.weight"), Some(vec![8, 1 + 2 + 3]), "the input layer reads [t, θ, e]");
+    let back = Model::load(&d.join("emb")).unwrap();
+    assert_eq!(back, m);
+    // The embedding tensors are the first ones of the flat layout.
+    let l = cfg.layout();
+    assert_eq!((l.embedding[0].weight, l.input.weight), (0, 5 * 7 + 5 + 3 * 5 + 3));
+
+    // Without an embedding, model.json has no "embedding" key (as written before the
+    // option existed), and such a file loads with an empty embedding.
+    let plain = NetConfig { embedding: vec![], ..cfg };
+    let params = init_params(&plain, &mut rand::rngs::StdRng::seed_from_u64(2));
+    let m = Model::with_params(plain, params);
+    m.save(&d.join("plain")).unwrap();
+    let (json, _) = read_model_dir(&d.join("plain")).unwrap();
+    assert!(json["net"].get("embedding").is_none(), "{}", json["net"]);
+    assert_eq!(Model::load(&d.join("plain")).unwrap(), m);
+
+    // A model directory whose tensors disagree with the declared embedding is an error.
+    let mut wrong = json.clone();
+    wrong["net"]["embedding"] = serde_json::json!([4]);
+    let (_, tensors) = read_model_dir(&d.join("plain")).unwrap();
+    write_model_dir(&d.join("wrong"), &wrong, &tensors).unwrap();
+    let msg = Model::load(&d.join("wrong")).unwrap_err().to_string();
+    assert!(msg.contains("embedding.0.weight"), "{msg}");
+}

@@ -34,7 +34,8 @@ fn gather(n: usize, dt: usize, dx: usize, glu: bool, rows: usize, validation: bo
         in_rs: din as u32,
         ctx_off: (rows * din) as u32,
         target_off: (rows * (din + dt + 1)) as u32,
-        pad: 0,
+        x_dst_off: if glu { 0 } else { 1 + dt as u32 },
+        x_dst_rs: din as u32,
         alpha,
         sigma_min: 1e-4,
     };

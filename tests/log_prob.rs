@@ -14,10 +14,23 @@ fn configs() -> Vec<NetConfig> {
     let mut v = Vec::new();
     for c in [Conditioning::Concat, Conditioning::Glu] {
         // 8 → 12 exercises a resize layer.
-        v.push(NetConfig { dim_theta: 3, dim_x: 4, hidden: vec![8, 12, 12], conditioning: c });
-        v.push(NetConfig { dim_theta: 2, dim_x: 3, hidden: vec![70, 16], conditioning: c });
+        v.push(NetConfig { dim_theta: 3, dim_x: 4, hidden: vec![8, 12, 12], conditioning: c, embedding: vec![] });
+        v.push(NetConfig { dim_theta: 2, dim_x: 3, hidden: vec![70, 16], conditioning: c, embedding: vec![] });
     }
     v
+}
+
+/// Networks with an x-embedding (x-only: θ-tangents never pass through it, and the
+/// evaluation computes e(x_o) once in the precompute).
+fn embedding_configs() -> Vec<NetConfig> {
+    vec![
+        NetConfig { dim_theta: 3, dim_x: 9, hidden: vec![8, 12], conditioning: Conditioning::Concat, embedding: vec![70, 5] },
+        NetConfig { dim_theta: 2, dim_x: 9, hidden: vec![12, 12], conditioning: Conditioning::Glu, embedding: vec![6] },
+    ]
+}
+
+fn describe(cfg: &NetConfig) -> String {
+    format!("{:?} {:?} embedding {:?}", cfg.conditioning, cfg.hidden, cfg.embedding)
 }
 
 /// Random parameters with linear2 perturbed away from its near-zero init.
@@ -74,8 +87,8 @@ fn jvp_matches_reference_and_finite_differences() {
     if common::gpu().is_none() {
         return;
     }
-    for (ci, cfg) in configs().iter().enumerate() {
-        let what = format!("{:?} {:?}", cfg.conditioning, cfg.hidden);
+    for (ci, cfg) in configs().iter().chain(&embedding_configs()).enumerate() {
+        let what = describe(cfg);
         let params = params_for(cfg, 10 + ci as u64);
         let d = cfg.dim_theta;
         let rows = 37;
@@ -130,8 +143,8 @@ fn model(cfg: NetConfig, params: Vec<f32>, prior: Option<BoxPrior>) -> Model {
 #[test]
 fn exact_divergence_matches_jacobian_trace_and_reference() {
     let Some(gpu) = common::gpu() else { return };
-    for (ci, cfg) in configs().iter().enumerate() {
-        let what = format!("{:?} {:?}", cfg.conditioning, cfg.hidden);
+    for (ci, cfg) in configs().iter().chain(&embedding_configs()).enumerate() {
+        let what = describe(cfg);
         let params = params_for(cfg, 40 + ci as u64);
         let d = cfg.dim_theta;
         let rows = 25;
@@ -227,7 +240,7 @@ fn trained() -> &'static Model {
         use rand_distr::Distribution;
         let theta: Vec<f64> = (0..n * D).map(|_| nd.sample(&mut rng)).collect();
         let x: Vec<f64> = theta.iter().map(|t| t + nd.sample(&mut rng)).collect();
-        let cfg = NetConfig { dim_theta: D, dim_x: D, hidden: vec![32, 32], conditioning: Conditioning::Glu };
+        let cfg = NetConfig { dim_theta: D, dim_x: D, hidden: vec![32, 32], conditioning: Conditioning::Glu, embedding: vec![] };
         let tc = TrainConfig {
             max_epochs: 30,
             batch_size: 64,
@@ -380,7 +393,7 @@ fn low_acceptance_stops_within_the_time_limit() {
     let Some(gpu) = common::gpu() else { return };
     // An untrained field is near zero: samples ≈ θ₀ ~ N(0, I), and a box of half-width
     // 0.01 accepts about (0.008)² ≈ 6e-5 of them.
-    let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![8], conditioning: Conditioning::Concat };
+    let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![8], conditioning: Conditioning::Concat, embedding: vec![] };
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let params = init_params(&cfg, &mut rng);
     let prior = BoxPrior { low: vec![-0.01, -0.01], high: vec![0.01, 0.01] };

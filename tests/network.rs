@@ -1,7 +1,7 @@
 //! The vector-field network on the GPU against the f64 CPU reference: training forward,
-//! loss and backward (both conditioning modes, with and without resize layers), the
-//! gradient against central finite differences of the GPU loss, and the evaluation
-//! forward with its once-per-observation precompute.
+//! loss and backward (both conditioning modes, with and without resize layers, with and
+//! without an x-embedding), the gradient against central finite differences of the GPU
+//! loss, and the evaluation forward with its once-per-observation precompute.
 mod common;
 
 use common::*;
@@ -13,10 +13,17 @@ use rand::SeedableRng;
 fn configs() -> Vec<NetConfig> {
     let mut v = Vec::new();
     for c in [Conditioning::Concat, Conditioning::Glu] {
-        v.push(NetConfig { dim_theta: 3, dim_x: 4, hidden: vec![8, 12, 12], conditioning: c });
-        v.push(NetConfig { dim_theta: 2, dim_x: 5, hidden: vec![70, 16], conditioning: c });
+        v.push(NetConfig { dim_theta: 3, dim_x: 4, hidden: vec![8, 12, 12], conditioning: c, embedding: vec![] });
+        v.push(NetConfig { dim_theta: 2, dim_x: 5, hidden: vec![70, 16], conditioning: c, embedding: vec![] });
     }
+    // x-embeddings: three layers (one wider than a 64-column tile) and two.
+    v.push(NetConfig { dim_theta: 2, dim_x: 7, hidden: vec![8, 12], conditioning: Conditioning::Concat, embedding: vec![9, 70, 5] });
+    v.push(NetConfig { dim_theta: 3, dim_x: 6, hidden: vec![16], conditioning: Conditioning::Glu, embedding: vec![70, 4] });
     v
+}
+
+fn describe(cfg: &NetConfig) -> String {
+    format!("{:?} {:?} embedding {:?}", cfg.conditioning, cfg.hidden, cfg.embedding)
 }
 
 /// Random parameters with linear2 perturbed away from its near-zero init, so every
@@ -60,24 +67,18 @@ fn gpu_loss_grad(cfg: &NetConfig, params: &[f64], b: &Batch) -> (Vec<f64>, f64, 
     let g = TrainGraph::new(cfg, &layout, rows, &mut arena);
     let mut acts = vec![0f32; arena.len()];
     let (dt, dx) = (cfg.dim_theta, cfg.dim_x);
+    let (x_off, x_rs) = g.x_dest(cfg);
     for r in 0..rows {
         let ctx: Vec<f64> = std::iter::once(b.t[r]).chain(b.theta[r * dt..(r + 1) * dt].iter().copied()).collect();
-        let xr = &b.x[r * dx..(r + 1) * dx];
-        match cfg.conditioning {
-            Conditioning::Concat => {
-                let row: Vec<f64> = ctx.iter().chain(xr).copied().collect();
-                for (j, v) in row.iter().enumerate() {
-                    acts[g.input + r * cfg.input_dim() + j] = *v as f32;
-                }
-            }
-            Conditioning::Glu => {
-                for (j, v) in ctx.iter().enumerate() {
-                    acts[g.ctx + r * (dt + 1) + j] = *v as f32;
-                }
-                for (j, v) in xr.iter().enumerate() {
-                    acts[g.input + r * dx + j] = *v as f32;
-                }
-            }
+        let (ctx_off, ctx_rs) = match cfg.conditioning {
+            Conditioning::Concat => (g.input, cfg.input_dim()),
+            Conditioning::Glu => (g.ctx, dt + 1),
+        };
+        for (j, v) in ctx.iter().enumerate() {
+            acts[ctx_off + r * ctx_rs + j] = *v as f32;
+        }
+        for (j, v) in b.x[r * dx..(r + 1) * dx].iter().enumerate() {
+            acts[x_off + r * x_rs + j] = *v as f32;
         }
         for j in 0..dt {
             acts[g.target + r * dt + j] = b.target[r * dt + j] as f32;
@@ -126,7 +127,7 @@ fn training_forward_and_backward_match_reference() {
         let (v, loss, grad) = gpu_loss_grad(cfg, &params, &b);
         let v_ref = reference::net::forward(cfg, &params, &b.t, &b.theta, &b.x);
         let (loss_ref, grad_ref) = reference::net::loss_and_grad(cfg, &params, &b.t, &b.theta, &b.x, &b.target);
-        let what = format!("{:?} {:?}", cfg.conditioning, cfg.hidden);
+        let what = describe(cfg);
         assert_close(&format!("{what}: v"), &v, &v_ref, 1e-4, 1e-3);
         assert!((loss - loss_ref).abs() < 1e-4 * loss_ref.max(1.0), "{what}: loss {loss} vs {loss_ref}");
         let scale = grad_ref.iter().fold(0.0f64, |m, g| m.max(g.abs()));
@@ -143,9 +144,14 @@ fn gpu_gradient_matches_finite_differences_of_gpu_loss() {
         let params = params_for(cfg, 30 + i as u64);
         let b = batch(cfg, 64, 40 + i as u64);
         let (_, _, grad) = gpu_loss_grad(cfg, &params, &b);
-        // Directional derivatives along 3 random directions (f32 loss: eps = 1e-2).
-        for k in 0..3 {
-            let dir = rand_vec(params.len(), 50 + k);
+        // Directional derivatives along 3 random directions (f32 loss: eps = 1e-2), plus
+        // one supported on the x-embedding's weights and biases only.
+        let emb_end = cfg.layout().input.weight;
+        for k in 0..if emb_end > 0 { 4 } else { 3 } {
+            let mut dir = rand_vec(params.len(), 50 + k);
+            if k == 3 {
+                dir[emb_end..].iter_mut().for_each(|d| *d = 0.0);
+            }
             let eps = 1e-2;
             let plus: Vec<f64> = params.iter().zip(&dir).map(|(p, d)| p + eps * d).collect();
             let minus: Vec<f64> = params.iter().zip(&dir).map(|(p, d)| p - eps * d).collect();
@@ -155,10 +161,12 @@ fn gpu_gradient_matches_finite_differences_of_gpu_loss() {
             let an: f64 = grad.iter().zip(&dir).map(|(g, d)| g * d).sum();
             assert!(
                 (fd - an).abs() <= 2e-2 * an.abs().max(fd.abs()) + 1e-4,
-                "{:?} {:?} direction {k}: finite difference {fd} vs GPU gradient {an}",
-                cfg.conditioning,
-                cfg.hidden
+                "{} direction {k}: finite difference {fd} vs GPU gradient {an}",
+                describe(cfg)
             );
+            if k == 3 {
+                eprintln!("{}: embedding-only direction: finite difference {fd:.6e}, GPU gradient {an:.6e}", describe(cfg));
+            }
         }
     }
 }
@@ -200,6 +208,6 @@ fn evaluation_forward_with_precompute_matches_reference() {
         let v = to_f64(&gpu.read_f32(&a, v_off as u64, rows * dt).unwrap());
         let x_rows: Vec<f64> = (0..rows).flat_map(|_| xo.iter().copied()).collect();
         let v_ref = reference::net::forward(cfg, &params, &t, &theta, &x_rows);
-        assert_close(&format!("{:?} {:?}: eval v", cfg.conditioning, cfg.hidden), &v, &v_ref, 1e-4, 1e-3);
+        assert_close(&format!("{}: eval v", describe(cfg)), &v, &v_ref, 1e-4, 1e-3);
     }
 }

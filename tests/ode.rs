@@ -31,7 +31,7 @@ fn theta0(i: u32, d: usize, seed: u64) -> Vec<f64> {
 /// Linear field: concat network whose residual blocks are switched off (linear2 = 0),
 /// so v(t, θ) = W_out (W_in [t, θ, x] + b_in) + b_out = A θ + β t + c.
 fn linear_field() -> (NetConfig, Vec<f64>) {
-    let cfg = NetConfig { dim_theta: 3, dim_x: 2, hidden: vec![8], conditioning: Conditioning::Concat };
+    let cfg = NetConfig { dim_theta: 3, dim_x: 2, hidden: vec![8], conditioning: Conditioning::Concat, embedding: vec![] };
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     let mut p: Vec<f64> = init_params(&cfg, &mut rng).iter().map(|&v| v as f64).collect();
     for b in cfg.layout().blocks {
@@ -44,7 +44,7 @@ fn linear_field() -> (NetConfig, Vec<f64>) {
 
 /// A non-linear field: a random glu network with active blocks.
 fn nonlinear_field() -> (NetConfig, Vec<f64>) {
-    let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![16, 16], conditioning: Conditioning::Glu };
+    let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![16, 16], conditioning: Conditioning::Glu, embedding: vec![] };
     let mut rng = rand::rngs::StdRng::seed_from_u64(6);
     let mut p: Vec<f64> = init_params(&cfg, &mut rng).iter().map(|&v| v as f64).collect();
     let noise = rand_vec(p.len(), 9);

@@ -13,7 +13,7 @@ use rand::rngs::StdRng;
 // ---------------------------------------------------------------- helpers
 
 fn cfg(conditioning: Conditioning, hidden: &[usize]) -> NetConfig {
-    NetConfig { dim_theta: 3, dim_x: 4, hidden: hidden.to_vec(), conditioning }
+    NetConfig { dim_theta: 3, dim_x: 4, hidden: hidden.to_vec(), conditioning, embedding: vec![] }
 }
 
 /// Default init, then every block's `linear2` (initialised at ±1e-3, which would make
@@ -50,6 +50,9 @@ fn configs() -> Vec<NetConfig> {
         v.push(cfg(c, &[10, 10]));
         v.push(cfg(c, &[16, 6])); // shrinking resize
     }
+    // x-embeddings (two layers with GELU between, and one layer).
+    v.push(NetConfig { embedding: vec![5, 7], ..cfg(Conditioning::Concat, &[8, 12]) });
+    v.push(NetConfig { embedding: vec![6], ..cfg(Conditioning::Glu, &[10, 10]) });
     v
 }
 
@@ -117,10 +120,15 @@ fn spec_forward_row(cfg: &NetConfig, p: &[f64], t: f64, theta: &[f64], x: &[f64]
         out
     };
     let gelu_v = |a: &[f64]| a.iter().map(|&v| 0.5 * v * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v.powi(3))).tanh())).collect::<Vec<_>>();
+    let mut e = x.to_vec();
+    for k in 0..cfg.embedding.len() {
+        let a = if k == 0 { e.clone() } else { gelu_v(&e) };
+        e = lin(&format!("embedding.{k}"), &a);
+    }
     let c: Vec<f64> = std::iter::once(t).chain(theta.iter().copied()).collect();
     let z: Vec<f64> = match cfg.conditioning {
-        Conditioning::Concat => c.iter().chain(x).copied().collect(),
-        Conditioning::Glu => x.to_vec(),
+        Conditioning::Concat => c.iter().chain(&e).copied().collect(),
+        Conditioning::Glu => e,
     };
     let mut h = lin("input", &z);
     for (k, &w) in cfg.hidden.iter().enumerate() {
@@ -189,7 +197,7 @@ fn loss_and_grad_matches_finite_differences() {
         assert!((loss - want).abs() <= 1e-14 * want, "loss {loss} vs {want}");
         let fd = fd_grad(c, &p, &bt, 1e-4);
         let err = max_rel_err(&g, &fd);
-        eprintln!("{} {:?}: n_params {}, max rel err {err:.2e}", c.conditioning, c.hidden, p.len());
+        eprintln!("{} {:?} embedding {:?}: n_params {}, max rel err {err:.2e}", c.conditioning, c.hidden, c.embedding, p.len());
         assert!(err < 1e-6, "{c:?}: gradient max rel err {err:.3e}");
         // every parameter must matter (no unused / mis-laid-out slot)
         for (i, gi) in g.iter().enumerate() {

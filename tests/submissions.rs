@@ -12,8 +12,14 @@ fn one_submission_per_training_step() {
     let n = 600;
     let theta = common::rand_vec(n * 2, 1);
     let x: Vec<f64> = theta.iter().zip(common::rand_vec(n * 2, 2)).map(|(t, e)| t + 0.1 * e).collect();
-    for conditioning in [Conditioning::Glu, Conditioning::Concat] {
-        let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![16, 24], conditioning };
+    let mut per_step_counts = Vec::new();
+    for (conditioning, embedding) in [
+        (Conditioning::Glu, vec![]),
+        (Conditioning::Concat, vec![]),
+        (Conditioning::Glu, vec![8, 4]),
+        (Conditioning::Concat, vec![8, 4]),
+    ] {
+        let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![16, 24], conditioning, embedding };
         let tc = TrainConfig { batch_size: 50, validation_fraction: 0.1, ..Default::default() };
         let mut tr = Trainer::new(&gpu, cfg, tc, &theta, &x, None).unwrap();
         assert_eq!(tr.steps_per_epoch(), 540 / 50);
@@ -29,7 +35,12 @@ fn one_submission_per_training_step() {
         let (rec, _) = tr.end_epoch().unwrap();
         assert_eq!(gpu.submission_count() - s1, 1, "validation + loss readback is one submission");
         assert!(rec.train_loss.is_finite() && rec.val_loss.is_finite());
+        per_step_counts.push(tr.dispatches_per_step());
     }
+    eprintln!("dispatches per training step (glu, concat; then with a 2-layer embedding): {per_step_counts:?}");
+    // The embedding adds 3 dispatches per layer: forward, weight + bias gradient, data gradient.
+    assert_eq!(per_step_counts[2], per_step_counts[0] + 6);
+    assert_eq!(per_step_counts[3], per_step_counts[1] + 6);
 }
 
 #[test]
@@ -38,7 +49,7 @@ fn rk4_sampling_is_one_submission_per_chunk() {
     let n = 200;
     let theta = common::rand_vec(n * 2, 3);
     let x = common::rand_vec(n * 2, 4);
-    let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![16], conditioning: Conditioning::Glu };
+    let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![16], conditioning: Conditioning::Glu, embedding: vec![] };
     let tc = TrainConfig { max_epochs: 1, batch_size: 50, ..Default::default() };
     let (model, _) = fit_model(&gpu, cfg, tc, &theta, &x, ModelMeta::default(), false).unwrap();
     let post = Posterior::new(&gpu, &model, &[0.0, 0.0]).unwrap();
@@ -54,7 +65,7 @@ fn training_is_reproducible_for_a_seed() {
     let n = 400;
     let theta = common::rand_vec(n * 2, 5);
     let x: Vec<f64> = theta.iter().zip(common::rand_vec(n * 2, 6)).map(|(t, e)| t + 0.2 * e).collect();
-    let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![16, 16], conditioning: Conditioning::Glu };
+    let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![16, 16], conditioning: Conditioning::Glu, embedding: vec![] };
     let run = |seed: u64| {
         let tc = TrainConfig { max_epochs: 3, batch_size: 64, seed, ..Default::default() };
         fit_model(gpu, cfg.clone(), tc, &theta, &x, ModelMeta::default(), false).unwrap().0

@@ -48,10 +48,11 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     let mut tc = a.net.train(0)?;
     let params = net.layout().len;
     println!(
-        "network: {} blocks {:?}, {} conditioning, {params} parameters; batch {}; dim θ = dim x = {d}",
+        "network: {} blocks {:?}, {} conditioning, {}{params} parameters; batch {}; dim θ = dim x = {d}",
         net.hidden.len(),
         net.hidden,
         net.conditioning,
+        if net.embedding.is_empty() { String::new() } else { format!("x-embedding {:?}, ", net.embedding) },
         tc.batch_size
     );
 

@@ -84,6 +84,11 @@ pub struct NetTrainArgs {
     /// blocks gated by [t, θ_t]).
     #[arg(long, value_enum, default_value_t = CondArg::Concat)]
     conditioning: CondArg,
+    /// x-embedding MLP trained jointly with the vector field, whose output replaces x as
+    /// the network's input: auto (none for dim x ≤ 32, else 128,128,32), none, or
+    /// comma-separated layer widths such as 128,128,32 (GELU between layers).
+    #[arg(long, default_value = "auto")]
+    embedding: String,
     /// Minibatch size.
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
@@ -347,6 +352,23 @@ pub(crate) fn open_gpu() -> Result<Gpu> {
     Ok(gpu)
 }
 
+/// Parses `--embedding`: `auto`, `none`, or comma-separated positive widths.
+fn parse_embedding(s: &str, dim_x: usize) -> Result<Vec<usize>> {
+    match s.trim() {
+        "auto" => return Ok(fmpe::net::auto_embedding(dim_x)),
+        "none" => return Ok(Vec::new()),
+        _ => {}
+    }
+    s.split(',')
+        .map(|w| w.trim().parse::<usize>().ok().filter(|&w| w > 0))
+        .collect::<Option<Vec<usize>>>()
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "--embedding: expected auto, none or a comma list of positive widths (e.g. 128,128,32), got '{s}'"
+            ))
+        })
+}
+
 impl NetTrainArgs {
     pub(crate) fn net(&self, dim_theta: usize, dim_x: usize) -> Result<NetConfig> {
         let widths: Vec<usize> = self
@@ -356,6 +378,7 @@ impl NetTrainArgs {
             .collect::<std::result::Result<_, _>>()
             .map_err(|_| Error::usage(format!("--hidden: expected a width or a comma list of widths, got '{}'", self.hidden)))?;
         let hidden = if widths.len() == 1 { vec![widths[0]; self.blocks] } else { widths };
+        let embedding = parse_embedding(&self.embedding, dim_x)?;
         let cfg = NetConfig {
             dim_theta,
             dim_x,
@@ -364,6 +387,7 @@ impl NetTrainArgs {
                 CondArg::Concat => Conditioning::Concat,
                 CondArg::Glu => Conditioning::Glu,
             },
+            embedding,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -835,7 +859,9 @@ fn run_task(a: RunArgs) -> Result<()> {
     println!("fmpe run --task {}", task.name());
     println!("  adapter         {}", gpu.adapter().map(|a| a.to_string()).unwrap_or_default());
     println!("  simulations     {} ({} dropped), dim θ = {dt}, dim x = {dx}", a.num_simulations, dropped);
-    println!("  network         {} blocks {:?}, {} conditioning, {} parameters", model.info.net.hidden.len(), model.info.net.hidden, model.info.net.conditioning, model.params.len());
+    let net = &model.info.net;
+    let emb = if net.embedding.is_empty() { String::new() } else { format!("x-embedding {:?}, ", net.embedding) };
+    println!("  network         {} blocks {:?}, {} conditioning, {emb}{} parameters", net.hidden.len(), net.hidden, net.conditioning, model.params.len());
     println!("  time            simulate {t_sim:.1} s, train {t_train:.1} s, sample {t_sample:.1} s");
     println!("  training        {} epochs, final train loss {:.4}, best validation loss {:.4} (epoch {})", last.epoch, last.train_loss, best.val_loss, model.info.best_epoch);
     println!("  sampling        {}", report_line(&rep));

@@ -453,7 +453,10 @@ pub struct GatherParams {
     pub in_rs: u32,
     pub ctx_off: u32,
     pub target_off: u32,
-    pub pad: u32,
+    /// Destination of the x row (the input's x columns, or the embedding's input).
+    pub x_dst_off: u32,
+    /// Row stride of the x destination.
+    pub x_dst_rs: u32,
     pub alpha: f32,
     pub sigma_min: f32,
 }

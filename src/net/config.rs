@@ -6,8 +6,13 @@
 //! `[out, in]` row-major as in PyTorch, `lin(W, b, a) = a Wᵀ + b`):
 //!
 //! ```text
-//! concat mode: z = [t, θ_t, x]      (d_in = 1 + dim_theta + dim_x), no gate context
-//! glu mode:    z = x                (d_in = dim_x),  context c = [t, θ_t] (1 + dim_theta)
+//! optional x-embedding, widths embedding = [E_1, …, E_L] (L = 0: e = x, d_e = dim_x):
+//!     e = lin(embedding.0.weight, embedding.0.bias, x)                     [E_1]
+//!     for k in 1..L:  e = lin(embedding.k.weight, embedding.k.bias, gelu(e))  [E_{k+1}]
+//!     (d_e = E_L; GELU between embedding layers, none on x and none after the last)
+//!
+//! concat mode: z = [t, θ_t, e]      (d_in = 1 + dim_theta + d_e), no gate context
+//! glu mode:    z = e                (d_in = d_e),  context c = [t, θ_t] (1 + dim_theta)
 //!
 //! h = lin(input.weight, input.bias, z)                                   [H_1]
 //! for k in 0..K:
@@ -23,9 +28,14 @@
 //! GELU is the tanh approximation, `gelu(a) = ½ a (1 + tanh(√(2/π)(a + 0.044715 a³)))`
 //! (PyTorch's `approximate="tanh"`); WGSL has no `erf`.
 //!
+//! The embedding is trained jointly with the vector field (its gradient is the input
+//! layer's gradient w.r.t. the `e` columns of `z`); it depends on x only, so sampling and
+//! density evaluation compute `e(x_o)` once per chunk, and θ-tangents never pass it.
+//!
 //! All parameters live in **one flat f32 buffer**; [`ParamLayout`] gives each tensor's
-//! offset, in this order: `input`, then for each block k: `resize.k` (only if present),
-//! `blocks.k.linear1`, `blocks.k.linear2`, `blocks.k.gate` (glu only), then `output`;
+//! offset, in this order: `embedding.0`, …, `embedding.{L-1}` (if any), `input`, then
+//! for each block k: `resize.k` (only if present), `blocks.k.linear1`,
+//! `blocks.k.linear2`, `blocks.k.gate` (glu only), then `output`;
 //! within each layer the weight `[out, in]` row-major comes first, then the bias `[out]`.
 
 use serde::{Deserialize, Serialize};
@@ -75,6 +85,11 @@ pub struct NetConfig {
     pub hidden: Vec<usize>,
     /// Conditioning mode.
     pub conditioning: Conditioning,
+    /// Output widths of the optional x-embedding MLP, one linear layer each (GELU
+    /// between layers); empty: none, the network reads x directly. Absent in model files
+    /// written before the embedding existed, which therefore load unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub embedding: Vec<usize>,
 }
 
 /// One linear layer inside the flat parameter buffer.
@@ -110,6 +125,8 @@ pub struct BlockLayout {
 /// Offsets of every tensor of the network in the flat parameter buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParamLayout {
+    /// x-embedding layers, in order (`embedding.k`, `E_k → E_{k+1}` with `E_0 = dim_x`).
+    pub embedding: Vec<LinearLayout>,
     /// Input layer `d_in → H_1`.
     pub input: LinearLayout,
     /// Residual blocks, in order.
@@ -132,15 +149,31 @@ impl NetConfig {
         if self.hidden.is_empty() || self.hidden.contains(&0) {
             return Err(Error::usage("--hidden needs at least one positive width"));
         }
+        if self.embedding.contains(&0) {
+            return Err(Error::usage("--embedding widths must be positive"));
+        }
         Ok(())
     }
 
-    /// Width of the main input `z`: `1 + dim_theta + dim_x` (concat) or `dim_x` (glu).
-    pub fn input_dim(&self) -> usize {
+    /// Width `d_e` of the x-features the main network reads: the last embedding width,
+    /// or `dim_x` without an embedding.
+    pub fn x_features(&self) -> usize {
+        self.embedding.last().copied().unwrap_or(self.dim_x)
+    }
+
+    /// Column of the main input `z` where the x-features start: `1 + dim_theta`
+    /// (concat) or 0 (glu).
+    pub fn x_column(&self) -> usize {
         match self.conditioning {
-            Conditioning::Concat => 1 + self.dim_theta + self.dim_x,
-            Conditioning::Glu => self.dim_x,
+            Conditioning::Concat => 1 + self.dim_theta,
+            Conditioning::Glu => 0,
         }
+    }
+
+    /// Width of the main input `z`: `1 + dim_theta + d_e` (concat) or `d_e` (glu), with
+    /// `d_e` = [`NetConfig::x_features`].
+    pub fn input_dim(&self) -> usize {
+        self.x_column() + self.x_features()
     }
 
     /// Width of the gate context `c = [t, θ_t]` (glu mode): `1 + dim_theta`.
@@ -156,6 +189,12 @@ impl NetConfig {
             off += fan_in * fan_out + fan_out;
             l
         };
+        let mut embedding = Vec::with_capacity(self.embedding.len());
+        let mut fan_in = self.dim_x;
+        for (k, &w) in self.embedding.iter().enumerate() {
+            embedding.push(lin(format!("embedding.{k}"), fan_in, w));
+            fan_in = w;
+        }
         let input = lin("input".into(), self.input_dim(), self.hidden[0]);
         let mut blocks = Vec::with_capacity(self.hidden.len());
         for (k, &w) in self.hidden.iter().enumerate() {
@@ -173,14 +212,15 @@ impl NetConfig {
             blocks.push(BlockLayout { width: w, resize, linear1, linear2, gate });
         }
         let output = lin("output".into(), *self.hidden.last().unwrap(), self.dim_theta);
-        ParamLayout { input, blocks, output, len: off }
+        ParamLayout { embedding, input, blocks, output, len: off }
     }
 }
 
 impl ParamLayout {
     /// All linear layers in buffer order.
     pub fn linears(&self) -> Vec<&LinearLayout> {
-        let mut v = vec![&self.input];
+        let mut v: Vec<&LinearLayout> = self.embedding.iter().collect();
+        v.push(&self.input);
         for b in &self.blocks {
             if let Some(r) = &b.resize {
                 v.push(r);
@@ -196,8 +236,27 @@ impl ParamLayout {
     }
 }
 
+/// Largest `dim_x` that `--embedding auto` feeds to the network directly.
+pub const AUTO_EMBEDDING_MAX_DIM_X: usize = 32;
+
+/// The embedding `--embedding auto` chooses: none for `dim_x ≤ 32` (the input layer is
+/// already a learned linear map of x, and the benchmark tasks with such x train well
+/// without one), else `[128, 128, 32]`. For the 100-dimensional tasks (slcp_distractors:
+/// 8 informative values among 92 distractors; bernoulli_glm_raw: 100 binary responses
+/// whose sufficient statistic is 10-dimensional) the two 128-wide layers are at least as
+/// wide as x, so nothing is lost before the first non-linearity, and the 32 outputs
+/// exceed the number of informative statistics while keeping the main network's input
+/// (and its first layer) small.
+pub fn auto_embedding(dim_x: usize) -> Vec<usize> {
+    if dim_x <= AUTO_EMBEDDING_MAX_DIM_X {
+        Vec::new()
+    } else {
+        vec![128, 128, 32]
+    }
+}
+
 /// Initial parameters `[layout.len]`: PyTorch's `nn.Linear` default
-/// (weights and biases U(−1/√fan_in, 1/√fan_in)), except every block's `linear2`,
+/// (weights and biases U(−1/√fan_in, 1/√fan_in); embedding layers included), except every block's `linear2`,
 /// which is U(−1e-3, 1e-3) (weights and bias) so that each block starts near identity,
 /// as in dingo's `DenseResidualNet`.
 pub fn init_params(cfg: &NetConfig, rng: &mut impl rand::Rng) -> Vec<f32> {

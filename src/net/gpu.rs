@@ -5,6 +5,12 @@
 //! Every linear layer is one fused matmul dispatch (bias, GELU on load, gate and
 //! residual in the epilogue); the weight gradient and bias gradient of a layer come
 //! from one dispatch (virtual ones column).
+//!
+//! The optional x-embedding (see [`crate::net::config`]) adds 3 dispatches per
+//! embedding layer to a training step: its forward, its weight + bias gradient, and one
+//! data gradient (for the last layer: `dz[:, e-columns] = dh_0 · W_in[:, e-columns]`,
+//! for the others `(de_k W_k) ⊙ gelu'(e_{k-1})`). The embedding's last layer writes
+//! straight into the `e` columns of the main input `z`.
 
 use crate::kernels::{Arena, Buf, GluParams, Kernel, Mat, Matmul, Op, ProgramBuilder};
 use crate::net::{Conditioning, LinearLayout, NetConfig, ParamLayout};
@@ -52,6 +58,14 @@ pub struct TrainGraph {
     pub capacity: usize,
     /// Main input `[rows, input_dim]`.
     pub input: usize,
+    /// Raw (z-scored) x `[rows, dim_x]`, the embedding's input (with an embedding only;
+    /// without one x is written into `input` directly, see [`TrainGraph::x_dest`]).
+    pub x: usize,
+    /// Output of embedding layer k `[rows, E_{k+1}]` for every layer but the last (whose
+    /// output is the x-feature part of `input`).
+    pub emb: Vec<usize>,
+    /// Gradient w.r.t. the output of embedding layer k, every layer.
+    pub demb: Vec<usize>,
     /// Gate context `[rows, 1 + dim_theta]` (glu).
     pub ctx: usize,
     /// Regression target `[rows, dim_theta]`.
@@ -88,9 +102,13 @@ impl TrainGraph {
         let r = capacity;
         let dt = cfg.dim_theta;
         let glu = cfg.conditioning == Conditioning::Glu;
+        let n_emb = layout.embedding.len();
         let mut g = TrainGraph {
             capacity,
             input: arena.alloc(r * cfg.input_dim()),
+            x: if n_emb > 0 { arena.alloc(r * cfg.dim_x) } else { 0 },
+            emb: layout.embedding[..n_emb.saturating_sub(1)].iter().map(|l| arena.alloc(r * l.fan_out)).collect(),
+            demb: layout.embedding.iter().map(|l| arena.alloc(r * l.fan_out)).collect(),
             ctx: if glu { arena.alloc(r * cfg.context_dim()) } else { 0 },
             target: arena.alloc(r * dt),
             v: arena.alloc(r * dt),
@@ -125,12 +143,41 @@ impl TrainGraph {
         g
     }
 
-    /// Records the forward pass for `rows` rows: input (and ctx) must be filled; writes
-    /// every activation and `v`.
+    /// Where the (z-scored) x rows go, as `(offset, row stride)`: the embedding's input
+    /// buffer, or without an embedding the x columns of `input` directly.
+    pub fn x_dest(&self, cfg: &NetConfig) -> (usize, usize) {
+        if cfg.embedding.is_empty() {
+            (self.input + cfg.x_column(), cfg.input_dim())
+        } else {
+            (self.x, cfg.dim_x)
+        }
+    }
+
+    /// Input of embedding layer k and the operator applied on load.
+    fn emb_input(&self, k: usize, cfg: &NetConfig, layout: &ParamLayout) -> (Mat, Op) {
+        if k == 0 {
+            (Mat::rows(Buf::Acts, self.x, cfg.dim_x), Op::Id)
+        } else {
+            (Mat::rows(Buf::Acts, self.emb[k - 1], layout.embedding[k - 1].fan_out), Op::Gelu)
+        }
+    }
+
+    /// Records the forward pass for `rows` rows: x (at [`TrainGraph::x_dest`]), the
+    /// `(t, θ_t)` part of input (or ctx) must be filled; writes every activation and `v`.
     pub fn forward(&self, b: &mut ProgramBuilder, cfg: &NetConfig, layout: &ParamLayout, rows: usize) {
         let din = cfg.input_dim();
         let glu = cfg.conditioning == Conditioning::Glu;
         let ctx = Mat::rows(Buf::Acts, self.ctx, cfg.context_dim());
+        let n_emb = layout.embedding.len();
+        for (k, l) in layout.embedding.iter().enumerate() {
+            let (a, op) = self.emb_input(k, cfg, layout);
+            let out = if k + 1 == n_emb {
+                Mat::rows(Buf::Acts, self.input + cfg.x_column(), din)
+            } else {
+                Mat::rows(Buf::Acts, self.emb[k], l.fan_out)
+            };
+            b.matmul(&linear(rows, l, a, op, out));
+        }
         b.matmul(&linear(rows, &layout.input, Mat::rows(Buf::Acts, self.input, din), Op::Id, self.hmat(0, cfg)));
         for (k, blk) in layout.blocks.iter().enumerate() {
             let w = blk.width;
@@ -231,6 +278,27 @@ impl TrainGraph {
             Mat::rows(Buf::Acts, self.input, cfg.input_dim()),
             Op::Id,
         ));
+        // Into the embedding, last layer first.
+        let n_emb = layout.embedding.len();
+        if n_emb > 0 {
+            let l = &layout.input;
+            let de = cfg.x_features();
+            // W_in restricted to the x-feature columns, as a [H_1, d_e] view.
+            let w_e = Mat::rows(Buf::Params, l.weight + cfg.x_column(), l.fan_in);
+            let d_last = Mat::rows(Buf::Acts, self.demb[n_emb - 1], de);
+            b.matmul(&Matmul::new(rows, de, cfg.hidden[0], self.dhmat(0, cfg), w_e, d_last));
+            for (k, el) in layout.embedding.iter().enumerate().rev() {
+                let dy = Mat::rows(Buf::Acts, self.demb[k], el.fan_out);
+                let (a, op) = self.emb_input(k, cfg, layout);
+                b.matmul(&weight_grad(rows, el, dy, a, op));
+                if k > 0 {
+                    let din = Mat::rows(Buf::Acts, self.demb[k - 1], el.fan_in);
+                    let mut mm = Matmul::new(rows, el.fan_in, el.fan_out, dy, w(el), din);
+                    mm.aux = Some((Mat::rows(Buf::Acts, self.emb[k - 1], el.fan_in), Op::GeluGrad));
+                    b.matmul(&mm);
+                }
+            }
+        }
     }
 
     fn dhmat(&self, k: usize, cfg: &NetConfig) -> Mat {
@@ -246,7 +314,11 @@ pub struct EvalGraph {
     pub capacity: usize,
     /// z-scored observation `[dim_x]`.
     pub x: usize,
-    /// Precomputed constants: concat: `W_in[:, x-part] x + b_in` `[H_1]`;
+    /// Output of each x-embedding layer for the observation `[E_{k+1}]` (the last one is
+    /// the embedded observation `e(x_o)`).
+    pub emb: Vec<usize>,
+    /// Precomputed constants: concat: `W_in[:, x-part] e + b_in` `[H_1]` (`e` the
+    /// embedded observation, or x itself without an embedding);
     /// glu: `h_0` `[H_1]` followed by block 0's pre-gate output `y_0` `[H_1]`.
     pub pre: usize,
     /// Scratch for the precompute (glu: `u_0` `[H_1]`).
@@ -269,6 +341,7 @@ impl EvalGraph {
         EvalGraph {
             capacity,
             x: arena.alloc(cfg.dim_x),
+            emb: cfg.embedding.iter().map(|&w| arena.alloc(w)).collect(),
             pre: arena.alloc(2 * cfg.hidden[0]),
             pre_u: arena.alloc(cfg.hidden[0]),
             h: arena.alloc(capacity * hmax),
@@ -284,17 +357,25 @@ impl EvalGraph {
         4 * hmax
     }
 
-    /// Records the x-only part (run once per observation, after `x` is uploaded).
+    /// Records the x-only part (run once per observation, after `x` is uploaded): the
+    /// embedding `e(x_o)` (one 1-row dispatch per embedding layer), then the constants
+    /// of [`EvalGraph::pre`] from it.
     pub fn precompute(&self, b: &mut ProgramBuilder, cfg: &NetConfig, layout: &ParamLayout) {
         let h1 = cfg.hidden[0];
-        let x = Mat::rows(Buf::Acts, self.x, cfg.dim_x);
+        let mut x = Mat::rows(Buf::Acts, self.x, cfg.dim_x);
+        for (k, l) in layout.embedding.iter().enumerate() {
+            let out = Mat::rows(Buf::Acts, self.emb[k], l.fan_out);
+            b.matmul(&linear(1, l, x, if k == 0 { Op::Id } else { Op::Gelu }, out));
+            x = out;
+        }
+        let de = cfg.x_features();
         match cfg.conditioning {
             Conditioning::Concat => {
-                // c0 = W_in[:, 1 + dθ ..] x + b_in
+                // c0 = W_in[:, 1 + dθ ..] e + b_in   (e = x without an embedding)
                 let l = &layout.input;
                 // Wᵀ view of the x columns only: element (k, j) = W[j, 1 + dθ + k].
-                let w_x = Mat::strided(Buf::Params, l.weight + 1 + cfg.dim_theta, 1, l.fan_in);
-                let mut mm = Matmul::new(1, h1, cfg.dim_x, x, w_x, Mat::rows(Buf::Acts, self.pre, h1));
+                let w_x = Mat::strided(Buf::Params, l.weight + cfg.x_column(), 1, l.fan_in);
+                let mut mm = Matmul::new(1, h1, de, x, w_x, Mat::rows(Buf::Acts, self.pre, h1));
                 mm.bias = Some(bias(l));
                 b.matmul(&mm);
             }

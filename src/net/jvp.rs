@@ -17,6 +17,7 @@
 //!                    with s = W_g c + b_g the gate pre-activation, y the pre-gate output
 //! input, concat:     dh_0 = ε W_in[:, 1:1+dθ]ᵀ                    (t and x carry no tangent)
 //! input, glu:        dh_0 = 0 (x carries no tangent), so block 0 is only the gate term
+//! x-embedding:       none (x-only: e(x_o) is part of the precompute, tangent-free)
 //! output:            J ε = dh_K W_outᵀ
 //! ```
 //!

@@ -44,7 +44,7 @@ pub fn bench_log_prob(gpu: &Gpu, points: usize) -> Result<Vec<LogProbBench>> {
     use rand::{Rng, SeedableRng};
     let mut rows = Vec::new();
     for dim in [2usize, 10] {
-        let cfg = NetConfig { dim_theta: dim, dim_x: dim, hidden: vec![64, 64, 64], conditioning: Conditioning::Glu };
+        let cfg = NetConfig { dim_theta: dim, dim_x: dim, hidden: vec![64, 64, 64], conditioning: Conditioning::Glu, embedding: vec![] };
         let mut rng = rand::rngs::StdRng::seed_from_u64(dim as u64);
         let mut params = init_params(&cfg, &mut rng);
         for b in cfg.layout().blocks {

@@ -1,5 +1,5 @@
 //! f64 reference of the vector-field network `v(t, θ_t, x)` (dingo's `DenseResidualNet`
-//! with concat or GLU conditioning, tanh-GELU), exactly as specified in
+//! with concat or GLU conditioning, tanh-GELU, optional x-embedding MLP), exactly as specified in
 //! [`crate::net::config`] and laid out by [`NetConfig::layout`].
 //!
 //! Provides the forward pass, the flow-matching loss with a hand-written reverse-mode
@@ -92,6 +92,10 @@ struct BlockCache {
 
 /// Everything the backward pass needs for one row.
 struct RowCache {
+    /// Input of each embedding layer: `x` for layer 0, `gelu(e_{k-1})` after.
+    emb_in: Vec<Vec<f64>>,
+    /// Output of each embedding layer but the last (`e_k`, pre-activation).
+    emb_out: Vec<Vec<f64>>,
     z: Vec<f64>,
     c: Vec<f64>,
     blocks: Vec<BlockCache>,
@@ -100,7 +104,7 @@ struct RowCache {
     v: Vec<f64>,
 }
 
-/// Main input `z` and gate context `c` of one row.
+/// Main input `z` and gate context `c` of one row (`x` already embedded).
 fn inputs(cfg: &NetConfig, t: f64, theta: &[f64], x: &[f64]) -> (Vec<f64>, Vec<f64>) {
     let mut c = Vec::with_capacity(1 + theta.len());
     c.push(t);
@@ -118,7 +122,19 @@ fn inputs(cfg: &NetConfig, t: f64, theta: &[f64], x: &[f64]) -> (Vec<f64>, Vec<f
 
 fn forward_row(cfg: &NetConfig, p: &[f64], t: f64, theta: &[f64], x: &[f64]) -> RowCache {
     let layout = cfg.layout();
-    let (z, c) = inputs(cfg, t, theta, x);
+    // x-embedding: e_0 = lin_0(x), e_k = lin_k(gelu(e_{k-1})).
+    let mut emb_in = Vec::with_capacity(layout.embedding.len());
+    let mut emb_out = Vec::with_capacity(layout.embedding.len());
+    let mut e = x.to_vec();
+    for (k, l) in layout.embedding.iter().enumerate() {
+        let a: Vec<f64> = if k == 0 { e.clone() } else { e.iter().map(|&v| gelu(v)).collect() };
+        if k > 0 {
+            emb_out.push(e);
+        }
+        e = lin(p, l, &a);
+        emb_in.push(a);
+    }
+    let (z, c) = inputs(cfg, t, theta, &e);
     let mut h = lin(p, &layout.input, &z);
     let mut blocks = Vec::with_capacity(layout.blocks.len());
     for b in &layout.blocks {
@@ -143,7 +159,7 @@ fn forward_row(cfg: &NetConfig, p: &[f64], t: f64, theta: &[f64], x: &[f64]) -> 
         h = h_next;
     }
     let v = lin(p, &layout.output, &h);
-    RowCache { z, c, blocks, h_out: h, v }
+    RowCache { emb_in, emb_out, z, c, blocks, h_out: h, v }
 }
 
 fn check_shapes(cfg: &NetConfig, params: &[f64], t: &[f64], theta: &[f64], x: &[f64]) -> usize {
@@ -237,7 +253,15 @@ pub fn loss_and_grad(
                 dh = lin_back(p, rl, pre, &dh, &mut grad);
             }
         }
-        lin_back(p, &layout.input, &rc.z, &dh, &mut grad);
+        let dz = lin_back(p, &layout.input, &rc.z, &dh, &mut grad);
+        // Into the embedding: its output is z's x-feature columns.
+        let mut de = dz[cfg.x_column()..].to_vec();
+        for (k, l) in layout.embedding.iter().enumerate().rev() {
+            let da = lin_back(p, l, &rc.emb_in[k], &de, &mut grad);
+            if k > 0 {
+                de = da.iter().zip(&rc.emb_out[k - 1]).map(|(d, &e)| d * gelu_grad(e)).collect();
+            }
+        }
     }
     (loss * scale, grad)
 }
@@ -248,8 +272,8 @@ pub fn loss_and_grad(
 ///   `eps [B, dim_theta]` (one tangent per row).
 ///
 /// Returns `(v [B, dim_theta], J·eps [B, dim_theta])` with `J = ∂v/∂θ_t` of each row.
-/// In concat mode θ enters through the main input `z = [t, θ, x]`; in glu mode through
-/// every block's gate context `c = [t, θ]`.
+/// In concat mode θ enters through the main input `z = [t, θ, e]`; in glu mode through
+/// every block's gate context `c = [t, θ]`. The x-embedding `e` carries no tangent.
 ///
 /// # Panics
 /// If the shapes disagree with `cfg`.
@@ -263,6 +287,7 @@ pub fn jvp(
 ) -> (Vec<f64>, Vec<f64>) {
     let b = check_shapes(cfg, params, t, theta, x);
     let (dt, dx) = (cfg.dim_theta, cfg.dim_x);
+    let de = cfg.x_features();
     assert_eq!(eps.len(), b * dt, "eps must be [B, dim_theta]");
     let layout = cfg.layout();
     let p = params;
@@ -277,10 +302,10 @@ pub fn jvp(
         let dz = match cfg.conditioning {
             Conditioning::Concat => {
                 let mut dz = dc.clone();
-                dz.extend(std::iter::repeat_n(0.0, dx));
+                dz.extend(std::iter::repeat_n(0.0, de));
                 dz
             }
-            Conditioning::Glu => vec![0.0; dx],
+            Conditioning::Glu => vec![0.0; de],
         };
         let mut dh = lin_nobias(p, &layout.input, &dz);
         for (bl, bc) in layout.blocks.iter().zip(&rc.blocks) {

@@ -346,6 +346,7 @@ impl<'g> Trainer<'g> {
         let seed_lo = tc.seed as u32;
         let seed_hi = (tc.seed >> 32) as u32;
         let glu = cfg.conditioning == Conditioning::Glu;
+        let x_dst = graph.x_dest(&cfg);
         let gather = |rows: usize, validation: bool, row_offset: usize| GatherParams {
             rows: rows as u32,
             dim_theta: dt as u32,
@@ -362,7 +363,8 @@ impl<'g> Trainer<'g> {
             in_rs: cfg.input_dim() as u32,
             ctx_off: graph.ctx as u32,
             target_off: graph.target as u32,
-            pad: 0,
+            x_dst_off: x_dst.0 as u32,
+            x_dst_rs: x_dst.1 as u32,
             alpha: tc.time_prior_exponent as f32,
             sigma_min: tc.sigma_min as f32,
         };

@@ -177,7 +177,8 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
         csv += &format!("{},{},{},{c}\n", task.name(), a.num_simulations, r["observation"]);
         md += &format!("| {} | {} | {} | {} |\n", task.name(), a.num_simulations, r["observation"], cell(*s));
     }
-    md += &format!("| {} | {} | mean ± sd | {} ± {} |\n", task.name(), a.num_simulations, cell(mean), cell(sd));
+    let summary_cell = if mean.is_finite() { format!("{} ± {}", cell(mean), cell(sd)) } else { cell(mean) };
+    md += &format!("| {} | {} | mean ± sd | {summary_cell} |\n", task.name(), a.num_simulations);
     std::fs::write(staged.tmp.join("results.csv"), csv).map_err(|e| Error::io(staged.tmp.join("results.csv"), e))?;
     std::fs::write(staged.tmp.join("results.md"), &md).map_err(|e| Error::io(staged.tmp.join("results.md"), e))?;
     staged.commit()?;

@@ -8,6 +8,7 @@ use fmpe::net::{Conditioning, NetConfig};
 use fmpe::posterior::{Posterior, SampleOptions, Solver};
 use fmpe::tasks::{simulate_dataset, task_by_name};
 use fmpe::train::{fit_model, ModelMeta, TrainConfig};
+use fmpe::transform::ThetaTransform;
 use fmpe::Gpu;
 
 fn main() -> fmpe::Result<()> {
@@ -22,7 +23,13 @@ fn main() -> fmpe::Result<()> {
     let net = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![64; 3], conditioning: Conditioning::Glu, embedding: vec![] };
     let train = TrainConfig { max_epochs: 20, seed: 1, ..Default::default() };
     let (low, high) = task.prior().bounds().expect("two_moons has a box prior");
-    let meta = ModelMeta { task: Some("two_moons".into()), prior: Some(BoxPrior { low, high }), ..Default::default() };
+    // Train in logit space (as `fmpe run` does by default): samples always land in the box.
+    let meta = ModelMeta {
+        task: Some("two_moons".into()),
+        prior: Some(BoxPrior { low, high }),
+        transform: ThetaTransform::for_prior(task.prior()),
+        ..Default::default()
+    };
     let (model, _warnings) = fit_model(&gpu, net, train, &theta, &x, meta, true)?;
     model.save(std::path::Path::new("runs/quickstart-model"))?;
 

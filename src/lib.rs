@@ -11,5 +11,6 @@ pub mod posterior;
 pub mod reference;
 pub mod tasks;
 pub mod train;
+pub mod transform;
 pub use error::{Error, Result};
 pub use gpu::Gpu;

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::io::{read_model_dir, write_model_dir_with, Tensor};
 use crate::net::NetConfig;
 use crate::train::{EpochRecord, TrainConfig};
+use crate::transform::ThetaTransform;
 
 /// Version of the model directory format written by this crate.
 pub const FORMAT_VERSION: u32 = 1;
@@ -80,6 +81,11 @@ pub struct ModelInfo {
     pub task: Option<String>,
     /// Box prior support (samples outside are rejected by default).
     pub prior: Option<BoxPrior>,
+    /// Parameter transform θ' = T(θ): the network, `theta_mean` and `theta_std` live
+    /// in θ' space (see [`crate::transform`]). Absent in models written before
+    /// transforms existed: the identity.
+    #[serde(default)]
+    pub transform: ThetaTransform,
     /// Training hyper-parameters.
     pub train: TrainConfig,
     /// Training rows and validation rows.
@@ -94,16 +100,18 @@ pub struct ModelInfo {
     pub history: Vec<EpochRecord>,
 }
 
-/// A trained model: metadata, flat parameters and z-score statistics.
+/// A trained model: metadata, flat parameters and z-score statistics (of θ' = T(θ)
+/// when `info.transform` is not the identity).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Model {
     /// Metadata.
     pub info: ModelInfo,
     /// Flat parameters `[net.layout().len]` (see [`crate::net::ParamLayout`]).
     pub params: Vec<f32>,
-    /// Mean of θ over the training rows `[dim_theta]`.
+    /// Mean of θ' = T(θ) over the training rows `[dim_theta]` (θ itself without a
+    /// transform).
     pub theta_mean: Vec<f64>,
-    /// Standard deviation of θ `[dim_theta]`.
+    /// Standard deviation of θ' `[dim_theta]`.
     pub theta_std: Vec<f64>,
     /// Mean of x `[dim_x]`.
     pub x_mean: Vec<f64>,
@@ -115,8 +123,8 @@ const STD_NAMES: [&str; 4] = ["standardize_theta.mean", "standardize_theta.std",
 
 impl Model {
     /// A model from raw parameters `[net.layout().len]` with identity z-scoring, no
-    /// prior, no names and an empty history: for fields given by hand (tests, benches,
-    /// weights trained elsewhere).
+    /// prior, no parameter transform, no names and an empty history: for fields given
+    /// by hand (tests, benches, weights trained elsewhere).
     pub fn with_params(net: NetConfig, params: Vec<f32>) -> Model {
         let (dt, dx) = (net.dim_theta, net.dim_x);
         Model {
@@ -129,6 +137,7 @@ impl Model {
                 x_names: (1..=dx).map(|i| format!("x_{i}")).collect(),
                 task: None,
                 prior: None,
+                transform: ThetaTransform::identity(),
                 train: TrainConfig::default(),
                 n_train: 0,
                 n_val: 0,
@@ -203,6 +212,9 @@ impl Model {
             ));
         }
         info.net.validate()?;
+        info.transform
+            .validate(info.net.dim_theta)
+            .map_err(|e| Error::data(&jpath, None, None, e.to_string()))?;
         let tpath = dir.join("model.safetensors");
         let find = |name: &str, len: usize| -> Result<Vec<f32>> {
             let t = tensors

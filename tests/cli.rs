@@ -212,3 +212,53 @@ fn embedding_flag_is_validated_and_stored_in_the_model() {
     assert!(fmpe::net::auto_embedding(32).is_empty());
     assert_eq!(fmpe::net::auto_embedding(100), vec![128, 128, 32]);
 }
+
+#[test]
+fn train_records_the_parameter_transform_and_no_transform_turns_it_off() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let d = tmpdir("transform");
+    let (t, x) = toy(&d, 60); // θ in [-1, 1)
+    let (ts, xs) = (t.to_str().unwrap(), x.to_str().unwrap());
+    let kinds = |out: &Path| -> Vec<serde_json::Value> {
+        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
+        json["transform"].as_array().unwrap().clone()
+    };
+
+    // A box prior: logit per component, on by default, recorded in model.json.
+    let out = d.join("logit");
+    let mut a = train_args(ts, xs, out.to_str().unwrap());
+    a.extend(["--prior-low=-1,-1", "--prior-high", "1,1"]);
+    let o = fmpe(&a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("parameter transform") && stderr(&o).contains("logit on [-1, 1]"), "{}", stderr(&o));
+    assert_eq!(kinds(&out), vec![serde_json::json!({"kind": "logit", "low": -1.0, "high": 1.0}); 2]);
+    // `sample` reads it from the model: every sample lands in the box, none is rejected.
+    let obs = d.join("obs.csv");
+    write(&obs, "a,b\n0.1,-0.2\n");
+    let samples = d.join("s.csv");
+    let o = fmpe(&["sample", "--model", out.to_str().unwrap(), "--observation", obs.to_str().unwrap(), "--out", samples.to_str().unwrap(), "--num-samples", "40", "--solver", "rk4", "--steps", "5"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("40 proposed"), "{}", String::from_utf8_lossy(&o.stdout));
+    let text = std::fs::read_to_string(&samples).unwrap();
+    for line in text.lines().skip(1) {
+        assert!(line.split(',').all(|v| v.parse::<f64>().unwrap().abs() <= 1.0), "sample outside the box: {line}");
+    }
+
+    // --no-transform: identity per component.
+    let plain = d.join("plain");
+    let mut a = train_args(ts, xs, plain.to_str().unwrap());
+    a.extend(["--prior-low=-1,-1", "--prior-high", "1,1", "--no-transform"]);
+    let o = fmpe(&a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(kinds(&plain), vec![serde_json::json!({"kind": "identity"}); 2]);
+
+    // θ outside a narrower box: an error naming file, line and column, and the way out.
+    let bad = d.join("bad");
+    let mut a = train_args(ts, xs, bad.to_str().unwrap());
+    a.extend(["--prior-low=-0.5,-0.5", "--prior-high", "0.5,0.5"]);
+    let o = fmpe(&a);
+    assert_fails(&o, 1, &["theta.csv", "line ", "column ", "outside the prior box [-0.5, 0.5]", "--no-transform"]);
+    assert!(!bad.exists());
+}

@@ -12,7 +12,7 @@ use fmpe::posterior::Posterior;
 use fmpe::tasks::{simulate_dataset, task_by_name};
 use fmpe::train::{fit_model, ModelMeta};
 
-use super::{open_gpu, read_observation, task_box, NetTrainArgs, SolverArgs, Staged};
+use super::{announce_transform, open_gpu, read_observation, task_box, NetTrainArgs, SolverArgs, Staged, TransformArgs};
 
 #[derive(Args, Debug)]
 pub struct EvaluateArgs {
@@ -43,6 +43,8 @@ pub struct EvaluateArgs {
     /// classifier at dim_theta = 10 (width 100) takes far longer than training.
     #[arg(long)]
     no_c2st: bool,
+    #[command(flatten)]
+    transform: TransformArgs,
     #[command(flatten)]
     net: NetTrainArgs,
     #[command(flatten)]
@@ -115,11 +117,15 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
         eprintln!("warning: dropped {dropped} failed simulations (non-finite x)");
     }
     let t_sim = t0.elapsed().as_secs_f64();
+    let prior = task_box(task.as_ref());
+    let transform = a.transform.transform(prior.as_ref(), Some(task.as_ref()));
+    announce_transform(&transform);
     let meta = ModelMeta {
         theta_names: task.theta_names(),
         x_names: task.x_names(),
         task: Some(task.name().into()),
-        prior: task_box(task.as_ref()),
+        prior,
+        transform,
         dropped_rows: dropped,
     };
     let t1 = Instant::now();
@@ -162,6 +168,7 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     let summary = serde_json::json!({
         "task": task.name(), "num_simulations": a.num_simulations, "dropped_simulations": dropped,
         "adapter": gpu.adapter().map(|a| a.to_string()), "network": model.info.net,
+        "transform": model.info.transform,
         "epochs": model.info.history.len(), "best_epoch": model.info.best_epoch,
         "seconds": {"simulate": t_sim, "train": t_train, "total": t0.elapsed().as_secs_f64()},
         "c2st_mean": num(mean), "c2st_std": num(sd), "observations": rows,

@@ -13,6 +13,7 @@ use fmpe::net::{Conditioning, NetConfig};
 use fmpe::posterior::{Divergence, LogProbOptions, Posterior, SampleOptions, SampleReport, Solver};
 use fmpe::tasks::{task_by_name, Task};
 use fmpe::train::{fit_model, LrSchedule, ModelMeta, TrainConfig};
+use fmpe::transform::ThetaTransform;
 use fmpe::Gpu;
 
 mod bench;
@@ -119,6 +120,37 @@ pub struct NetTrainArgs {
     lr_schedule: ScheduleArg,
 }
 
+/// The parameter-transform flag of the commands that train a model (`train`, `run`,
+/// `evaluate`).
+#[derive(Args, Debug, Clone)]
+pub struct TransformArgs {
+    /// Train and sample in θ itself. By default a bounded prior is trained in an
+    /// unbounded space, as sbi does: logit for box (uniform) components, log for
+    /// log-normal ones; samples are mapped back and log-densities include the Jacobian.
+    #[arg(long)]
+    no_transform: bool,
+}
+
+impl TransformArgs {
+    /// The transform for a box prior (logit per component) or, without one, for a
+    /// task's prior; the identity with `--no-transform` or when neither is bounded.
+    pub(crate) fn transform(&self, prior: Option<&BoxPrior>, task: Option<&dyn Task>) -> ThetaTransform {
+        match (self.no_transform, prior, task) {
+            (true, _, _) => ThetaTransform::identity(),
+            (false, Some(b), _) => ThetaTransform::from_box(b),
+            (false, None, Some(t)) => ThetaTransform::for_prior(t.prior()),
+            (false, None, None) => ThetaTransform::identity(),
+        }
+    }
+}
+
+/// Says on stderr which parameter transform training uses.
+pub(crate) fn announce_transform(t: &ThetaTransform) {
+    if !t.is_identity() {
+        eprintln!("parameter transform (training space θ' = T(θ); --no-transform to turn off): {t}");
+    }
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug)]
 enum ScheduleArg {
     Plateau,
@@ -154,6 +186,8 @@ struct TrainArgs {
     /// Upper bounds of a box prior, comma-separated, one per θ component.
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     prior_high: Option<Vec<f64>>,
+    #[command(flatten)]
+    transform: TransformArgs,
     #[command(flatten)]
     net: NetTrainArgs,
 }
@@ -250,7 +284,8 @@ struct LogProbArgs {
     /// dopri5 relative tolerance.
     #[arg(long, default_value_t = 1e-5)]
     rtol: f64,
-    /// Evaluate the flow's own density outside the prior support too (default: −inf there).
+    /// Evaluate the flow's own density outside the prior box too (default: −inf there).
+    /// Points outside the support of the model's parameter transform stay −inf.
     #[arg(long)]
     ignore_support: bool,
     /// Seed of the Hutchinson probes.
@@ -305,6 +340,8 @@ struct RunArgs {
     /// Posterior samples to draw.
     #[arg(long, default_value_t = 10_000)]
     num_samples: usize,
+    #[command(flatten)]
+    transform: TransformArgs,
     #[command(flatten)]
     net: NetTrainArgs,
     #[command(flatten)]
@@ -530,21 +567,29 @@ fn train(a: TrainArgs) -> Result<()> {
             }
         }
     }
+    let prior = match user_box(&a.prior_low, &a.prior_high, theta.cols)? {
+        Some(b) => Some(b),
+        None => task.as_deref().and_then(task_box),
+    };
+    let transform = a.transform.transform(prior.as_ref(), task.as_deref());
+    transform.validate(theta.cols)?;
+    if let Some((r, c)) = transform.first_outside(&theta.data, theta.cols) {
+        let v = theta.data[r * theta.cols + c];
+        return Err(Error::data(&a.theta, Some(theta.line_of_row(r)), Some(c + 1), transform.outside_message(c, v)));
+    }
     let (theta, x, dropped) = drop_nonfinite_rows(&theta, &x, &a.theta, &a.x)?;
     if dropped > 0 {
         eprintln!("warning: dropped {dropped} simulations whose x contains NaN or ±inf ({} left)", x.rows);
     }
     let net = a.net.net(theta.cols, x.cols)?;
     let tc = a.net.train(a.seed)?;
-    let prior = match user_box(&a.prior_low, &a.prior_high, theta.cols)? {
-        Some(b) => Some(b),
-        None => task.as_deref().and_then(task_box),
-    };
+    announce_transform(&transform);
     let meta = ModelMeta {
         theta_names: theta.header.clone().or_else(|| task.as_ref().map(|t| t.theta_names())).unwrap_or_default(),
         x_names: x.header.clone().or_else(|| task.as_ref().map(|t| t.x_names())).unwrap_or_default(),
         task: task.as_ref().map(|t| t.name().to_string()),
         prior,
+        transform,
         dropped_rows: dropped,
     };
     // Refuse an unusable --out before spending time on training.
@@ -803,11 +848,15 @@ fn run_task(a: RunArgs) -> Result<()> {
     eprintln!("simulated {} × {} in {t_sim:.1} s", a.num_simulations, task.name());
 
     let t1 = Instant::now();
+    let prior = task_box(task.as_ref());
+    let transform = a.transform.transform(prior.as_ref(), Some(task.as_ref()));
+    announce_transform(&transform);
     let meta = ModelMeta {
         theta_names: task.theta_names(),
         x_names: task.x_names(),
         task: Some(task.name().to_string()),
-        prior: task_box(task.as_ref()),
+        prior,
+        transform,
         dropped_rows: dropped,
     };
     let (model, warnings) = fit_model(&gpu, net, tc, &theta_m.data, &x_m.data, meta, true)?;
@@ -842,6 +891,7 @@ fn run_task(a: RunArgs) -> Result<()> {
         "dim_x": dx,
         "network": model.info.net,
         "parameters": model.params.len(),
+        "transform": model.info.transform,
         "seconds": {"simulate": t_sim, "train": t_train, "sample": t_sample, "total": t0.elapsed().as_secs_f64()},
         "epochs": last.epoch,
         "best_epoch": model.info.best_epoch,

@@ -28,6 +28,7 @@ mod src {
     pub const JVP: &str = include_str!("../../shaders/jvp.wgsl");
     pub const C2ST: &str = include_str!("../../shaders/c2st.wgsl");
     pub const C2ST_MLP: &str = include_str!("../../shaders/c2st_mlp.wgsl");
+    pub const TRANSFORM: &str = include_str!("../../shaders/transform.wgsl");
 }
 
 /// Bind-group layout families.
@@ -88,11 +89,13 @@ pub enum Kernel {
     C2stMlpRows,
     /// C2ST, narrow networks: per-parameter gradient sums (`shaders/c2st_mlp.wgsl`).
     C2stMlpGrads,
+    /// Parameter transform θ ↔ θ' with its log-Jacobian (`shaders/transform.wgsl`).
+    Transform,
 }
 
 impl Kernel {
     /// All kernels.
-    pub const ALL: [Kernel; 22] = [
+    pub const ALL: [Kernel; 23] = [
         Kernel::Matmul,
         Kernel::Adam,
         Kernel::GatherPath,
@@ -115,6 +118,7 @@ impl Kernel {
         Kernel::C2stLossSum,
         Kernel::C2stMlpRows,
         Kernel::C2stMlpGrads,
+        Kernel::Transform,
     ];
 
     /// (file, entry point, layout).
@@ -142,6 +146,7 @@ impl Kernel {
             Kernel::C2stLossSum => ("c2st", "c2st_loss_sum", Layout::Misc),
             Kernel::C2stMlpRows => ("c2st_mlp", "c2st_mlp_rows", Layout::Matmul),
             Kernel::C2stMlpGrads => ("c2st_mlp", "c2st_mlp_grads", Layout::Matmul),
+            Kernel::Transform => ("transform", "theta_transform", Layout::Misc),
         }
     }
 
@@ -157,9 +162,9 @@ impl Kernel {
 }
 
 /// Names of the shader modules (one per `.wgsl` kernel file).
-pub const SHADER_MODULES: [&str; 13] = [
+pub const SHADER_MODULES: [&str; 14] = [
     "matmul", "adam", "gather", "loss", "glu", "stats", "ode_init", "ode_axpy", "dopri5", "affine", "jvp", "c2st",
-    "c2st_mlp",
+    "c2st_mlp", "transform",
 ];
 
 /// The complete WGSL source of one shader module as compiled: `common.wgsl`, then
@@ -182,6 +187,7 @@ pub fn shader_source(module: &str) -> Result<String> {
         "jvp" => src::JVP,
         "c2st" => src::C2ST,
         "c2st_mlp" => src::C2ST_MLP,
+        "transform" => src::TRANSFORM,
         other => return Err(Error::invalid(format!("unknown shader module '{other}'"))),
     };
     let misc = !matches!(module, "matmul" | "adam" | "c2st_mlp");
@@ -589,6 +595,42 @@ pub struct AffineParams {
     pub scale_off: u32,
     pub shift_off: u32,
     pub pad: u32,
+}
+
+/// Parameters of `theta_transform` (`shaders/transform.wgsl`, where the modes and flags
+/// are documented). Offsets in f32 elements; `in_off`/`out_off` index `acts`, or the
+/// dataset buffer with flag [`TransformParams::DATA`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
+pub struct TransformParams {
+    pub n: u32,
+    pub d: u32,
+    /// 0: forward θ → θ'; 1: inverse θ' → θ.
+    pub mode: u32,
+    /// Bit set of [`TransformParams::ZSCORE`], [`TransformParams::LOG_DET`],
+    /// [`TransformParams::DATA`].
+    pub flags: u32,
+    pub in_off: u32,
+    pub in_rs: u32,
+    pub out_off: u32,
+    pub out_rs: u32,
+    /// Table `[d, 4]` from [`crate::transform::ThetaTransform::gpu_table`].
+    pub tab_off: u32,
+    /// Per-row log-Jacobian accumulator `[n]` (flag `LOG_DET`).
+    pub ld_off: u32,
+    /// z-score std `[d]` (flag `ZSCORE`).
+    pub scale_off: u32,
+    /// z-score mean `[d]` (flag `ZSCORE`).
+    pub shift_off: u32,
+}
+
+impl TransformParams {
+    /// Forward: z-score θ' after the transform; inverse: un-z-score before it.
+    pub const ZSCORE: u32 = 1;
+    /// Add the row's `Σ log |dθ'/dθ|` to `acts[ld_off + i]`.
+    pub const LOG_DET: u32 = 2;
+    /// Input and output rows live in the dataset buffer (`data`), not in `acts`.
+    pub const DATA: u32 = 4;
 }
 
 /// Parameters of `tangent_init` / `div_reduce` / `density_finish` (`shaders/jvp.wgsl`;

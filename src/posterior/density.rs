@@ -20,6 +20,13 @@
 //! sample (Philox keyed by the seed and the sample index) and kept for the whole solve,
 //! so the estimated Δ is the integral of one fixed smooth function along the path.
 //!
+//! With a parameter transform θ' = T(θ) ([`crate::transform`]) the ODE runs in the
+//! z-scored θ' space and the change of variables adds `Σ_j log |dθ'_j/dθ_j|`:
+//! `log q(θ) = log q'(T(θ)) + log |det dθ'/dθ|`. `log_prob` uploads θ in original units
+//! and maps it with one `theta_transform` dispatch (T, then z-scoring) before the solve
+//! and one (the Jacobian term) after it; `sample_and_log_prob` maps the samples back
+//! with T⁻¹ and adds the term in the same dispatch.
+//!
 //! All values are computed on the GPU; the host reads back one log-density per point
 //! (and the samples for `sample_and_log_prob`) plus one active-row count per few steps.
 
@@ -29,7 +36,7 @@ use super::{Posterior, SampleReport, DOPRI_A, DOPRI_H0, DOPRI_HMIN};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::{
-    AffineParams, Arena, Bindings, Buf, FinParams, InitParams, JvpParams, Kernel, Mat, ProgramBuilder,
+    Arena, Bindings, Buf, FinParams, InitParams, JvpParams, Kernel, Mat, ProgramBuilder, TransformParams,
 };
 use crate::net::{JvpGraph, NetConfig, ParamLayout};
 
@@ -89,8 +96,11 @@ pub struct LogProbOptions {
     /// seed, `sample_and_log_prob` draws the same θ₀ as [`Posterior::sample`].
     pub seed: u64,
     /// `log_prob`: evaluate the flow's density also outside the model's box prior
-    /// (otherwise such points get −∞). `sample_and_log_prob`: keep samples outside the
-    /// box (otherwise they are rejected and redrawn, as in `sample`). Default false.
+    /// (otherwise such points get −∞). Points outside the support of the model's
+    /// parameter transform (outside a logit's box, at or below a log's bound) stay −∞:
+    /// the transformed flow puts no mass there. `sample_and_log_prob`: keep samples
+    /// outside the box (otherwise they are rejected and redrawn, as in `sample`).
+    /// Default false.
     pub ignore_support: bool,
     /// Points per GPU chunk (None: [`crate::Gpu::default_chunk`], capped by the device limits).
     pub chunk_size: Option<usize>,
@@ -130,6 +140,7 @@ struct DensityGraph {
     logq: usize,
     scale: usize,
     shift: usize,
+    tab: usize,
 }
 
 impl DensityGraph {
@@ -159,6 +170,7 @@ impl DensityGraph {
             logq: a.alloc(n),
             scale: a.alloc(d),
             shift: a.alloc(d),
+            tab: a.alloc(4 * d),
         };
         (g, a.len())
     }
@@ -194,6 +206,17 @@ impl DensityGraph {
 /// What one chunk solve returns: samples (forward only, original units), log-density,
 /// summed accepted and rejected steps.
 type ChunkResult = (Vec<f32>, Vec<f32>, f64, f64);
+
+/// Where the density ODE of a chunk starts.
+enum Start<'a> {
+    /// Forward from θ₀ ~ N(0, I) (`sample_and_log_prob`).
+    Noise,
+    /// Backward from given z-scored θ `[n, d]` (`log_prob` without a transform).
+    Zscored(&'a [f32]),
+    /// Backward from θ in original units `[n, d]`, mapped to z-scored θ' on the GPU
+    /// (`log_prob` with a transform).
+    Original(&'a [f32]),
+}
 
 impl Posterior<'_> {
     /// Largest chunk of points the device limits allow for the density ODE.
@@ -235,8 +258,12 @@ impl Posterior<'_> {
     /// `sample_and_log_prob` take different steps from `sample`. The consistency test
     /// (`tests/log_prob.rs`) checks the resulting accuracy.
     ///
+    /// With a parameter transform T (`model.info.transform`), the solve runs in the
+    /// z-scored θ' = T(θ) space and `log |det dθ'/dθ|` is added (computed on the GPU).
+    ///
     /// Points outside the model's box prior (`model.info.prior`) get `f64::NEG_INFINITY`
-    /// unless `opts.ignore_support`; they are not integrated. Large inputs are processed
+    /// unless `opts.ignore_support`, and so do points outside the transform's support
+    /// whatever `ignore_support` says; they are not integrated. Large inputs are processed
     /// in chunks of `opts.chunk_size` points. With Hutchinson probes, the probes of a
     /// point are keyed by its index among the points integrated (those inside the box).
     ///
@@ -257,9 +284,11 @@ impl Posterior<'_> {
         let mut out = vec![f64::NEG_INFINITY; n];
         let inside: Vec<usize> = (0..n)
             .filter(|&i| {
-                opts.ignore_support || self.prior.as_ref().is_none_or(|p| p.contains(&theta[i * d..(i + 1) * d]))
+                let row = &theta[i * d..(i + 1) * d];
+                (opts.ignore_support || self.prior.as_ref().is_none_or(|p| p.contains(row))) && self.transform.contains(row)
             })
             .collect();
+        let transformed = !self.transform.is_identity();
         let chunk = self.density_chunk(opts.chunk_size, opts.divergence.probes(d));
         let mut done = 0usize;
         while done < inside.len() {
@@ -267,10 +296,13 @@ impl Posterior<'_> {
             let mut z = vec![0f32; c * d];
             for (r, &i) in inside[done..done + c].iter().enumerate() {
                 for j in 0..d {
-                    z[r * d + j] = ((theta[i * d + j] - self.theta_mean[j]) / self.theta_std[j]) as f32;
+                    let v = theta[i * d + j];
+                    // With a transform the GPU maps θ → z-scored T(θ); else z-score here in f64.
+                    z[r * d + j] = if transformed { v } else { (v - self.theta_mean[j]) / self.theta_std[j] } as f32;
                 }
             }
-            let (_, lq, _, _) = self.density_chunk_solve(c, opts, Some(&z), done as u64, 0)?;
+            let start = if transformed { Start::Original(&z) } else { Start::Zscored(&z) };
+            let (_, lq, _, _) = self.density_chunk_solve(c, opts, start, done as u64, 0)?;
             for (r, &i) in inside[done..done + c].iter().enumerate() {
                 out[i] = lq[r] as f64;
             }
@@ -313,7 +345,7 @@ impl Posterior<'_> {
             let mut done = 0usize;
             while done < draw {
                 let c = chunk.min(draw - done);
-                let (s, lq, a, r) = self.density_chunk_solve(c, opts, None, next_index + done as u64, round)?;
+                let (s, lq, a, r) = self.density_chunk_solve(c, opts, Start::Noise, next_index + done as u64, round)?;
                 steps_sum += a;
                 rej_sum += r;
                 for (row, l) in s.chunks(d).zip(lq) {
@@ -427,14 +459,14 @@ impl Posterior<'_> {
         );
     }
 
-    /// Solves one chunk of the density ODE. `theta_z = Some(θ_z [n, d])`: backward from
-    /// t = 1 (log_prob); `None`: forward from θ₀ ~ N(0, I) (indices
-    /// `first_index..first_index+n` of `round`, as in `sample`).
+    /// Solves one chunk of the density ODE: backward from t = 1 from given θ (log_prob),
+    /// or forward from θ₀ ~ N(0, I) (indices `first_index..first_index+n` of `round`,
+    /// as in `sample`).
     fn density_chunk_solve(
         &self,
         n: usize,
         opts: &LogProbOptions,
-        theta_z: Option<&[f32]>,
+        start: Start<'_>,
         first_index: u64,
         round: u32,
     ) -> Result<ChunkResult> {
@@ -442,28 +474,52 @@ impl Posterior<'_> {
         let cfg = &self.cfg;
         let layout = &self.layout;
         let d = cfg.dim_theta;
-        let forward = theta_z.is_none();
+        let forward = matches!(start, Start::Noise);
         let probes = opts.divergence.probes(d);
         let (g, len) = DensityGraph::new(cfg, n, probes);
         let ds = g.ds;
         let acts = gpu.storage("fmpe density workspace", len as u64 * 4);
-        gpu.queue.write_buffer(&acts, g.jvp.eval.x as u64 * 4, bytemuck::cast_slice(&self.x_z));
-        let sc: Vec<f32> = self.theta_std.iter().map(|&v| v as f32).collect();
-        let sh: Vec<f32> = self.theta_mean.iter().map(|&v| v as f32).collect();
-        gpu.queue.write_buffer(&acts, g.scale as u64 * 4, bytemuck::cast_slice(&sc));
-        gpu.queue.write_buffer(&acts, g.shift as u64 * 4, bytemuck::cast_slice(&sh));
-        if let Some(z) = theta_z {
-            let mut y = vec![0f32; n * ds];
-            for r in 0..n {
-                y[r * ds..r * ds + d].copy_from_slice(&z[r * d..(r + 1) * d]);
+        self.write_constants(&acts, g.jvp.eval.x, g.scale, g.shift, g.tab);
+        match start {
+            Start::Zscored(z) => {
+                let mut y = vec![0f32; n * ds];
+                for r in 0..n {
+                    y[r * ds..r * ds + d].copy_from_slice(&z[r * d..(r + 1) * d]);
+                }
+                gpu.queue.write_buffer(&acts, g.y as u64 * 4, bytemuck::cast_slice(&y));
             }
-            gpu.queue.write_buffer(&acts, g.y as u64 * 4, bytemuck::cast_slice(&y));
+            // θ in original units into `out` (unused by a backward solve until the end).
+            Start::Original(th) => gpu.queue.write_buffer(&acts, g.out as u64 * 4, bytemuck::cast_slice(th)),
+            Start::Noise => {}
         }
+        let original = matches!(start, Start::Original(_));
+        // T on the rows at `out`: into the z-scored state y (start), or in place adding
+        // log |dθ'/dθ| to log q (finish).
+        let forward_transform = |b: &mut ProgramBuilder, finish: bool| {
+            let p = TransformParams {
+                n: n as u32,
+                d: d as u32,
+                mode: 0,
+                flags: if finish { TransformParams::LOG_DET } else { TransformParams::ZSCORE },
+                in_off: g.out as u32,
+                in_rs: d as u32,
+                out_off: if finish { g.out } else { g.y } as u32,
+                out_rs: if finish { d } else { ds } as u32,
+                tab_off: g.tab as u32,
+                ld_off: g.logq as u32,
+                scale_off: g.scale as u32,
+                shift_off: g.shift as u32,
+            };
+            b.push_1d(Kernel::Transform, &p, n);
+        };
         let binds = Bindings { acts: Some(&acts), params: Some(&self.params), ..Default::default() };
         let log_std: f64 = self.theta_std.iter().map(|s| s.ln()).sum();
         let (div_mode_scale, t1) = (opts.divergence.mode_scale().1, if forward { 1.0 } else { 0.0 });
 
         let mut b = ProgramBuilder::new(gpu);
+        if original {
+            forward_transform(&mut b, false);
+        }
         self.record_start(&mut b, &g, opts.divergence, opts.seed, first_index);
         b.push_1d(
             Kernel::OdeInit,
@@ -524,20 +580,10 @@ impl Posterior<'_> {
         let fin = JvpParams { mode: if forward { 2 } else { 0 }, shift: -log_std as f32, ..g.jvp_params(d) };
         b.push_1d(Kernel::DensityFinish, &fin, n);
         if forward {
-            b.push_1d(
-                Kernel::Affine,
-                &AffineParams {
-                    n: n as u32,
-                    d: d as u32,
-                    in_off: g.y as u32,
-                    in_rs: ds as u32,
-                    out_off: g.out as u32,
-                    scale_off: g.scale as u32,
-                    shift_off: g.shift as u32,
-                    pad: 0,
-                },
-                n * d,
-            );
+            self.push_to_original(&mut b, n, g.y, ds, g.out, g.scale, g.shift, g.tab, Some(g.logq));
+        }
+        if original {
+            forward_transform(&mut b, true);
         }
         let finish = b.build(gpu, binds)?;
 

@@ -7,14 +7,21 @@
 //! produced in chunks that respect the device's binding and dispatch limits; only the
 //! final samples (original units) are read back, plus one 4-byte active-row count per
 //! few dopri5 steps.
+//!
+//! With a parameter transform ([`crate::transform`]) the ODE runs in the z-scored
+//! θ' = T(θ) space the model was trained in; the last dispatch of a chunk un-z-scores
+//! and applies T⁻¹ (one `theta_transform` dispatch instead of the `affine` one).
 
 use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::kernels::{AffineParams, Arena, AxpyParams, Bindings, FinParams, InitParams, Kernel, ProgramBuilder};
+use crate::kernels::{
+    AffineParams, Arena, AxpyParams, Bindings, FinParams, InitParams, Kernel, ProgramBuilder, TransformParams,
+};
 use crate::model::{BoxPrior, Model};
 use crate::net::{EvalGraph, NetConfig, ParamLayout};
+use crate::transform::ThetaTransform;
 
 mod bench;
 mod density;
@@ -93,6 +100,7 @@ pub struct Posterior<'g> {
     theta_std: Vec<f64>,
     x_z: Vec<f32>,
     prior: Option<BoxPrior>,
+    transform: ThetaTransform,
 }
 
 /// dopri5 tableau rows a_s (stages 2..7) and nodes c_s.
@@ -168,6 +176,7 @@ struct OdeGraph {
     out: usize,
     scale: usize,
     shift: usize,
+    tab: usize,
 }
 
 impl OdeGraph {
@@ -194,6 +203,7 @@ impl OdeGraph {
             out: a.alloc(n * d),
             scale: a.alloc(d),
             shift: a.alloc(d),
+            tab: a.alloc(4 * d),
         };
         (g, a.len())
     }
@@ -375,6 +385,8 @@ impl<'g> Posterior<'g> {
             .zip(model.x_mean.iter().zip(&model.x_std))
             .map(|(&x, (&m, &s))| ((x - m) / s) as f32)
             .collect();
+        model.info.transform.validate(cfg.dim_theta)?;
+        let transform = ThetaTransform::new(model.info.transform.resolved(cfg.dim_theta));
         let params = gpu.storage_from("fmpe posterior params", &model.params);
         Ok(Posterior {
             gpu,
@@ -385,6 +397,7 @@ impl<'g> Posterior<'g> {
             theta_std: model.theta_std.clone(),
             x_z,
             prior: model.info.prior.clone(),
+            transform,
         })
     }
 
@@ -393,9 +406,81 @@ impl<'g> Posterior<'g> {
         self.prior.as_ref()
     }
 
-    /// Draws `n` posterior samples `[n, dim_theta]` (row-major, original units).
-    /// With a box prior and `reject_outside_prior`, samples outside the box are
-    /// discarded and redrawn; the report gives the acceptance rate.
+    /// The model's parameter transform (one bijection per component).
+    pub fn transform(&self) -> &ThetaTransform {
+        &self.transform
+    }
+
+    /// Records the map from the z-scored ODE state `[n, d]` (row stride `in_rs` at
+    /// `in_off` in acts) to samples in original units `[n, d]` at `out_off`: `affine`
+    /// without a transform, else one `theta_transform` (un-z-score, then T⁻¹), adding
+    /// `log |dθ'/dθ|` to `acts[ld_off + i]` when `ld_off` is given. The transform table
+    /// must be at `tab_off` (see [`Posterior::write_constants`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn push_to_original(
+        &self,
+        b: &mut ProgramBuilder,
+        n: usize,
+        in_off: usize,
+        in_rs: usize,
+        out_off: usize,
+        scale_off: usize,
+        shift_off: usize,
+        tab_off: usize,
+        ld_off: Option<usize>,
+    ) {
+        let d = self.cfg.dim_theta;
+        if self.transform.is_identity() {
+            let p = AffineParams {
+                n: n as u32,
+                d: d as u32,
+                in_off: in_off as u32,
+                in_rs: in_rs as u32,
+                out_off: out_off as u32,
+                scale_off: scale_off as u32,
+                shift_off: shift_off as u32,
+                pad: 0,
+            };
+            b.push_1d(Kernel::Affine, &p, n * d);
+        } else {
+            let p = TransformParams {
+                n: n as u32,
+                d: d as u32,
+                mode: 1,
+                flags: TransformParams::ZSCORE | ld_off.map_or(0, |_| TransformParams::LOG_DET),
+                in_off: in_off as u32,
+                in_rs: in_rs as u32,
+                out_off: out_off as u32,
+                out_rs: d as u32,
+                tab_off: tab_off as u32,
+                ld_off: ld_off.unwrap_or(0) as u32,
+                scale_off: scale_off as u32,
+                shift_off: shift_off as u32,
+            };
+            b.push_1d(Kernel::Transform, &p, n);
+        }
+    }
+
+    /// Uploads the per-chunk constants of an ODE workspace: z-scored x_o at `x_off`,
+    /// θ' std and mean at `scale_off` / `shift_off`, and the transform table at
+    /// `tab_off` (when there is a transform).
+    pub(crate) fn write_constants(&self, acts: &wgpu::Buffer, x_off: usize, scale_off: usize, shift_off: usize, tab_off: usize) {
+        let q = &self.gpu.queue;
+        q.write_buffer(acts, x_off as u64 * 4, bytemuck::cast_slice(&self.x_z));
+        let sc: Vec<f32> = self.theta_std.iter().map(|&v| v as f32).collect();
+        let sh: Vec<f32> = self.theta_mean.iter().map(|&v| v as f32).collect();
+        q.write_buffer(acts, scale_off as u64 * 4, bytemuck::cast_slice(&sc));
+        q.write_buffer(acts, shift_off as u64 * 4, bytemuck::cast_slice(&sh));
+        if !self.transform.is_identity() {
+            q.write_buffer(acts, tab_off as u64 * 4, bytemuck::cast_slice(&self.transform.gpu_table(self.cfg.dim_theta)));
+        }
+    }
+
+    /// Draws `n` posterior samples `[n, dim_theta]` (row-major, original units; with a
+    /// parameter transform, the flow's samples in θ' space mapped back by T⁻¹ on the
+    /// GPU). With a box prior and `reject_outside_prior`, samples outside the box are
+    /// discarded and redrawn (with a logit transform of the box none are); the report
+    /// gives the acceptance rate.
     ///
     /// # Errors
     /// [`Error::LowAcceptance`] when rejection does not finish within `max_seconds`,
@@ -503,12 +588,8 @@ impl<'g> Posterior<'g> {
         let d = cfg.dim_theta;
         let (g, len) = OdeGraph::new(cfg, n);
         let acts = gpu.storage("fmpe ode workspace", len as u64 * 4);
-        // Constants: z-scored x_o, and the affine map back to original units.
-        gpu.queue.write_buffer(&acts, g.eval.x as u64 * 4, bytemuck::cast_slice(&self.x_z));
-        let sc: Vec<f32> = self.theta_std.iter().map(|&v| v as f32).collect();
-        let sh: Vec<f32> = self.theta_mean.iter().map(|&v| v as f32).collect();
-        gpu.queue.write_buffer(&acts, g.scale as u64 * 4, bytemuck::cast_slice(&sc));
-        gpu.queue.write_buffer(&acts, g.shift as u64 * 4, bytemuck::cast_slice(&sh));
+        // Constants: z-scored x_o, and the map back to original units.
+        self.write_constants(&acts, g.eval.x, g.scale, g.shift, g.tab);
         let binds = Bindings { acts: Some(&acts), params: Some(&self.params), ..Default::default() };
 
         // Start: precompute, θ₀ ~ N(0, I), k_1 = v(0, θ₀) (dopri5) or nothing (rk4).
@@ -550,22 +631,7 @@ impl<'g> Posterior<'g> {
             },
             n,
         );
-        let affine = |b: &mut ProgramBuilder| {
-            b.push_1d(
-                Kernel::Affine,
-                &AffineParams {
-                    n: n as u32,
-                    d: d as u32,
-                    in_off: g.y as u32,
-                    in_rs: d as u32,
-                    out_off: g.out as u32,
-                    scale_off: g.scale as u32,
-                    shift_off: g.shift as u32,
-                    pad: 0,
-                },
-                n * d,
-            )
-        };
+        let affine = |b: &mut ProgramBuilder| self.push_to_original(b, n, g.y, d, g.out, g.scale, g.shift, g.tab, None);
         match opts.solver {
             Solver::Rk4 { steps } => {
                 // Everything in one submission: start, `steps` replays of one step, finish.

@@ -11,6 +11,8 @@
 //! * [`adam`]: one PyTorch-semantics Adam step.
 //! * [`philox`]: the Philox-4x32-10 counter-based generator, uniforms and Box–Muller.
 //! * [`ode`]: fixed-step RK4 and per-row adaptive Dormand–Prince 5(4).
+//! * [`transform`]: the per-component parameter transforms (logit, log) and their
+//!   log-Jacobians.
 //! * [`zscore_stats`]: per-column mean / standard deviation used for standardisation.
 
 // Index loops mirror the formulas (and the WGSL kernels) more directly than iterators.
@@ -21,6 +23,7 @@ pub mod net;
 pub mod ode;
 pub mod path;
 pub mod philox;
+pub mod transform;
 
 /// Per-column mean and sample standard deviation of `data [rows, cols]`.
 ///

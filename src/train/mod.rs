@@ -1,6 +1,8 @@
 //! Training the FMPE vector field on the GPU.
 //!
-//! The whole dataset lives on the GPU, z-scored there with training-set statistics.
+//! The whole dataset lives on the GPU, mapped there to the unbounded training space
+//! θ' = T(θ) when a parameter transform is used ([`crate::transform`]), and z-scored
+//! with training-set statistics.
 //! One optimiser step is one command buffer and one submission:
 //! gather + OT path → forward → loss → backward → Adam. The step's losses accumulate in
 //! GPU slots that the host reads once per epoch, together with the validation loss.
@@ -15,8 +17,10 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::{
     AdamParams, Arena, Bindings, GatherParams, Kernel, LossParams, Program, ProgramBuilder, StatsParams, StepState,
+    TransformParams,
 };
 use crate::net::{Conditioning, NetConfig, ParamLayout, TrainGraph};
+use crate::transform::ThetaTransform;
 
 /// Learning-rate schedule.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -154,9 +158,9 @@ pub struct EpochRecord {
 pub struct TrainOutcome {
     /// Best parameters `[layout.len]`.
     pub params: Vec<f32>,
-    /// Column means of θ over the training rows `[dim_theta]`.
+    /// Column means of θ (θ' = T(θ) with a transform) over the training rows `[dim_theta]`.
     pub theta_mean: Vec<f64>,
-    /// Column standard deviations of θ (ddof = 1; 0 → 1) `[dim_theta]`.
+    /// Column standard deviations of θ (θ' with a transform; ddof = 1; 0 → 1) `[dim_theta]`.
     pub theta_std: Vec<f64>,
     /// Column means of x `[dim_x]`.
     pub x_mean: Vec<f64>,
@@ -228,6 +232,28 @@ impl<'g> Trainer<'g> {
         x: &[f64],
         init: Option<Vec<f32>>,
     ) -> Result<Trainer<'g>> {
+        Trainer::with_transform(gpu, cfg, tc, theta, x, init, &ThetaTransform::identity())
+    }
+
+    /// As [`Trainer::new`], training in θ' = T(θ) space: after the upload, `transform`
+    /// maps θ on the GPU (`theta_transform` kernel) before the z-score statistics, so
+    /// [`Trainer::zscore_stats`] are those of θ'. Values on a logit bound are clamped
+    /// just inside it (see [`crate::transform`]).
+    ///
+    /// # Errors
+    /// As [`Trainer::new`]; [`Error::Invalid`] naming the (1-based input) row when a θ
+    /// value lies outside the transform's support (outside a logit's box, at or below
+    /// a log's bound), or when the transform does not fit dim_theta.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_transform(
+        gpu: &'g Gpu,
+        cfg: NetConfig,
+        tc: TrainConfig,
+        theta: &[f64],
+        x: &[f64],
+        init: Option<Vec<f32>>,
+        transform: &ThetaTransform,
+    ) -> Result<Trainer<'g>> {
         cfg.validate()?;
         tc.validate()?;
         let (dt, dx) = (cfg.dim_theta, cfg.dim_x);
@@ -241,6 +267,10 @@ impl<'g> Trainer<'g> {
         let n = theta.len() / dt;
         if theta.iter().chain(x.iter()).any(|v| !v.is_finite()) {
             return Err(Error::invalid("theta and x must be finite (drop failed simulations first)"));
+        }
+        transform.validate(cfg.dim_theta)?;
+        if let Some((r, c)) = transform.first_outside(theta, dt) {
+            return Err(Error::invalid(format!("theta row {}: {}", r + 1, transform.outside_message(c, theta[r * dt + c]))));
         }
         let n_val = ((n as f64) * tc.validation_fraction).round() as usize;
         let n_train = n - n_val;
@@ -296,6 +326,7 @@ impl<'g> Trainer<'g> {
 
         let mut arena = Arena::default();
         let stats_off = arena.alloc(2 * (dt + dx));
+        let tab_off = arena.alloc(4 * dt);
         let graph = TrainGraph::new(&cfg, &layout, batch, &mut arena);
         let n_val_chunks = n_val.div_ceil(batch);
         let loss_off = arena.alloc(steps_per_epoch + n_val_chunks);
@@ -305,8 +336,23 @@ impl<'g> Trainer<'g> {
         }
         let acts = gpu.storage("fmpe train workspace", acts_len as u64 * 4);
 
-        // z-score θ and x with training-row statistics, on the GPU.
+        // θ → θ' = T(θ) in place, then z-score θ' and x with training-row statistics, on
+        // the GPU.
         let mut b = ProgramBuilder::new(gpu);
+        if !transform.is_identity() {
+            gpu.queue.write_buffer(&acts, tab_off as u64 * 4, bytemuck::cast_slice(&transform.gpu_table(dt)));
+            let tp = TransformParams {
+                n: n as u32,
+                d: dt as u32,
+                mode: 0,
+                flags: TransformParams::DATA,
+                in_rs: dt as u32,
+                out_rs: dt as u32,
+                tab_off: tab_off as u32,
+                ..Default::default()
+            };
+            b.push_1d(Kernel::Transform, &tp, n);
+        }
         let st_t = StatsParams { rows: n_train as u32, cols: dt as u32, off: 0, stats_off: stats_off as u32 };
         let st_x = StatsParams {
             rows: n_train as u32,
@@ -693,6 +739,10 @@ pub struct ModelMeta {
     pub task: Option<String>,
     /// Box prior (samples outside are rejected by default).
     pub prior: Option<crate::model::BoxPrior>,
+    /// Parameter transform to train in (default: the identity); e.g.
+    /// [`ThetaTransform::from_box`] of `prior`, or [`ThetaTransform::for_prior`] of a
+    /// task's prior.
+    pub transform: ThetaTransform,
     /// Simulations dropped before training (non-finite x).
     pub dropped_rows: usize,
 }
@@ -714,7 +764,7 @@ pub fn fit_model(
     if let Some(p) = &meta.prior {
         p.validate(net.dim_theta)?;
     }
-    let trainer = Trainer::new(gpu, net.clone(), tc.clone(), theta, x, None)?;
+    let trainer = Trainer::with_transform(gpu, net.clone(), tc.clone(), theta, x, None, &meta.transform)?;
     let warnings = trainer.warnings().to_vec();
     let out = trainer.fit(progress)?;
     let names = |given: Vec<String>, prefix: &str, d: usize| {
@@ -724,6 +774,7 @@ pub fn fit_model(
             (1..=d).map(|i| format!("{prefix}_{i}")).collect()
         }
     };
+    let transform = ThetaTransform::new(meta.transform.resolved(net.dim_theta));
     let info = crate::model::ModelInfo {
         format_version: crate::model::FORMAT_VERSION,
         theta_names: names(meta.theta_names, "theta", net.dim_theta),
@@ -733,6 +784,7 @@ pub fn fit_model(
         time_prior_exponent: tc.time_prior_exponent,
         task: meta.task,
         prior: meta.prior,
+        transform,
         train: tc,
         n_train: out.n_train,
         n_val: out.n_val,

@@ -1,0 +1,231 @@
+//! Parameter transforms: train and sample in an unbounded space θ' = T(θ), as sbi does
+//! for bounded priors.
+//!
+//! T acts per component ([`Bijection`]): the identity, a scaled logit for a box prior
+//! component `[low, high]`, or a log for a component bounded below (sbibm's log-normal
+//! priors: `low = 0`). The network, its z-score statistics and the ODE all live in θ'
+//! space; samples are mapped back with T⁻¹ on the GPU, and a log-density in θ adds the
+//! Jacobian term: `log q(θ) = log q'(T(θ)) + Σ_j log |dθ'_j/dθ_j|`.
+//!
+//! Support and clamping:
+//! * logit: θ must lie in the closed box `[low, high]`. Points on a bound (or rounded
+//!   onto one in f32) are clamped to `ε (high − low)` inside it
+//!   ([`crate::reference::transform::LOGIT_EPS`] = 1e-6), i.e. `|θ'| ≤ 13.8`; training
+//!   data outside the box is an error; `log_prob` is −∞ outside the box.
+//! * log: θ must exceed `low` (open support); `θ − low` is floored at the smallest
+//!   normal f32 in the kernel. Training data at or below `low` is an error; `log_prob`
+//!   is −∞ there.
+//!
+//! The f64 definitions (used by the tests to check the kernel) are in
+//! [`crate::reference::transform`]; the kernel is `theta_transform` in
+//! `shaders/transform.wgsl`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::BoxPrior;
+use crate::tasks::Prior;
+
+/// A bijection of one θ component onto R (or the identity).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Bijection {
+    /// θ' = θ.
+    Identity,
+    /// θ' = log((θ − low) / (high − θ)) on the box component `[low, high]`.
+    Logit {
+        /// Lower bound.
+        low: f64,
+        /// Upper bound (> low).
+        high: f64,
+    },
+    /// θ' = log(θ − low) for θ > low.
+    Log {
+        /// Lower bound (0 for a log-normal prior).
+        low: f64,
+    },
+}
+
+impl Bijection {
+    /// Kind code of the kernel table (0 identity, 1 logit, 2 log).
+    fn code(&self) -> f32 {
+        match self {
+            Bijection::Identity => 0.0,
+            Bijection::Logit { .. } => 1.0,
+            Bijection::Log { .. } => 2.0,
+        }
+    }
+
+    /// True when the finite value `theta` lies in the support: anything for the
+    /// identity, the closed box for the logit (bounds are clamped), `θ > low` for the log.
+    pub fn contains(&self, theta: f64) -> bool {
+        match *self {
+            Bijection::Identity => true,
+            Bijection::Logit { low, high } => theta >= low && theta <= high,
+            Bijection::Log { low } => theta > low,
+        }
+    }
+}
+
+impl std::fmt::Display for Bijection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bijection::Identity => write!(f, "identity"),
+            Bijection::Logit { low, high } => write!(f, "logit on [{low}, {high}]"),
+            Bijection::Log { low } => write!(f, "log above {low}"),
+        }
+    }
+}
+
+/// The transform of all θ components, stored in `model.json` as a list of
+/// `{"kind": "identity" | "logit" | "log", "low": …, "high": …}` objects, one per
+/// component. An empty list (models written before transforms existed) is the
+/// identity.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(transparent)]
+pub struct ThetaTransform {
+    /// One bijection per θ component `[dim_theta]`, or empty for the identity.
+    pub components: Vec<Bijection>,
+}
+
+impl ThetaTransform {
+    /// The identity (no transform).
+    pub fn identity() -> ThetaTransform {
+        ThetaTransform::default()
+    }
+
+    /// One bijection per component `[dim_theta]`.
+    pub fn new(components: Vec<Bijection>) -> ThetaTransform {
+        ThetaTransform { components }
+    }
+
+    /// A logit per component of a box prior.
+    pub fn from_box(b: &BoxPrior) -> ThetaTransform {
+        ThetaTransform::new(b.low.iter().zip(&b.high).map(|(&low, &high)| Bijection::Logit { low, high }).collect())
+    }
+
+    /// The transform for a task prior: logit per component of a uniform prior, log
+    /// (low = 0) per component of a log-normal prior, identity for a Gaussian prior.
+    pub fn for_prior(p: &Prior) -> ThetaTransform {
+        match p {
+            Prior::Uniform { low, high } => ThetaTransform::from_box(&BoxPrior { low: low.clone(), high: high.clone() }),
+            Prior::LogNormal { mu, .. } => ThetaTransform::new(vec![Bijection::Log { low: 0.0 }; mu.len()]),
+            Prior::Gaussian { .. } => ThetaTransform::identity(),
+        }
+    }
+
+    /// True when every component is the identity (or the list is empty).
+    pub fn is_identity(&self) -> bool {
+        self.components.iter().all(|b| *b == Bijection::Identity)
+    }
+
+    /// The bijections of `dim_theta` components (the identity expanded when empty).
+    pub fn resolved(&self, dim_theta: usize) -> Vec<Bijection> {
+        if self.components.is_empty() {
+            vec![Bijection::Identity; dim_theta]
+        } else {
+            self.components.clone()
+        }
+    }
+
+    /// Checks the dimension and the bounds: finite, `low < high` also after rounding to
+    /// f32 (the kernel's precision).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the component.
+    pub fn validate(&self, dim_theta: usize) -> Result<()> {
+        if !self.components.is_empty() && self.components.len() != dim_theta {
+            return Err(Error::invalid(format!(
+                "the parameter transform has {} components, θ has {dim_theta}",
+                self.components.len()
+            )));
+        }
+        let f32_finite = |v: f64| v.is_finite() && (v as f32).is_finite();
+        for (j, b) in self.components.iter().enumerate() {
+            let ok = match *b {
+                Bijection::Identity => true,
+                Bijection::Logit { low, high } => f32_finite(low) && f32_finite(high) && (low as f32) < (high as f32),
+                Bijection::Log { low } => f32_finite(low),
+            };
+            if !ok {
+                return Err(Error::invalid(format!(
+                    "parameter transform of component {}: {b} needs finite f32 bounds with low < high",
+                    j + 1
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// True when the row `theta [dim_theta]` lies in the support of every component
+    /// (see [`Bijection::contains`]).
+    pub fn contains(&self, theta: &[f64]) -> bool {
+        self.components.iter().zip(theta).all(|(b, &t)| b.contains(t))
+    }
+
+    /// The first `(row, component)` (0-based) of `theta [n, dim_theta]` with a finite
+    /// value outside the support, if any (non-finite values are left to the callers'
+    /// finiteness checks).
+    pub fn first_outside(&self, theta: &[f64], dim_theta: usize) -> Option<(usize, usize)> {
+        if self.is_identity() || dim_theta == 0 {
+            return None;
+        }
+        theta.chunks(dim_theta).enumerate().find_map(|(r, row)| {
+            self.components.iter().zip(row).position(|(b, &t)| t.is_finite() && !b.contains(t)).map(|c| (r, c))
+        })
+    }
+
+    /// The error for a training value outside the support: what the value is, which
+    /// support it misses, and the ways out.
+    pub fn outside_message(&self, component: usize, value: f64) -> String {
+        let b = self.components[component];
+        let want = match b {
+            Bijection::Logit { low, high } => format!("the prior box [{low}, {high}]"),
+            Bijection::Log { low } => format!("the support θ > {low} of the log transform"),
+            Bijection::Identity => "R".into(),
+        };
+        format!(
+            "θ component {} = {value} lies outside {want}; the parameter transform ({b}) cannot map it \
+             (fix the data, widen the prior, or pass --no-transform)",
+            component + 1
+        )
+    }
+
+    /// Maps rows `theta [n, dim_theta]` to θ' on the host (f64): returns
+    /// `(θ' [n, dim_theta], log |dθ'/dθ| [n])`. See [`crate::reference::transform`].
+    pub fn forward_rows(&self, theta: &[f64], dim_theta: usize) -> (Vec<f64>, Vec<f64>) {
+        crate::reference::transform::forward_rows(&self.resolved(dim_theta), theta)
+    }
+
+    /// Maps rows `y [n, dim_theta]` of θ' back to θ on the host (f64): returns
+    /// `(θ [n, dim_theta], log |dθ'/dθ| [n])`.
+    pub fn inverse_rows(&self, y: &[f64], dim_theta: usize) -> (Vec<f64>, Vec<f64>) {
+        crate::reference::transform::inverse_rows(&self.resolved(dim_theta), y)
+    }
+
+    /// The kernel's table `[dim_theta, 4]`: `(kind, low, high, high − low)` per
+    /// component, kind 0 identity, 1 logit, 2 log (see `shaders/transform.wgsl`).
+    pub fn gpu_table(&self, dim_theta: usize) -> Vec<f32> {
+        self.resolved(dim_theta)
+            .iter()
+            .flat_map(|b| {
+                let (lo, hi) = match *b {
+                    Bijection::Identity => (0.0, 0.0),
+                    Bijection::Logit { low, high } => (low, high),
+                    Bijection::Log { low } => (low, 0.0),
+                };
+                [b.code(), lo as f32, hi as f32, (hi - lo) as f32]
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Display for ThetaTransform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_identity() {
+            return write!(f, "none");
+        }
+        let parts: Vec<String> = self.components.iter().map(|b| b.to_string()).collect();
+        write!(f, "{}", parts.join(", "))
+    }
+}

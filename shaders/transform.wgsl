@@ -94,8 +94,10 @@ fn theta_transform(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
                 r = select(lo + w * s, hi - w * s, v >= 0.0);
                 ld = ld - log(w) + softplus(v) + softplus(-v);
             } else if (kind == 2u) {
-                r = lo + exp(v);
-                ld = ld - v;
+                // exp overflows f32 above 88.7: saturate instead of returning inf.
+                let vc = min(v, 88.0);
+                r = lo + exp(vc);
+                ld = ld - vc;
             }
         }
         tf_store(tp.out_off + i * tp.out_rs + j, r);

@@ -13,7 +13,10 @@ use crate::train::{EpochRecord, TrainConfig};
 use crate::transform::ThetaTransform;
 
 /// Version of the model directory format written by this crate.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// Version 2 added the parameter transform and the x-embedding: a version-1 reader
+/// would silently misread such a model, so it must refuse it. This crate reads 1 and 2.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// A box prior `[low_i, high_i]` per θ component, in original units.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -203,7 +206,7 @@ impl Model {
         let jpath = dir.join("model.json");
         let info: ModelInfo = serde_json::from_value(json)
             .map_err(|e| Error::data(&jpath, None, None, format!("not an fmpe model description: {e}")))?;
-        if info.format_version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&info.format_version) {
             return Err(Error::data(
                 &jpath,
                 None,

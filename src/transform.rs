@@ -144,17 +144,29 @@ impl ThetaTransform {
         for (j, b) in self.components.iter().enumerate() {
             let ok = match *b {
                 Bijection::Identity => true,
-                Bijection::Logit { low, high } => f32_finite(low) && f32_finite(high) && (low as f32) < (high as f32),
+                Bijection::Logit { low, high } => {
+                    f32_finite(low) && f32_finite(high) && f32_finite(high - low) && (low as f32) < (high as f32)
+                }
                 Bijection::Log { low } => f32_finite(low),
             };
             if !ok {
-                return Err(Error::invalid(format!(
-                    "parameter transform of component {}: {b} needs finite f32 bounds with low < high",
-                    j + 1
-                )));
+                let need = match b {
+                    Bijection::Logit { .. } => "finite f32 bounds with low < high and a finite width high − low",
+                    _ => "a finite f32 lower bound",
+                };
+                return Err(Error::invalid(format!("parameter transform of component {}: {b} needs {need}", j + 1)));
             }
         }
         Ok(())
+    }
+
+    /// True when every component is a logit on exactly the bounds of `prior`: samples
+    /// mapped back by T⁻¹ then always lie in the box, so rejection against it is moot.
+    pub fn covers(&self, prior: &BoxPrior) -> bool {
+        self.components.len() == prior.low.len()
+            && self.components.iter().zip(prior.low.iter().zip(&prior.high)).all(
+                |(b, (&l, &h))| matches!(*b, Bijection::Logit { low, high } if low == l && high == h),
+            )
     }
 
     /// True when the row `theta [dim_theta]` lies in the support of every component
@@ -205,16 +217,28 @@ impl ThetaTransform {
 
     /// The kernel's table `[dim_theta, 4]`: `(kind, low, high, high − low)` per
     /// component, kind 0 identity, 1 logit, 2 log (see `shaders/transform.wgsl`).
+    ///
+    /// Logit bounds are rounded *inward* to f32 (e.g. 0.3 becomes the largest f32 below
+    /// 0.3 as the upper bound), so a sample that T⁻¹ saturates onto a bound still lies in
+    /// the f64 box and is never rejected.
     pub fn gpu_table(&self, dim_theta: usize) -> Vec<f32> {
+        let up = |v: f64| {
+            let f = v as f32;
+            if (f as f64) < v { f.next_up() } else { f }
+        };
+        let down = |v: f64| {
+            let f = v as f32;
+            if (f as f64) > v { f.next_down() } else { f }
+        };
         self.resolved(dim_theta)
             .iter()
             .flat_map(|b| {
                 let (lo, hi) = match *b {
                     Bijection::Identity => (0.0, 0.0),
-                    Bijection::Logit { low, high } => (low, high),
-                    Bijection::Log { low } => (low, 0.0),
+                    Bijection::Logit { low, high } => (up(low), down(high)),
+                    Bijection::Log { low } => (low as f32, 0.0),
                 };
-                [b.code(), lo as f32, hi as f32, (hi - lo) as f32]
+                [b.code(), lo, hi, (hi as f64 - lo as f64) as f32]
             })
             .collect()
     }

@@ -243,8 +243,17 @@ fn model_json_keeps_the_transform_and_old_models_load_as_identity() {
     assert_eq!(json["transform"][1], serde_json::json!({"kind": "log", "low": 0.0}));
     assert_eq!(json["transform"][2], serde_json::json!({"kind": "identity"}));
 
-    // A model.json from before transforms: no "transform" key.
+    // Version 2 is written; a newer version is refused with a clear message.
+    assert_eq!(json["format_version"], 2);
+    let mut newer = json.clone();
+    newer["format_version"] = serde_json::json!(3);
+    std::fs::write(&path, serde_json::to_string_pretty(&newer).unwrap()).unwrap();
+    let err = Model::load(&dir).unwrap_err().to_string();
+    assert!(err.contains("model.json") && err.contains("format version 3"), "{err}");
+
+    // A model.json from before transforms: version 1, no "transform" key.
     json.as_object_mut().unwrap().remove("transform");
+    json["format_version"] = serde_json::json!(1);
     std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
     let old = Model::load(&dir).unwrap();
     assert!(old.info.transform.is_identity() && old.info.transform.components.is_empty());
@@ -280,4 +289,26 @@ fn transforms_for_task_priors() {
         ThetaTransform::for_prior(task_by_name("gaussian_mixture").unwrap().prior()).components[1],
         Bijection::Logit { low: -10.0, high: 10.0 }
     );
+}
+
+#[test]
+fn kernel_bounds_round_inward_and_a_box_logit_covers_its_prior() {
+    // 0.3 and 0.7 are not f32 numbers: the kernel's bounds must lie inside the f64 box, so
+    // T⁻¹ saturated onto a bound still passes the prior check.
+    let b = BoxPrior { low: vec![0.3, -1.0], high: vec![0.7, 1.0] };
+    let t = ThetaTransform::from_box(&b);
+    let table = t.gpu_table(2);
+    for j in 0..2 {
+        let (lo, hi, w) = (table[4 * j + 1] as f64, table[4 * j + 2] as f64, table[4 * j + 3] as f64);
+        assert!(lo >= b.low[j] && hi <= b.high[j] && lo < hi, "component {j}: [{lo}, {hi}]");
+        assert!(b.low[j] - lo > -1e-7 && b.high[j] - hi < 1e-7, "component {j}: rounded too far");
+        assert!((w - (hi - lo)).abs() <= 1e-7 * (hi - lo));
+    }
+    assert!(b.contains(&[table[1] as f64, table[5] as f64]) && b.contains(&[table[2] as f64, table[6] as f64]));
+    assert!(t.covers(&b));
+    assert!(!t.covers(&BoxPrior { low: vec![0.3, -2.0], high: vec![0.7, 1.0] }));
+    assert!(!ThetaTransform::identity().covers(&b));
+    // A width that overflows f32 is refused.
+    let huge = ThetaTransform::from_box(&BoxPrior { low: vec![-3e38], high: vec![3e38] });
+    assert!(huge.validate(1).unwrap_err().to_string().contains("finite width"));
 }

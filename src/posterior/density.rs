@@ -333,7 +333,7 @@ impl Posterior<'_> {
         let mut report = SampleReport::default();
         let mut out: Vec<f64> = Vec::with_capacity(n * d);
         let mut logq: Vec<f64> = Vec::with_capacity(n);
-        let reject = !opts.ignore_support && self.prior.is_some();
+        let reject = !opts.ignore_support && self.prior.as_ref().is_some_and(|p| !self.transform.covers(p));
         let chunk = self.density_chunk(opts.chunk_size, opts.divergence.probes(d));
         let mut next_index: u64 = 0;
         let mut round: u32 = 0;

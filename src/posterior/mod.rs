@@ -494,7 +494,9 @@ impl<'g> Posterior<'g> {
         n.checked_mul(d)
             .and_then(|len| out.try_reserve_exact(len).ok())
             .ok_or_else(|| Error::usage(format!("--num-samples {n} does not fit in memory")))?;
-        let reject = opts.reject_outside_prior && self.prior.is_some();
+        // A logit transform on exactly the prior box keeps every sample inside it: no
+        // rejection, so no pilot round either.
+        let reject = opts.reject_outside_prior && self.prior.as_ref().is_some_and(|p| !self.transform.covers(p));
         let mut next_index: u64 = 0;
         let mut round: u32 = 0;
         let mut steps_sum = 0.0;

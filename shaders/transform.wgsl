@@ -14,7 +14,8 @@
 //                   (T(v) - shift[j]) / scale[j] (z-scoring in theta' space).
 // mode 1 (inverse): v = in[...], with flag 1 first v = v * scale[j] + shift[j];
 //                   out[...] = T^-1(v).
-// flag 2: ld[ld_off + i] += sum_j log|dtheta'_j/dtheta_j| (evaluated at the theta' of the row).
+// flag 2: ld[ld_off + i] += sum_j log|dtheta'_j/dtheta_j| of the row's point (mode 0 from
+//         theta, mode 1 from theta').
 // flag 4: in and out index the dataset buffer `data` instead of `acts` (training);
 //         the table, scale, shift and ld are always in acts. In place (in = out) is allowed.
 struct TransformParams {

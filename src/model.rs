@@ -114,7 +114,7 @@ pub struct Model {
     /// Mean of θ' = T(θ) over the training rows `[dim_theta]` (θ itself without a
     /// transform).
     pub theta_mean: Vec<f64>,
-    /// Standard deviation of θ' `[dim_theta]`.
+    /// Standard deviation of θ' `[dim_theta]` (θ itself without a transform).
     pub theta_std: Vec<f64>,
     /// Mean of x `[dim_x]`.
     pub x_mean: Vec<f64>,

@@ -444,20 +444,36 @@ impl Matmul {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
 pub struct GatherParams {
+    /// Minibatch rows.
     pub rows: u32,
+    /// Dimension of θ.
     pub dim_theta: u32,
+    /// Dimension of x.
     pub dim_x: u32,
+    /// 1 in glu mode (t, θ_t go to the gate context), 0 in concat mode.
     pub glu: u32,
+    /// Training rows (the permutation's range).
     pub n_train: u32,
+    /// Validation pass: first dataset row of this chunk (training rows come from the
+    /// permutation at `step_in_epoch · rows + r`).
     pub row_offset: u32,
+    /// 1 for the validation pass (fixed rows after the training rows, fixed noise).
     pub validation: u32,
+    /// Philox key, low word.
     pub seed_lo: u32,
+    /// Philox key, high word.
     pub seed_hi: u32,
+    /// Dataset θ `[n, dim_theta]` in the data buffer.
     pub theta_off: u32,
+    /// Dataset x `[n, dim_x]` in the data buffer.
     pub x_off: u32,
+    /// Network input `[rows, in_rs]` in the workspace.
     pub in_off: u32,
+    /// Row stride of the network input.
     pub in_rs: u32,
+    /// Gate context `[rows, 1 + dim_theta]` (glu).
     pub ctx_off: u32,
+    /// Regression target `[rows, dim_theta]`.
     pub target_off: u32,
     /// Destination of the x row (the input's x columns, or the embedding's input).
     pub x_dst_off: u32,
@@ -603,16 +619,22 @@ pub struct AffineParams {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
 pub struct TransformParams {
+    /// Rows.
     pub n: u32,
+    /// Components per row (dim_theta).
     pub d: u32,
     /// 0: forward θ → θ'; 1: inverse θ' → θ.
     pub mode: u32,
     /// Bit set of [`TransformParams::ZSCORE`], [`TransformParams::LOG_DET`],
     /// [`TransformParams::DATA`].
     pub flags: u32,
+    /// Input rows `[n, d]` at this offset with row stride `in_rs` (f32 elements).
     pub in_off: u32,
+    /// Input row stride.
     pub in_rs: u32,
+    /// Output rows `[n, d]` at this offset with row stride `out_rs` (may equal the input).
     pub out_off: u32,
+    /// Output row stride.
     pub out_rs: u32,
     /// Table `[d, 4]` from [`crate::transform::ThetaTransform::gpu_table`].
     pub tab_off: u32,

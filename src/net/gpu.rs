@@ -64,7 +64,7 @@ pub struct TrainGraph {
     /// Output of embedding layer k `[rows, E_{k+1}]` for every layer but the last (whose
     /// output is the x-feature part of `input`).
     pub emb: Vec<usize>,
-    /// Gradient w.r.t. the output of embedding layer k, every layer.
+    /// Gradient w.r.t. the output of embedding layer k `[rows, E_{k+1}]`, every layer.
     pub demb: Vec<usize>,
     /// Gate context `[rows, 1 + dim_theta]` (glu).
     pub ctx: usize,

@@ -374,7 +374,8 @@ impl Posterior<'_> {
     }
 
     /// The vector field and its divergence at given points, in the network's z-scored
-    /// coordinates: `t` `[n]`, `theta_z` `[n, dim_theta]` (row-major, z-scored θ).
+    /// coordinates: `t` `[n]`, `theta_z` `[n, dim_theta]` (row-major, z-scored θ' = T(θ),
+    /// θ itself without a parameter transform).
     /// Returns `(v [n, dim_theta], ∇·v [n])`. With Hutchinson probes, the probes of row
     /// `i` are keyed by `(seed, i)` exactly as in the density ODE. Mainly for tests and
     /// diagnostics.

@@ -722,7 +722,8 @@ impl<'g> Trainer<'g> {
         &self.warnings
     }
 
-    /// z-score statistics of the training rows: (θ mean, θ std, x mean, x std).
+    /// z-score statistics of the training rows: (θ' mean, θ' std, x mean, x std), where
+    /// θ' = T(θ) under the trainer's parameter transform (θ itself without one).
     pub fn zscore_stats(&self) -> &(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
         &self.stats
     }

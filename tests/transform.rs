@@ -222,6 +222,14 @@ fn training_z_scores_the_transformed_theta_and_rejects_data_outside_the_support(
         let err = fit_model(gpu, cfg.clone(), tc.clone(), &bad, &x, meta, false).unwrap_err().to_string();
         assert!(err.contains(&format!("theta row {}", row + 1)) && err.contains("--no-transform"), "{err}");
     }
+    // A logit on other bounds than the stored prior box is refused before training.
+    let meta = ModelMeta {
+        transform: t.clone(),
+        prior: Some(BoxPrior { low: vec![-2.0, 0.0], high: vec![2.0, 100.0] }),
+        ..Default::default()
+    };
+    let err = fit_model(gpu, cfg.clone(), tc.clone(), &theta, &x, meta, false).unwrap_err().to_string();
+    assert!(err.contains("component 1") && err.contains("prior box is [-2, 2]"), "{err}");
     // No transform: the same data trains in θ (stats of θ itself).
     let (plain, _) = fit_model(gpu, cfg, tc, &theta, &x, ModelMeta::default(), false).unwrap();
     assert!(plain.info.transform.is_identity() && plain.info.transform.components.len() == 2);

@@ -176,6 +176,10 @@ pub struct TrainOutcome {
     pub n_train: usize,
     /// Validation rows.
     pub n_val: usize,
+    /// The parameter transform θ' = T(θ) the statistics and the network live in (one
+    /// bijection per component); a [`crate::model::Model`] built from this outcome must
+    /// carry it in `info.transform`, or its samples stay in θ' space.
+    pub transform: ThetaTransform,
 }
 
 /// A training run on the GPU. Use [`Trainer::fit`] for the whole loop, or
@@ -199,6 +203,7 @@ pub struct Trainer<'g> {
     n_val_chunks: usize,
     _keep: Vec<wgpu::Buffer>,
     stats: (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>),
+    transform: ThetaTransform,
     warnings: Vec<String>,
     step: u64,
     epoch: usize,
@@ -479,6 +484,7 @@ impl<'g> Trainer<'g> {
         };
 
         Ok(Trainer {
+            transform: ThetaTransform::new(transform.resolved(dt)),
             gpu,
             lr: tc.learning_rate,
             cfg,
@@ -705,6 +711,7 @@ impl<'g> Trainer<'g> {
             steps: self.step,
             n_train: self.n_train,
             n_val: self.n_val,
+            transform: self.transform,
         })
     }
 
@@ -764,6 +771,20 @@ pub fn fit_model(
 ) -> Result<(crate::model::Model, Vec<String>)> {
     if let Some(p) = &meta.prior {
         p.validate(net.dim_theta)?;
+        // A logit on other bounds than the prior box would sample one box and reject to
+        // the other: refuse the mix-up.
+        for (j, b) in meta.transform.components.iter().enumerate() {
+            if let crate::transform::Bijection::Logit { low, high } = *b {
+                if j < p.low.len() && (low != p.low[j] || high != p.high[j]) {
+                    return Err(Error::invalid(format!(
+                        "parameter transform component {}: logit on [{low}, {high}] but the prior box is [{}, {}]",
+                        j + 1,
+                        p.low[j],
+                        p.high[j]
+                    )));
+                }
+            }
+        }
     }
     let trainer = Trainer::with_transform(gpu, net.clone(), tc.clone(), theta, x, None, &meta.transform)?;
     let warnings = trainer.warnings().to_vec();
@@ -775,7 +796,7 @@ pub fn fit_model(
             (1..=d).map(|i| format!("{prefix}_{i}")).collect()
         }
     };
-    let transform = ThetaTransform::new(meta.transform.resolved(net.dim_theta));
+    let transform = out.transform;
     let info = crate::model::ModelInfo {
         format_version: crate::model::FORMAT_VERSION,
         theta_names: names(meta.theta_names, "theta", net.dim_theta),

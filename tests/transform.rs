@@ -36,13 +36,13 @@ fn const_field_model(c: &[f64], mean: &[f64], std: &[f64], transform: ThetaTrans
     m
 }
 
-/// The analytic log q(θ) of [`const_field_model`] for one row, at θ rounded to f32 as
-/// the GPU receives it.
+/// The analytic log q(θ) of [`const_field_model`] for one row (f64 throughout, as
+/// `log_prob` maps θ on the host).
 fn analytic_log_q(m: &Model, c: &[f64], theta: &[f64]) -> f64 {
     let bij = m.info.transform.resolved(c.len());
     (0..c.len())
         .map(|j| {
-            let (y, ld) = reference::transform::forward(&bij[j], theta[j] as f32 as f64);
+            let (y, ld) = reference::transform::forward(&bij[j], theta[j]);
             let z = (y - m.theta_mean[j]) / m.theta_std[j];
             -0.5 * (z - c[j]).powi(2) - 0.5 * LN_2PI - m.theta_std[j].ln() + ld
         })

@@ -22,10 +22,11 @@
 //!
 //! With a parameter transform θ' = T(θ) ([`crate::transform`]) the ODE runs in the
 //! z-scored θ' space and the change of variables adds `Σ_j log |dθ'_j/dθ_j|`:
-//! `log q(θ) = log q'(T(θ)) + log |det dθ'/dθ|`. `log_prob` uploads θ in original units
-//! and maps it with one `theta_transform` dispatch (T, then z-scoring) before the solve
-//! and one (the Jacobian term) after it; `sample_and_log_prob` maps the samples back
-//! with T⁻¹ and adds the term in the same dispatch.
+//! `log q(θ) = log q'(T(θ)) + log |det dθ'/dθ|`. `log_prob` maps the given θ with T and
+//! z-scores it on the host in f64 (exact near the box bounds even when |bound| ≫ the
+//! distance to it, which an f32 kernel cannot resolve) and adds the Jacobian term to the
+//! read-back log-density; `sample_and_log_prob` maps the samples back with T⁻¹ on the
+//! GPU and adds the term in the same dispatch.
 //!
 //! All values are computed on the GPU; the host reads back one log-density per point
 //! (and the samples for `sample_and_log_prob`) plus one active-row count per few steps.
@@ -36,7 +37,7 @@ use super::{Posterior, SampleReport, DOPRI_A, DOPRI_H0, DOPRI_HMIN};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::{
-    Arena, Bindings, Buf, FinParams, InitParams, JvpParams, Kernel, Mat, ProgramBuilder, TransformParams,
+    Arena, Bindings, Buf, FinParams, InitParams, JvpParams, Kernel, Mat, ProgramBuilder,
 };
 use crate::net::{JvpGraph, NetConfig, ParamLayout};
 
@@ -211,11 +212,8 @@ type ChunkResult = (Vec<f32>, Vec<f32>, f64, f64);
 enum Start<'a> {
     /// Forward from θ₀ ~ N(0, I) (`sample_and_log_prob`).
     Noise,
-    /// Backward from given z-scored θ `[n, d]` (`log_prob` without a transform).
+    /// Backward from given z-scored θ' = T(θ) `[n, d]` (`log_prob`).
     Zscored(&'a [f32]),
-    /// Backward from θ in original units `[n, d]`, mapped to z-scored θ' on the GPU
-    /// (`log_prob` with a transform).
-    Original(&'a [f32]),
 }
 
 impl Posterior<'_> {
@@ -288,23 +286,18 @@ impl Posterior<'_> {
                 (opts.ignore_support || self.prior.as_ref().is_none_or(|p| p.contains(row))) && self.transform.contains(row)
             })
             .collect();
-        let transformed = !self.transform.is_identity();
         let chunk = self.density_chunk(opts.chunk_size, opts.divergence.probes(d));
         let mut done = 0usize;
         while done < inside.len() {
             let c = chunk.min(inside.len() - done);
-            let mut z = vec![0f32; c * d];
+            let rows: Vec<f64> = inside[done..done + c].iter().flat_map(|&i| theta[i * d..(i + 1) * d].iter().copied()).collect();
+            // θ' = T(θ) and log |dθ'/dθ| in f64 (the identity gives θ and 0), then z-scoring.
+            let (y, log_det) = self.transform.forward_rows(&rows, d);
+            let z: Vec<f32> =
+                y.iter().enumerate().map(|(k, &v)| ((v - self.theta_mean[k % d]) / self.theta_std[k % d]) as f32).collect();
+            let (_, lq, _, _) = self.density_chunk_solve(c, opts, Start::Zscored(&z), done as u64, 0)?;
             for (r, &i) in inside[done..done + c].iter().enumerate() {
-                for j in 0..d {
-                    let v = theta[i * d + j];
-                    // With a transform the GPU maps θ → z-scored T(θ); else z-score here in f64.
-                    z[r * d + j] = if transformed { v } else { (v - self.theta_mean[j]) / self.theta_std[j] } as f32;
-                }
-            }
-            let start = if transformed { Start::Original(&z) } else { Start::Zscored(&z) };
-            let (_, lq, _, _) = self.density_chunk_solve(c, opts, start, done as u64, 0)?;
-            for (r, &i) in inside[done..done + c].iter().enumerate() {
-                out[i] = lq[r] as f64;
+                out[i] = lq[r] as f64 + log_det[r];
             }
             done += c;
         }
@@ -489,38 +482,13 @@ impl Posterior<'_> {
                 }
                 gpu.queue.write_buffer(&acts, g.y as u64 * 4, bytemuck::cast_slice(&y));
             }
-            // θ in original units into `out` (unused by a backward solve until the end).
-            Start::Original(th) => gpu.queue.write_buffer(&acts, g.out as u64 * 4, bytemuck::cast_slice(th)),
             Start::Noise => {}
         }
-        let original = matches!(start, Start::Original(_));
-        // T on the rows at `out`: into the z-scored state y (start), or in place adding
-        // log |dθ'/dθ| to log q (finish).
-        let forward_transform = |b: &mut ProgramBuilder, finish: bool| {
-            let p = TransformParams {
-                n: n as u32,
-                d: d as u32,
-                mode: 0,
-                flags: if finish { TransformParams::LOG_DET } else { TransformParams::ZSCORE },
-                in_off: g.out as u32,
-                in_rs: d as u32,
-                out_off: if finish { g.out } else { g.y } as u32,
-                out_rs: if finish { d } else { ds } as u32,
-                tab_off: g.tab as u32,
-                ld_off: g.logq as u32,
-                scale_off: g.scale as u32,
-                shift_off: g.shift as u32,
-            };
-            b.push_1d(Kernel::Transform, &p, n);
-        };
         let binds = Bindings { acts: Some(&acts), params: Some(&self.params), ..Default::default() };
         let log_std: f64 = self.theta_std.iter().map(|s| s.ln()).sum();
         let (div_mode_scale, t1) = (opts.divergence.mode_scale().1, if forward { 1.0 } else { 0.0 });
 
         let mut b = ProgramBuilder::new(gpu);
-        if original {
-            forward_transform(&mut b, false);
-        }
         self.record_start(&mut b, &g, opts.divergence, opts.seed, first_index);
         b.push_1d(
             Kernel::OdeInit,
@@ -582,9 +550,6 @@ impl Posterior<'_> {
         b.push_1d(Kernel::DensityFinish, &fin, n);
         if forward {
             self.push_to_original(&mut b, n, g.y, ds, g.out, g.scale, g.shift, g.tab, Some(g.logq));
-        }
-        if original {
-            forward_transform(&mut b, true);
         }
         let finish = b.build(gpu, binds)?;
 

@@ -257,7 +257,8 @@ impl Posterior<'_> {
     /// (`tests/log_prob.rs`) checks the resulting accuracy.
     ///
     /// With a parameter transform T (`model.info.transform`), the solve runs in the
-    /// z-scored θ' = T(θ) space and `log |det dθ'/dθ|` is added (computed on the GPU).
+    /// z-scored θ' = T(θ) space and `log |det dθ'/dθ|` is added (T, its Jacobian and the
+    /// z-scoring are evaluated on the host in f64).
     ///
     /// Points outside the model's box prior (`model.info.prior`) get `f64::NEG_INFINITY`
     /// unless `opts.ignore_support`, and so do points outside the transform's support

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::io::{read_model_dir, write_model_dir_with, Tensor};
 use crate::net::NetConfig;
 use crate::train::{EpochRecord, TrainConfig};
-use crate::transform::ThetaTransform;
+use crate::transform::{ThetaTransform, XTransform};
 
 /// Version of the model directory format written by this crate.
 ///
@@ -89,6 +89,10 @@ pub struct ModelInfo {
     /// transforms existed: the identity.
     #[serde(default)]
     pub transform: ThetaTransform,
+    /// Elementwise transform of x before its z-scoring (`x_mean`/`x_std` are those of the
+    /// transformed x); applied to the observation by [`crate::posterior::Posterior::new`].
+    #[serde(default, skip_serializing_if = "XTransform::is_identity")]
+    pub x_transform: XTransform,
     /// Training hyper-parameters.
     pub train: TrainConfig,
     /// Training rows and validation rows.
@@ -141,6 +145,7 @@ impl Model {
                 task: None,
                 prior: None,
                 transform: ThetaTransform::identity(),
+                x_transform: XTransform::Identity,
                 train: TrainConfig::default(),
                 n_train: 0,
                 n_val: 0,

@@ -262,3 +262,26 @@ fn train_records_the_parameter_transform_and_no_transform_turns_it_off() {
     assert_fails(&o, 1, &["theta.csv", "line ", "column ", "outside the prior box [-0.5, 0.5]", "--no-transform"]);
     assert!(!bad.exists());
 }
+
+#[test]
+fn x_transform_flag_is_checked_against_the_data() {
+    let d = tmpdir("xtransform");
+    let (t, x) = toy(&d, 60);
+    let out = d.join("model");
+    let (ts, xs, os) = (t.to_str().unwrap(), x.to_str().unwrap(), out.to_str().unwrap());
+    let mut a = train_args(ts, xs, os);
+    a.extend(["--x-transform", "bogus"]);
+    assert_fails(&fmpe(&a), 2, &["--x-transform", "bogus"]);
+    // x ≤ −1 under log1p: file, line and column.
+    let mut lines: Vec<String> = vec!["x_1,x_2".into()];
+    lines.extend((0..60).map(|r| format!("{},{}", 0.1 * r as f64, 2.0)));
+    lines[4] = "0.5,-1.5".into();
+    write(&x, &(lines.join("\n") + "\n"));
+    if common::gpu().is_none() {
+        return;
+    }
+    let mut a = train_args(ts, xs, os);
+    a.extend(["--x-transform", "log1p"]);
+    assert_fails(&fmpe(&a), 1, &["x.csv", "line 5", "column 2", "log1p"]);
+    assert!(!out.exists());
+}

@@ -320,3 +320,50 @@ fn kernel_bounds_round_inward_and_a_box_logit_covers_its_prior() {
     let huge = ThetaTransform::from_box(&BoxPrior { low: vec![-3e38], high: vec![3e38] });
     assert!(huge.validate(1).unwrap_err().to_string().contains("finite width"));
 }
+
+#[test]
+fn x_transform_maps_the_observation_and_checks_its_domain() {
+    use fmpe::transform::XTransform;
+    use rand::SeedableRng;
+    // Host mapping and its errors.
+    let mut x = vec![0.0, 1.0, 9.0, f64::NAN];
+    XTransform::Log1p.apply(&mut x, 2).unwrap();
+    assert_eq!(&x[..3], &[0.0, 2f64.ln(), 10f64.ln()]);
+    assert!(x[3].is_nan());
+    let err = XTransform::Log1p.apply(&mut [0.5, 2.0, -1.0, 3.0], 2).unwrap_err().to_string();
+    assert!(err.contains("x row 2, column 1") && err.contains("x > -1"), "{err}");
+    assert!("bogus".parse::<XTransform>().is_err());
+
+    // A model with log1p sees log1p(x_o): its samples equal those of the same network
+    // without the transform given log1p(x_o) (same seed, same steps).
+    let Some(gpu) = common::gpu() else { return };
+    let cfg = NetConfig { dim_theta: 2, dim_x: 3, hidden: vec![16], conditioning: Conditioning::Concat, embedding: vec![] };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let params = fmpe::net::init_params(&cfg, &mut rng);
+    let plain = Model::with_params(cfg.clone(), params);
+    let mut logx = plain.clone();
+    logx.info.x_transform = XTransform::Log1p;
+    let x_o = [0.5, 3.0, 20.0];
+    let x_log: Vec<f64> = x_o.iter().map(|v: &f64| v.ln_1p()).collect();
+    let opts = SampleOptions { seed: 3, solver: fmpe::posterior::Solver::Rk4 { steps: 8 }, ..Default::default() };
+    let (a, _) = Posterior::new(gpu, &logx, &x_o).unwrap().sample(64, &opts).unwrap();
+    let (b, _) = Posterior::new(gpu, &plain, &x_log).unwrap().sample(64, &opts).unwrap();
+    let (c, _) = Posterior::new(gpu, &plain, &x_o).unwrap().sample(64, &opts).unwrap();
+    assert_eq!(a, b);
+    assert!(a.iter().zip(&c).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max) > 1e-3, "x does not reach the network");
+    let err = Posterior::new(gpu, &logx, &[0.5, -1.5, 2.0]).err().unwrap().to_string();
+    assert!(err.contains("observation") && err.contains("column 2"), "{err}");
+
+    // model.json keeps it; identity is not written (older readers stay compatible).
+    let dir = std::env::temp_dir().join(format!("fmpe-xtransform-model-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    logx.save(&dir).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("model.json")).unwrap()).unwrap();
+    assert_eq!(json["x_transform"], "log1p");
+    assert_eq!(Model::load(&dir).unwrap().info.x_transform, XTransform::Log1p);
+    std::fs::remove_dir_all(&dir).unwrap();
+    plain.save(&dir).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("model.json")).unwrap()).unwrap();
+    assert!(json.get("x_transform").is_none());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

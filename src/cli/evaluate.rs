@@ -12,7 +12,7 @@ use fmpe::posterior::Posterior;
 use fmpe::tasks::{simulate_dataset, task_by_name};
 use fmpe::train::{fit_model, ModelMeta};
 
-use super::{announce_transform, open_gpu, read_observation, task_box, NetTrainArgs, SolverArgs, Staged, TransformArgs};
+use super::{announce_transform, announce_x_transform, open_gpu, read_observation, task_box, NetTrainArgs, SolverArgs, Staged, TransformArgs};
 
 #[derive(Args, Debug)]
 pub struct EvaluateArgs {
@@ -120,12 +120,15 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     let prior = task_box(task.as_ref());
     let transform = a.transform.transform(prior.as_ref(), Some(task.as_ref()));
     announce_transform(&transform);
+    let x_transform = a.transform.x_transform(Some(task.as_ref()))?;
+    announce_x_transform(x_transform);
     let meta = ModelMeta {
         theta_names: task.theta_names(),
         x_names: task.x_names(),
         task: Some(task.name().into()),
         prior,
         transform,
+        x_transform,
         dropped_rows: dropped,
     };
     let t1 = Instant::now();
@@ -168,7 +171,7 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     let summary = serde_json::json!({
         "task": task.name(), "num_simulations": a.num_simulations, "dropped_simulations": dropped,
         "adapter": gpu.adapter().map(|a| a.to_string()), "network": model.info.net,
-        "transform": model.info.transform,
+        "transform": model.info.transform, "x_transform": model.info.x_transform,
         "epochs": model.info.history.len(), "best_epoch": model.info.best_epoch,
         "seconds": {"simulate": t_sim, "train": t_train, "total": t0.elapsed().as_secs_f64()},
         "c2st_mean": num(mean), "c2st_std": num(sd), "observations": rows,

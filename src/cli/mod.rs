@@ -13,7 +13,7 @@ use fmpe::net::{Conditioning, NetConfig};
 use fmpe::posterior::{Divergence, LogProbOptions, Posterior, SampleOptions, SampleReport, Solver};
 use fmpe::tasks::{task_by_name, Task};
 use fmpe::train::{fit_model, LrSchedule, ModelMeta, TrainConfig};
-use fmpe::transform::ThetaTransform;
+use fmpe::transform::{ThetaTransform, XTransform};
 use fmpe::Gpu;
 
 mod bench;
@@ -129,6 +129,11 @@ pub struct TransformArgs {
     /// log-normal ones; samples are mapped back and log-densities include the Jacobian.
     #[arg(long)]
     no_transform: bool,
+    /// Elementwise transform of x before its z-scoring: `auto` (the task's choice:
+    /// log1p for lotka_volterra, else none), `none`, or `log1p` (log(1 + x), for
+    /// non-negative heavy-tailed data). Stored in the model and applied to observations.
+    #[arg(long, default_value = "auto")]
+    x_transform: String,
 }
 
 impl TransformArgs {
@@ -141,6 +146,24 @@ impl TransformArgs {
             (false, None, Some(t)) => ThetaTransform::for_prior(t.prior()),
             (false, None, None) => ThetaTransform::identity(),
         }
+    }
+
+    /// The x transform from `--x-transform` (`auto`: the task's default, else none).
+    ///
+    /// # Errors
+    /// [`Error::Usage`] for an unknown name.
+    pub(crate) fn x_transform(&self, task: Option<&dyn Task>) -> Result<XTransform> {
+        match self.x_transform.as_str() {
+            "auto" => Ok(task.map(|t| t.default_x_transform()).unwrap_or_default()),
+            s => s.parse(),
+        }
+    }
+}
+
+/// Says on stderr which x transform training uses (nothing for none).
+pub(crate) fn announce_x_transform(t: XTransform) {
+    if !t.is_identity() {
+        eprintln!("x transform (applied before z-scoring, and to observations; --x-transform none to turn off): {t}");
     }
 }
 
@@ -584,12 +607,25 @@ fn train(a: TrainArgs) -> Result<()> {
     let net = a.net.net(theta.cols, x.cols)?;
     let tc = a.net.train(a.seed)?;
     announce_transform(&transform);
+    let x_transform = a.transform.x_transform(task.as_deref())?;
+    if x_transform == XTransform::Log1p {
+        if let Some(i) = x.data.iter().position(|v| *v <= -1.0) {
+            return Err(Error::data(
+                &a.x,
+                Some(x.line_of_row(i / x.cols)),
+                Some(i % x.cols + 1),
+                format!("{} is outside the domain x > -1 of --x-transform log1p (use --x-transform none)", x.data[i]),
+            ));
+        }
+    }
+    announce_x_transform(x_transform);
     let meta = ModelMeta {
         theta_names: theta.header.clone().or_else(|| task.as_ref().map(|t| t.theta_names())).unwrap_or_default(),
         x_names: x.header.clone().or_else(|| task.as_ref().map(|t| t.x_names())).unwrap_or_default(),
         task: task.as_ref().map(|t| t.name().to_string()),
         prior,
         transform,
+        x_transform,
         dropped_rows: dropped,
     };
     // Refuse an unusable --out before spending time on training.
@@ -851,12 +887,15 @@ fn run_task(a: RunArgs) -> Result<()> {
     let prior = task_box(task.as_ref());
     let transform = a.transform.transform(prior.as_ref(), Some(task.as_ref()));
     announce_transform(&transform);
+    let x_transform = a.transform.x_transform(Some(task.as_ref()))?;
+    announce_x_transform(x_transform);
     let meta = ModelMeta {
         theta_names: task.theta_names(),
         x_names: task.x_names(),
         task: Some(task.name().to_string()),
         prior,
         transform,
+        x_transform,
         dropped_rows: dropped,
     };
     let (model, warnings) = fit_model(&gpu, net, tc, &theta_m.data, &x_m.data, meta, true)?;

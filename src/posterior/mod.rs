@@ -380,6 +380,11 @@ impl<'g> Posterior<'g> {
         if model.params.len() != layout.len {
             return Err(Error::invalid("model parameters do not match the network shape"));
         }
+        let mut observation = observation.to_vec();
+        model.info.x_transform.apply(&mut observation, cfg.dim_x).map_err(|e| match e {
+            Error::Invalid(m) => Error::Invalid(format!("observation: {m}")),
+            e => e,
+        })?;
         let x_z = observation
             .iter()
             .zip(model.x_mean.iter().zip(&model.x_std))

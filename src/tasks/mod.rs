@@ -62,6 +62,11 @@ pub trait Task: Send + Sync {
     /// The prior over θ.
     fn prior(&self) -> &Prior;
 
+    /// The x transform `--x-transform auto` picks for this task (default: none).
+    fn default_x_transform(&self) -> crate::transform::XTransform {
+        crate::transform::XTransform::Identity
+    }
+
     /// Simulates one row: `theta` has length `dim_theta`, `x` length `dim_x`; draws all
     /// randomness from `rng`. A failed simulation writes NaN into every element of `x`.
     fn simulate_one(&self, theta: &[f64], rng: &mut TaskRng, x: &mut [f64]);

@@ -751,6 +751,8 @@ pub struct ModelMeta {
     /// [`ThetaTransform::from_box`] of `prior`, or [`ThetaTransform::for_prior`] of a
     /// task's prior.
     pub transform: ThetaTransform,
+    /// Elementwise transform of x applied on the host before training (default: none).
+    pub x_transform: crate::transform::XTransform,
     /// Simulations dropped before training (non-finite x).
     pub dropped_rows: usize,
 }
@@ -786,6 +788,15 @@ pub fn fit_model(
             }
         }
     }
+    let x_mapped;
+    let x = if meta.x_transform.is_identity() {
+        x
+    } else {
+        let mut v = x.to_vec();
+        meta.x_transform.apply(&mut v, net.dim_x)?;
+        x_mapped = v;
+        &x_mapped[..]
+    };
     let trainer = Trainer::with_transform(gpu, net.clone(), tc.clone(), theta, x, None, &meta.transform)?;
     let warnings = trainer.warnings().to_vec();
     let out = trainer.fit(progress)?;
@@ -807,6 +818,7 @@ pub fn fit_model(
         task: meta.task,
         prior: meta.prior,
         transform,
+        x_transform: meta.x_transform,
         train: tc,
         n_train: out.n_train,
         n_val: out.n_val,

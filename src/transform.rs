@@ -1,5 +1,6 @@
-//! Parameter transforms: train and sample in an unbounded space θ' = T(θ), as sbi does
-//! for bounded priors.
+//! Parameter transforms: train and sample in an unbounded space θ' = T(θ) (the
+//! bijections sbi builds for bounded priors), and the elementwise x transform
+//! ([`XTransform`]) applied before x's z-scoring.
 //!
 //! T acts per component ([`Bijection`]): the identity, a scaled logit for a box prior
 //! component `[low, high]`, or a log for a component bounded below (sbibm's log-normal

@@ -125,7 +125,7 @@ pub struct NetTrainArgs {
 #[derive(Args, Debug, Clone)]
 pub struct TransformArgs {
     /// Train and sample in θ itself. By default a bounded prior is trained in an
-    /// unbounded space, as sbi does: logit for box (uniform) components, log for
+    /// unbounded space (sbi's bijections for bounded priors): logit for box (uniform) components, log for
     /// log-normal ones; samples are mapped back and log-densities include the Jacobian.
     #[arg(long)]
     no_transform: bool,

@@ -48,7 +48,7 @@ impl BoxPrior {
                 self.high[i]
             )));
         }
-        if let Some(i) = (0..dim_theta).find(|&i| !(self.low[i] < self.high[i])) {
+        if let Some(i) = (0..dim_theta).find(|&i| self.low[i].partial_cmp(&self.high[i]) != Some(std::cmp::Ordering::Less)) {
             return Err(Error::Usage(format!(
                 "--prior-low must be below --prior-high (component {}: {} vs {})",
                 i + 1,

@@ -32,11 +32,11 @@ fn gaussian_linear_posterior_mean_and_variance() {
     let n = 10_000.0;
     let mut worst_mean: f64 = 0.0;
     let mut worst_var: f64 = 0.0;
-    for j in 0..10 {
+    for (j, &xo_j) in xo.iter().enumerate() {
         let m = s.iter().skip(j).step_by(10).sum::<f64>() / n;
         let v = s.iter().skip(j).step_by(10).map(|v| (v - m).powi(2)).sum::<f64>() / (n - 1.0);
-        eprintln!("θ_{}: mean {m:.4} (x_o/2 = {:.4}), variance {v:.4}", j + 1, xo[j] / 2.0);
-        worst_mean = worst_mean.max((m - xo[j] / 2.0).abs());
+        eprintln!("θ_{}: mean {m:.4} (x_o/2 = {:.4}), variance {v:.4}", j + 1, xo_j / 2.0);
+        worst_mean = worst_mean.max((m - xo_j / 2.0).abs());
         worst_var = worst_var.max((v / 0.05 - 1.0).abs());
     }
     eprintln!(

@@ -179,9 +179,7 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::invalid(e.to_string()))?;
     std::fs::write(staged.tmp.join("results.json"), text).map_err(|e| Error::io(staged.tmp.join("results.json"), e))?;
     let mut csv = String::from("task,num_simulations,observation,c2st\n");
-    let mut md = format!(
-        "| task | simulations | observation | C2ST |\n|---|---|---|---|\n"
-    );
+    let mut md = String::from("| task | simulations | observation | C2ST |\n|---|---|---|---|\n");
     for (r, s) in rows.iter().zip(&scores) {
         let c = if s.is_finite() { format!("{s:.4}") } else { String::new() };
         csv += &format!("{},{},{},{c}\n", task.name(), a.num_simulations, r["observation"]);

@@ -213,7 +213,7 @@ impl Gpu {
     /// Largest storage-buffer binding, in f32 elements.
     pub fn max_binding_floats(&self) -> u64 {
         let l = self.limits();
-        (l.max_storage_buffer_binding_size as u64).min(l.max_buffer_size) / 4
+        l.max_storage_buffer_binding_size.min(l.max_buffer_size) / 4
     }
 
     /// The compiled kernels (built once, on first use).

@@ -245,6 +245,7 @@ impl OdeGraph {
 /// # Errors
 /// [`Error::Invalid`] when rows are still active after `DOPRI_MAX_STEPS` steps (`what`
 /// and `hint` complete the message), GPU errors.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run_dopri5(
     gpu: &Gpu,
     start: &crate::kernels::Program,

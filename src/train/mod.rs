@@ -117,7 +117,7 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.validation_fraction) {
             return Err(Error::usage("--validation-fraction must be in [0, 1)"));
         }
-        if !(self.time_prior_exponent > -1.0) {
+        if self.time_prior_exponent.is_nan() || self.time_prior_exponent <= -1.0 {
             return Err(Error::usage("--time-prior-exponent must be > -1"));
         }
         if !(0.0..1.0).contains(&self.sigma_min) {
@@ -262,7 +262,7 @@ impl<'g> Trainer<'g> {
         cfg.validate()?;
         tc.validate()?;
         let (dt, dx) = (cfg.dim_theta, cfg.dim_x);
-        if theta.len() % dt != 0 || x.len() % dx != 0 || theta.len() / dt != x.len() / dx {
+        if !theta.len().is_multiple_of(dt) || !x.len().is_multiple_of(dx) || theta.len() / dt != x.len() / dx {
             return Err(Error::invalid(format!(
                 "theta has {} values for dim_theta = {dt} and x has {} for dim_x = {dx}: row counts differ",
                 theta.len(),

@@ -46,7 +46,7 @@ pub fn assert_close(what: &str, a: &[f64], b: &[f64], atol: f64, rtol: f64) {
     let mut worst = (0usize, 0.0f64);
     for i in 0..a.len() {
         let err = (a[i] - b[i]).abs() - rtol * b[i].abs();
-        if !(err <= atol) {
+        if err.is_nan() || err > atol {
             panic!("{what}: element {i}: got {} expected {} (|diff| = {:.3e})", a[i], b[i], (a[i] - b[i]).abs());
         }
         if err > worst.1 {

@@ -285,3 +285,69 @@ fn x_transform_flag_is_checked_against_the_data() {
     assert_fails(&fmpe(&a), 1, &["x.csv", "line 5", "column 2", "log1p"]);
     assert!(!out.exists());
 }
+
+fn sbibm_dir() -> PathBuf {
+    match std::env::var_os("FMPE_SBIBM_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("shared").join("sbibm"),
+    }
+}
+
+/// Flags of a seconds-long `evaluate` on two_moons (tiny network, two epochs, no C2ST).
+fn evaluate_args<'a>(sbibm: &'a str, out: &'a str, obs: &'a str) -> Vec<&'a str> {
+    vec![
+        "evaluate", "--task", "two_moons", "--num-simulations", "400", "--observations", obs, "--num-samples", "300",
+        "--sbibm-dir", sbibm, "--out", out, "--hidden", "16", "--blocks", "1", "--max-epochs", "2", "--batch-size", "64",
+        "--no-c2st",
+    ]
+}
+
+#[test]
+fn evaluate_writes_samples_tables_and_plots_per_observation() {
+    let dir = tmpdir("evaluate");
+    let sbibm = sbibm_dir();
+    let (sb, out) = (sbibm.to_str().unwrap(), dir.join("eval"));
+    let o = fmpe(&evaluate_args(sb, out.to_str().unwrap(), "1,3"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    for k in [1, 3] {
+        let s = fmpe::io::read_matrix(&out.join(format!("samples_obs{k}.csv"))).unwrap();
+        assert_eq!((s.rows, s.cols), (300, 2));
+        // Default logit transform: every sample lies strictly inside two_moons' prior box.
+        assert!(s.data.iter().all(|v| v.abs() < 1.0), "sample outside [-1, 1]");
+        assert!(out.join(format!("pairplot_obs{k}.png")).is_file());
+    }
+    assert!(!out.join("samples_obs2.csv").exists());
+    assert!(out.join("model").join("model.json").is_file() && out.join("model").join("training_curve.png").is_file());
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let obs: Vec<u64> = json["observations"].as_array().unwrap().iter().map(|r| r["observation"].as_u64().unwrap()).collect();
+    assert_eq!(obs, vec![1, 3]);
+    assert!(json["c2st_mean"].is_null(), "--no-c2st must not report a score");
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    // Refuses to overwrite a non-empty --out.
+    assert_fails(&fmpe(&evaluate_args(sb, out.to_str().unwrap(), "1")), 1, &["exists and is not an empty directory"]);
+    // Bad --observations is a usage error naming the flag.
+    assert_fails(&fmpe(&evaluate_args(sb, dir.join("e2").to_str().unwrap(), "0-3")), 2, &["--observations"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn evaluate_records_observations_whose_rejection_gives_up_and_still_writes_its_outputs() {
+    // Without the transform an untrained flow puts mass outside two_moons' box, and a
+    // microsecond sampling budget makes rejection give up on every observation: the run
+    // still writes its model and tables, marks each observation failed, and exits with 4.
+    let dir = tmpdir("evaluate-fail");
+    let sbibm = sbibm_dir();
+    let out = dir.join("eval");
+    let mut args = evaluate_args(sbibm.to_str().unwrap(), out.to_str().unwrap(), "1-2");
+    args.extend(["--no-transform", "--max-sampling-time", "0.000001"]);
+    let o = fmpe(&args);
+    assert_fails(&o, 4, &["observation 1: failed", "observation(s) [1, 2]", "--max-sampling-time"]);
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    for r in json["observations"].as_array().unwrap() {
+        assert!(r["error"].as_str().unwrap().contains("prior support"), "{r}");
+    }
+    assert!(std::fs::read_to_string(out.join("results.md")).unwrap().contains("failed"));
+    assert!(out.join("model").join("model.json").is_file());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -138,10 +138,26 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     fmpe::plot::training_curve(&model.info.history, &staged.tmp.join("model").join("training_curve.png"))?;
 
     let mut rows = Vec::new();
+    // An observation whose rejection sampling gives up (too few samples inside the prior
+    // support within --max-sampling-time) is recorded as failed; the others are still
+    // scored and written, and the command exits with status 4 afterwards.
+    let mut failed = Vec::new();
     for (k, xo, reference) in &inputs {
         let ts = Instant::now();
         let post = Posterior::new(&gpu, &model, xo)?;
-        let (s, rep) = post.sample(a.num_samples, &a.solver.options(a.seed.wrapping_add(*k as u64)))?;
+        let (s, rep) = match post.sample(a.num_samples, &a.solver.options(a.seed.wrapping_add(*k as u64))) {
+            Ok(v) => v,
+            Err(Error::LowAcceptance(msg)) => {
+                eprintln!("observation {k}: failed: {msg}");
+                rows.push(serde_json::json!({
+                    "observation": k, "c2st": serde_json::Value::Null, "error": msg,
+                    "sample_seconds": ts.elapsed().as_secs_f64(),
+                }));
+                failed.push(*k);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let t_sample = ts.elapsed().as_secs_f64();
         let name = format!("samples_obs{k}.csv");
         write_matrix(&staged.tmp.join(&name), &Matrix::new(a.num_samples, dt, s.clone()).with_header(task.theta_names()))?;
@@ -164,8 +180,11 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
         }));
     }
     let scores: Vec<f64> = rows.iter().map(|r| r["c2st"].as_f64().unwrap_or(f64::NAN)).collect();
-    let mean = scores.iter().sum::<f64>() / scores.len() as f64;
-    let sd = (scores.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (scores.len().max(2) - 1) as f64).sqrt();
+    // Mean and spread over the scored observations (NaN when none is, or with failures
+    // under --no-c2st).
+    let scored: Vec<f64> = scores.iter().copied().filter(|s| s.is_finite()).collect();
+    let mean = if scored.is_empty() || a.no_c2st { f64::NAN } else { scored.iter().sum::<f64>() / scored.len() as f64 };
+    let sd = (scored.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (scored.len().max(2) - 1) as f64).sqrt();
     let num = |v: f64| if v.is_finite() { serde_json::Value::from(v) } else { serde_json::Value::Null };
     let cell = |v: f64| if v.is_finite() { format!("{v:.4}") } else { "not scored".into() };
     let summary = serde_json::json!({
@@ -183,9 +202,14 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     for (r, s) in rows.iter().zip(&scores) {
         let c = if s.is_finite() { format!("{s:.4}") } else { String::new() };
         csv += &format!("{},{},{},{c}\n", task.name(), a.num_simulations, r["observation"]);
-        md += &format!("| {} | {} | {} | {} |\n", task.name(), a.num_simulations, r["observation"], cell(*s));
+        let shown = if r.get("error").is_some() { "failed (too few samples inside the prior support)".into() } else { cell(*s) };
+        md += &format!("| {} | {} | {} | {shown} |\n", task.name(), a.num_simulations, r["observation"]);
     }
-    let summary_cell = if mean.is_finite() { format!("{} ± {}", cell(mean), cell(sd)) } else { cell(mean) };
+    let summary_cell = match (mean.is_finite(), scored.len() < rows.len()) {
+        (true, false) => format!("{} ± {}", cell(mean), cell(sd)),
+        (true, true) => format!("{} ± {} ({} of {} observations)", cell(mean), cell(sd), scored.len(), rows.len()),
+        (false, _) => cell(mean),
+    };
     md += &format!("| {} | {} | mean ± sd | {summary_cell} |\n", task.name(), a.num_simulations);
     std::fs::write(staged.tmp.join("results.csv"), csv).map_err(|e| Error::io(staged.tmp.join("results.csv"), e))?;
     std::fs::write(staged.tmp.join("results.md"), &md).map_err(|e| Error::io(staged.tmp.join("results.md"), e))?;
@@ -197,5 +221,12 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
         t0.elapsed().as_secs_f64(),
         a.out.display()
     );
+    if !failed.is_empty() {
+        return Err(Error::LowAcceptance(format!(
+            "observation(s) {failed:?}: rejection sampling gave up (see above); the other observations are in {} \
+             (raise --max-sampling-time, or use --no-reject)",
+            a.out.display()
+        )));
+    }
     Ok(())
 }

@@ -221,7 +221,7 @@ enum SolverArg {
     Rk4,
 }
 
-/// Sampling flags shared by `sample` and `run`.
+/// Sampling flags shared by `sample`, `run` and `evaluate`.
 #[derive(Args, Debug, Clone)]
 pub struct SolverArgs {
     /// ODE solver.

@@ -180,8 +180,8 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
         }));
     }
     let scores: Vec<f64> = rows.iter().map(|r| r["c2st"].as_f64().unwrap_or(f64::NAN)).collect();
-    // Mean and spread over the scored observations (NaN when none is, or with failures
-    // under --no-c2st).
+    // Mean and spread over the scored observations (NaN under --no-c2st or when every
+    // observation failed).
     let scored: Vec<f64> = scores.iter().copied().filter(|s| s.is_finite()).collect();
     let mean = if scored.is_empty() || a.no_c2st { f64::NAN } else { scored.iter().sum::<f64>() / scored.len() as f64 };
     let sd = (scored.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (scored.len().max(2) - 1) as f64).sqrt();

@@ -277,6 +277,16 @@ impl XTransform {
         *self == XTransform::Identity
     }
 
+    /// Flat index into `x` of the first finite value outside the transform's domain
+    /// (x ≤ −1 for `log1p`), if any. Non-finite values are not checked (the callers
+    /// drop or reject them).
+    pub fn first_outside_domain(&self, x: &[f64]) -> Option<usize> {
+        match self {
+            XTransform::Identity => None,
+            XTransform::Log1p => x.iter().position(|v| v.is_finite() && *v <= -1.0),
+        }
+    }
+
     /// Maps `x` `[n, dim_x]` (row-major) in place, in f64 on the host.
     ///
     /// # Errors
@@ -284,21 +294,18 @@ impl XTransform {
     /// outside the domain (x ≤ −1 for `log1p`). Non-finite values are left as they are
     /// (the callers drop or reject them).
     pub fn apply(&self, x: &mut [f64], dim_x: usize) -> Result<()> {
-        match self {
-            XTransform::Identity => Ok(()),
-            XTransform::Log1p => {
-                if let Some(i) = x.iter().position(|v| v.is_finite() && *v <= -1.0) {
-                    return Err(Error::invalid(format!(
-                        "x row {}, column {} = {}: the x transform log1p needs x > -1 (use --x-transform none)",
-                        i / dim_x.max(1) + 1,
-                        i % dim_x.max(1) + 1,
-                        x[i]
-                    )));
-                }
-                x.iter_mut().for_each(|v| *v = v.ln_1p());
-                Ok(())
-            }
+        if let Some(i) = self.first_outside_domain(x) {
+            return Err(Error::invalid(format!(
+                "x row {}, column {} = {}: the x transform {self} needs x > -1 (use --x-transform none)",
+                i / dim_x.max(1) + 1,
+                i % dim_x.max(1) + 1,
+                x[i]
+            )));
         }
+        if *self == XTransform::Log1p {
+            x.iter_mut().for_each(|v| *v = v.ln_1p());
+        }
+        Ok(())
     }
 }
 

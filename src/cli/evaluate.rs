@@ -183,7 +183,7 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     // Mean and spread over the scored observations (NaN under --no-c2st or when every
     // observation failed).
     let scored: Vec<f64> = scores.iter().copied().filter(|s| s.is_finite()).collect();
-    let mean = if scored.is_empty() || a.no_c2st { f64::NAN } else { scored.iter().sum::<f64>() / scored.len() as f64 };
+    let mean = if scored.is_empty() { f64::NAN } else { scored.iter().sum::<f64>() / scored.len() as f64 };
     let sd = (scored.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (scored.len().max(2) - 1) as f64).sqrt();
     let num = |v: f64| if v.is_finite() { serde_json::Value::from(v) } else { serde_json::Value::Null };
     let cell = |v: f64| if v.is_finite() { format!("{v:.4}") } else { "not scored".into() };

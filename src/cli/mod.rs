@@ -608,15 +608,13 @@ fn train(a: TrainArgs) -> Result<()> {
     let tc = a.net.train(a.seed)?;
     announce_transform(&transform);
     let x_transform = a.transform.x_transform(task.as_deref())?;
-    if x_transform == XTransform::Log1p {
-        if let Some(i) = x.data.iter().position(|v| *v <= -1.0) {
-            return Err(Error::data(
-                &a.x,
-                Some(x.line_of_row(i / x.cols)),
-                Some(i % x.cols + 1),
-                format!("{} is outside the domain x > -1 of --x-transform log1p (use --x-transform none)", x.data[i]),
-            ));
-        }
+    if let Some(i) = x_transform.first_outside_domain(&x.data) {
+        return Err(Error::data(
+            &a.x,
+            Some(x.line_of_row(i / x.cols)),
+            Some(i % x.cols + 1),
+            format!("{} is outside the domain x > -1 of --x-transform {x_transform} (use --x-transform none)", x.data[i]),
+        ));
     }
     announce_x_transform(x_transform);
     let meta = ModelMeta {

@@ -61,6 +61,18 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// A library option out of its range or inconsistent with another (CLI exit code 2).
+    /// `name` is the option's field name in the library's options structs (e.g.
+    /// `"atol"`, `"batch_size"`); the command-line tool maps it onto its flag
+    /// (`--atol`, `--batch-size`), so library messages never name a flag.
+    #[error("{name}: {message}")]
+    InvalidOption {
+        /// The option's field name (snake_case, as in the options struct).
+        name: &'static str,
+        /// What is wrong with its value.
+        message: String,
+    },
+
     /// Rejection sampling to the prior support accepted too few samples to finish in
     /// the allowed time (CLI exit code 4).
     #[error("{0}")]
@@ -107,11 +119,16 @@ impl Error {
         Error::Usage(msg.into())
     }
 
+    /// Shorthand for [`Error::InvalidOption`].
+    pub fn option(name: &'static str, message: impl Into<String>) -> Self {
+        Error::InvalidOption { name, message: message.into() }
+    }
+
     /// The process exit code the CLI uses for this error: 2 for invalid argument values,
     /// 3 for no adapter, 4 for low acceptance, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) => 2,
+            Error::Usage(_) | Error::InvalidOption { .. } => 2,
             Error::NoAdapter { .. } => 3,
             Error::LowAcceptance(_) => 4,
             _ => 1,

@@ -6,13 +6,14 @@
 //! temporary name in the target directory and renamed, so a reader never sees a
 //! half-written PNG.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::io::atomic::write_file_atomic_with_path;
 use crate::train::EpochRecord;
 
 static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
@@ -43,14 +44,9 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::invalid(format!("cannot draw {}: {e}", path.display()))
 }
 
-/// A temporary sibling of `path` with a `.png` extension (the bitmap encoder picks the
-/// format by extension).
-fn temp_png(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "plot".into());
-    path.with_file_name(format!(".{name}.tmp-{}.png", std::process::id()))
-}
-
-/// Draws into a temporary PNG with `draw`, then renames it onto `path`.
+/// Draws into a temporary PNG beside `path` with `draw`, then renames it onto `path`
+/// ([`write_file_atomic_with_path`]: a name unique per call, with the `.png` extension the
+/// bitmap encoder picks the format by).
 fn write_png(
     path: &Path,
     size: (u32, u32),
@@ -60,20 +56,11 @@ fn write_png(
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let tmp = temp_png(path);
-    let result = (|| {
-        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        draw(&root)?;
-        root.present().map_err(|e| e.to_string())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(plot_err(path, e));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
+    write_file_atomic_with_path(path, |tmp| {
+        let root = BitMapBackend::new(tmp, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
+        draw(&root).map_err(|e| plot_err(path, e))?;
+        root.present().map_err(|e| plot_err(path, e))
     })
 }
 

@@ -67,6 +67,7 @@ fn write_csv(path: &Path, data: Vec<f64>, d: usize) {
 /// (rows 0–2499). The Bayes accuracy is 0.75 and sklearn's recipe gets 0.750 ± 0.001
 /// over seeds 1–4, so the comparison is not at the mercy of training noise.
 #[test]
+#[ignore = "needs ../shared/sbibm and python3 with scikit-learn (CI runs it with --include-ignored)"]
 fn c2st_agrees_with_sklearn_reference_on_a_mixture() {
     // A context of its own: the submission count below must not see other tests' work.
     let Some(gpu) = common::fresh_gpu() else { return };
@@ -99,6 +100,7 @@ fn c2st_agrees_with_sklearn_reference_on_a_mixture() {
 /// Two halves of one reference sample are indistinguishable: 0.5 ± 0.02
 /// (c2st.py: 0.4963).
 #[test]
+#[ignore = "needs ../shared/sbibm (CI runs it with --include-ignored)"]
 fn c2st_of_two_halves_of_one_reference_is_one_half() {
     let Some(gpu) = common::gpu() else { return };
     let r1 = reference("two_moons", 1);
@@ -109,6 +111,7 @@ fn c2st_of_two_halves_of_one_reference_is_one_half() {
 
 /// References of two different observations are separable: ≥ 0.99 (c2st.py: 1.0).
 #[test]
+#[ignore = "needs ../shared/sbibm (CI runs it with --include-ignored)"]
 fn c2st_of_two_observations_is_one() {
     let Some(gpu) = common::gpu() else { return };
     let (r1, r2) = (reference("two_moons", 1), reference("two_moons", 2));
@@ -120,6 +123,7 @@ fn c2st_of_two_observations_is_one() {
 
 /// Same seed, same score; bad input is an error, not a panic.
 #[test]
+#[ignore = "needs ../shared/sbibm (CI runs it with --include-ignored)"]
 fn c2st_is_deterministic_and_checks_its_input() {
     let Some(gpu) = common::gpu() else { return };
     let r1 = reference("two_moons", 1);

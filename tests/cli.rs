@@ -303,6 +303,7 @@ fn evaluate_args<'a>(sbibm: &'a str, out: &'a str, obs: &'a str) -> Vec<&'a str>
 }
 
 #[test]
+#[ignore = "needs ../shared/sbibm (CI runs it with --include-ignored)"]
 fn evaluate_writes_samples_tables_and_plots_per_observation() {
     let dir = tmpdir("evaluate");
     let sbibm = sbibm_dir();
@@ -332,6 +333,7 @@ fn evaluate_writes_samples_tables_and_plots_per_observation() {
 }
 
 #[test]
+#[ignore = "needs ../shared/sbibm (CI runs it with --include-ignored)"]
 fn evaluate_records_observations_whose_rejection_gives_up_and_still_writes_its_outputs() {
     // Without the transform an untrained flow puts mass outside two_moons' box, and a
     // microsecond sampling budget makes rejection give up on every observation: the run

@@ -4,10 +4,11 @@
 //! content name the file and, for CSV, the 1-based line and column of the offending cell.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::{BufReader, Write};
+use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::io::atomic::write_file_atomic;
 
 /// A dense row-major `f64` matrix `[rows, cols]` read from (or to be written to) a file.
 ///
@@ -250,8 +251,9 @@ fn read_csv(path: &Path) -> Result<Matrix> {
 ///   (non-finite values as `NaN`, `inf`, `-inf`).
 /// * `.npy`: float32, C order, shape `[rows, cols]`.
 ///
-/// The file is written to a temporary file in the same directory and renamed onto `path`,
-/// so readers never see a half-written file.
+/// The file is written to a temporary file in the same directory (a name unique per call)
+/// and renamed onto `path`, so readers never see a half-written file
+/// ([`write_file_atomic`]).
 ///
 /// # Errors
 /// [`Error::Invalid`] if `m.data.len() != rows * cols` or the header length is wrong;
@@ -285,46 +287,10 @@ pub fn write_matrix(path: &Path, m: &Matrix) -> Result<()> {
             "unsupported file extension; accepted extensions are .npy and .csv",
         ));
     }
-    write_atomic(path, |w| match ext.as_deref() {
+    write_file_atomic(path, |w| match ext.as_deref() {
         Some("csv") => write_csv_to(w, m),
         _ => write_npy_to(w, m),
     })
-}
-
-/// Runs `f` on a buffered temporary file next to `path`, then renames it onto `path`.
-/// The temporary file is removed on any error.
-pub(crate) fn write_atomic(
-    path: &Path,
-    f: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
-) -> Result<()> {
-    let tmp = temp_sibling(path, "tmp");
-    let result = (|| -> std::io::Result<()> {
-        let file = File::create(&tmp)?;
-        let mut w = BufWriter::new(file);
-        f(&mut w)?;
-        w.flush()?;
-        let file = w.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
-}
-
-/// `dir/.{name}.{what}-{pid}` for `path = dir/name`.
-pub(crate) fn temp_sibling(path: &Path, what: &str) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp_name = format!(".{name}.{what}-{}", std::process::id());
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.join(tmp_name),
-        _ => PathBuf::from(tmp_name),
-    }
 }
 
 fn write_csv_to(w: &mut impl Write, m: &Matrix) -> std::io::Result<()> {

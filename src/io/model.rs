@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::io::array::temp_sibling;
+use crate::io::atomic::write_dir_atomic;
 
 /// File name of the JSON part of a model directory.
 pub const MODEL_JSON: &str = "model.json";
@@ -30,11 +30,11 @@ pub struct Tensor {
 /// Writes a model directory `dir` holding `model.json` (`json`, pretty-printed) and
 /// `model.safetensors` (`tensors`, dtype F32, metadata `{"format": "pt"}`).
 ///
-/// Atomic: everything is written into a temporary sibling directory `.{name}.tmp-{pid}` and
-/// renamed onto `dir`. If `dir` already exists it must be a previous model directory (it
-/// contains `model.json`) or empty; it is then replaced (the old one is renamed away, the new
-/// one renamed in, the old one removed). On error the temporary directory is removed and
-/// `dir` is left as it was.
+/// Atomic ([`write_dir_atomic`]): everything is written into a temporary sibling
+/// directory `.{name}.tmp-XXXXXX` (a name unique per call) and renamed onto `dir`. If `dir`
+/// already exists it must be a previous model directory (it contains `model.json`) or
+/// empty; it is then replaced (the old one is moved aside, the new one renamed in, the old
+/// one removed). On error the temporary directory is removed and `dir` is left as it was.
 ///
 /// # Errors
 /// [`Error::Invalid`] for duplicate tensor names, a shape that does not match the data
@@ -90,25 +90,14 @@ pub fn write_model_dir_with(
         }
     }
 
-    let tmp = temp_sibling(dir, "tmp");
-    if tmp.exists() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    let staged = stage(&tmp, json, tensors).and_then(|()| extra(&tmp));
-    if let Err(e) = staged {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    if let Err(e) = swap_in(&tmp, dir) {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    Ok(())
+    write_dir_atomic(dir, |tmp| {
+        stage(tmp, json, tensors)?;
+        extra(tmp)
+    })
 }
 
+/// Writes `model.safetensors` and `model.json` into the (new, empty) directory `tmp`.
 fn stage(tmp: &Path, json: &serde_json::Value, tensors: &[Tensor]) -> Result<()> {
-    std::fs::create_dir_all(tmp).map_err(|e| Error::io(tmp, e))?;
-
     // model.safetensors
     let bytes: Vec<Vec<u8>> =
         tensors.iter().map(|t| t.data.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
@@ -140,23 +129,6 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
     f.write_all(bytes).map_err(|e| Error::io(path, e))?;
     f.sync_all().map_err(|e| Error::io(path, e))
-}
-
-fn swap_in(tmp: &Path, dir: &Path) -> Result<()> {
-    if !dir.exists() {
-        return std::fs::rename(tmp, dir).map_err(|e| Error::io(dir, e));
-    }
-    let old: PathBuf = temp_sibling(dir, "old");
-    if old.exists() {
-        let _ = std::fs::remove_dir_all(&old);
-    }
-    std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e))?;
-    if let Err(e) = std::fs::rename(tmp, dir) {
-        // put the previous model back
-        let _ = std::fs::rename(&old, dir);
-        return Err(Error::io(dir, e));
-    }
-    std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))
 }
 
 /// Reads a model directory written by [`write_model_dir`]: the parsed `model.json` and the

@@ -2,7 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use fmpe::io::{drop_nonfinite_rows, read_matrix, read_model_dir, write_matrix, write_model_dir, Matrix, Tensor};
+use fmpe::io::{
+    drop_nonfinite_rows, read_matrix, read_model_dir, write_dir_atomic, write_file_atomic, write_file_atomic_with_path,
+    write_matrix, write_model_dir, Matrix, StagedDir, Tensor,
+};
 use fmpe::Error;
 
 /// A fresh empty directory under the target dir for one test.
@@ -309,4 +312,117 @@ fn model_with_embedding_round_trips_and_models_without_one_keep_their_json() {
     write_model_dir(&d.join("wrong"), &wrong, &tensors).unwrap();
     let msg = Model::load(&d.join("wrong")).unwrap_err().to_string();
     assert!(msg.contains("embedding.0.weight"), "{msg}");
+}
+
+// ------------------------------------------------------------------ atomic writes
+
+/// Names in `dir`, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+/// Eight threads of one process write the same file at once. With temporary names made
+/// from the process id they would share one temporary file and interleave; with names
+/// unique per call every write is whole, the last rename wins, nothing is left behind.
+#[test]
+fn atomic_file_writes_from_threads_of_one_process_do_not_mix() {
+    let d = scratch("atomic-threads");
+    let target = d.join("samples.csv");
+    std::thread::scope(|s| {
+        for t in 0..8u8 {
+            let target = &target;
+            s.spawn(move || {
+                for _ in 0..20 {
+                    write_file_atomic(target, |w| {
+                        use std::io::Write;
+                        for _ in 0..2000 {
+                            w.write_all(&[b'a' + t; 16])?;
+                        }
+                        Ok(())
+                    })
+                    .unwrap();
+                }
+            });
+        }
+    });
+    let bytes = std::fs::read(&target).unwrap();
+    assert_eq!(bytes.len(), 32_000);
+    assert!(bytes.iter().all(|&c| c == bytes[0]), "the file mixes the output of several writers");
+    assert_eq!(names(&d), vec!["samples.csv"], "a temporary file was left behind");
+}
+
+/// An error while writing leaves the previous file as it was and no temporary.
+#[test]
+fn atomic_file_write_error_keeps_the_old_file() {
+    let d = scratch("atomic-error");
+    let target = d.join("x.npy");
+    std::fs::write(&target, "old").unwrap();
+    let e = write_file_atomic(&target, |w| {
+        use std::io::Write;
+        w.write_all(b"half")?;
+        Err(std::io::Error::other("disk full"))
+    })
+    .unwrap_err();
+    assert!(matches!(&e, Error::Io { .. }) && e.to_string().contains("x.npy"), "{e}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "old");
+    assert_eq!(names(&d), vec!["x.npy"]);
+    // The path-based variant: the writer gets a fresh path with the target's extension.
+    let png = d.join("plot.png");
+    write_file_atomic_with_path(&png, |tmp| {
+        assert_eq!(tmp.extension().unwrap(), "png");
+        assert_eq!(tmp.parent(), png.parent());
+        assert!(tmp.file_name().unwrap().to_string_lossy().starts_with(".plot.png.tmp-"), "{}", tmp.display());
+        std::fs::write(tmp, "png bytes").map_err(|e| Error::io(tmp, e))
+    })
+    .unwrap();
+    assert_eq!(std::fs::read_to_string(&png).unwrap(), "png bytes");
+    assert!(write_file_atomic_with_path(&png, |_| Err(Error::invalid("no"))).is_err());
+    assert_eq!(std::fs::read_to_string(&png).unwrap(), "png bytes");
+    assert_eq!(names(&d), vec!["plot.png", "x.npy"]);
+}
+
+/// Files and directories get the permissions a plain create gives (umask applied), not
+/// `tempfile`'s private 0600 / 0700.
+#[cfg(unix)]
+#[test]
+fn atomic_writes_keep_the_usual_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = scratch("atomic-mode");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    std::fs::write(d.join("plain.csv"), "1").unwrap();
+    std::fs::create_dir(d.join("plain_dir")).unwrap();
+    write_matrix(&d.join("m.csv"), &Matrix::new(1, 1, vec![1.0])).unwrap();
+    write_dir_atomic(&d.join("out"), |_| Ok(())).unwrap();
+    assert_eq!(mode(&d.join("m.csv")), mode(&d.join("plain.csv")));
+    assert_eq!(mode(&d.join("out")), mode(&d.join("plain_dir")));
+}
+
+/// A staged directory appears whole or not at all; an existing one is replaced; two
+/// staged directories for one destination never share a temporary.
+#[test]
+fn atomic_directories_replace_or_stay_as_they_were() {
+    let d = scratch("atomic-dir");
+    let out = d.join("nested").join("run");
+    let a = StagedDir::new(&out).unwrap();
+    let b = StagedDir::new(&out).unwrap();
+    assert_ne!(a.path(), b.path());
+    assert_eq!(a.dest(), out.as_path());
+    std::fs::write(a.path().join("samples.csv"), "a").unwrap();
+    drop(b); // not committed: removed
+    assert!(!out.exists());
+    a.commit().unwrap();
+    assert_eq!(names(&out), vec!["samples.csv"]);
+    // Replace the existing directory.
+    write_dir_atomic(&out, |tmp| std::fs::write(tmp.join("summary.json"), "{}").map_err(|e| Error::io(tmp, e))).unwrap();
+    assert_eq!(names(&out), vec!["summary.json"]);
+    // An error in the filling closure leaves the directory as it was.
+    let e = write_dir_atomic(&out, |tmp| {
+        std::fs::write(tmp.join("half"), "").unwrap();
+        Err(Error::invalid("stopped"))
+    });
+    assert!(e.is_err());
+    assert_eq!(names(&out), vec!["summary.json"]);
+    assert_eq!(names(&d.join("nested")), vec!["run"], "a temporary directory was left behind");
 }

@@ -1,8 +1,71 @@
 //! Counting `Queue::submit` calls through the one place that submits: exactly one per
-//! training step, one per epoch for validation + loss readback, none while recording.
+//! training step, one per epoch for validation + loss readback, none while recording;
+//! and the GPU's dispatch counter against counts made by hand from the network
+//! configuration (not from the recorded programs), per training step and per ODE step.
 mod common;
 
 use fmpe::net::{Conditioning, NetConfig};
+
+/// Residual blocks whose width differs from the previous block's: each has a `resize`
+/// linear layer in front (block 0 takes the input layer's width, `hidden[0]`).
+fn resizes(cfg: &NetConfig) -> u64 {
+    cfg.hidden.windows(2).filter(|w| w[0] != w[1]).count() as u64
+}
+
+/// Dispatches of one training step, counted from the network's structure (every matmul
+/// is one dispatch, bias and activation fused in; a weight gradient and its bias gradient
+/// are one dispatch):
+/// * gather of the minibatch + the OT path sample `(t, θ_t, target)`: 1;
+/// * forward: one matmul per embedding layer, the input layer, per residual block
+///   linear1 and linear2 (glu: + the gate), per resize 1, the output layer;
+/// * the flow-matching loss and its gradient dL/dv: 1;
+/// * backward: output layer weight gradient + data gradient (2); per block linear2 weight
+///   gradient, dL/du, linear1 weight gradient, dL/d(block input) with the residual
+///   (4; glu: + the gate's backward kernel and the gate's weight gradient); per resize
+///   weight + data gradient (2); the input layer's weight gradient (1; no data gradient:
+///   its input is data), and with an embedding the gradient into the last embedding
+///   output (1), then per embedding layer its weight gradient and, but for the first,
+///   its data gradient;
+/// * Adam over all parameters: 1.
+fn train_step_dispatches(cfg: &NetConfig) -> u64 {
+    let glu = u64::from(cfg.conditioning == Conditioning::Glu);
+    let blocks = cfg.hidden.len() as u64;
+    let emb = cfg.embedding.len() as u64;
+    let forward = emb + 1 + blocks * (2 + glu) + resizes(cfg) + 1;
+    let embedding_backward = if emb > 0 { 1 + emb + (emb - 1) } else { 0 };
+    let backward = 2 + blocks * (4 + 2 * glu) + 2 * resizes(cfg) + 1 + embedding_backward;
+    1 + forward + 1 + backward + 1
+}
+
+/// Dispatches of one evaluation of the vector field `v(t, θ; x_o)` for a fixed
+/// observation (the x-only part, embedding included, is computed once per observation):
+/// * concat: the input layer on `[t, θ]` with the precomputed x-part as bias (1), per
+///   block linear1 + linear2 (2), per resize 1, the output layer (1);
+/// * glu: block 0 on the precomputed `h0`, `y0`: its gate with the residual fused (1),
+///   blocks 1.. linear1 + gate + linear2 (3), per resize 1, the output layer (1).
+fn field_dispatches(cfg: &NetConfig) -> u64 {
+    let blocks = cfg.hidden.len() as u64;
+    match cfg.conditioning {
+        Conditioning::Concat => 1 + 2 * blocks + resizes(cfg) + 1,
+        Conditioning::Glu => 1 + 3 * (blocks - 1) + resizes(cfg) + 1,
+    }
+}
+
+/// One rk4 step: 4 stages of (stage input `t + c h, θ + h Σ a k` + field), then the
+/// update `θ + h Σ b k` (1).
+fn rk4_step_dispatches(cfg: &NetConfig) -> u64 {
+    4 * (1 + field_dispatches(cfg)) + 1
+}
+
+/// One dopri5 step: 6 new stages of (stage input + field) (the first stage is the last
+/// one of the previous step, FSAL), then the error control / accept-reject kernel (1).
+fn dopri5_step_dispatches(cfg: &NetConfig) -> u64 {
+    6 * (1 + field_dispatches(cfg)) + 1
+}
+
+/// dopri5 steps recorded per submission, each submission closed by one active-row count
+/// dispatch and a 4-byte readback (`DOPRI_STEPS_PER_SUBMIT` in src/posterior).
+const DOPRI5_STEPS_PER_SUBMISSION: u64 = 8;
 use fmpe::posterior::{Posterior, SampleOptions, Solver};
 use fmpe::train::{fit_model, ModelMeta, TrainConfig, Trainer};
 
@@ -21,7 +84,7 @@ fn one_submission_per_training_step() {
     ] {
         let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![16, 24], conditioning, embedding };
         let tc = TrainConfig { batch_size: 50, validation_fraction: 0.1, ..Default::default() };
-        let mut tr = Trainer::new(&gpu, cfg, tc, &theta, &x, None).unwrap();
+        let mut tr = Trainer::new(&gpu, cfg.clone(), tc, &theta, &x, None).unwrap();
         assert_eq!(tr.steps_per_epoch(), 540 / 50);
         let s0 = gpu.submission_count();
         let d0 = gpu.dispatch_count();
@@ -29,8 +92,9 @@ fn one_submission_per_training_step() {
             tr.step().unwrap();
             assert_eq!(gpu.submission_count() - s0, k as u64, "step {k}");
         }
-        let per_step = (gpu.dispatch_count() - d0) / tr.steps_per_epoch() as u64;
-        assert_eq!(per_step as usize, tr.dispatches_per_step());
+        let expected = train_step_dispatches(&cfg);
+        assert_eq!(gpu.dispatch_count() - d0, expected * tr.steps_per_epoch() as u64, "{cfg:?}");
+        assert_eq!(tr.dispatches_per_step() as u64, expected, "the trainer's own count, {cfg:?}");
         let s1 = gpu.submission_count();
         let (rec, _) = tr.end_epoch().unwrap();
         assert_eq!(gpu.submission_count() - s1, 1, "validation + loss readback is one submission");
@@ -38,9 +102,58 @@ fn one_submission_per_training_step() {
         per_step_counts.push(tr.dispatches_per_step());
     }
     eprintln!("dispatches per training step (glu, concat; then with a 2-layer embedding): {per_step_counts:?}");
-    // The embedding adds 3 dispatches per layer: forward, weight + bias gradient, data gradient.
-    assert_eq!(per_step_counts[2], per_step_counts[0] + 6);
-    assert_eq!(per_step_counts[3], per_step_counts[1] + 6);
+    // Written out for the configurations above (hidden [16, 24]: 2 blocks, 1 resize).
+    assert_eq!(per_step_counts, vec![29, 23, 35, 29]);
+}
+
+/// The GPU's dispatch counter per ODE step against the counts by hand: rk4 from two solves
+/// that differ only in the number of steps; dopri5 from one solve, its submissions (each
+/// of 8 steps + 1 count) and the per-chunk work outside the steps that rk4 measured.
+#[test]
+fn ode_step_dispatches_match_a_count_by_hand() {
+    let Some(gpu) = common::fresh_gpu() else { return };
+    let n = 200;
+    let theta = common::rand_vec(n * 2, 7);
+    let x: Vec<f64> = theta.iter().zip(common::rand_vec(n * 2, 8)).map(|(t, e)| t + 0.3 * e).collect();
+    for (conditioning, embedding) in [
+        (Conditioning::Glu, vec![]),
+        (Conditioning::Concat, vec![]),
+        (Conditioning::Glu, vec![8, 4]),
+        (Conditioning::Concat, vec![8, 4]),
+    ] {
+        let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![16, 24], conditioning, embedding };
+        let tc = TrainConfig { max_epochs: 2, batch_size: 50, ..Default::default() };
+        let (model, _) = fit_model(&gpu, cfg.clone(), tc, &theta, &x, ModelMeta::default(), false).unwrap();
+        let post = Posterior::new(&gpu, &model, &[0.1, -0.2]).unwrap();
+        let count = |solver| {
+            let (d0, s0) = (gpu.dispatch_count(), gpu.submission_count());
+            let opts = SampleOptions { solver, chunk_size: Some(100), ..Default::default() };
+            post.sample(100, &opts).unwrap();
+            (gpu.dispatch_count() - d0, gpu.submission_count() - s0)
+        };
+        let (d10, _) = count(Solver::Rk4 { steps: 10 });
+        let (d30, _) = count(Solver::Rk4 { steps: 30 });
+        assert_eq!(d30 - d10, 20 * rk4_step_dispatches(&cfg), "rk4, {cfg:?}");
+        // The per-chunk work outside the steps (x-part of the network, θ₀ draw, map back
+        // to original units), shared by both solvers.
+        let outside_steps = d10 - 10 * rk4_step_dispatches(&cfg);
+        // dopri5: that, plus the first stage k₁ = v(0, θ₀) (stage input + field), plus per
+        // step-submission 8 steps and the active-row count; the last submission maps the
+        // samples back and reads them.
+        let (d, s) = count(Solver::Dopri5 { atol: 1e-5, rtol: 1e-5 });
+        let per_submission = DOPRI5_STEPS_PER_SUBMISSION * dopri5_step_dispatches(&cfg) + 1;
+        assert_eq!(d, outside_steps + 1 + field_dispatches(&cfg) + (s - 1) * per_submission, "dopri5, {cfg:?}");
+        let (rk4, _) = post.ode_step_dispatches(Solver::Rk4 { steps: 10 });
+        let (dopri5, _) = post.ode_step_dispatches(Solver::Dopri5 { atol: 1e-5, rtol: 1e-5 });
+        assert_eq!((rk4 as u64, dopri5 as u64), (rk4_step_dispatches(&cfg), dopri5_step_dispatches(&cfg)), "{cfg:?}");
+        eprintln!(
+            "{:?} embedding {:?}: per ODE step rk4 {}, dopri5 {}",
+            cfg.conditioning,
+            cfg.embedding,
+            rk4_step_dispatches(&cfg),
+            dopri5_step_dispatches(&cfg)
+        );
+    }
 }
 
 #[test]

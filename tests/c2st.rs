@@ -18,16 +18,40 @@ fn shared() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("shared")
 }
 
-fn sbibm_dir() -> PathBuf {
-    match std::env::var_os("FMPE_SBIBM_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => shared().join("sbibm"),
-    }
+fn reference(task: &str, obs: usize) -> Matrix {
+    let p = common::sbibm_dir().join(task).join(format!("num_observation_{obs}")).join("reference_posterior_samples.csv");
+    read_matrix(&p).unwrap_or_else(|e| panic!("cannot read {} (set FMPE_SBIBM_DIR): {e}", p.display()))
 }
 
-fn reference(task: &str, obs: usize) -> Matrix {
-    let p = sbibm_dir().join(task).join(format!("num_observation_{obs}")).join("reference_posterior_samples.csv");
-    read_matrix(&p).unwrap_or_else(|e| panic!("cannot read {} (set FMPE_SBIBM_DIR): {e}", p.display()))
+/// Accuracy of the best linear threshold classifier on `a` (label 0) against `b` (label
+/// 1), both `[n, 2]`: for 360 directions w (every half degree), the best threshold on
+/// w·θ, either orientation; computed on all rows. A lower bound on what the C2ST's MLP
+/// can reach: its two ReLU layers represent every such classifier, and a family of three
+/// parameters (angle, threshold, orientation) fitted on thousands of rows overfits by
+/// well under 0.01.
+fn best_linear_accuracy(a: &[f64], b: &[f64]) -> f64 {
+    let n = (a.len() + b.len()) / 2;
+    let mut best: f64 = 0.0;
+    for k in 0..360 {
+        let ang = k as f64 * std::f64::consts::PI / 360.0;
+        let (c, s) = (ang.cos(), ang.sin());
+        let mut p: Vec<(f64, bool)> = a.chunks(2).map(|r| (c * r[0] + s * r[1], false)).collect();
+        p.extend(b.chunks(2).map(|r| (c * r[0] + s * r[1], true)));
+        p.sort_by(|x, y| x.0.total_cmp(&y.0));
+        // Threshold after position i: rows 0..i predicted 0, the rest 1.
+        let ones = p.iter().filter(|r| r.1).count();
+        let (mut zeros_below, mut ones_below) = (0usize, 0usize);
+        for r in &p {
+            let correct = zeros_below + (ones - ones_below);
+            best = best.max(correct as f64 / n as f64).max(1.0 - correct as f64 / n as f64);
+            if r.1 {
+                ones_below += 1;
+            } else {
+                zeros_below += 1;
+            }
+        }
+    }
+    best
 }
 
 fn rows(m: &Matrix, from: usize, to: usize) -> Vec<f64> {
@@ -64,8 +88,15 @@ fn write_csv(path: &Path, data: Vec<f64>, d: usize) {
 
 /// Far from both 0.5 and 1: reference of observation 1 (rows 0–4999) against a 50/50
 /// mixture of the same posterior (rows 5000–7499) and observation 2's reference
-/// (rows 0–2499). The Bayes accuracy is 0.75 and sklearn's recipe gets 0.750 ± 0.001
-/// over seeds 1–4, so the comparison is not at the mercy of training noise.
+/// (rows 0–2499). The two posteriors are separable (a linear rule separates them
+/// completely, checked below), so the Bayes classifier calls every row in observation 2's
+/// region "mixture" and every other row "reference": right on all reference rows and on
+/// half the mixture rows, accuracy 0.75, and no classifier does better on held-out rows
+/// but by noise (standard deviation √(0.75 · 0.25 / 10,000) = 0.0043 over 10,000
+/// predictions). The window [0.7, 0.8] is that ± 0.05: above 0.8 is > 10σ past the
+/// Bayes accuracy (rows leaking between folds), below 0.7 means the classifier missed a
+/// linear boundary. sklearn's recipe gets 0.750 ± 0.001 over seeds 1–4, and the GPU
+/// score must agree with it to 0.02.
 #[test]
 #[ignore = "needs ../shared/sbibm and python3 with scikit-learn (CI runs it with --include-ignored)"]
 fn c2st_agrees_with_sklearn_reference_on_a_mixture() {
@@ -77,6 +108,7 @@ fn c2st_agrees_with_sklearn_reference_on_a_mixture() {
     let a = rows(&r1, 0, 5000);
     let mut b = rows(&r1, 5000, 7500);
     b.extend(rows(&r2, 0, 2500));
+    assert_eq!(best_linear_accuracy(&rows(&r1, 5000, 7500), &rows(&r2, 0, 2500)), 1.0, "the two posteriors overlap");
     let dir = tmp_dir();
     let (pa, pb) = (dir.join("mix_x.csv"), dir.join("mix_y.csv"));
     write_csv(&pa, a.clone(), 2);
@@ -97,8 +129,12 @@ fn c2st_agrees_with_sklearn_reference_on_a_mixture() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Two halves of one reference sample are indistinguishable: 0.5 ± 0.02
-/// (c2st.py: 0.4963).
+/// Two halves of one reference sample are indistinguishable: the score is in
+/// [0.45, 0.55] (measured 0.4963 with c2st.py). Argument: no classifier beats chance on
+/// rows it has not seen when both classes come from one distribution, so each of the
+/// 10,000 held-out predictions is right with probability 1/2; their mean has standard
+/// deviation √(0.25 / 10,000) = 0.005, and ±0.05 is 10σ. A score outside means broken
+/// fold bookkeeping (held-out rows seen in training push it up) or a broken accuracy.
 #[test]
 #[ignore = "needs ../shared/sbibm (CI runs it with --include-ignored)"]
 fn c2st_of_two_halves_of_one_reference_is_one_half() {
@@ -106,19 +142,26 @@ fn c2st_of_two_halves_of_one_reference_is_one_half() {
     let r1 = reference("two_moons", 1);
     let rep = c2st_report(gpu, &rows(&r1, 0, 5000), &rows(&r1, 5000, 10000), 2, &C2stOptions::default()).unwrap();
     eprintln!("halves: {:.4} (folds {:?}, epochs {:?}, {:.1} s)", rep.score, rep.fold_accuracies, rep.epochs, rep.seconds);
-    assert!((rep.score - 0.5).abs() <= 0.02, "{}", rep.score);
+    assert!((0.45..=0.55).contains(&rep.score), "{}", rep.score);
 }
 
-/// References of two different observations are separable: ≥ 0.99 (c2st.py: 1.0).
+/// References of two different observations are separable (c2st.py: 1.0). Bound: at
+/// least the accuracy of the best linear threshold classifier on the same rows, less
+/// 0.01 (see [`best_linear_accuracy`]; the held-out accuracy over 20,000 predictions has
+/// a standard deviation below 0.002 at these scores).
 #[test]
 #[ignore = "needs ../shared/sbibm (CI runs it with --include-ignored)"]
 fn c2st_of_two_observations_is_one() {
     let Some(gpu) = common::gpu() else { return };
     let (r1, r2) = (reference("two_moons", 1), reference("two_moons", 2));
+    let linear = best_linear_accuracy(&r1.data, &r2.data);
     let rep = c2st_report(gpu, &r1.data, &r2.data, 2, &C2stOptions::default()).unwrap();
-    eprintln!("obs 1 vs 2: {:.4} (folds {:?}, epochs {:?}, {:.1} s)", rep.score, rep.fold_accuracies, rep.epochs, rep.seconds);
+    eprintln!(
+        "obs 1 vs 2: {:.4} (folds {:?}, epochs {:?}, {:.1} s); best linear threshold {linear:.4}",
+        rep.score, rep.fold_accuracies, rep.epochs, rep.seconds
+    );
     assert_eq!(rep.rows, (10_000, 10_000));
-    assert!(rep.score >= 0.99, "{}", rep.score);
+    assert!(rep.score >= linear - 0.01, "C2ST {} below the linear classifier's {linear} - 0.01", rep.score);
 }
 
 /// Same seed, same score; bad input is an error, not a panic.
@@ -136,7 +179,16 @@ fn c2st_is_deterministic_and_checks_its_input() {
     assert_eq!(s1.final_losses, s2.final_losses);
     assert_eq!(s1.epochs, vec![3; 5]);
     // 1000 rows: 800 training rows per fold, 4 batches of 200.
-    assert!(s1.score > 0.5, "{}", s1.score);
+    // No bound on the score of 3 epochs (12 Adam steps per fold): with 600 rows against
+    // 400, the rule "always the larger class" already scores 0.6, and so few steps need
+    // not learn more (they score exactly that on lavapipe). The bound for two different
+    // distributions is in `c2st_of_two_observations_is_one`. Here: the score is the mean
+    // of the fold accuracies, each a fraction of the 200 held-out rows.
+    let mean = s1.fold_accuracies.iter().sum::<f64>() / 5.0;
+    assert!((s1.score - mean).abs() <= 1e-6, "score {} vs mean fold accuracy {mean}", s1.score);
+    for acc in &s1.fold_accuracies {
+        assert!((acc * 200.0 - (acc * 200.0).round()).abs() <= 1e-3, "{acc} is not k / 200");
+    }
     // The tiled-matmul path computes the same training run (up to f32 rounding).
     let mm = c2st_report(gpu, &a, &b, 2, &C2stOptions { fused_small_net: false, ..opts.clone() }).unwrap();
     eprintln!("fused {:?} {:?}\nmatmul {:?} {:?}", s1.final_losses, s1.fold_accuracies, mm.final_losses, mm.fold_accuracies);

@@ -13,10 +13,15 @@ pub fn gpu() -> Option<&'static Gpu> {
         return None;
     }
     static GPU: OnceLock<Gpu> = OnceLock::new();
-    Some(GPU.get_or_init(|| match Gpu::new() {
+    Some(GPU.get_or_init(|| match Gpu::with_options(&gpu_options()) {
         Ok(g) => g,
         Err(e) => panic!("GPU tests need an adapter (set FMPE_SKIP_GPU_TESTS=1 to skip them): {e}"),
     }))
+}
+
+/// Adapter selection from the environment (WGPU_BACKEND, WGPU_ADAPTER_NAME, ...).
+pub fn gpu_options() -> fmpe::gpu::GpuOptions {
+    fmpe::gpu::GpuOptions::from_vars(|k| std::env::var(k).ok())
 }
 
 /// A fresh GPU context (for tests that count submissions).
@@ -24,7 +29,7 @@ pub fn fresh_gpu() -> Option<Gpu> {
     if std::env::var("FMPE_SKIP_GPU_TESTS").as_deref() == Ok("1") {
         return None;
     }
-    Some(Gpu::new().unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}")))
+    Some(Gpu::with_options(&gpu_options()).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}")))
 }
 
 /// Deterministic pseudo-random values in [-1, 1).

@@ -16,8 +16,11 @@ fn parse(name: &str) -> Parsed {
     Parsed { module, layouter }
 }
 
-/// (name, offset, size) of every member of the WGSL struct `name`, and its span.
-fn wgsl_struct(p: &Parsed, name: &str) -> Option<(Vec<(String, u32, u32)>, u32)> {
+/// (name, byte offset, byte size) of one WGSL struct member.
+type Member = (String, u32, u32);
+
+/// Every member of the WGSL struct `name`, and its span.
+fn wgsl_struct(p: &Parsed, name: &str) -> Option<(Vec<Member>, u32)> {
     p.module.types.iter().find_map(|(_, ty)| match &ty.inner {
         naga::TypeInner::Struct { members, span } if ty.name.as_deref() == Some(name) => Some((
             members

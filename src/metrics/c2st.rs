@@ -51,7 +51,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::kernels::{adam, c2st, stats};
+use crate::kernels::{self, adam, stats};
 use crate::kernels::{
     AdamParams, Arena, Bindings, Buf, C2stParams, Mat, Matmul, MlpParams, Op, Program, ProgramBuilder, StatsParams,
     StepState,
@@ -380,7 +380,7 @@ pub fn c2st_report(gpu: &Gpu, a: &[f64], b: &[f64], d: usize, opts: &C2stOptions
         stats::column_stats(&mut pb, &sp);
         stats::zscore(&mut pb, &StatsParams { rows: n as u32, ..sp });
     }
-    c2st::c2st_shuffle(&mut pb, &C2stParams { rows: n as u32, ..base });
+    kernels::c2st::c2st_shuffle(&mut pb, &C2stParams { rows: n as u32, ..base });
     pb.build(gpu, binds)?.run(gpu)?;
 
     let mut fold_accuracies = Vec::with_capacity(opts.folds);
@@ -475,7 +475,7 @@ pub fn c2st_report(gpu: &Gpu, a: &[f64], b: &[f64], d: usize, opts: &C2stOptions
         let mut pb = ProgramBuilder::new(gpu);
         let x_test = work.x + fold.test_start * d;
         net.forward(&mut pb, fold.test_len, x_test, work.h1t, work.h2t, work.zt);
-        c2st::c2st_accuracy(
+        kernels::c2st::c2st_accuracy(
             &mut pb,
             &C2stParams { rows: fold.test_len as u32, z_off: work.zt as u32, out_off: (work.acc + fi) as u32, ..fp },
         );
@@ -514,7 +514,7 @@ fn step_program(
     let (d, h) = (net.d, net.h);
     let p = C2stParams { rows: rows as u32, scale: 1.0 / rows as f32, ..fp };
     let mut pb = ProgramBuilder::new(gpu);
-    c2st::c2st_batch(&mut pb, &p);
+    kernels::c2st::c2st_batch(&mut pb, &p);
     if fused {
         let mp = MlpParams {
             rows: rows as u32,
@@ -540,13 +540,13 @@ fn step_program(
             scale: 1.0 / rows as f32,
             pad: [0.0; 3],
         };
-        c2st::c2st_mlp_rows(&mut pb, &mp);
-        c2st::c2st_mlp_grads(&mut pb, &mp);
-        c2st::c2st_loss_sum(&mut pb, &C2stParams { z_off: w.bce as u32, ..p });
+        kernels::c2st::c2st_mlp_rows(&mut pb, &mp);
+        kernels::c2st::c2st_mlp_grads(&mut pb, &mp);
+        kernels::c2st::c2st_loss_sum(&mut pb, &C2stParams { z_off: w.bce as u32, ..p });
     } else {
         net.forward(&mut pb, rows, w.xb, w.h1, w.h2, w.z);
         // Loss + dL/dz; Σ W² from the weights copied to acts before the step.
-        c2st::c2st_bce(&mut pb, &C2stParams { n_w: net.n_weights as u32, w_off: w.wcopy as u32, ..p });
+        kernels::c2st::c2st_bce(&mut pb, &C2stParams { n_w: net.n_weights as u32, w_off: w.wcopy as u32, ..p });
         let act = |off: usize, cols: usize| Mat::rows(Buf::Acts, off, cols);
         // Weight (and, via the ones column, bias) gradient: gW = dYᵀ X, gb = Σ dY.
         let wgrad = |fan_out: usize, fan_in: usize, wo: usize, bo: usize, dy: Mat, x: Mat| {

@@ -102,7 +102,8 @@ fn density_finish_in_its_three_modes() {
         -0.5 * sq - 0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln()
     };
     let delta = |i: usize| acts[y + i * ds + d];
-    let cases: [(DensityMode, Box<dyn Fn(usize) -> f64>); 3] = [
+    type Want<'a> = Box<dyn Fn(usize) -> f64 + 'a>;
+    let cases: [(DensityMode, Want); 3] = [
         (DensityMode::LogProb, Box::new(|i| log_normal(i) + delta(i) + shift as f64)),
         (DensityMode::ForwardStart, Box::new(log_normal)),
         (DensityMode::ForwardEnd, Box::new(|i| acts[out + i] - delta(i) + shift as f64)),

@@ -38,9 +38,13 @@ pub struct AdamParams {
     pub off: u32,
     /// Padding.
     pub pad: [u32; 2],
+    /// First-moment decay β1.
     pub beta1: f32,
+    /// Second-moment decay β2.
     pub beta2: f32,
+    /// Ε added to the denominator.
     pub eps: f32,
+    /// L2 weight decay added to the gradient (PyTorch `weight_decay`).
     pub weight_decay: f32,
 }
 param_block!(AdamParams as "AdamParams" { n, off, pad, beta1, beta2, eps, weight_decay });

@@ -31,13 +31,21 @@ pub static AFFINE: KernelSpec = KernelSpec {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
 pub struct AffineParams {
+    /// Rows.
     pub n: u32,
+    /// Components per row.
     pub d: u32,
+    /// Input rows `[n, d]` (f32 offset in `acts`).
     pub in_off: u32,
+    /// Input row stride.
     pub in_rs: u32,
+    /// Output rows `[n, d]`, row stride `d`.
     pub out_off: u32,
+    /// Scale `[d]` (the std).
     pub scale_off: u32,
+    /// Shift `[d]` (the mean).
     pub shift_off: u32,
+    /// Padding.
     pub pad: u32,
 }
 param_block!(AffineParams as "AffineParams" { n, d, in_off, in_rs, out_off, scale_off, shift_off, pad });

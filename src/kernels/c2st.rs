@@ -92,29 +92,53 @@ pub static C2ST_MLP_GRADS: KernelSpec = KernelSpec {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
 pub struct C2stParams {
+    /// Rows handled by this dispatch (batch rows / test rows / all rows).
     pub rows: u32,
+    /// Features per row.
     pub d: u32,
+    /// Rows of A and B together.
     pub n_total: u32,
+    /// Rows of A (label 0); rows >= n_a are B (label 1).
     pub n_a: u32,
+    /// Training rows of the fold.
     pub n_train: u32,
+    /// First test row of the fold (in the shuffled order).
     pub test_start: u32,
+    /// Test rows of the fold.
     pub test_len: u32,
+    /// Full minibatch size.
     pub batch: u32,
+    /// Philox key, low word.
     pub seed_lo: u32,
+    /// Philox key, high word.
     pub seed_hi: u32,
+    /// Fold index (separates the shuffles of the folds).
     pub stream: u32,
+    /// Shuffled rows [n_total, d].
     pub x_off: u32,
+    /// Shuffled labels [n_total].
     pub y_off: u32,
+    /// Minibatch rows [batch, d].
     pub xb_off: u32,
+    /// Minibatch labels [batch].
     pub yb_off: u32,
+    /// Logits [rows].
     pub z_off: u32,
+    /// DL/dz [rows].
     pub dz_off: u32,
+    /// Per-step loss slots.
     pub loss_off: u32,
+    /// Sum of squared weights (1 value).
     pub wsq_off: u32,
+    /// Accuracy: count of correct test rows (1 value).
     pub out_off: u32,
+    /// 1 / rows of the minibatch.
     pub scale: f32,
+    /// L2 penalty.
     pub alpha: f32,
+    /// C2st_bce: weights copied to acts[w_off ..] (sum of squares); 0 = use wsq_off.
     pub n_w: u32,
+    /// Weights copied for the L2 term (`n_w` values).
     pub w_off: u32,
 }
 param_block!(C2stParams as "C2stParams" { rows, d, n_total, n_a, n_train, test_start, test_len, batch, seed_lo, seed_hi, stream, x_off, y_off, xb_off, yb_off, z_off, dz_off, loss_off, wsq_off, out_off, scale, alpha, n_w, w_off });
@@ -123,27 +147,49 @@ param_block!(C2stParams as "C2stParams" { rows, d, n_total, n_a, n_train, test_s
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
 pub struct MlpParams {
+    /// Minibatch rows.
     pub rows: u32,
+    /// Input features.
     pub d: u32,
+    /// Hidden width (<= MAXH).
     pub h: u32,
+    /// All parameters.
     pub n_params: u32,
+    /// Weights (the first `n_weights` parameters; biases follow).
     pub n_weights: u32,
+    /// First-layer weights `[h, d]` in `params`.
     pub w1: u32,
+    /// Second-layer weights `[h, h]`.
     pub w2: u32,
+    /// Output weights `[h]`.
     pub w3: u32,
+    /// First-layer bias `[h]`.
     pub b1: u32,
+    /// Second-layer bias `[h]`.
     pub b2: u32,
+    /// Output bias (1 value).
     pub b3: u32,
+    /// Minibatch rows [rows, d].
     pub xb_off: u32,
+    /// Labels [rows].
     pub yb_off: u32,
+    /// ReLU outputs [rows, h].
     pub h1_off: u32,
+    /// Second-layer ReLU outputs `[rows, h]`.
     pub h2_off: u32,
+    /// DL/d(pre-activation) [rows, h].
     pub d1_off: u32,
+    /// dL/d(second-layer pre-activation) `[rows, h]`.
     pub d2_off: u32,
+    /// DL/dz [rows].
     pub dz_off: u32,
+    /// Per-row loss [rows].
     pub bce_off: u32,
+    /// Sum of squared weights.
     pub wsq_off: u32,
+    /// 1 / rows.
     pub scale: f32,
+    /// Padding.
     pub pad: [f32; 3],
 }
 param_block!(MlpParams as "MlpParams" { rows, d, h, n_params, n_weights, w1, w2, w3, b1, b2, b3, xb_off, yb_off, h1_off, h2_off, d1_off, d2_off, dz_off, bce_off, wsq_off, scale, pad });

@@ -80,21 +80,37 @@ pub enum DensityMode {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
 pub struct JvpParams {
+    /// Primal rows (samples).
     pub n: u32,
+    /// Components of θ.
     pub d: u32,
+    /// Probes per row (tangent rows = probes · n, probe-major).
     pub probes: u32,
+    /// [`ProbeMode`] (`tangent_init`) or [`DensityMode`] (`density_finish`) as u32.
     pub mode: u32,
+    /// Probes `[probes · n, d]`.
     pub eps_off: u32,
+    /// Jacobian-vector products `[probes · n, d]`.
     pub jeps_off: u32,
+    /// Output: divergence column (`div_reduce`) or log-density `[n]` (`density_finish`).
     pub out_off: u32,
+    /// Row stride of the `div_reduce` output.
     pub out_rs: u32,
+    /// Global index of row 0 (Philox counter).
     pub first_index: u32,
+    /// Philox key, low word.
     pub seed_lo: u32,
+    /// Philox key, high word.
     pub seed_hi: u32,
+    /// Row stride of the joint state `[θ, δ]`.
     pub ds: u32,
+    /// Joint state `[n, ds]`.
     pub y_off: u32,
+    /// Padding.
     pub pad0: u32,
+    /// `div_reduce` scale (1, or 1 / probes for Hutchinson).
     pub scale: f32,
+    /// Added to the log-density (−Σ log std: back to original units).
     pub shift: f32,
 }
 param_block!(JvpParams as "JvpParams" { n, d, probes, mode, eps_off, jeps_off, out_off, out_rs, first_index, seed_lo, seed_hi, ds, y_off, pad0, scale, shift });

@@ -75,21 +75,37 @@ pub enum AxpyMode {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
 pub struct InitParams {
+    /// Rows.
     pub n: u32,
+    /// Components per state row (row stride of y).
     pub d: u32,
+    /// Leading components drawn from N(0, 1) (the rest set to 0).
     pub d_noise: u32,
+    /// 1: draw y from noise; 0: keep y as uploaded.
     pub noise: u32,
+    /// State `[n, d]`.
     pub y_off: u32,
+    /// Time `[n]`.
     pub t_off: u32,
+    /// Step size `[n]`.
     pub h_off: u32,
+    /// Accepted / rejected counts `[n, 2]`.
     pub stats_off: u32,
+    /// Active flags `[n]`.
     pub active_off: u32,
+    /// Global index of row 0 (Philox counter).
     pub first_index: u32,
+    /// Rejection-sampling round (Philox counter).
     pub round: u32,
+    /// Philox key, low word.
     pub seed_lo: u32,
+    /// Philox key, high word.
     pub seed_hi: u32,
+    /// Padding.
     pub pad0: u32,
+    /// Start time.
     pub t0: f32,
+    /// First step (signed).
     pub h0: f32,
 }
 param_block!(InitParams as "InitParams" { n, d, d_noise, noise, y_off, t_off, h_off, stats_off, active_off, first_index, round, seed_lo, seed_hi, pad0, t0, h0 });
@@ -100,20 +116,35 @@ param_block!(InitParams as "InitParams" { n, d, d_noise, noise, y_off, t_off, h_
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
 pub struct AxpyParams {
+    /// Rows.
     pub n: u32,
+    /// Components per state row (row stride of y and of each k).
     pub d: u32,
+    /// Components passed to the network (stage input).
     pub d_net: u32,
+    /// Stages combined (≤ 8).
     pub nk: u32,
+    /// State `[n, d]`.
     pub y_off: u32,
+    /// Time `[n]`.
     pub t_off: u32,
+    /// Step size `[n]`.
     pub h_off: u32,
+    /// Stage derivatives: `k_s` at `k_off + s · k_stride`, each `[n, d]`.
     pub k_off: u32,
+    /// Stride between stages (f32 elements).
     pub k_stride: u32,
+    /// Stage input rows `[n, 1 + d_net]` (`AxpyMode::Stage`).
     pub out_off: u32,
+    /// Row stride of the stage input.
     pub out_rs: u32,
+    /// [`AxpyMode`] as u32.
     pub mode: u32,
+    /// Node `c` of the stage (time `t + c h`).
     pub c: f32,
+    /// Padding.
     pub pad: [f32; 3],
+    /// Coefficients of `k_1 … k_nk`.
     pub coef: [f32; 8],
 }
 param_block!(AxpyParams as "AxpyParams" { n, d, d_net, nk, y_off, t_off, h_off, k_off, k_stride, out_off, out_rs, mode, c, pad, coef });
@@ -124,21 +155,37 @@ param_block!(AxpyParams as "AxpyParams" { n, d, d_net, nk, y_off, t_off, h_off, 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
 pub struct FinParams {
+    /// Rows.
     pub n: u32,
+    /// Components per state row.
     pub d: u32,
+    /// Leading components that enter the error norm.
     pub d_err: u32,
+    /// Padding.
     pub pad0: u32,
+    /// State `[n, d]`.
     pub y_off: u32,
+    /// Time `[n]`.
     pub t_off: u32,
+    /// Step size `[n]`.
     pub h_off: u32,
+    /// `k_1 … k_7` at `k_off + s · k_stride`, each `[n, d]`.
     pub k_off: u32,
+    /// Stride between stages.
     pub k_stride: u32,
+    /// Accepted / rejected counts `[n, 2]`.
     pub stats_off: u32,
+    /// Active flags `[n]`.
     pub active_off: u32,
+    /// Active-row count (1 value, `dopri5_count`).
     pub count_off: u32,
+    /// End time.
     pub t1: f32,
+    /// Absolute tolerance.
     pub atol: f32,
+    /// Relative tolerance.
     pub rtol: f32,
+    /// Smallest |h|: a step this small is accepted whatever its error.
     pub h_min: f32,
 }
 param_block!(FinParams as "FinParams" { n, d, d_err, pad0, y_off, t_off, h_off, k_off, k_stride, stats_off, active_off, count_off, t1, atol, rtol, h_min });

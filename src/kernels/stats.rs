@@ -41,9 +41,13 @@ pub static ZSCORE: KernelSpec = KernelSpec {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
 pub struct StatsParams {
+    /// Rows of the column statistics (`column_stats`) or rows z-scored (`zscore`).
     pub rows: u32,
+    /// Columns.
     pub cols: u32,
+    /// Data `[rows, cols]` in the `data` buffer (f32 offset).
     pub off: u32,
+    /// Means `[cols]` then stds `[cols]` in `acts`.
     pub stats_off: u32,
 }
 param_block!(StatsParams as "StatsParams" { rows, cols, off, stats_off });

@@ -89,7 +89,9 @@ pub struct GatherParams {
     pub x_dst_off: u32,
     /// Row stride of the x destination.
     pub x_dst_rs: u32,
+    /// Time-prior exponent: `t = u^(1/(1+α))`.
     pub alpha: f32,
+    /// Σ_min of the OT path.
     pub sigma_min: f32,
 }
 param_block!(GatherParams as "GatherParams" { rows, dim_theta, dim_x, glu, n_train, row_offset, validation, seed_lo, seed_hi, theta_off, x_off, in_off, in_rs, ctx_off, target_off, x_dst_off, x_dst_rs, alpha, sigma_min });
@@ -100,14 +102,23 @@ param_block!(GatherParams as "GatherParams" { rows, dim_theta, dim_x, glu, n_tra
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
 pub struct LossParams {
+    /// Elements `rows × dim_theta`.
     pub count: u32,
+    /// Network output `[count]`.
     pub v_off: u32,
+    /// Regression target `[count]`.
     pub target_off: u32,
+    /// `dL/dv` `[count]` (when `write_dv`).
     pub dv_off: u32,
+    /// 1: write the gradient; 0: loss only (validation).
     pub write_dv: u32,
+    /// Loss slots; the sum goes to `loss_off + slot`.
     pub loss_off: u32,
+    /// Slot when `slot_from_step` is 0.
     pub slot: u32,
+    /// 1: the slot is the step state's `step_in_epoch`.
     pub slot_from_step: u32,
+    /// Gradient scale (2 / count for the mean squared error).
     pub scale: f32,
 }
 param_block!(LossParams as "LossParams" { count, v_off, target_off, dv_off, write_dv, loss_off, slot, slot_from_step, scale });
@@ -118,11 +129,17 @@ param_block!(LossParams as "LossParams" { count, v_off, target_off, dv_off, writ
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
 pub struct GluParams {
+    /// Elements `rows × width`.
     pub count: u32,
+    /// Upstream gradient `dh` `[count]`.
     pub dh_off: u32,
+    /// Gated value `y` `[count]`.
     pub y_off: u32,
+    /// Gate `g = σ(gate_pre)` `[count]`.
     pub g_off: u32,
+    /// Output `dy = dh ⊙ g`.
     pub dy_off: u32,
+    /// Output `dgate_pre = dh ⊙ y ⊙ g (1 − g)`.
     pub dgp_off: u32,
 }
 param_block!(GluParams as "GluParams" { count, dh_off, y_off, g_off, dy_off, dgp_off });

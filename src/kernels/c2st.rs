@@ -114,17 +114,17 @@ pub struct C2stParams {
     pub seed_hi: u32,
     /// Fold index (separates the shuffles of the folds).
     pub stream: u32,
-    /// Shuffled rows [n_total, d].
+    /// Shuffled rows `[n_total, d]`.
     pub x_off: u32,
-    /// Shuffled labels [n_total].
+    /// Shuffled labels `[n_total]`.
     pub y_off: u32,
-    /// Minibatch rows [batch, d].
+    /// Minibatch rows `[batch, d]`.
     pub xb_off: u32,
-    /// Minibatch labels [batch].
+    /// Minibatch labels `[batch]`.
     pub yb_off: u32,
-    /// Logits [rows].
+    /// Logits `[rows]`.
     pub z_off: u32,
-    /// DL/dz [rows].
+    /// dL/dz `[rows]`.
     pub dz_off: u32,
     /// Per-step loss slots.
     pub loss_off: u32,
@@ -136,7 +136,7 @@ pub struct C2stParams {
     pub scale: f32,
     /// L2 penalty.
     pub alpha: f32,
-    /// C2st_bce: weights copied to acts[w_off ..] (sum of squares); 0 = use wsq_off.
+    /// `c2st_bce`: weights copied to `acts[w_off ..]` for the sum of squares; 0: use `wsq_off`.
     pub n_w: u32,
     /// Weights copied for the L2 term (`n_w` values).
     pub w_off: u32,
@@ -169,21 +169,21 @@ pub struct MlpParams {
     pub b2: u32,
     /// Output bias (1 value).
     pub b3: u32,
-    /// Minibatch rows [rows, d].
+    /// Minibatch rows `[rows, d]`.
     pub xb_off: u32,
-    /// Labels [rows].
+    /// Labels `[rows]`.
     pub yb_off: u32,
-    /// ReLU outputs [rows, h].
+    /// ReLU outputs `[rows, h]`.
     pub h1_off: u32,
     /// Second-layer ReLU outputs `[rows, h]`.
     pub h2_off: u32,
-    /// DL/d(pre-activation) [rows, h].
+    /// dL/d(pre-activation) `[rows, h]`.
     pub d1_off: u32,
     /// dL/d(second-layer pre-activation) `[rows, h]`.
     pub d2_off: u32,
-    /// DL/dz [rows].
+    /// dL/dz `[rows]`.
     pub dz_off: u32,
-    /// Per-row loss [rows].
+    /// Per-row loss `[rows]`.
     pub bce_off: u32,
     /// Sum of squared weights.
     pub wsq_off: u32,

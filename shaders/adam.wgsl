@@ -1,3 +1,5 @@
+// #include common
+// #include step
 // Adam (Kingma & Ba 2015) with PyTorch semantics over one flat parameter buffer:
 //   g += weight_decay * p;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //   p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
@@ -5,22 +7,11 @@
 struct AdamParams {
     n: u32,
     off: u32,
-    pad1: u32,
-    pad2: u32,
+    pad: vec2<u32>,
     beta1: f32,
     beta2: f32,
     eps: f32,
     weight_decay: f32,
-}
-struct Step {
-    step: u32,
-    epoch: u32,
-    step_in_epoch: u32,
-    pad0: u32,
-    lr: f32,
-    bias_corr1: f32,
-    bias_corr2: f32,
-    pad1: f32,
 }
 @group(0) @binding(0) var<uniform> ap: AdamParams;
 @group(0) @binding(1) var<storage, read_write> p: array<f32>;

@@ -1,3 +1,5 @@
+// #include common
+// #include misc
 // affine: out[i * d + j] = in[i * in_rs + j] * scale[j] + shift[j]
 // (maps z-scored samples back to original units: scale = std, shift = mean).
 struct AffineParams {

@@ -1,3 +1,5 @@
+// #include common
+// #include misc
 // Kernels of the classifier two-sample test (C2ST, sbibm's recipe; see src/metrics/c2st.rs).
 // The MLP itself runs on the shared matmul and Adam kernels; these kernels move rows
 // and compute the logistic loss and the accuracy. All offsets are in f32 elements of

@@ -1,3 +1,4 @@
+// #include common
 // Fused training step pieces of the C2ST classifier (src/metrics/c2st.rs) for narrow
 // networks (hidden width h = 10 d <= 64): an MLP d -> h -> h -> 1 with ReLU and a
 // logistic output, weights [fan_out, fan_in] row-major in `params`.

@@ -1,4 +1,4 @@
-// Shared helpers, prepended by the host to every fmpe shader.
+// Shared helpers; a shader pulls them in with `// #include common`.
 // Counter-based RNG: Philox-4x32-10 (Salmon et al., SC'11; Random123), activations.
 
 fn mulhilo(a: u32, b: u32) -> vec2<u32> {
@@ -85,25 +85,18 @@ fn sigmoid(a: f32) -> f32 {
     return 1.0 / (1.0 + exp(-a));
 }
 
-// Activation codes shared by host and shaders.
-const OP_ID: u32 = 0u;
-const OP_GELU: u32 = 1u;
-const OP_RELU: u32 = 2u;
-const OP_SIGMOID: u32 = 3u;
-const OP_GELU_GRAD: u32 = 4u;
-const OP_RELU_GRAD: u32 = 5u;
-const OP_SIGMOID_GRAD: u32 = 6u; // argument is sigmoid's OUTPUT s: s (1 - s)
-const OP_SIGMOID_DERIV: u32 = 7u; // argument is the pre-activation a: sigmoid'(a)
-
+// Activation codes OP_* come from the generated prelude (`Op` in src/kernels/matmul.rs).
+// OP_SIGMOID_GRAD takes sigmoid's OUTPUT s: s (1 - s); OP_SIGMOID_DERIV takes the
+// pre-activation a: sigmoid'(a).
 fn apply_op(op: u32, a: f32) -> f32 {
     switch op {
-        case 1u: { return gelu(a); }
-        case 2u: { return max(a, 0.0); }
-        case 3u: { return sigmoid(a); }
-        case 4u: { return gelu_grad(a); }
-        case 5u: { return select(0.0, 1.0, a > 0.0); }
-        case 6u: { return a * (1.0 - a); }
-        case 7u: { let s = sigmoid(a); return s * (1.0 - s); }
+        case OP_GELU: { return gelu(a); }
+        case OP_RELU: { return max(a, 0.0); }
+        case OP_SIGMOID: { return sigmoid(a); }
+        case OP_GELU_GRAD: { return gelu_grad(a); }
+        case OP_RELU_GRAD: { return select(0.0, 1.0, a > 0.0); }
+        case OP_SIGMOID_GRAD: { return a * (1.0 - a); }
+        case OP_SIGMOID_DERIV: { let s = sigmoid(a); return s * (1.0 - s); }
         default: { return a; }
     }
 }

@@ -1,20 +1,23 @@
+// #include common
+// #include misc
 // Helpers of the forward-mode tangent (JVP) pass and of the density ODE.
 //
 // Tangent rows are stacked probe-major: tangent row q = p * n + i carries probe p of
 // primal row (sample) i, for p < probes, i < n. eps is [probes * n, d], row-major.
 //
 // tangent_init: fills eps once per solve.
-//   mode 0 (exact):      eps[p * n + i] = e_p (unit vector; probes == d)
-//   mode 1 (Rademacher): eps[p * n + i, j] = ±1, Philox keyed by seed, counter
+//   (modes: PROBE_* and DENSITY_* from the generated prelude, src/kernels/jvp.rs)
+//   PROBE_EXACT:      eps[p * n + i] = e_p (unit vector; probes == d)
+//   PROBE_RADEMACHER: eps[p * n + i, j] = ±1, Philox keyed by seed, counter
 //                        (first_index + i, p, 2 + j / 4, 0x9B0BE): sign bit of word j % 4
-//   mode 2 (Gaussian):   eps[p * n + i, j] ~ N(0, 1) from the same counter (Box-Muller)
+//   PROBE_GAUSSIAN:   eps[p * n + i, j] ~ N(0, 1) from the same counter (Box-Muller)
 //   The probe of a sample depends only on (seed, sample index, p, j): not on its batch.
 // div_reduce: out[out_off + i * out_rs] = scale * sum_p sum_j eps[p n + i, j] * jeps[p n + i, j]
 //   (exact: the trace of J; Hutchinson with scale = 1 / probes: the mean of eps^T J eps).
 // density_finish: log-density from the joint state y = [theta (d), delta] (row stride ds):
-//   mode 0 (log_prob, state at t = 0): out[i] = log N(theta; 0, I) + delta + shift
-//   mode 1 (forward start, t = 0):     out[i] = log N(theta; 0, I)
-//   mode 2 (forward end, t = 1):       out[i] = out[i] - delta + shift
+//   DENSITY_LOG_PROB (state at t = 0):    out[i] = log N(theta; 0, I) + delta + shift
+//   DENSITY_FORWARD_START (t = 0):        out[i] = log N(theta; 0, I)
+//   DENSITY_FORWARD_END (t = 1):          out[i] = out[i] - delta + shift
 struct JvpParams {
     n: u32,
     d: u32,
@@ -49,16 +52,16 @@ fn tangent_init(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
     var z = vec4<f32>(0.0);
     for (var j = 0u; j < jp.d; j = j + 1u) {
         var v = 0.0;
-        if (jp.mode == 0u) {
+        if (jp.mode == PROBE_EXACT) {
             v = select(0.0, 1.0, j == p);
         } else {
             if (j % 4u == 0u) {
                 r = philox(vec4<u32>(jp.first_index + i, p, 2u + j / 4u, 0x9B0BEu), key);
-                if (jp.mode == 2u) {
+                if (jp.mode == PROBE_GAUSSIAN) {
                     z = normal4(r);
                 }
             }
-            if (jp.mode == 1u) {
+            if (jp.mode == PROBE_RADEMACHER) {
                 v = select(-1.0, 1.0, (r[j % 4u] & 0x80000000u) != 0u);
             } else {
                 v = z[j % 4u];
@@ -96,7 +99,7 @@ fn density_finish(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     }
     let row = jp.y_off + i * jp.ds;
     let delta = acts[row + jp.d];
-    if (jp.mode == 2u) {
+    if (jp.mode == DENSITY_FORWARD_END) {
         acts[jp.out_off + i] = acts[jp.out_off + i] - delta + jp.shift;
         return;
     }
@@ -107,7 +110,7 @@ fn density_finish(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     }
     // log N(theta; 0, I) = -|theta|^2 / 2 - d/2 log(2 pi)
     var lp = -0.5 * sq - 0.9189385332046727 * f32(jp.d);
-    if (jp.mode == 0u) {
+    if (jp.mode == DENSITY_LOG_PROB) {
         lp = lp + delta + jp.shift;
     }
     acts[jp.out_off + i] = lp;

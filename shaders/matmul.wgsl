@@ -1,3 +1,4 @@
+// #include common
 // Tiled matrix product with strided operands and a fused epilogue.
 //
 //   C(i, j) = epilogue( sum_k opA(A(i, k)) * opB(B(k, j)) ),   i < m, j < n
@@ -7,7 +8,7 @@
 // kernel serve X·Wᵀ (forward), dY·W (backward data) and dYᵀ·X (weight gradients), and
 // a row stride of 0 broadcasts one row over the batch.
 //
-// With FLAG_AMUL the left operand is multiplied element-wise on load by a second
+// With MATMUL_FLAG_AMUL the left operand is multiplied element-wise on load by a second
 // strided operand M (same shape as A):  A_eff(i, k) = opA(A(i, k)) * opM(M(i', k)).
 // This fuses the tangent (JVP) rule of an activation, dA ⊙ act'(A_primal), into the
 // product that consumes it.
@@ -15,44 +16,39 @@
 // i' = i % extra.y, so one block of primal rows serves a stack of tangent rows
 // (tangent row q = p * rows + i belongs to primal row i).
 //
-// Epilogue, in order (each step optional, see FLAG_*):
+// Epilogue, in order (each step optional, see MATMUL_FLAG_*):
 //   v = act(acc + bias(j));  pre(i, j) = v;  v = v * auxop(aux(i, j));  v = v + res(i, j)
-// With FLAG_ONES_COL, B gets a virtual last column of ones, so the last column of C is
+// With MATMUL_FLAG_ONES_COL, B gets a virtual last column of ones, so the last column of C is
 // sum_k A(i, k) (the bias gradient), stored at grads[extra.x + i].
 //
 // Tiles: 64 x 64 outputs per workgroup of 16 x 16 threads, 4 x 4 per thread (strided),
 // k-tile 16.
 
-struct Operand {
+struct Mat {
     buf: u32,
     off: u32,
     rs: u32,
     cs: u32,
 }
 
-struct Params {
+struct MatmulParams {
     m: u32,
     n: u32,
     k: u32,
     flags: u32,
-    a: Operand,
-    b: Operand,
-    bias: Operand,
-    aux: Operand,
-    res: Operand,
-    pre: Operand,
-    c: Operand,
+    a: Mat,
+    b: Mat,
+    bias: Mat,
+    aux: Mat,
+    res: Mat,
+    pre: Mat,
+    c: Mat,
     ops: vec4<u32>,   // a_op, b_op, act, aux_op
-    extra: vec4<u32>, // x: bias-gradient offset (FLAG_ONES_COL), y: primal row modulus, z: m_op
-    amul: Operand,    // M (FLAG_AMUL)
+    extra: vec4<u32>, // x: bias-gradient offset (MATMUL_FLAG_ONES_COL), y: primal row modulus, z: m_op
+    amul: Mat,    // M (MATMUL_FLAG_AMUL)
 }
 
-const FLAG_BIAS: u32 = 1u;
-const FLAG_AUX: u32 = 2u;
-const FLAG_RES: u32 = 4u;
-const FLAG_PRE: u32 = 8u;
-const FLAG_ONES_COL: u32 = 16u;
-const FLAG_AMUL: u32 = 32u;
+// MATMUL_FLAG_* and BUF_* come from the generated prelude (src/kernels/matmul.rs).
 
 // Row of a primal operand (M, aux) for output/A row i.
 fn prow(i: u32) -> u32 {
@@ -62,7 +58,7 @@ fn prow(i: u32) -> u32 {
     return i;
 }
 
-@group(0) @binding(0) var<uniform> u: Params;
+@group(0) @binding(0) var<uniform> u: MatmulParams;
 @group(0) @binding(1) var<storage, read_write> acts: array<f32>;
 @group(0) @binding(2) var<storage, read> params: array<f32>;
 @group(0) @binding(3) var<storage, read_write> grads: array<f32>;
@@ -71,9 +67,9 @@ var<workgroup> As: array<f32, 1024>; // [16][64]: As[kk * 64 + i]
 var<workgroup> Bs: array<f32, 1024>; // [16][64]: Bs[kk * 64 + j]
 
 fn ld(buf: u32, idx: u32) -> f32 {
-    if (buf == 1u) {
+    if (buf == BUF_PARAMS) {
         return params[idx];
-    } else if (buf == 2u) {
+    } else if (buf == BUF_GRADS) {
         return grads[idx];
     }
     return acts[idx];
@@ -87,7 +83,7 @@ fn main(
 ) {
     let row0 = wg.y * 64u;
     let col0 = wg.x * 64u;
-    let ones_col = (u.flags & FLAG_ONES_COL) != 0u;
+    let ones_col = (u.flags & MATMUL_FLAG_ONES_COL) != 0u;
     // Columns of B that come from memory (the ones column is virtual).
     var nb = u.n;
     if (ones_col) {
@@ -112,7 +108,7 @@ fn main(
             var v = 0.0;
             if (gi < u.m && gk < u.k) {
                 v = apply_op(u.ops.x, ld(u.a.buf, u.a.off + gi * u.a.rs + gk * u.a.cs));
-                if ((u.flags & FLAG_AMUL) != 0u) {
+                if ((u.flags & MATMUL_FLAG_AMUL) != 0u) {
                     v = v * apply_op(u.extra.z, ld(u.amul.buf, u.amul.off + prow(gi) * u.amul.rs + gk * u.amul.cs));
                 }
             }
@@ -170,21 +166,21 @@ fn main(
                 grads[u.extra.x + i] = v;
                 continue;
             }
-            if ((u.flags & FLAG_BIAS) != 0u) {
+            if ((u.flags & MATMUL_FLAG_BIAS) != 0u) {
                 v = v + ld(u.bias.buf, u.bias.off + j * u.bias.cs);
             }
             v = apply_op(u.ops.z, v);
-            if ((u.flags & FLAG_PRE) != 0u) {
+            if ((u.flags & MATMUL_FLAG_PRE) != 0u) {
                 acts[u.pre.off + i * u.pre.rs + j * u.pre.cs] = v;
             }
-            if ((u.flags & FLAG_AUX) != 0u) {
+            if ((u.flags & MATMUL_FLAG_AUX) != 0u) {
                 v = v * apply_op(u.ops.w, ld(u.aux.buf, u.aux.off + prow(i) * u.aux.rs + j * u.aux.cs));
             }
-            if ((u.flags & FLAG_RES) != 0u) {
+            if ((u.flags & MATMUL_FLAG_RES) != 0u) {
                 v = v + ld(u.res.buf, u.res.off + i * u.res.rs + j * u.res.cs);
             }
             let o = u.c.off + i * u.c.rs + j * u.c.cs;
-            if (u.c.buf == 2u) {
+            if (u.c.buf == BUF_GRADS) {
                 grads[o] = v;
             } else {
                 acts[o] = v;

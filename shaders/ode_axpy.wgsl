@@ -1,6 +1,8 @@
+// #include common
+// #include misc
 // ode_axpy: one Runge-Kutta combination per row i (each row has its own t_i and h_i).
-//   mode 0 (stage input):  tin[i] = [t_i + c h_i,  y_i + h_i sum_s coef_s k_s,i]   (first d_net comps)
-//   mode 1 (update):       y_i   += h_i sum_s coef_s k_s,i;   t_i += h_i            (all d comps)
+//   AXPY_STAGE (stage input):  tin[i] = [t_i + c h_i,  y_i + h_i sum_s coef_s k_s,i]   (first d_net comps)
+//   AXPY_UPDATE (update):   y_i   += h_i sum_s coef_s k_s,i;   t_i += h_i            (all d comps)
 // k_s lives at k_off + s * k_stride + i * d.
 struct AxpyParams {
     n: u32,
@@ -19,16 +21,12 @@ struct AxpyParams {
     pad0: f32,
     pad1: f32,
     pad2: f32,
-    coef0: vec4<f32>,
-    coef1: vec4<f32>,
+    coef: array<vec4<f32>, 2>,
 }
 @group(0) @binding(0) var<uniform> xp: AxpyParams;
 
 fn coef(s: u32) -> f32 {
-    if (s < 4u) {
-        return xp.coef0[s];
-    }
-    return xp.coef1[s - 4u];
+    return xp.coef[s / 4u][s % 4u];
 }
 
 @compute @workgroup_size(256, 1, 1)
@@ -40,7 +38,7 @@ fn ode_axpy(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
     }
     let h = acts[xp.h_off + i];
     let t = acts[xp.t_off + i];
-    if (xp.mode == 0u) {
+    if (xp.mode == AXPY_STAGE) {
         acts[xp.out_off + i * xp.out_rs] = t + xp.c * h;
         for (var j = 0u; j < xp.d_net; j = j + 1u) {
             var s = 0.0;

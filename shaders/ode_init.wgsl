@@ -1,3 +1,5 @@
+// #include common
+// #include misc
 // ode_init: start n ODE states at time t0 with step h0.
 //   noise != 0: y[i, j] ~ N(0, 1) for j < d_noise (Philox keyed by seed, counter =
 //               (first_index + i, round, 2 + j/4, 0x0DE)), the rest of the row set to 0

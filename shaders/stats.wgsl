@@ -1,3 +1,5 @@
+// #include common
+// #include misc
 // column_stats: one workgroup per column of data[off + r * cols + c], r < rows:
 // mean and sample std (ddof = 1; std < 1e-12 or rows < 2 -> 1) into
 // acts[stats_off + c] and acts[stats_off + cols + c]. Two passes for accuracy.

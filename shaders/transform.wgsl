@@ -1,7 +1,10 @@
+// #include common
+// #include misc
 // theta_transform: the per-component parameter transform theta' = T(theta) (src/transform.rs),
 // one thread per row i < n, components j < d.
 //
-// Table acts[tab_off + 4 j ..]: (kind, low, high, width = high - low), kind 0 identity,
+// Table acts[tab_off + 4 j ..]: (kind, low, high, width = high - low), kind (as f32)
+// TRANSFORM_KIND_IDENTITY, TRANSFORM_KIND_LOGIT or TRANSFORM_KIND_LOG, i.e. 0 identity,
 // 1 logit, 2 log (as f32).
 //   logit: a = max(theta - low, 1e-6 w), b = max(high - theta, 1e-6 w),
 //          theta' = log a - log b,  log|dtheta'/dtheta| = log w - log a - log b;
@@ -10,13 +13,14 @@
 //   log:   a = max(theta - low, smallest normal f32), theta' = log a, log|dtheta'/dtheta| = -log a;
 //          inverse theta = low + exp(y), log|dtheta'/dtheta| = -y
 //
-// mode 0 (forward): v = in[i * in_rs + j];  out[i * out_rs + j] = T(v), or with flag 1
-//                   (T(v) - shift[j]) / scale[j] (z-scoring in theta' space).
-// mode 1 (inverse): v = in[...], with flag 1 first v = v * scale[j] + shift[j];
+// Modes and flags: TRANSFORM_* from the generated prelude (src/kernels/transform.rs).
+// TRANSFORM_FORWARD: v = in[i * in_rs + j];  out[i * out_rs + j] = T(v), or with
+//                   TRANSFORM_ZSCORE (T(v) - shift[j]) / scale[j] (z-scoring in theta' space).
+// TRANSFORM_INVERSE: v = in[...], with TRANSFORM_ZSCORE first v = v * scale[j] + shift[j];
 //                   out[...] = T^-1(v).
-// flag 2: ld[ld_off + i] += sum_j log|dtheta'_j/dtheta_j| of the row's point (mode 0 from
-//         theta, mode 1 from theta').
-// flag 4: in and out index the dataset buffer `data` instead of `acts` (training);
+// TRANSFORM_LOG_DET: ld[ld_off + i] += sum_j log|dtheta'_j/dtheta_j| of the row's point
+//         (forward from theta, inverse from theta').
+// TRANSFORM_DATA: in and out index the dataset buffer `data` instead of `acts` (training);
 //         the table, scale, shift and ld are always in acts. In place (in = out) is allowed.
 struct TransformParams {
     n: u32,
@@ -35,14 +39,14 @@ struct TransformParams {
 @group(0) @binding(0) var<uniform> tp: TransformParams;
 
 fn tf_load(k: u32) -> f32 {
-    if ((tp.flags & 4u) != 0u) {
+    if ((tp.flags & TRANSFORM_DATA) != 0u) {
         return data[k];
     }
     return acts[k];
 }
 
 fn tf_store(k: u32, v: f32) {
-    if ((tp.flags & 4u) != 0u) {
+    if ((tp.flags & TRANSFORM_DATA) != 0u) {
         data[k] = v;
     } else {
         acts[k] = v;
@@ -61,7 +65,7 @@ fn theta_transform(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     if (i >= tp.n) {
         return;
     }
-    let zs = (tp.flags & 1u) != 0u;
+    let zs = (tp.flags & TRANSFORM_ZSCORE) != 0u;
     var ld = 0.0;
     for (var j = 0u; j < tp.d; j = j + 1u) {
         let kind = u32(acts[tp.tab_off + 4u * j] + 0.5);
@@ -70,13 +74,13 @@ fn theta_transform(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         let w = acts[tp.tab_off + 4u * j + 3u];
         var v = tf_load(tp.in_off + i * tp.in_rs + j);
         var r = v;
-        if (tp.mode == 0u) {
-            if (kind == 1u) {
+        if (tp.mode == TRANSFORM_FORWARD) {
+            if (kind == TRANSFORM_KIND_LOGIT) {
                 let a = max(v - lo, 1e-6 * w);
                 let b = max(hi - v, 1e-6 * w);
                 r = log(a) - log(b);
                 ld = ld + log(w) - log(a) - log(b);
-            } else if (kind == 2u) {
+            } else if (kind == TRANSFORM_KIND_LOG) {
                 let a = max(v - lo, 1.17549435e-38);
                 r = log(a);
                 ld = ld - r;
@@ -89,12 +93,12 @@ fn theta_transform(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
                 v = v * acts[tp.scale_off + j] + acts[tp.shift_off + j];
                 r = v;
             }
-            if (kind == 1u) {
+            if (kind == TRANSFORM_KIND_LOGIT) {
                 let e = exp(-abs(v));
                 let s = e / (1.0 + e); // sigmoid(-|v|), never overflows
                 r = select(lo + w * s, hi - w * s, v >= 0.0);
                 ld = ld - log(w) + softplus(v) + softplus(-v);
-            } else if (kind == 2u) {
+            } else if (kind == TRANSFORM_KIND_LOG) {
                 // exp overflows f32 above 88.7: saturate instead of returning inf.
                 let vc = min(v, 88.0);
                 r = lo + exp(vc);
@@ -103,7 +107,7 @@ fn theta_transform(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         }
         tf_store(tp.out_off + i * tp.out_rs + j, r);
     }
-    if ((tp.flags & 2u) != 0u) {
+    if ((tp.flags & TRANSFORM_LOG_DET) != 0u) {
         acts[tp.ld_off + i] = acts[tp.ld_off + i] + ld;
     }
 }

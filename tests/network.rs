@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use fmpe::kernels::{Arena, Bindings, Kernel, LossParams, ProgramBuilder};
+use fmpe::kernels::{train_step, Arena, Bindings, LossParams, ProgramBuilder};
 use fmpe::net::{init_params, Conditioning, EvalGraph, NetConfig, TrainGraph};
 use fmpe::reference;
 use rand::SeedableRng;
@@ -90,8 +90,8 @@ fn gpu_loss_grad(cfg: &NetConfig, params: &[f64], b: &Batch) -> (Vec<f64>, f64, 
     let mut pb = ProgramBuilder::new(gpu);
     g.forward(&mut pb, cfg, &layout, rows);
     let count = rows * dt;
-    pb.push_groups(
-        Kernel::FmLoss,
+    train_step::fm_loss(
+        &mut pb,
         &LossParams {
             count: count as u32,
             v_off: g.v as u32,
@@ -103,7 +103,6 @@ fn gpu_loss_grad(cfg: &NetConfig, params: &[f64], b: &Batch) -> (Vec<f64>, f64, 
             slot_from_step: 0,
             scale: 2.0 / count as f32,
         },
-        (1, 1, 1),
     );
     g.backward(&mut pb, cfg, &layout, rows);
     let prog = pb

@@ -389,23 +389,28 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 fn devices() -> Result<()> {
-    let all = fmpe::gpu::list_adapters();
+    let all = fmpe::gpu::list_adapters(&gpu_options());
     if all.is_empty() {
         return Err(Error::NoAdapter { detail: String::new() });
     }
     for (i, a) in all.iter().enumerate() {
         println!("[{i}] {a}");
     }
-    let gpu = Gpu::new()?;
+    let gpu = Gpu::with_options(&gpu_options())?;
     if let Some(a) = gpu.adapter() {
         println!("fmpe uses: {a}");
     }
     Ok(())
 }
 
+/// Adapter selection from the environment (WGPU_BACKEND, WGPU_ADAPTER_NAME, ...).
+fn gpu_options() -> fmpe::gpu::GpuOptions {
+    fmpe::gpu::GpuOptions::from_vars(|k| std::env::var(k).ok())
+}
+
 /// Opens the GPU and says which adapter is used.
 pub(crate) fn open_gpu() -> Result<Gpu> {
-    let gpu = Gpu::new()?;
+    let gpu = Gpu::with_options(&gpu_options())?;
     if let Some(a) = gpu.adapter() {
         eprintln!("GPU: {a}");
     }

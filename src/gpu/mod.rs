@@ -2,11 +2,84 @@
 //! submits work, readback, and the plumbing that turns wgpu validation errors and
 //! device loss into [`Error`]s.
 
+use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
-use crate::kernels::Pipelines;
+
+/// Which adapter [`Gpu::with_options`] opens.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdapterSelector {
+    /// wgpu's default adapter for the power preference.
+    #[default]
+    Default,
+    /// The adapter at this index of [`list_adapters`] (as `fmpe devices` numbers them).
+    Index(usize),
+    /// The first adapter whose name contains this text (case-insensitive).
+    Name(String),
+}
+
+/// Power preference passed to wgpu when [`AdapterSelector::Default`] picks the adapter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PowerPreference {
+    /// A discrete GPU where there is one.
+    #[default]
+    HighPerformance,
+    /// An integrated GPU where there is one.
+    LowPower,
+    /// No preference.
+    None,
+}
+
+/// How fmpe picks its adapter. `Default` is: the primary backends (Vulkan, Metal,
+/// DX12), wgpu's high-performance adapter. The library reads no environment
+/// variables; the binary and the tests build these options from `WGPU_BACKEND`,
+/// `WGPU_ADAPTER_NAME` and `WGPU_POWER_PREF` with [`GpuOptions::from_vars`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GpuOptions {
+    /// Which adapter.
+    pub adapter: AdapterSelector,
+    /// Backends to consider, as a comma-separated list of wgpu backend names
+    /// ("vulkan", "metal", "dx12", "gl", ...); `None`: Vulkan, Metal and DX12.
+    pub backends: Option<String>,
+    /// Power preference of the default adapter.
+    pub power_preference: PowerPreference,
+}
+
+impl GpuOptions {
+    /// Options from variables looked up by `var` (the caller decides where they come
+    /// from, e.g. `|k| std::env::var(k).ok()`): `WGPU_BACKEND` (backend list),
+    /// `WGPU_ADAPTER_NAME` (name substring), `WGPU_ADAPTER_INDEX` (index in
+    /// [`list_adapters`]; the name wins when both are set) and `WGPU_POWER_PREF`
+    /// ("high", "low", "none"). Unset or empty variables keep the defaults.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> GpuOptions {
+        let get = |k: &str| var(k).filter(|v| !v.trim().is_empty());
+        let mut o = GpuOptions { backends: get("WGPU_BACKEND"), ..Default::default() };
+        if let Some(i) = get("WGPU_ADAPTER_INDEX").and_then(|v| v.trim().parse().ok()) {
+            o.adapter = AdapterSelector::Index(i);
+        }
+        if let Some(name) = get("WGPU_ADAPTER_NAME") {
+            o.adapter = AdapterSelector::Name(name);
+        }
+        o.power_preference = match get("WGPU_POWER_PREF").map(|v| v.to_lowercase()).as_deref() {
+            Some("low") => PowerPreference::LowPower,
+            Some("none") => PowerPreference::None,
+            _ => PowerPreference::HighPerformance,
+        };
+        o
+    }
+
+    fn wgpu_backends(&self) -> wgpu::Backends {
+        match &self.backends {
+            Some(list) => wgpu::Backends::from_comma_list(list),
+            None => wgpu::Backends::PRIMARY,
+        }
+    }
+}
 
 /// Description of one adapter, as shown by `fmpe devices`.
 #[derive(Clone, Debug)]
@@ -54,7 +127,7 @@ pub struct Gpu {
     uncaptured: Arc<Mutex<Vec<String>>>,
     submissions: AtomicU64,
     dispatches: AtomicU64,
-    pipelines: OnceLock<Pipelines>,
+    cache: Mutex<Vec<Arc<dyn Any + Send + Sync>>>,
     dummy: OnceLock<wgpu::Buffer>,
     staging: Mutex<Vec<wgpu::Buffer>>,
 }
@@ -65,19 +138,15 @@ impl std::fmt::Debug for Gpu {
     }
 }
 
-fn instance() -> wgpu::Instance {
-    // Honours WGPU_BACKEND (e.g. "vulkan", "metal", "dx12", "gl") and the debug flags;
-    // without it, the primary compute-capable backends (Vulkan, Metal, DX12).
-    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-    if std::env::var_os("WGPU_BACKEND").is_none() {
-        desc.backends = wgpu::Backends::PRIMARY;
-    }
+fn instance(options: &GpuOptions) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = options.wgpu_backends();
     wgpu::Instance::new(desc)
 }
 
-/// Lists every adapter wgpu finds (honouring `WGPU_BACKEND`).
-pub fn list_adapters() -> Vec<AdapterSummary> {
-    let inst = instance();
+/// Lists every adapter wgpu finds on the backends of `options`.
+pub fn list_adapters(options: &GpuOptions) -> Vec<AdapterSummary> {
+    let inst = instance(options);
     pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()))
         .iter()
         .map(|a| AdapterSummary::from(&a.get_info()))
@@ -85,44 +154,22 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
 }
 
 impl Gpu {
-    /// Picks an adapter and creates a device of its own.
-    ///
-    /// `WGPU_BACKEND` restricts the backends, `WGPU_ADAPTER_NAME` picks the first adapter
-    /// whose name contains the given text (case-insensitive); otherwise wgpu's default
-    /// (high-performance) adapter is used.
+    /// Opens the default adapter ([`GpuOptions::default`]) with a device of its own.
     ///
     /// # Errors
-    /// [`Error::NoAdapter`] when no adapter exists (the message tells a Linux user
-    /// without a GPU to install `mesa-vulkan-drivers`), [`Error::Gpu`] when the device
-    /// cannot be created.
+    /// As [`Gpu::with_options`].
     pub fn new() -> Result<Gpu> {
-        let inst = instance();
-        let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
-            Ok(want) if !want.is_empty() => {
-                let want_lc = want.to_lowercase();
-                let all = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()));
-                let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
-                all.into_iter()
-                    .find(|a| a.get_info().name.to_lowercase().contains(&want_lc))
-                    .ok_or_else(|| Error::NoAdapter {
-                        detail: format!(
-                            " matching WGPU_ADAPTER_NAME='{want}' (adapters found: {})",
-                            if names.is_empty() { "none".to_string() } else { names.join(", ") }
-                        ),
-                    })?
-            }
-            _ => pollster::block_on(inst.request_adapter(&wgpu::RequestAdapterOptions {
-                power_preference: wgpu::PowerPreference::from_env()
-                    .unwrap_or(wgpu::PowerPreference::HighPerformance),
-                ..Default::default()
-            }))
-            .map_err(|e| Error::NoAdapter {
-                detail: match std::env::var("WGPU_BACKEND") {
-                    Ok(b) => format!(" (WGPU_BACKEND={b}: {e})"),
-                    Err(_) => format!(" ({e})"),
-                },
-            })?,
-        };
+        Gpu::with_options(&GpuOptions::default())
+    }
+
+    /// Picks an adapter as `options` say and creates a device of its own.
+    ///
+    /// # Errors
+    /// [`Error::NoAdapter`] when no adapter exists or none matches the selector (the
+    /// message tells a Linux user without a GPU to install `mesa-vulkan-drivers`),
+    /// [`Error::Gpu`] when the device cannot be created.
+    pub fn with_options(options: &GpuOptions) -> Result<Gpu> {
+        let adapter = pick_adapter(options)?;
         let info = adapter.get_info();
         let mut limits = wgpu::Limits::default();
         // Storage buffers and workgroup sizes: take what the adapter offers.
@@ -178,7 +225,7 @@ impl Gpu {
             uncaptured: Arc::new(Mutex::new(Vec::new())),
             submissions: AtomicU64::new(0),
             dispatches: AtomicU64::new(0),
-            pipelines: OnceLock::new(),
+            cache: Mutex::new(Vec::new()),
             dummy: OnceLock::new(),
             staging: Mutex::new(Vec::new()),
         }
@@ -216,13 +263,19 @@ impl Gpu {
         l.max_storage_buffer_binding_size.min(l.max_buffer_size) / 4
     }
 
-    /// The compiled kernels (built once, on first use).
-    pub(crate) fn pipelines(&self) -> Result<&Pipelines> {
-        if let Some(p) = self.pipelines.get() {
-            return Ok(p);
+    /// A per-device value of type `T` (e.g. compiled pipelines), made by `init` on
+    /// first use and shared afterwards. `init` must not call `cached` itself.
+    ///
+    /// # Errors
+    /// Whatever `init` returns (nothing is cached then).
+    pub fn cached<T: Any + Send + Sync>(&self, init: impl FnOnce(&Gpu) -> Result<T>) -> Result<Arc<T>> {
+        let mut cache = self.cache.lock().unwrap();
+        if let Some(v) = cache.iter().find_map(|v| v.clone().downcast::<T>().ok()) {
+            return Ok(v);
         }
-        let p = self.scoped("creating the compute pipelines", || Pipelines::new(&self.device))?;
-        Ok(self.pipelines.get_or_init(|| p))
+        let v = Arc::new(init(self)?);
+        cache.push(v.clone());
+        Ok(v)
     }
 
     /// A 16-byte storage buffer bound where a kernel's binding is unused.
@@ -402,6 +455,55 @@ impl Gpu {
         Ok(out)
     }
 }
+
+fn pick_adapter(options: &GpuOptions) -> Result<wgpu::Adapter> {
+    let inst = instance(options);
+    let listed = || pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()));
+    let names = |all: &[wgpu::Adapter]| {
+        let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
+        if names.is_empty() { "none".to_string() } else { names.join(", ") }
+    };
+    match &options.adapter {
+        AdapterSelector::Name(want) => {
+            let want_lc = want.to_lowercase();
+            let all = listed();
+            let found = names(&all);
+            all.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&want_lc)).ok_or_else(|| {
+                Error::NoAdapter { detail: format!(" whose name contains '{want}' (adapters found: {found})") }
+            })
+        }
+        AdapterSelector::Index(i) => {
+            let all = listed();
+            let found = names(&all);
+            all.into_iter()
+                .nth(*i)
+                .ok_or_else(|| Error::NoAdapter { detail: format!(" with index {i} (adapters found: {found})") })
+        }
+        AdapterSelector::Default => {
+            let power_preference = match options.power_preference {
+                PowerPreference::HighPerformance => wgpu::PowerPreference::HighPerformance,
+                PowerPreference::LowPower => wgpu::PowerPreference::LowPower,
+                PowerPreference::None => wgpu::PowerPreference::None,
+            };
+            pollster::block_on(inst.request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference,
+                ..Default::default()
+            }))
+            .map_err(|e| Error::NoAdapter {
+                detail: match &options.backends {
+                    Some(b) => format!(" (backends {b}: {e})"),
+                    None => format!(" ({e})"),
+                },
+            })
+        }
+    }
+}
+
+// A `Gpu` is shared between threads (e.g. held in an `Arc` by a posterior).
+const _: fn() = || {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<Gpu>();
+};
 
 /// Splits `groups` workgroups over a 2-D grid that respects the per-dimension limit.
 pub fn grid(groups: u32, max_per_dim: u32) -> (u32, u32) {

@@ -51,9 +51,10 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::kernels::{self, adam, stats};
 use crate::kernels::{
-    AdamParams, Arena, Bindings, Buf, C2stParams, Kernel, Mat, Matmul, MlpParams, Op, Program, ProgramBuilder,
-    StatsParams, StepState,
+    AdamParams, Arena, Bindings, Buf, C2stParams, Mat, Matmul, MlpParams, Op, Program, ProgramBuilder, StatsParams,
+    StepState,
 };
 
 /// sklearn's `alpha` (L2 penalty).
@@ -376,10 +377,10 @@ pub fn c2st_report(gpu: &Gpu, a: &[f64], b: &[f64], d: usize, opts: &C2stOptions
     let mut pb = ProgramBuilder::new(gpu);
     if opts.z_score {
         let sp = StatsParams { rows: n_a as u32, cols: d as u32, off: 0, stats_off: work.stats as u32 };
-        pb.push_groups(Kernel::ColumnStats, &sp, (d as u32, 1, 1));
-        pb.push_1d(Kernel::Zscore, &StatsParams { rows: n as u32, ..sp }, n * d);
+        stats::column_stats(&mut pb, &sp);
+        stats::zscore(&mut pb, &StatsParams { rows: n as u32, ..sp });
     }
-    pb.push_1d(Kernel::C2stShuffle, &C2stParams { rows: n as u32, ..base }, n);
+    kernels::c2st::c2st_shuffle(&mut pb, &C2stParams { rows: n as u32, ..base });
     pb.build(gpu, binds)?.run(gpu)?;
 
     let mut fold_accuracies = Vec::with_capacity(opts.folds);
@@ -474,10 +475,9 @@ pub fn c2st_report(gpu: &Gpu, a: &[f64], b: &[f64], d: usize, opts: &C2stOptions
         let mut pb = ProgramBuilder::new(gpu);
         let x_test = work.x + fold.test_start * d;
         net.forward(&mut pb, fold.test_len, x_test, work.h1t, work.h2t, work.zt);
-        pb.push_groups(
-            Kernel::C2stAccuracy,
+        kernels::c2st::c2st_accuracy(
+            &mut pb,
             &C2stParams { rows: fold.test_len as u32, z_off: work.zt as u32, out_off: (work.acc + fi) as u32, ..fp },
-            (1, 1, 1),
         );
         let prog = pb.build(gpu, binds)?;
         prog.run(gpu)?;
@@ -514,7 +514,7 @@ fn step_program(
     let (d, h) = (net.d, net.h);
     let p = C2stParams { rows: rows as u32, scale: 1.0 / rows as f32, ..fp };
     let mut pb = ProgramBuilder::new(gpu);
-    pb.push_1d(Kernel::C2stBatch, &p, rows);
+    kernels::c2st::c2st_batch(&mut pb, &p);
     if fused {
         let mp = MlpParams {
             rows: rows as u32,
@@ -540,17 +540,13 @@ fn step_program(
             scale: 1.0 / rows as f32,
             pad: [0.0; 3],
         };
-        pb.push_groups(Kernel::C2stMlpRows, &mp, ((rows as u32).div_ceil(64), 1, 1));
-        pb.push_groups(Kernel::C2stMlpGrads, &mp, ((net.len as u32).div_ceil(64), 1, 1));
-        pb.push_groups(Kernel::C2stLossSum, &C2stParams { z_off: w.bce as u32, ..p }, (1, 1, 1));
+        kernels::c2st::c2st_mlp_rows(&mut pb, &mp);
+        kernels::c2st::c2st_mlp_grads(&mut pb, &mp);
+        kernels::c2st::c2st_loss_sum(&mut pb, &C2stParams { z_off: w.bce as u32, ..p });
     } else {
         net.forward(&mut pb, rows, w.xb, w.h1, w.h2, w.z);
         // Loss + dL/dz; Σ W² from the weights copied to acts before the step.
-        pb.push_groups(
-            Kernel::C2stBce,
-            &C2stParams { n_w: net.n_weights as u32, w_off: w.wcopy as u32, ..p },
-            (1, 1, 1),
-        );
+        kernels::c2st::c2st_bce(&mut pb, &C2stParams { n_w: net.n_weights as u32, w_off: w.wcopy as u32, ..p });
         let act = |off: usize, cols: usize| Mat::rows(Buf::Acts, off, cols);
         // Weight (and, via the ones column, bias) gradient: gW = dYᵀ X, gb = Σ dY.
         let wgrad = |fan_out: usize, fan_in: usize, wo: usize, bo: usize, dy: Mat, x: Mat| {
@@ -571,15 +567,16 @@ fn step_program(
         pb.matmul(&wgrad(h, d, net.w1, net.b1, act(w.dh1, h), act(w.xb, d)));
     }
     // Adam: weights with sklearn's L2 gradient α W / rows, then biases without.
-    let adam = |n: usize, off: usize, wd: f64| AdamParams {
+    let adam_p = |n: usize, off: usize, wd: f64| AdamParams {
         n: n as u32,
-        pad: [off as u32, 0, 0],
+        off: off as u32,
+        pad: [0; 2],
         beta1: BETA1 as f32,
         beta2: BETA2 as f32,
         eps: EPS as f32,
         weight_decay: wd as f32,
     };
-    pb.push_1d(Kernel::Adam, &adam(net.n_weights, 0, ALPHA / rows as f64), net.n_weights);
-    pb.push_1d(Kernel::Adam, &adam(net.len - net.n_weights, net.n_weights, 0.0), net.len - net.n_weights);
+    adam::adam(&mut pb, &adam_p(net.n_weights, 0, ALPHA / rows as f64));
+    adam::adam(&mut pb, &adam_p(net.len - net.n_weights, net.n_weights, 0.0));
     pb.build(gpu, binds)
 }

@@ -12,7 +12,8 @@
 //! for the others `(de_k W_k) ⊙ gelu'(e_{k-1})`). The embedding's last layer writes
 //! straight into the `e` columns of the main input `z`.
 
-use crate::kernels::{Arena, Buf, GluParams, Kernel, Mat, Matmul, Op, ProgramBuilder};
+use crate::kernels::train_step::{glu_backward, GluParams};
+use crate::kernels::{Arena, Buf, Mat, Matmul, Op, ProgramBuilder};
 use crate::net::{Conditioning, LinearLayout, NetConfig, ParamLayout};
 
 /// `Wᵀ` of a layer as a `[fan_in, fan_out]` view into the parameter buffer
@@ -241,7 +242,7 @@ impl TrainGraph {
                     dy_off: self.dy[k] as u32,
                     dgp_off: self.dgp[k] as u32,
                 };
-                b.push_1d(Kernel::GluBackward, &p, rows * wd);
+                glu_backward(b, &p);
                 let gate = blk.gate.as_ref().expect("glu block has a gate");
                 b.matmul(&weight_grad(
                     rows,

@@ -36,8 +36,9 @@ use std::time::Instant;
 use super::{Posterior, SampleReport, DOPRI_A, DOPRI_H0, DOPRI_HMIN};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::kernels::{jvp, ode};
 use crate::kernels::{
-    Arena, Bindings, Buf, FinParams, InitParams, JvpParams, Kernel, Mat, ProgramBuilder,
+    Arena, Bindings, Buf, DensityMode, FinParams, InitParams, JvpParams, Mat, ProbeMode, ProgramBuilder,
 };
 use crate::net::{JvpGraph, NetConfig, ParamLayout};
 
@@ -72,8 +73,11 @@ impl Divergence {
     /// `tangent_init` mode and `div_reduce` scale.
     fn mode_scale(self) -> (u32, f32) {
         match self {
-            Divergence::Exact => (0, 1.0),
-            Divergence::Hutchinson { probes, gaussian } => (if gaussian { 2 } else { 1 }, 1.0 / probes.max(1) as f32),
+            Divergence::Exact => (ProbeMode::Exact as u32, 1.0),
+            Divergence::Hutchinson { probes, gaussian } => {
+                let mode = if gaussian { ProbeMode::Gaussian } else { ProbeMode::Rademacher };
+                (mode as u32, 1.0 / probes.max(1) as f32)
+            }
         }
     }
     fn validate(self) -> Result<()> {
@@ -200,7 +204,7 @@ impl DensityGraph {
         let ks = self.k + s * self.n * ds;
         self.jvp.forward(b, cfg, layout, self.n, self.tin, Mat::rows(Buf::Acts, ks, ds));
         let jp = JvpParams { out_off: (ks + d) as u32, out_rs: ds as u32, scale: div_scale, ..self.jvp_params(d) };
-        b.push_1d(Kernel::DivReduce, &jp, self.n);
+        jvp::div_reduce(b, &jp);
     }
 }
 
@@ -411,7 +415,7 @@ impl Posterior<'_> {
             self.record_start(&mut b, &g, divergence, seed, done as u64);
             let (_, scale) = divergence.mode_scale();
             g.jvp.forward(&mut b, &self.cfg, &self.layout, c, g.tin, Mat::rows(Buf::Acts, g.k, d + 1));
-            b.push_1d(Kernel::DivReduce, &JvpParams { out_off: (g.k + d) as u32, out_rs: (d + 1) as u32, scale, ..g.jvp_params(d) }, c);
+            jvp::div_reduce(&mut b, &JvpParams { out_off: (g.k + d) as u32, out_rs: (d + 1) as u32, scale, ..g.jvp_params(d) });
             b.build(gpu, Bindings { acts: Some(&acts), params: Some(&self.params), ..Default::default() })?.run(gpu)?;
             let k = gpu.read_f32(&acts, g.k as u64, c * (d + 1))?;
             for row in k.chunks(d + 1) {
@@ -441,8 +445,8 @@ impl Posterior<'_> {
         let d = self.cfg.dim_theta;
         g.jvp.precompute(b, &self.cfg, &self.layout);
         let (mode, _) = divergence.mode_scale();
-        b.push_1d(
-            Kernel::TangentInit,
+        jvp::tangent_init(
+            b,
             &JvpParams {
                 mode,
                 first_index: first_index as u32,
@@ -450,7 +454,6 @@ impl Posterior<'_> {
                 seed_hi: (seed >> 32) as u32,
                 ..g.jvp_params(d)
             },
-            g.n * g.jvp.probes,
         );
     }
 
@@ -491,8 +494,8 @@ impl Posterior<'_> {
 
         let mut b = ProgramBuilder::new(gpu);
         self.record_start(&mut b, &g, opts.divergence, opts.seed, first_index);
-        b.push_1d(
-            Kernel::OdeInit,
+        ode::ode_init(
+            &mut b,
             &InitParams {
                 n: n as u32,
                 d: ds as u32,
@@ -511,11 +514,10 @@ impl Posterior<'_> {
                 t0: 1.0 - t1,
                 h0: if forward { DOPRI_H0 } else { -DOPRI_H0 },
             },
-            n,
         );
         if forward {
             // Stash log N(θ₀; 0, I).
-            b.push_1d(Kernel::DensityFinish, &JvpParams { mode: 1, ..g.jvp_params(d) }, n);
+            jvp::density_finish(&mut b, &JvpParams { mode: DensityMode::ForwardStart as u32, ..g.jvp_params(d) });
         }
         g.stage(&mut b, cfg, layout, div_mode_scale, 0, 0.0, &[]);
         let start = b.build(gpu, binds)?;
@@ -541,14 +543,15 @@ impl Posterior<'_> {
             rtol: opts.rtol as f32,
             h_min: DOPRI_HMIN,
         };
-        b.push_1d(Kernel::Dopri5Finalize, &fp, n);
+        ode::dopri5_finalize(&mut b, &fp);
         let step = b.build(gpu, binds)?;
         let mut b = ProgramBuilder::new(gpu);
-        b.push_groups(Kernel::Dopri5Count, &fp, (1, 1, 1));
+        ode::dopri5_count(&mut b, &fp);
         let count = b.build(gpu, binds)?;
         let mut b = ProgramBuilder::new(gpu);
-        let fin = JvpParams { mode: if forward { 2 } else { 0 }, shift: -log_std as f32, ..g.jvp_params(d) };
-        b.push_1d(Kernel::DensityFinish, &fin, n);
+        let mode = if forward { DensityMode::ForwardEnd } else { DensityMode::LogProb };
+        let fin = JvpParams { mode: mode as u32, shift: -log_std as f32, ..g.jvp_params(d) };
+        jvp::density_finish(&mut b, &fin);
         if forward {
             self.push_to_original(&mut b, n, g.y, ds, g.out, g.scale, g.shift, g.tab, Some(g.logq));
         }

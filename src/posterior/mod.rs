@@ -16,8 +16,10 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::kernels::{affine, ode, transform::theta_transform};
 use crate::kernels::{
-    AffineParams, Arena, AxpyParams, Bindings, FinParams, InitParams, Kernel, ProgramBuilder, TransformParams,
+    AffineParams, Arena, AxpyMode, AxpyParams, Bindings, FinParams, InitParams, ProgramBuilder, TransformMode,
+    TransformParams,
 };
 use crate::model::{BoxPrior, Model};
 use crate::net::{EvalGraph, NetConfig, ParamLayout};
@@ -138,8 +140,8 @@ pub(crate) struct StageOffsets {
 pub(crate) fn push_stage_input(b: &mut ProgramBuilder, o: &StageOffsets, d_state: usize, d_net: usize, c: f32, coef: &[f32]) {
     let mut cf = [0f32; 8];
     cf[..coef.len()].copy_from_slice(coef);
-    b.push_1d(
-        Kernel::OdeAxpy,
+    ode::ode_axpy(
+        b,
         &AxpyParams {
             n: o.n as u32,
             d: d_state as u32,
@@ -152,12 +154,11 @@ pub(crate) fn push_stage_input(b: &mut ProgramBuilder, o: &StageOffsets, d_state
             k_stride: (o.n * d_state) as u32,
             out_off: o.tin as u32,
             out_rs: (d_net + 1) as u32,
-            mode: 0,
+            mode: AxpyMode::Stage as u32,
             c,
             pad: [0.0; 3],
             coef: cf,
         },
-        o.n,
     );
 }
 
@@ -447,12 +448,12 @@ impl<'g> Posterior<'g> {
                 shift_off: shift_off as u32,
                 pad: 0,
             };
-            b.push_1d(Kernel::Affine, &p, n * d);
+            affine::affine(b, &p);
         } else {
             let p = TransformParams {
                 n: n as u32,
                 d: d as u32,
-                mode: 1,
+                mode: TransformMode::Inverse as u32,
                 flags: TransformParams::ZSCORE | ld_off.map_or(0, |_| TransformParams::LOG_DET),
                 in_off: in_off as u32,
                 in_rs: in_rs as u32,
@@ -463,7 +464,7 @@ impl<'g> Posterior<'g> {
                 scale_off: scale_off as u32,
                 shift_off: shift_off as u32,
             };
-            b.push_1d(Kernel::Transform, &p, n);
+            theta_transform(b, &p);
         }
     }
 
@@ -617,8 +618,8 @@ impl<'g> Posterior<'g> {
         };
         let mut b = ProgramBuilder::new(gpu);
         g.eval.precompute(&mut b, cfg, layout);
-        b.push_1d(
-            Kernel::OdeInit,
+        ode::ode_init(
+            &mut b,
             &InitParams {
                 n: n as u32,
                 d: d as u32,
@@ -637,7 +638,6 @@ impl<'g> Posterior<'g> {
                 t0: 0.0,
                 h0,
             },
-            n,
         );
         let affine = |b: &mut ProgramBuilder| self.push_to_original(b, n, g.y, d, g.out, g.scale, g.shift, g.tab, None);
         match opts.solver {
@@ -649,8 +649,8 @@ impl<'g> Posterior<'g> {
                 g.stage(&mut b, cfg, layout, 1, 0.5, &[0.5]);
                 g.stage(&mut b, cfg, layout, 2, 0.5, &[0.0, 0.5]);
                 g.stage(&mut b, cfg, layout, 3, 1.0, &[0.0, 0.0, 1.0]);
-                b.push_1d(
-                    Kernel::OdeAxpy,
+                ode::ode_axpy(
+                    &mut b,
                     &AxpyParams {
                         n: n as u32,
                         d: d as u32,
@@ -661,11 +661,10 @@ impl<'g> Posterior<'g> {
                         h_off: g.h as u32,
                         k_off: g.k as u32,
                         k_stride: (n * d) as u32,
-                        mode: 1,
+                        mode: AxpyMode::Update as u32,
                         coef: [1.0 / 6.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 6.0, 0.0, 0.0, 0.0, 0.0],
                         ..Default::default()
                     },
-                    n,
                 );
                 let step = b.build(gpu, binds)?;
                 let mut b = ProgramBuilder::new(gpu);
@@ -712,10 +711,10 @@ impl<'g> Posterior<'g> {
                 for (s, (c, a)) in DOPRI_A.iter().enumerate() {
                     g.stage(&mut b, cfg, layout, s + 1, *c, &a[..s + 1]);
                 }
-                b.push_1d(Kernel::Dopri5Finalize, &fp, n);
+                ode::dopri5_finalize(&mut b, &fp);
                 let step = b.build(gpu, binds)?;
                 let mut b = ProgramBuilder::new(gpu);
-                b.push_groups(Kernel::Dopri5Count, &fp, (1, 1, 1));
+                ode::dopri5_count(&mut b, &fp);
                 let count = b.build(gpu, binds)?;
                 let mut b = ProgramBuilder::new(gpu);
                 affine(&mut b);

@@ -13,6 +13,7 @@
 //! * [`ode`]: fixed-step RK4 and per-row adaptive Dormand–Prince 5(4).
 //! * [`transform`]: the per-component parameter transforms (logit, log) and their
 //!   log-Jacobians.
+//! * [`train_step`]: the flow-matching loss kernel and the GLU gate's backward.
 //! * [`zscore_stats`]: per-column mean / standard deviation used for standardisation.
 
 // Index loops mirror the formulas (and the WGSL kernels) more directly than iterators.
@@ -23,6 +24,7 @@ pub mod net;
 pub mod ode;
 pub mod path;
 pub mod philox;
+pub mod train_step;
 pub mod transform;
 
 /// Per-column mean and sample standard deviation of `data [rows, cols]`.

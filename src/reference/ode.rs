@@ -221,6 +221,90 @@ where
     (y, accepted, rejected)
 }
 
+/// Embedded error weights of the GPU step, `DP_B5 − DP_B4`.
+pub fn dp_err_weights() -> [f64; 7] {
+    std::array::from_fn(|j| DP_B5[j] - DP_B4[j])
+}
+
+/// One row's state of the GPU dopri5 step (`dopri5_finalize`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dopri5Row {
+    /// State `[d]`.
+    pub y: Vec<f64>,
+    /// Time.
+    pub t: f64,
+    /// Step size of the step just evaluated (signed).
+    pub h: f64,
+    /// `k_1 … k_7`, each `[d]` (`k_7 = f(t + h, y5)`).
+    pub k: Vec<Vec<f64>>,
+    /// Accepted and rejected step counts.
+    pub stats: (f64, f64),
+    /// Still integrating.
+    pub active: bool,
+}
+
+/// The per-row step control of `dopri5_finalize` (shaders/ode_dopri5.wgsl) in f64:
+/// `y5 = y + h Σ b5_s k_s`, `err = sqrt(mean_{j < d_err} (h Σ e_s k_s,j /
+/// (atol + rtol max(|y_j|, |y5_j|)))²)`; accept when `err ≤ 1` or `|h| ≤ h_min`
+/// (then `y = y5`, `t += h` snapped to `t1` within 1e-6, `k_1 = k_7`); the next step is
+/// `h · clamp(0.9 err^(−1/5), 0.2, 10)` (≤ 1 after a rejection, 10 for err = 0), clipped
+/// to `|t1 − t|`; a row at `t1` gets `h = 0` and stops. A non-finite error stops the row
+/// with NaN state. Inactive rows are returned unchanged.
+pub fn dopri5_finalize_row(row: &Dopri5Row, d_err: usize, t1: f64, atol: f64, rtol: f64, h_min: f64) -> Dopri5Row {
+    let mut r = row.clone();
+    if !row.active {
+        return r;
+    }
+    let (h, t, d) = (row.h, row.t, row.y.len());
+    let e_w = dp_err_weights();
+    let y5: Vec<f64> = (0..d).map(|j| row.y[j] + h * (0..7).map(|s| DP_B5[s] * row.k[s][j]).sum::<f64>()).collect();
+    let mut acc = 0.0;
+    for j in 0..d_err {
+        let se: f64 = (0..7).map(|s| e_w[s] * row.k[s][j]).sum();
+        let sc = atol + rtol * row.y[j].abs().max(y5[j].abs());
+        acc += (h * se / sc).powi(2);
+    }
+    let err = (acc / d_err.max(1) as f64).sqrt();
+    if !err.is_finite() {
+        r.y = vec![f64::NAN; d];
+        r.h = 0.0;
+        r.active = false;
+        return r;
+    }
+    let dir = (t1 - t).signum();
+    let mut factor = if err > 0.0 { (0.9 * err.powf(-0.2)).clamp(0.2, 10.0) } else { 10.0 };
+    let mut t_new = t;
+    if err <= 1.0 || h.abs() <= h_min {
+        r.y = y5;
+        r.k[0] = row.k[6].clone();
+        t_new = t + h;
+        if dir * (t1 - t_new) <= 1e-6 {
+            t_new = t1;
+        }
+        r.t = t_new;
+        r.stats.0 += 1.0;
+    } else {
+        factor = factor.min(1.0);
+        r.stats.1 += 1.0;
+    }
+    if t_new == t1 {
+        r.h = 0.0;
+        r.active = false;
+    } else {
+        let rem = t1 - t_new;
+        r.h = rem.signum() * (h.abs() * factor).min(rem.abs());
+    }
+    r
+}
+
+/// The Runge–Kutta stage input of `ode_axpy` (mode stage) for one row:
+/// `[t + c h, y_j + h Σ_s coef_s k_s,j for j < d_net]`.
+pub fn stage_input(y: &[f64], t: f64, h: f64, k: &[Vec<f64>], c: f64, coef: &[f64], d_net: usize) -> Vec<f64> {
+    let mut out = vec![t + c * h];
+    out.extend((0..d_net).map(|j| y[j] + h * coef.iter().zip(k).map(|(a, ks)| a * ks[j]).sum::<f64>()));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,9 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::kernels::{adam, stats, train_step, transform::theta_transform};
 use crate::kernels::{
-    AdamParams, Arena, Bindings, GatherParams, Kernel, LossParams, Program, ProgramBuilder, StatsParams, StepState,
-    TransformParams,
+    AdamParams, Arena, Bindings, GatherParams, LossParams, Program, ProgramBuilder, StatsParams, StepState,
+    TransformMode, TransformParams,
 };
 use crate::net::{Conditioning, NetConfig, ParamLayout, TrainGraph};
 use crate::transform::ThetaTransform;
@@ -349,14 +350,14 @@ impl<'g> Trainer<'g> {
             let tp = TransformParams {
                 n: n as u32,
                 d: dt as u32,
-                mode: 0,
+                mode: TransformMode::Forward as u32,
                 flags: TransformParams::DATA,
                 in_rs: dt as u32,
                 out_rs: dt as u32,
                 tab_off: tab_off as u32,
                 ..Default::default()
             };
-            b.push_1d(Kernel::Transform, &tp, n);
+            theta_transform(&mut b, &tp);
         }
         let st_t = StatsParams { rows: n_train as u32, cols: dt as u32, off: 0, stats_off: stats_off as u32 };
         let st_x = StatsParams {
@@ -365,10 +366,10 @@ impl<'g> Trainer<'g> {
             off: (n * dt) as u32,
             stats_off: (stats_off + 2 * dt) as u32,
         };
-        b.push_groups(Kernel::ColumnStats, &st_t, (dt as u32, 1, 1));
-        b.push_groups(Kernel::ColumnStats, &st_x, (dx as u32, 1, 1));
-        b.push_1d(Kernel::Zscore, &StatsParams { rows: n as u32, ..st_t }, n * dt);
-        b.push_1d(Kernel::Zscore, &StatsParams { rows: n as u32, ..st_x }, n * dx);
+        stats::column_stats(&mut b, &st_t);
+        stats::column_stats(&mut b, &st_x);
+        stats::zscore(&mut b, &StatsParams { rows: n as u32, ..st_t });
+        stats::zscore(&mut b, &StatsParams { rows: n as u32, ..st_x });
         let binds = Bindings {
             acts: Some(&acts),
             params: Some(&params),
@@ -422,11 +423,11 @@ impl<'g> Trainer<'g> {
 
         // The training step.
         let mut b = ProgramBuilder::new(gpu);
-        b.push_1d(Kernel::GatherPath, &gather(batch, false, 0), batch);
+        train_step::gather_path(&mut b, &gather(batch, false, 0));
         graph.forward(&mut b, &cfg, &layout, batch);
         let count = batch * dt;
-        b.push_groups(
-            Kernel::FmLoss,
+        train_step::fm_loss(
+            &mut b,
             &LossParams {
                 count: count as u32,
                 v_off: graph.v as u32,
@@ -438,20 +439,19 @@ impl<'g> Trainer<'g> {
                 slot_from_step: 1,
                 scale: 2.0 / count as f32,
             },
-            (1, 1, 1),
         );
         graph.backward(&mut b, &cfg, &layout, batch);
-        b.push_1d(
-            Kernel::Adam,
+        adam::adam(
+            &mut b,
             &AdamParams {
                 n: layout.len as u32,
-                pad: [0; 3],
+                off: 0,
+                pad: [0; 2],
                 beta1: tc.beta1 as f32,
                 beta2: tc.beta2 as f32,
                 eps: tc.eps as f32,
                 weight_decay: tc.weight_decay as f32,
             },
-            layout.len,
         );
         let step_prog = b.build(gpu, binds)?;
 
@@ -460,10 +460,10 @@ impl<'g> Trainer<'g> {
             let mut b = ProgramBuilder::new(gpu);
             for c in 0..n_val_chunks {
                 let rows = batch.min(n_val - c * batch);
-                b.push_1d(Kernel::GatherPath, &gather(rows, true, n_train + c * batch), rows);
+                train_step::gather_path(&mut b, &gather(rows, true, n_train + c * batch));
                 graph.forward(&mut b, &cfg, &layout, rows);
-                b.push_groups(
-                    Kernel::FmLoss,
+                train_step::fm_loss(
+                    &mut b,
                     &LossParams {
                         count: (rows * dt) as u32,
                         v_off: graph.v as u32,
@@ -475,7 +475,6 @@ impl<'g> Trainer<'g> {
                         slot_from_step: 0,
                         scale: 0.0,
                     },
-                    (1, 1, 1),
                 );
             }
             Some(b.build(gpu, binds)?)

@@ -12,13 +12,19 @@ use fmpe::Gpu;
 /// else { return };` of the test files compiling.
 pub fn gpu() -> Option<&'static Gpu> {
     static GPU: OnceLock<Gpu> = OnceLock::new();
-    Some(GPU.get_or_init(|| Gpu::new().unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"))))
+    Some(GPU.get_or_init(|| Gpu::with_options(&gpu_options()).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"))))
+}
+
+/// Adapter selection from the environment (WGPU_BACKEND, WGPU_ADAPTER_NAME, ...): only
+/// the binary and the tests read environment variables.
+pub fn gpu_options() -> fmpe::gpu::GpuOptions {
+    fmpe::gpu::GpuOptions::from_vars(|k| std::env::var(k).ok())
 }
 
 /// A fresh GPU context (for tests that count submissions). Always `Some`, like [`gpu`];
 /// panics without an adapter.
 pub fn fresh_gpu() -> Option<Gpu> {
-    Some(Gpu::new().unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}")))
+    Some(Gpu::with_options(&gpu_options()).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}")))
 }
 
 /// The sbibm data folder: `$FMPE_SBIBM_DIR`, else `../shared/sbibm` beside the crate.

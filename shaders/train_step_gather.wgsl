@@ -1,3 +1,5 @@
+// #include common
+// #include misc
 // gather_path: rows of one minibatch (or validation chunk) on the OT path.
 //   t = u^(1/(1+alpha));  theta0 ~ N(0, I)
 //   psi_t  = (1 - (1 - sigma_min) t) theta0 + t theta1

@@ -1,3 +1,5 @@
+// #include common
+// #include misc
 // fm_loss: sum over the chunk of (v - target)^2 into acts[loss_off + slot]
 // (slot = step_in_epoch when slot_from_step != 0), and dL/dv = scale (v - target).
 struct LossParams {

@@ -1,3 +1,5 @@
+// #include common
+// #include misc
 // Dormand-Prince 5(4) step control, per row (Dormand & Prince 1980; Hairer, Norsett &
 // Wanner, Solving ODEs I, II.4/II.5). Each row owns its t, h and accept/reject decision,
 // so a row's trajectory never depends on which other rows share the batch.

@@ -1,4 +1,6 @@
-//! Kernels against f64 CPU references on small random inputs.
+//! The matmul kernel (`src/kernels/matmul.rs`, `shaders/matmul.wgsl`) against f64
+//! references on small random inputs: every epilogue step, the ones column, strides and
+//! broadcasting, the tangent multiplier (`a_mul`) and primal rows (`primal_rows`).
 mod common;
 
 use common::*;
@@ -153,4 +155,74 @@ fn matmul_broadcast_rows_and_in_place_residual() {
             assert!((out[c_off + i * n + j] - want).abs() < 1e-5, "({i},{j})");
         }
     }
+}
+
+/// Reference of one output element: `Σ_k op_a(A(i,k)) · op_m(M(i',k)) · op_b(B(k,j))`
+/// with `i' = i % primal_rows` (or `i`).
+#[allow(clippy::too_many_arguments)]
+fn product(acts: &[f64], params: &[f64], mm: &Matmul, i: usize, j: usize) -> f64 {
+    let prow = if mm.primal_rows > 0 { i % mm.primal_rows } else { i };
+    (0..mm.k)
+        .map(|kk| {
+            let mut a = op(mm.a_op, get(acts, params, mm.a, i, kk));
+            if let Some((m, mop)) = mm.a_mul {
+                a *= op(mop, get(acts, params, m, prow, kk));
+            }
+            a * op(mm.b_op, get(acts, params, mm.b, kk, j))
+        })
+        .sum()
+}
+
+#[test]
+fn matmul_tangent_multiplier_scales_a_on_load() {
+    // C = (dA ⊙ gelu'(A_primal)) · Wᵀ: the tangent rule of a GELU layer fused into the
+    // product; sizes cross tile borders in m and k.
+    for &(m, n, k) in &[(1usize, 2usize, 3usize), (70, 9, 21)] {
+        let (a_off, m_off) = (0, m * k);
+        let c_off = m_off + m * k;
+        let acts = rand_vec(c_off + m * n, 40 + m as u64);
+        let params = rand_vec(n * k, 41);
+        let mut mm = Matmul::new(m, n, k, Mat::rows(Buf::Acts, a_off, k), Mat::strided(Buf::Params, 0, 1, k), Mat::rows(Buf::Acts, c_off, n));
+        mm.a_mul = Some((Mat::rows(Buf::Acts, m_off, k), Op::GeluGrad));
+        let (out, _) = run(&mm, &acts, &params, 1);
+        let want: Vec<f64> = (0..m * n).map(|e| product(&acts, &params, &mm, e / n, e % n)).collect();
+        assert_close("matmul with a_mul", &out[c_off..c_off + m * n], &want, 1e-5, 1e-4);
+        // The multiplier really enters: without it the result differs.
+        let plain = Matmul { a_mul: None, ..mm };
+        let differs = (0..m * n).any(|e| (product(&acts, &params, &plain, e / n, e % n) - want[e]).abs() > 1e-3);
+        assert!(differs, "test inputs do not exercise a_mul");
+    }
+}
+
+#[test]
+fn matmul_primal_rows_share_one_block_of_primal_rows() {
+    // A stack of 3 tangent blocks of `pr` rows each: M and aux are read at row i % pr,
+    // A, res and C at row i. Also an operator on M (sigmoid') and on aux (GELU').
+    let (pr, stack, n, k) = (37usize, 3usize, 11usize, 6usize);
+    let m = pr * stack;
+    let a_off = 0;
+    let m_off = a_off + m * k;
+    let aux_off = m_off + pr * k;
+    let res_off = aux_off + pr * n;
+    let c_off = res_off + m * n;
+    let acts = rand_vec(c_off + m * n, 50);
+    let params = rand_vec(k * n + n, 51);
+    let mut mm = Matmul::new(m, n, k, Mat::rows(Buf::Acts, a_off, k), Mat::rows(Buf::Params, 0, n), Mat::rows(Buf::Acts, c_off, n));
+    mm.a_mul = Some((Mat::rows(Buf::Acts, m_off, k), Op::SigmoidDeriv));
+    mm.primal_rows = pr;
+    mm.bias = Some(Mat::rows(Buf::Params, k * n, n));
+    mm.aux = Some((Mat::rows(Buf::Acts, aux_off, n), Op::GeluGrad));
+    mm.res = Some(Mat::rows(Buf::Acts, res_off, n));
+    let (out, _) = run(&mm, &acts, &params, 1);
+    let want: Vec<f64> = (0..m * n)
+        .map(|e| {
+            let (i, j) = (e / n, e % n);
+            let s = product(&acts, &params, &mm, i, j) + params[k * n + j];
+            acts[res_off + i * n + j] + s * op(Op::GeluGrad, acts[aux_off + (i % pr) * n + j])
+        })
+        .collect();
+    assert_close("matmul with primal_rows", &out[c_off..c_off + m * n], &want, 1e-5, 1e-4);
+    // Rows of different blocks with the same primal row use the same M and aux rows but
+    // their own A rows: block 1 differs from block 0.
+    assert!((0..pr * n).any(|e| (out[c_off + e] - out[c_off + pr * n + e]).abs() > 1e-3));
 }

@@ -1,3 +1,5 @@
+// #include common
+// #include misc
 // glu_backward: for h' = h + y ⊙ g:  dy = dh ⊙ g,  dgate_pre = dh ⊙ y ⊙ g (1 - g).
 struct GluParams {
     count: u32,

@@ -1,0 +1,55 @@
+//! Adam over the flat parameter buffer (`shaders/adam.wgsl`).
+
+use bytemuck::{Pod, Zeroable};
+
+use super::program::ProgramBuilder;
+use super::registry::{param_block, Family, KernelSpec, Layout, ShaderModule, StructLayout};
+
+/// The adam family.
+pub(crate) static FAMILY: Family = Family {
+    name: "adam",
+    modules: &[ShaderModule { name: "adam", source: include_str!("../../shaders/adam.wgsl") }],
+    kernels: &[&ADAM],
+    constants: &[],
+    structs: &[StructLayout::of::<super::StepState>],
+};
+
+/// `adam`: one Adam step over `params[off .. off + n]` (PyTorch semantics).
+pub static ADAM: KernelSpec = KernelSpec {
+    name: "adam",
+    module: "adam",
+    entry_point: "adam",
+    layout: Layout::Adam,
+    params: StructLayout::of::<AdamParams>,
+    variant: "",
+    constants: &[],
+};
+
+/// Parameters of `adam` (`shaders/adam.wgsl`).
+/// Every `*_off` field is an offset in f32 elements into the bound buffer; the field
+/// order and padding mirror the WGSL struct of the same kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
+pub struct AdamParams {
+    /// Parameters updated: indices `off .. off + n` of the flat buffers.
+    pub n: u32,
+    /// Index of the first parameter updated (0 for the whole buffer; lets one buffer
+    /// hold weights with and without L2 decay).
+    pub off: u32,
+    /// Padding.
+    pub pad: [u32; 2],
+    /// First-moment decay β1.
+    pub beta1: f32,
+    /// Second-moment decay β2.
+    pub beta2: f32,
+    /// Ε added to the denominator.
+    pub eps: f32,
+    /// L2 weight decay added to the gradient (PyTorch `weight_decay`).
+    pub weight_decay: f32,
+}
+param_block!(AdamParams as "AdamParams" { n, off, pad, beta1, beta2, eps, weight_decay });
+
+/// Records `adam` over the `p.n` parameters from `p.off` (one thread each).
+pub fn adam(b: &mut ProgramBuilder, p: &AdamParams) {
+    b.push_1d(&ADAM, p, p.n as usize);
+}

@@ -1,0 +1,230 @@
+//! Kernels of the classifier two-sample test (src/metrics/c2st.rs): row shuffling,
+//! minibatches, logistic loss and accuracy (`shaders/c2st.wgsl`), and the fused
+//! narrow-network step (`shaders/c2st_mlp.wgsl`).
+
+use bytemuck::{Pod, Zeroable};
+
+use super::program::ProgramBuilder;
+use super::registry::{param_block, Family, KernelSpec, Layout, ShaderModule, StructLayout};
+
+/// The c2st family.
+pub(crate) static FAMILY: Family = Family {
+    name: "c2st",
+    modules: &[ShaderModule { name: "c2st", source: include_str!("../../shaders/c2st.wgsl") }, ShaderModule { name: "c2st_mlp", source: include_str!("../../shaders/c2st_mlp.wgsl") }],
+    kernels: &[&C2ST_SHUFFLE, &C2ST_BATCH, &C2ST_BCE, &C2ST_ACCURACY, &C2ST_LOSS_SUM, &C2ST_MLP_ROWS, &C2ST_MLP_GRADS],
+    constants: &[],
+    structs: &[],
+};
+
+/// `c2st_shuffle`: shuffle rows into folds, with labels.
+pub static C2ST_SHUFFLE: KernelSpec = KernelSpec {
+    name: "c2st_shuffle",
+    module: "c2st",
+    entry_point: "c2st_shuffle",
+    layout: Layout::Misc,
+    params: StructLayout::of::<C2stParams>,
+    variant: "",
+    constants: &[],
+};
+/// `c2st_batch`: gather one minibatch of a fold's training rows.
+pub static C2ST_BATCH: KernelSpec = KernelSpec {
+    name: "c2st_batch",
+    module: "c2st",
+    entry_point: "c2st_batch",
+    layout: Layout::Misc,
+    params: StructLayout::of::<C2stParams>,
+    variant: "",
+    constants: &[],
+};
+/// `c2st_bce`: logistic loss and its gradient from logits (one workgroup).
+pub static C2ST_BCE: KernelSpec = KernelSpec {
+    name: "c2st_bce",
+    module: "c2st",
+    entry_point: "c2st_bce",
+    layout: Layout::Misc,
+    params: StructLayout::of::<C2stParams>,
+    variant: "",
+    constants: &[],
+};
+/// `c2st_accuracy`: held-out accuracy count (one workgroup).
+pub static C2ST_ACCURACY: KernelSpec = KernelSpec {
+    name: "c2st_accuracy",
+    module: "c2st",
+    entry_point: "c2st_accuracy",
+    layout: Layout::Misc,
+    params: StructLayout::of::<C2stParams>,
+    variant: "",
+    constants: &[],
+};
+/// `c2st_loss_sum`: minibatch loss sum of the fused path (one workgroup).
+pub static C2ST_LOSS_SUM: KernelSpec = KernelSpec {
+    name: "c2st_loss_sum",
+    module: "c2st",
+    entry_point: "c2st_loss_sum",
+    layout: Layout::Misc,
+    params: StructLayout::of::<C2stParams>,
+    variant: "",
+    constants: &[],
+};
+/// `c2st_mlp_rows`: fused per-row forward/backward of a narrow network.
+pub static C2ST_MLP_ROWS: KernelSpec = KernelSpec {
+    name: "c2st_mlp_rows",
+    module: "c2st_mlp",
+    entry_point: "c2st_mlp_rows",
+    layout: Layout::Matmul,
+    params: StructLayout::of::<MlpParams>,
+    variant: "",
+    constants: &[],
+};
+/// `c2st_mlp_grads`: per-parameter gradient sums of a narrow network.
+pub static C2ST_MLP_GRADS: KernelSpec = KernelSpec {
+    name: "c2st_mlp_grads",
+    module: "c2st_mlp",
+    entry_point: "c2st_mlp_grads",
+    layout: Layout::Matmul,
+    params: StructLayout::of::<MlpParams>,
+    variant: "",
+    constants: &[],
+};
+
+/// Parameters of the C2ST kernels (`shaders/c2st.wgsl`); offsets in f32 elements of
+/// the workspace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
+pub struct C2stParams {
+    /// Rows handled by this dispatch (batch rows / test rows / all rows).
+    pub rows: u32,
+    /// Features per row.
+    pub d: u32,
+    /// Rows of A and B together.
+    pub n_total: u32,
+    /// Rows of A (label 0); rows >= n_a are B (label 1).
+    pub n_a: u32,
+    /// Training rows of the fold.
+    pub n_train: u32,
+    /// First test row of the fold (in the shuffled order).
+    pub test_start: u32,
+    /// Test rows of the fold.
+    pub test_len: u32,
+    /// Full minibatch size.
+    pub batch: u32,
+    /// Philox key, low word.
+    pub seed_lo: u32,
+    /// Philox key, high word.
+    pub seed_hi: u32,
+    /// Fold index (separates the shuffles of the folds).
+    pub stream: u32,
+    /// Shuffled rows `[n_total, d]`.
+    pub x_off: u32,
+    /// Shuffled labels `[n_total]`.
+    pub y_off: u32,
+    /// Minibatch rows `[batch, d]`.
+    pub xb_off: u32,
+    /// Minibatch labels `[batch]`.
+    pub yb_off: u32,
+    /// Logits `[rows]`.
+    pub z_off: u32,
+    /// dL/dz `[rows]`.
+    pub dz_off: u32,
+    /// Per-step loss slots.
+    pub loss_off: u32,
+    /// Sum of squared weights (1 value).
+    pub wsq_off: u32,
+    /// Accuracy: count of correct test rows (1 value).
+    pub out_off: u32,
+    /// 1 / rows of the minibatch.
+    pub scale: f32,
+    /// L2 penalty.
+    pub alpha: f32,
+    /// `c2st_bce`: weights copied to `acts[w_off ..]` for the sum of squares; 0: use `wsq_off`.
+    pub n_w: u32,
+    /// Weights copied for the L2 term (`n_w` values).
+    pub w_off: u32,
+}
+param_block!(C2stParams as "C2stParams" { rows, d, n_total, n_a, n_train, test_start, test_len, batch, seed_lo, seed_hi, stream, x_off, y_off, xb_off, yb_off, z_off, dz_off, loss_off, wsq_off, out_off, scale, alpha, n_w, w_off });
+
+/// Parameters of the fused narrow-network C2ST kernels (`shaders/c2st_mlp.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
+pub struct MlpParams {
+    /// Minibatch rows.
+    pub rows: u32,
+    /// Input features.
+    pub d: u32,
+    /// Hidden width (<= MAXH).
+    pub h: u32,
+    /// All parameters.
+    pub n_params: u32,
+    /// Weights (the first `n_weights` parameters; biases follow).
+    pub n_weights: u32,
+    /// First-layer weights `[h, d]` in `params`.
+    pub w1: u32,
+    /// Second-layer weights `[h, h]`.
+    pub w2: u32,
+    /// Output weights `[h]`.
+    pub w3: u32,
+    /// First-layer bias `[h]`.
+    pub b1: u32,
+    /// Second-layer bias `[h]`.
+    pub b2: u32,
+    /// Output bias (1 value).
+    pub b3: u32,
+    /// Minibatch rows `[rows, d]`.
+    pub xb_off: u32,
+    /// Labels `[rows]`.
+    pub yb_off: u32,
+    /// ReLU outputs `[rows, h]`.
+    pub h1_off: u32,
+    /// Second-layer ReLU outputs `[rows, h]`.
+    pub h2_off: u32,
+    /// dL/d(pre-activation) `[rows, h]`.
+    pub d1_off: u32,
+    /// dL/d(second-layer pre-activation) `[rows, h]`.
+    pub d2_off: u32,
+    /// dL/dz `[rows]`.
+    pub dz_off: u32,
+    /// Per-row loss `[rows]`.
+    pub bce_off: u32,
+    /// Sum of squared weights.
+    pub wsq_off: u32,
+    /// 1 / rows.
+    pub scale: f32,
+    /// Padding.
+    pub pad: [f32; 3],
+}
+param_block!(MlpParams as "MlpParams" { rows, d, h, n_params, n_weights, w1, w2, w3, b1, b2, b3, xb_off, yb_off, h1_off, h2_off, d1_off, d2_off, dz_off, bce_off, wsq_off, scale, pad });
+
+/// Records `c2st_shuffle` over the `p.rows` rows.
+pub fn c2st_shuffle(b: &mut ProgramBuilder, p: &C2stParams) {
+    b.push_1d(&C2ST_SHUFFLE, p, p.rows as usize);
+}
+
+/// Records `c2st_batch` over the `p.rows` minibatch rows.
+pub fn c2st_batch(b: &mut ProgramBuilder, p: &C2stParams) {
+    b.push_1d(&C2ST_BATCH, p, p.rows as usize);
+}
+
+/// Records `c2st_bce` (one workgroup).
+pub fn c2st_bce(b: &mut ProgramBuilder, p: &C2stParams) {
+    b.push_groups(&C2ST_BCE, p, (1, 1, 1));
+}
+
+/// Records `c2st_accuracy` (one workgroup).
+pub fn c2st_accuracy(b: &mut ProgramBuilder, p: &C2stParams) {
+    b.push_groups(&C2ST_ACCURACY, p, (1, 1, 1));
+}
+
+/// Records `c2st_loss_sum` (one workgroup).
+pub fn c2st_loss_sum(b: &mut ProgramBuilder, p: &C2stParams) {
+    b.push_groups(&C2ST_LOSS_SUM, p, (1, 1, 1));
+}
+
+/// Records `c2st_mlp_rows` (64 rows per workgroup).
+pub fn c2st_mlp_rows(b: &mut ProgramBuilder, p: &MlpParams) {
+    b.push_groups(&C2ST_MLP_ROWS, p, (p.rows.div_ceil(64), 1, 1));
+}
+
+/// Records `c2st_mlp_grads` (64 parameters per workgroup).
+pub fn c2st_mlp_grads(b: &mut ProgramBuilder, p: &MlpParams) {
+    b.push_groups(&C2ST_MLP_GRADS, p, (p.n_params.div_ceil(64), 1, 1));
+}

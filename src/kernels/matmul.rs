@@ -1,0 +1,274 @@
+//! The tiled strided matmul with fused epilogue (`shaders/matmul.wgsl`): operand views
+//! ([`Mat`], [`Buf`]), element-wise operators ([`Op`], also used by `apply_op` in
+//! `shaders/common.wgsl`), the fused product ([`Matmul`]) and its recorder
+//! [`ProgramBuilder::matmul`].
+
+use bytemuck::{Pod, Zeroable};
+
+use super::program::ProgramBuilder;
+use super::registry::{param_block, Family, KernelSpec, Layout, ShaderModule, StructLayout, WgslConst};
+
+/// The matmul family.
+pub(crate) static FAMILY: Family = Family {
+    name: "matmul",
+    modules: &[ShaderModule { name: "matmul", source: include_str!("../../shaders/matmul.wgsl") }],
+    kernels: &[&MATMUL],
+    constants: &[
+        WgslConst { name: "OP_ID", value: Op::Id as u32 },
+        WgslConst { name: "OP_GELU", value: Op::Gelu as u32 },
+        WgslConst { name: "OP_RELU", value: Op::Relu as u32 },
+        WgslConst { name: "OP_SIGMOID", value: Op::Sigmoid as u32 },
+        WgslConst { name: "OP_GELU_GRAD", value: Op::GeluGrad as u32 },
+        WgslConst { name: "OP_RELU_GRAD", value: Op::ReluGrad as u32 },
+        WgslConst { name: "OP_SIGMOID_GRAD", value: Op::SigmoidGrad as u32 },
+        WgslConst { name: "OP_SIGMOID_DERIV", value: Op::SigmoidDeriv as u32 },
+        WgslConst { name: "BUF_ACTS", value: Buf::Acts as u32 },
+        WgslConst { name: "BUF_PARAMS", value: Buf::Params as u32 },
+        WgslConst { name: "BUF_GRADS", value: Buf::Grads as u32 },
+        WgslConst { name: "MATMUL_FLAG_BIAS", value: FLAG_BIAS },
+        WgslConst { name: "MATMUL_FLAG_AUX", value: FLAG_AUX },
+        WgslConst { name: "MATMUL_FLAG_RES", value: FLAG_RES },
+        WgslConst { name: "MATMUL_FLAG_PRE", value: FLAG_PRE },
+        WgslConst { name: "MATMUL_FLAG_ONES_COL", value: FLAG_ONES_COL },
+        WgslConst { name: "MATMUL_FLAG_AMUL", value: FLAG_AMUL },
+    ],
+    structs: &[StructLayout::of::<Mat>],
+};
+
+/// `main` of `shaders/matmul.wgsl`.
+pub static MATMUL: KernelSpec = KernelSpec {
+    name: "matmul",
+    module: "matmul",
+    entry_point: "main",
+    layout: Layout::Matmul,
+    params: StructLayout::of::<MatmulParams>,
+    variant: "",
+    constants: &[],
+};
+
+/// Epilogue flag: add `bias`.
+pub const FLAG_BIAS: u32 = 1;
+/// Epilogue flag: multiply by `op(aux)`.
+pub const FLAG_AUX: u32 = 2;
+/// Epilogue flag: add `res`.
+pub const FLAG_RES: u32 = 4;
+/// Epilogue flag: store the activation to `pre`.
+pub const FLAG_PRE: u32 = 8;
+/// Virtual ones column of B (bias gradient to `grads[extra.x ..]`).
+pub const FLAG_ONES_COL: u32 = 16;
+/// Multiply A element-wise by `op_m(M)` on load.
+pub const FLAG_AMUL: u32 = 32;
+
+/// Storage buffer an operand lives in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Buf {
+    /// The workspace (activations, inputs, ODE state).
+    Acts = 0,
+    /// Network parameters (read-only in the matmul kernel).
+    Params = 1,
+    /// Gradients.
+    Grads = 2,
+}
+
+/// A strided 2-D view: element (i, j) at `buf[off + i * rs + j * cs]`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable, PartialEq, Eq)]
+pub struct Mat {
+    /// Buffer code ([`Buf`] as u32).
+    pub buf: u32,
+    /// Offset in f32 elements.
+    pub off: u32,
+    /// Row stride (0 broadcasts one row).
+    pub rs: u32,
+    /// Column stride.
+    pub cs: u32,
+}
+
+param_block!(Mat as "Mat" { buf, off, rs, cs });
+
+impl Mat {
+    /// Row-major matrix with `cols` columns (row stride = cols).
+    pub fn rows(buf: Buf, off: usize, cols: usize) -> Mat {
+        Mat { buf: buf as u32, off: off as u32, rs: cols as u32, cs: 1 }
+    }
+    /// A general strided view.
+    pub fn strided(buf: Buf, off: usize, rs: usize, cs: usize) -> Mat {
+        Mat { buf: buf as u32, off: off as u32, rs: rs as u32, cs: cs as u32 }
+    }
+    /// The transposed view.
+    pub fn t(self) -> Mat {
+        Mat { rs: self.cs, cs: self.rs, ..self }
+    }
+    /// The same view with row stride 0 (one row broadcast over all rows).
+    pub fn broadcast(self) -> Mat {
+        Mat { rs: 0, ..self }
+    }
+}
+
+/// Element-wise operator codes (see `apply_op` in `shaders/common.wgsl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// x
+    Id = 0,
+    /// GELU (tanh form)
+    Gelu = 1,
+    /// max(x, 0)
+    Relu = 2,
+    /// logistic sigmoid
+    Sigmoid = 3,
+    /// GELU'(x)
+    GeluGrad = 4,
+    /// 1 if x > 0 else 0
+    ReluGrad = 5,
+    /// s (1 − s) for a sigmoid output s
+    SigmoidGrad = 6,
+    /// σ'(a) = σ(a)(1 − σ(a)) for a pre-activation a
+    SigmoidDeriv = 7,
+}
+
+/// The uniform block of `matmul` (`struct MatmulParams` in `shaders/matmul.wgsl`);
+/// built from a [`Matmul`] by [`ProgramBuilder::matmul`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct MatmulParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    flags: u32,
+    a: Mat,
+    b: Mat,
+    bias: Mat,
+    aux: Mat,
+    res: Mat,
+    pre: Mat,
+    c: Mat,
+    ops: [u32; 4],
+    extra: [u32; 4],
+    amul: Mat,
+}
+param_block!(MatmulParams as "MatmulParams" { m, n, k, flags, a, b, bias, aux, res, pre, c, ops, extra, amul });
+
+/// One fused matmul: `C = res + aux_op(aux) ⊙ act(A_eff · op_b(B) + bias)` with
+/// `A_eff = op_a(A)` or `op_a(A) ⊙ op_m(M)` (see `a_mul`),
+/// `pre = act(A·B + bias)`; A is `[m, k]`, B `[k, n]`, C `[m, n]` (strided views).
+/// With `bias_grad = Some(off)`, B gets a virtual extra column of ones and the extra
+/// output column (the row sums of A, i.e. a bias gradient) goes to `grads[off..off+m]`;
+/// `n` then counts B's real columns only.
+#[derive(Clone, Copy, Debug)]
+pub struct Matmul {
+    /// Rows of A and C.
+    pub m: usize,
+    /// Columns of B and C.
+    pub n: usize,
+    /// Inner dimension.
+    pub k: usize,
+    /// Left operand `[m, k]`.
+    pub a: Mat,
+    /// Operator applied to A's elements on load.
+    pub a_op: Op,
+    /// Element-wise multiplier of A: `A_eff = op_a(A) ⊙ op_m(M)` (M `[m, k]`, rows
+    /// subject to `primal_rows`). Fuses the tangent rule `dA ⊙ act'(A)` into the product.
+    pub a_mul: Option<(Mat, Op)>,
+    /// When non-zero, the primal operands M (`a_mul`) and `aux` are read at row
+    /// `i % primal_rows` for output row `i` (a stack of tangent rows sharing one block
+    /// of primal rows). 0: row `i`.
+    pub primal_rows: usize,
+    /// Right operand `[k, n]`.
+    pub b: Mat,
+    /// Operator applied to B's elements on load.
+    pub b_op: Op,
+    /// Bias `[n]` (uses `off` and `cs`).
+    pub bias: Option<Mat>,
+    /// Activation applied after the bias.
+    pub act: Op,
+    /// Stores `act(acc + bias)` here before aux/res (must be in acts).
+    pub pre: Option<Mat>,
+    /// Multiplies by `op(aux)`.
+    pub aux: Option<(Mat, Op)>,
+    /// Adds this (may alias C element-for-element).
+    pub res: Option<Mat>,
+    /// Output.
+    pub c: Mat,
+    /// Bias-gradient output offset in grads (see above).
+    pub bias_grad: Option<usize>,
+}
+
+impl Matmul {
+    /// A plain product `C = A · B` with no epilogue.
+    pub fn new(m: usize, n: usize, k: usize, a: Mat, b: Mat, c: Mat) -> Matmul {
+        Matmul {
+            m,
+            n,
+            k,
+            a,
+            a_op: Op::Id,
+            a_mul: None,
+            primal_rows: 0,
+            b,
+            b_op: Op::Id,
+            bias: None,
+            act: Op::Id,
+            pre: None,
+            aux: None,
+            res: None,
+            c,
+            bias_grad: None,
+        }
+    }
+}
+
+
+impl ProgramBuilder {
+    /// Records one fused matmul ([`MATMUL`]); workgroups of 64 × 64 outputs.
+    ///
+    /// # Panics
+    /// If `m` needs more workgroup rows than the device allows (chunk the rows).
+    pub fn matmul(&mut self, mm: &Matmul) {
+        let mut flags = 0u32;
+        let zero = Mat::zeroed();
+        if mm.bias.is_some() {
+            flags |= FLAG_BIAS;
+        }
+        if mm.aux.is_some() {
+            flags |= FLAG_AUX;
+        }
+        if mm.res.is_some() {
+            flags |= FLAG_RES;
+        }
+        if mm.pre.is_some() {
+            flags |= FLAG_PRE;
+        }
+        if mm.a_mul.is_some() {
+            flags |= FLAG_AMUL;
+        }
+        let mut n = mm.n as u32;
+        if mm.bias_grad.is_some() {
+            flags |= FLAG_ONES_COL;
+            n += 1;
+        }
+        let p = MatmulParams {
+            m: mm.m as u32,
+            n,
+            k: mm.k as u32,
+            flags,
+            a: mm.a,
+            b: mm.b,
+            bias: mm.bias.unwrap_or(zero),
+            aux: mm.aux.map(|a| a.0).unwrap_or(zero),
+            res: mm.res.unwrap_or(zero),
+            pre: mm.pre.unwrap_or(zero),
+            c: mm.c,
+            ops: [mm.a_op as u32, mm.b_op as u32, mm.act as u32, mm.aux.map(|a| a.1 as u32).unwrap_or(0)],
+            extra: [
+                mm.bias_grad.unwrap_or(0) as u32,
+                mm.primal_rows as u32,
+                mm.a_mul.map(|a| a.1 as u32).unwrap_or(0),
+                0,
+            ],
+            amul: mm.a_mul.map(|a| a.0).unwrap_or(zero),
+        };
+        let gy = (mm.m as u32).div_ceil(64).max(1);
+        assert!(gy <= self.max_groups(), "matmul with {} rows exceeds the dispatch limit; chunk the rows", mm.m);
+        self.push_groups(&MATMUL, &p, (n.div_ceil(64).max(1), gy, 1));
+    }
+}

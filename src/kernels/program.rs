@@ -1,0 +1,347 @@
+//! Pipelines (compiled once per device and cached on the [`Gpu`]), recorded programs
+//! (static lists of dispatches replayed into a compute pass), the per-step state and
+//! the workspace allocator.
+
+use std::sync::Arc;
+
+use bytemuck::{Pod, Zeroable};
+
+use super::registry::{kernels, param_block, shader_modules, shader_source, KernelSpec, Layout, ParamBlock};
+use crate::error::Result;
+use crate::gpu::{grid, Gpu};
+
+/// Size of one per-dispatch parameter slot (bytes) seen by the shader.
+pub const SLOT_BYTES: u64 = 256;
+
+/// Compiled pipelines and bind-group layouts of one device (cached on the [`Gpu`]).
+pub(crate) struct Pipelines {
+    layouts: [wgpu::BindGroupLayout; 3],
+    pipelines: Vec<(&'static str, wgpu::ComputePipeline)>,
+}
+
+fn entry(binding: u32, ty: wgpu::BindingType) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry { binding, visibility: wgpu::ShaderStages::COMPUTE, ty, count: None }
+}
+fn storage(read_only: bool) -> wgpu::BindingType {
+    wgpu::BindingType::Buffer {
+        ty: wgpu::BufferBindingType::Storage { read_only },
+        has_dynamic_offset: false,
+        min_binding_size: None,
+    }
+}
+fn uniform(dynamic: bool) -> wgpu::BindingType {
+    wgpu::BindingType::Buffer {
+        ty: wgpu::BufferBindingType::Uniform,
+        has_dynamic_offset: dynamic,
+        min_binding_size: None,
+    }
+}
+
+impl Pipelines {
+    fn new(device: &wgpu::Device) -> Pipelines {
+        let mk = |label: &str, entries: &[wgpu::BindGroupLayoutEntry]| {
+            device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(label), entries })
+        };
+        let layouts = [
+            mk(
+                "fmpe matmul",
+                &[entry(0, uniform(true)), entry(1, storage(false)), entry(2, storage(true)), entry(3, storage(false))],
+            ),
+            mk(
+                "fmpe misc",
+                &[entry(0, uniform(true)), entry(1, storage(false)), entry(2, storage(false)), entry(3, uniform(false))],
+            ),
+            mk(
+                "fmpe adam",
+                &[
+                    entry(0, uniform(true)),
+                    entry(1, storage(false)),
+                    entry(2, storage(true)),
+                    entry(3, storage(false)),
+                    entry(4, storage(false)),
+                    entry(5, uniform(false)),
+                ],
+            ),
+        ];
+        let mut modules = std::collections::HashMap::new();
+        for m in shader_modules() {
+            let code = shader_source(m.name).expect("registered module");
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(m.name),
+                source: wgpu::ShaderSource::Wgsl(code.into()),
+            });
+            modules.insert(m.name, module);
+        }
+        let mut pipelines = Vec::new();
+        for k in kernels() {
+            let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(k.name),
+                bind_group_layouts: &[Some(&layouts[k.layout as usize])],
+                immediate_size: 0,
+            });
+            let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(k.name),
+                layout: Some(&pl),
+                module: &modules[k.module],
+                entry_point: Some(k.entry_point),
+                compilation_options: wgpu::PipelineCompilationOptions { constants: k.constants, ..Default::default() },
+                cache: None,
+            });
+            pipelines.push((k.name, p));
+        }
+        Pipelines { layouts, pipelines }
+    }
+
+    /// The pipelines of `gpu`'s device, compiled on first use.
+    fn of(gpu: &Gpu) -> Result<Arc<Pipelines>> {
+        gpu.cached(|g| g.scoped("creating the compute pipelines", || Pipelines::new(&g.device)))
+    }
+
+    fn pipeline(&self, k: &KernelSpec) -> &wgpu::ComputePipeline {
+        &self.pipelines.iter().find(|(name, _)| *name == k.name).expect("registered kernel").1
+    }
+}
+
+/// The per-step state (`struct Step` in `shaders/step.wgsl`), written once per submission.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
+pub struct StepState {
+    /// Global optimiser step (1-based for Adam's bias correction; RNG counter).
+    pub step: u32,
+    /// Epoch (permutation key).
+    pub epoch: u32,
+    /// Batch index within the epoch.
+    pub step_in_epoch: u32,
+    /// Padding.
+    pub pad0: u32,
+    /// Learning rate.
+    pub lr: f32,
+    /// 1 − β1^step.
+    pub bias_corr1: f32,
+    /// 1 − β2^step.
+    pub bias_corr2: f32,
+    /// Padding.
+    pub pad1: f32,
+}
+param_block!(StepState as "Step" { step, epoch, step_in_epoch, pad0, lr, bias_corr1, bias_corr2, pad1 });
+
+#[derive(Clone, Copy, Debug)]
+struct Dispatch {
+    kernel: &'static KernelSpec,
+    slot: u32,
+    groups: (u32, u32, u32),
+}
+
+/// Collects dispatches and their parameter blocks; [`ProgramBuilder::build`] uploads
+/// the parameters once and binds the buffers. Kernels are recorded with the typed
+/// functions of their family module (e.g. [`super::stats::zscore`]).
+#[derive(Default)]
+pub struct ProgramBuilder {
+    slots: Vec<[u8; SLOT_BYTES as usize]>,
+    ops: Vec<Dispatch>,
+    max_groups: u32,
+}
+
+/// Buffers bound by a program. Unused entries may be `None`.
+#[derive(Clone, Copy, Default)]
+pub struct Bindings<'a> {
+    /// The workspace.
+    pub acts: Option<&'a wgpu::Buffer>,
+    /// Network parameters.
+    pub params: Option<&'a wgpu::Buffer>,
+    /// Gradients.
+    pub grads: Option<&'a wgpu::Buffer>,
+    /// Dataset / auxiliary buffer of the misc kernels.
+    pub data: Option<&'a wgpu::Buffer>,
+    /// Step-state uniform.
+    pub step: Option<&'a wgpu::Buffer>,
+    /// Adam moments (m, v).
+    pub moments: Option<(&'a wgpu::Buffer, &'a wgpu::Buffer)>,
+}
+
+/// A recorded, replayable list of dispatches with their uploaded parameters.
+pub struct Program {
+    _uniforms: wgpu::Buffer,
+    pipes: Arc<Pipelines>,
+    groups: [Option<wgpu::BindGroup>; 3],
+    ops: Vec<Dispatch>,
+    stride: u32,
+}
+
+impl ProgramBuilder {
+    /// An empty program for `gpu` (whose per-dimension workgroup limit it respects).
+    pub fn new(gpu: &Gpu) -> ProgramBuilder {
+        ProgramBuilder { slots: Vec::new(), ops: Vec::new(), max_groups: gpu.limits().max_compute_workgroups_per_dimension }
+    }
+
+    /// Number of dispatches recorded so far.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// True when nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The per-dimension workgroup limit of the device.
+    pub(crate) fn max_groups(&self) -> u32 {
+        self.max_groups
+    }
+
+    /// Records `kernel` with `params` and an explicit workgroup count. The family
+    /// modules' typed recorders are the only callers, so each kernel gets its own block.
+    pub(crate) fn push_groups<T: ParamBlock>(&mut self, kernel: &'static KernelSpec, params: &T, groups: (u32, u32, u32)) {
+        debug_assert_eq!(T::WGSL_NAME, (kernel.params)().wgsl_name, "parameter block of {}", kernel.name);
+        let bytes = bytemuck::bytes_of(params);
+        assert!(bytes.len() <= SLOT_BYTES as usize, "parameter block too large");
+        let mut slot = [0u8; SLOT_BYTES as usize];
+        slot[..bytes.len()].copy_from_slice(bytes);
+        self.slots.push(slot);
+        self.ops.push(Dispatch { kernel, slot: (self.slots.len() - 1) as u32, groups });
+    }
+
+    /// Records `kernel` over `threads` independent work items (256 per workgroup).
+    pub(crate) fn push_1d<T: ParamBlock>(&mut self, kernel: &'static KernelSpec, params: &T, threads: usize) {
+        let (x, y) = grid((threads.max(1) as u32).div_ceil(256), self.max_groups);
+        self.push_groups(kernel, params, (x, y, 1));
+    }
+
+    /// Uploads the parameter blocks and binds `b`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Gpu`] if wgpu rejects a bind group (e.g. a buffer exceeds a
+    /// binding limit) or the pipelines cannot be compiled.
+    pub fn build(self, gpu: &Gpu, b: Bindings<'_>) -> Result<Program> {
+        let pipes = Pipelines::of(gpu)?;
+        let align = gpu.limits().min_uniform_buffer_offset_alignment.max(SLOT_BYTES as u32);
+        let mut bytes = vec![0u8; (self.slots.len().max(1) * align as usize).max(SLOT_BYTES as usize)];
+        for (i, s) in self.slots.iter().enumerate() {
+            bytes[i * align as usize..i * align as usize + SLOT_BYTES as usize].copy_from_slice(s);
+        }
+        gpu.scoped("binding a program", || {
+            let uniforms = gpu.uniform_from("fmpe program parameters", &bytes);
+            let groups = self.bind_groups(gpu, &pipes, &uniforms, b);
+            Program { _uniforms: uniforms, pipes, groups, ops: self.ops, stride: align }
+        })
+    }
+
+    fn bind_groups(
+        &self,
+        gpu: &Gpu,
+        pipes: &Pipelines,
+        uniforms: &wgpu::Buffer,
+        b: Bindings<'_>,
+    ) -> [Option<wgpu::BindGroup>; 3] {
+        let dummy = gpu.dummy();
+        let step_dummy;
+        let step = match b.step {
+            Some(s) => s,
+            None => {
+                step_dummy = gpu.uniform_from("fmpe step (unused)", &[0u8; 32]);
+                &step_dummy
+            }
+        };
+        let used = |l: Layout| self.ops.iter().any(|o| o.kernel.layout == l);
+        let slot = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: uniforms,
+            offset: 0,
+            size: std::num::NonZeroU64::new(SLOT_BYTES),
+        });
+        let whole = wgpu::Buffer::as_entire_binding;
+        let mk = |l: Layout, res: Vec<wgpu::BindingResource>| {
+            let entries: Vec<wgpu::BindGroupEntry> = res
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| wgpu::BindGroupEntry { binding: i as u32, resource: r })
+                .collect();
+            gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("fmpe program"),
+                layout: &pipes.layouts[l as usize],
+                entries: &entries,
+            })
+        };
+        let acts = b.acts.unwrap_or(dummy);
+        let g_matmul = used(Layout::Matmul).then(|| {
+            let res = vec![slot.clone(), whole(acts), whole(b.params.unwrap_or(dummy)), whole(b.grads.unwrap_or(dummy))];
+            mk(Layout::Matmul, res)
+        });
+        let g_misc = used(Layout::Misc)
+            .then(|| mk(Layout::Misc, vec![slot.clone(), whole(acts), whole(b.data.unwrap_or(dummy)), whole(step)]));
+        let g_adam = used(Layout::Adam).then(|| {
+            let (m, v) = b.moments.expect("Adam needs moment buffers");
+            let res = vec![
+                slot.clone(),
+                whole(b.params.expect("Adam needs params")),
+                whole(b.grads.expect("Adam needs grads")),
+                whole(m),
+                whole(v),
+                whole(step),
+            ];
+            mk(Layout::Adam, res)
+        });
+        [g_matmul, g_misc, g_adam]
+    }
+}
+
+impl Program {
+    /// Number of dispatches in the program.
+    pub fn dispatches(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Records the program into `pass`.
+    ///
+    /// # Errors
+    /// None today (kept fallible for callers that record into their own passes).
+    pub fn record(&self, gpu: &Gpu, pass: &mut wgpu::ComputePass<'_>) -> Result<()> {
+        let mut current: Option<&'static str> = None;
+        for op in &self.ops {
+            if current != Some(op.kernel.name) {
+                pass.set_pipeline(self.pipes.pipeline(op.kernel));
+                current = Some(op.kernel.name);
+            }
+            let bg = self.groups[op.kernel.layout as usize].as_ref().expect("bind group built");
+            pass.set_bind_group(0, bg, &[op.slot * self.stride]);
+            pass.dispatch_workgroups(op.groups.0, op.groups.1, op.groups.2);
+        }
+        gpu.count_dispatches(self.ops.len() as u64);
+        Ok(())
+    }
+
+    /// Records the program in a fresh encoder and submits it (one submission).
+    ///
+    /// # Errors
+    /// As [`Gpu::submit`].
+    pub fn run(&self, gpu: &Gpu) -> Result<()> {
+        let mut enc = gpu.encoder();
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            self.record(gpu, &mut pass)?;
+        }
+        gpu.submit(enc)
+    }
+}
+
+/// Bump allocator of f32 offsets inside a workspace buffer.
+#[derive(Clone, Debug, Default)]
+pub struct Arena {
+    next: usize,
+}
+
+impl Arena {
+    /// Reserves `len` floats (aligned to 64 floats) and returns the offset.
+    pub fn alloc(&mut self, len: usize) -> usize {
+        let off = self.next;
+        self.next += len.max(1).next_multiple_of(64);
+        off
+    }
+    /// Floats reserved so far.
+    pub fn len(&self) -> usize {
+        self.next
+    }
+    /// True when nothing is reserved.
+    pub fn is_empty(&self) -> bool {
+        self.next == 0
+    }
+}

@@ -1,0 +1,204 @@
+//! The kernel registry: what a family file declares ([`Family`], [`KernelSpec`],
+//! [`WgslConst`], [`ParamBlock`]) and what is derived from those declarations (the list
+//! of kernels and shader modules, and each module's assembled WGSL source).
+//!
+//! A family file (`src/kernels/<family>.rs`) declares one `static FAMILY: Family` with
+//! its shader modules (`shaders/<family>.wgsl` or `shaders/<family>_<part>.wgsl`), its
+//! kernels (one `static` [`KernelSpec`] each), and the constants its WGSL shares with
+//! Rust. Nothing else in the registry lists kernels: adding one touches its `.wgsl` and
+//! its family file only.
+
+use crate::error::{Error, Result};
+
+/// Bind-group layout families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// 0 uniform (dyn), 1 acts rw, 2 params read, 3 grads rw.
+    Matmul = 0,
+    /// 0 uniform (dyn), 1 acts rw, 2 data rw, 3 step uniform (`shaders/misc.wgsl`).
+    Misc = 1,
+    /// 0 uniform (dyn), 1 params rw, 2 grads read, 3 m rw, 4 v rw, 5 step uniform.
+    Adam = 2,
+}
+
+/// One field of a `#[repr(C)]` parameter block: name, byte offset, byte size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FieldLayout {
+    /// Field name (the WGSL member of the same name must have the same offset and size;
+    /// fields named `pad*` are padding and only count towards the size).
+    pub name: &'static str,
+    /// Byte offset in the Rust struct.
+    pub offset: usize,
+    /// Byte size in the Rust struct.
+    pub size: usize,
+}
+
+/// The layout of a Rust parameter block and the name of its WGSL twin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StructLayout {
+    /// Rust type name (for messages).
+    pub rust_name: &'static str,
+    /// Name of the WGSL struct this block mirrors.
+    pub wgsl_name: &'static str,
+    /// `size_of` the Rust struct, in bytes.
+    pub size: usize,
+    /// Every field, in declaration order.
+    pub fields: Vec<FieldLayout>,
+}
+
+impl StructLayout {
+    /// The layout of `T`.
+    pub fn of<T: ParamBlock>() -> StructLayout {
+        StructLayout {
+            rust_name: std::any::type_name::<T>(),
+            wgsl_name: T::WGSL_NAME,
+            size: std::mem::size_of::<T>(),
+            fields: T::fields(),
+        }
+    }
+}
+
+/// A `#[repr(C)]` block that mirrors a WGSL struct (implemented with `param_block!`).
+pub trait ParamBlock: bytemuck::Pod {
+    /// Name of the WGSL struct.
+    const WGSL_NAME: &'static str;
+    /// Every field with its offset and size.
+    fn fields() -> Vec<FieldLayout>;
+}
+
+/// Implements [`ParamBlock`] for a struct: `param_block!(Ty as "WgslName" { field, ... })`.
+/// List every field; the layout test checks that the sizes add up to the struct's size.
+macro_rules! param_block {
+    ($ty:ty as $wgsl:literal { $($f:ident),* $(,)? }) => {
+        impl $crate::kernels::registry::ParamBlock for $ty {
+            const WGSL_NAME: &'static str = $wgsl;
+            fn fields() -> Vec<$crate::kernels::registry::FieldLayout> {
+                let z = <$ty as bytemuck::Zeroable>::zeroed();
+                vec![$($crate::kernels::registry::FieldLayout {
+                    name: stringify!($f),
+                    offset: std::mem::offset_of!($ty, $f),
+                    size: std::mem::size_of_val(&z.$f),
+                }),*]
+            }
+        }
+    };
+}
+pub(crate) use param_block;
+
+/// A WGSL `const NAME: u32 = VALUE;` generated from a Rust definition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WgslConst {
+    /// WGSL name (family prefix, upper case), e.g. `OP_GELU`, `MATMUL_FLAG_BIAS`.
+    pub name: &'static str,
+    /// Value.
+    pub value: u32,
+}
+
+/// One compute kernel: an entry point of a shader module, its bind-group layout, its
+/// parameter block, and optional pipeline-overridable constants.
+///
+/// Several specs may share module and entry point and differ in `variant` and
+/// `constants` (e.g. tile sizes picked per adapter); each gets its own pipeline.
+#[derive(Debug)]
+pub struct KernelSpec {
+    /// Unique name (the entry point, with `@variant` for a non-default variant).
+    pub name: &'static str,
+    /// Shader module (file stem under `shaders/`).
+    pub module: &'static str,
+    /// Entry point in that module.
+    pub entry_point: &'static str,
+    /// Bind-group layout family.
+    pub layout: Layout,
+    /// The parameter block read at binding 0.
+    pub params: fn() -> StructLayout,
+    /// Variant name ("" for the default).
+    pub variant: &'static str,
+    /// Pipeline-overridable constants (`override` declarations) of this variant.
+    pub constants: &'static [(&'static str, f64)],
+}
+
+/// One `.wgsl` file of a family.
+#[derive(Debug)]
+pub struct ShaderModule {
+    /// Module name = file stem under `shaders/`.
+    pub name: &'static str,
+    /// File contents (`// #include NAME` lines are expanded by [`shader_source`]).
+    pub source: &'static str,
+}
+
+/// A kernel family: the declarations of one `src/kernels/<family>.rs`.
+#[derive(Debug)]
+pub struct Family {
+    /// Family name (= the Rust module name).
+    pub name: &'static str,
+    /// Its shader modules.
+    pub modules: &'static [ShaderModule],
+    /// Its kernels.
+    pub kernels: &'static [&'static KernelSpec],
+    /// Constants its WGSL shares with Rust (emitted into every module's prelude).
+    pub constants: &'static [WgslConst],
+    /// Further structs shared with WGSL besides the kernels' parameter blocks
+    /// (e.g. the matmul operand view), checked by the layout test.
+    pub structs: &'static [fn() -> StructLayout],
+}
+
+/// Shared WGSL files a module pulls in with `// #include NAME`.
+const INCLUDES: [(&str, &str); 3] = [
+    ("common", include_str!("../../shaders/common.wgsl")),
+    ("misc", include_str!("../../shaders/misc.wgsl")),
+    ("step", include_str!("../../shaders/step.wgsl")),
+];
+
+/// Every kernel, family by family.
+pub fn kernels() -> impl Iterator<Item = &'static KernelSpec> {
+    super::FAMILIES.iter().flat_map(|f| f.kernels.iter().copied())
+}
+
+/// Every shader module, family by family.
+pub fn shader_modules() -> impl Iterator<Item = &'static ShaderModule> {
+    super::FAMILIES.iter().flat_map(|f| f.modules.iter())
+}
+
+/// The generated WGSL prelude: every family's shared constants.
+pub fn wgsl_prelude() -> String {
+    let mut s = String::from("// Generated from the Rust definitions in src/kernels/.\n");
+    for c in super::FAMILIES.iter().flat_map(|f| f.constants.iter()) {
+        s.push_str(&format!("const {}: u32 = {}u;\n", c.name, c.value));
+    }
+    s
+}
+
+fn expand(out: &mut String, src: &str, done: &mut Vec<&'static str>) -> Result<()> {
+    for line in src.lines() {
+        if let Some(name) = line.trim().strip_prefix("// #include ") {
+            let name = name.trim();
+            let (n, body) = INCLUDES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .ok_or_else(|| Error::invalid(format!("unknown WGSL include '{name}'")))?;
+            if !done.contains(n) {
+                done.push(n);
+                expand(out, body, done)?;
+            }
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    Ok(())
+}
+
+/// The complete WGSL source of one shader module as compiled: the generated constants
+/// ([`wgsl_prelude`]), then the module with its `// #include NAME` lines replaced by the
+/// shared files they name (each at most once).
+///
+/// # Errors
+/// [`Error::Invalid`] for an unknown module or include name.
+pub fn shader_source(module: &str) -> Result<String> {
+    let m = shader_modules()
+        .find(|m| m.name == module)
+        .ok_or_else(|| Error::invalid(format!("unknown shader module '{module}'")))?;
+    let mut out = wgsl_prelude();
+    expand(&mut out, m.source, &mut Vec::new())?;
+    Ok(out)
+}

@@ -1,0 +1,90 @@
+//! The C2ST kernels (`src/kernels/c2st.rs`) that are not a network: the fold shuffle,
+//! the logistic loss with its gradient, the loss sum of the fused path, and the held-out
+//! accuracy, against f64 formulas. (The classifier itself is checked end to end in
+//! tests/c2st.rs.)
+mod common;
+
+use common::*;
+use fmpe::kernels::{c2st, Bindings, C2stParams, ProgramBuilder, StepState};
+
+fn run(acts: &[f64], data: &[f64], step_in_epoch: u32, record: impl FnOnce(&mut ProgramBuilder)) -> Vec<f64> {
+    let gpu = common::gpu().unwrap();
+    let ab = gpu.storage_from("acts", &to_f32(acts));
+    let db = gpu.storage_from("data", &to_f32(data));
+    let sb = gpu.uniform_from("step", bytemuck::bytes_of(&StepState { step_in_epoch, ..Default::default() }));
+    let mut b = ProgramBuilder::new(gpu);
+    record(&mut b);
+    b.build(gpu, Bindings { acts: Some(&ab), data: Some(&db), step: Some(&sb), ..Default::default() }).unwrap().run(gpu).unwrap();
+    to_f64(&gpu.read_f32(&ab, 0, acts.len()).unwrap())
+}
+
+#[test]
+fn shuffle_permutes_rows_with_their_labels() {
+    let (n_a, n_b, d) = (150usize, 113usize, 2usize);
+    let n = n_a + n_b;
+    // Row r of the data holds (r, -r): the shuffled rows tell where they came from.
+    let data: Vec<f64> = (0..n).flat_map(|r| [r as f64, -(r as f64)]).collect();
+    let (x, y) = (0usize, n * d);
+    let p = C2stParams { rows: n as u32, d: d as u32, n_total: n as u32, n_a: n_a as u32, seed_lo: 9, x_off: x as u32, y_off: y as u32, ..Default::default() };
+    let got = run(&vec![0.0; y + n], &data, 0, |b| c2st::c2st_shuffle(b, &p));
+    let mut src: Vec<usize> = (0..n).map(|q| got[x + q * d] as usize).collect();
+    for q in 0..n {
+        assert_eq!(got[x + q * d + 1], -got[x + q * d], "row {q} moved as a whole");
+        assert_eq!(got[y + q], (src[q] >= n_a) as u8 as f64, "label of row {q}");
+    }
+    assert_ne!(src, (0..n).collect::<Vec<_>>(), "rows are shuffled");
+    src.sort();
+    assert_eq!(src, (0..n).collect::<Vec<_>>(), "a permutation of all rows");
+}
+
+#[test]
+fn bce_loss_sum_and_accuracy_match_formulas() {
+    let rows = 300usize; // more than one workgroup's 256 threads
+    let (z, yb, dz, loss, w, wsq, ytest, acc) = (0usize, 512usize, 1024usize, 1536usize, 1600usize, 1700usize, 1800usize, 2200usize);
+    let mut acts = rand_vec(acc + 1, 90).iter().map(|v| 4.0 * v).collect::<Vec<f64>>();
+    for e in 0..rows {
+        acts[yb + e] = (acts[yb + e] > 0.0) as u8 as f64;
+        acts[ytest + e] = (acts[ytest + e] > 0.0) as u8 as f64;
+    }
+    acts[z] = 40.0; // a clipped loss: bce ≤ −ln(f32 ε)
+    let acts = to_f64(&to_f32(&acts));
+    let (alpha, n_w) = (0.01f32, 50usize);
+    let p = C2stParams {
+        rows: rows as u32,
+        z_off: z as u32,
+        yb_off: yb as u32,
+        dz_off: dz as u32,
+        loss_off: loss as u32,
+        wsq_off: wsq as u32,
+        scale: 1.0 / rows as f32,
+        alpha,
+        n_w: n_w as u32,
+        w_off: w as u32,
+        y_off: ytest as u32,
+        test_start: 0,
+        out_off: acc as u32,
+        ..Default::default()
+    };
+    let got = run(&acts, &[0.0], 2, |b| {
+        c2st::c2st_bce(b, &p);
+        c2st::c2st_loss_sum(b, &C2stParams { loss_off: (loss + 10) as u32, ..p });
+        c2st::c2st_accuracy(b, &p);
+    });
+    let eps = f32::EPSILON as f64;
+    let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+    let bce: f64 = (0..rows)
+        .map(|e| {
+            let (zv, y) = (acts[z + e], acts[yb + e]);
+            (zv.max(0.0) - zv * y + (1.0 + (-zv.abs()).exp()).ln()).clamp(eps, -eps.ln())
+        })
+        .sum();
+    let w2: f64 = (0..n_w).map(|k| acts[w + k].powi(2)).sum();
+    assert_close("bce + L2 into slot step_in_epoch", &got[loss + 2..loss + 3], &[bce + 0.5 * alpha as f64 * w2], 1e-4, 1e-5);
+    let dz_want: Vec<f64> = (0..rows).map(|e| (sig(acts[z + e]) - acts[yb + e]) / rows as f64).collect();
+    assert_close("dL/dz", &got[dz..dz + rows], &dz_want, 1e-7, 1e-5);
+    // loss_sum over z as per-row losses plus the L2 term from wsq_off.
+    let sum: f64 = (0..rows).map(|e| acts[z + e]).sum::<f64>() + 0.5 * alpha as f64 * acts[wsq];
+    assert_close("loss sum", &got[loss + 12..loss + 13], &[sum], 1e-4, 1e-5);
+    let correct = (0..rows).filter(|&e| ((acts[z + e] > 0.0) as u8 as f64) == acts[ytest + e]).count();
+    assert_eq!(got[acc], correct as f64, "held-out accuracy count");
+}

@@ -3,7 +3,7 @@
 mod common;
 
 use fmpe::net::{Conditioning, NetConfig};
-use fmpe::posterior::{Posterior, SampleOptions, Solver};
+use fmpe::posterior::{GpuModel, PosteriorOptions, Solver};
 use fmpe::train::{fit_model, ModelMeta, TrainConfig, Trainer};
 
 #[test]
@@ -52,9 +52,10 @@ fn rk4_sampling_is_one_submission_per_chunk() {
     let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![16], conditioning: Conditioning::Glu, embedding: vec![] };
     let tc = TrainConfig { max_epochs: 1, batch_size: 50, ..Default::default() };
     let (model, _) = fit_model(&gpu, cfg, tc, &theta, &x, ModelMeta::default(), false).unwrap();
-    let post = Posterior::new(&gpu, &model, &[0.0, 0.0]).unwrap();
+    let gpu = std::sync::Arc::new(gpu);
+    let post = GpuModel::new(gpu.clone(), &model).unwrap().posterior(&[0.0, 0.0]).unwrap();
     let s0 = gpu.submission_count();
-    let opts = SampleOptions { solver: Solver::Rk4 { steps: 10 }, chunk_size: Some(100), ..Default::default() };
+    let opts = PosteriorOptions { solver: Solver::Rk4 { steps: 10 }, chunk_size: Some(100), ..Default::default() };
     post.sample(300, &opts).unwrap();
     assert_eq!(gpu.submission_count() - s0, 3, "one submission per chunk of 100");
 }

@@ -1,7 +1,7 @@
 //! Shared helpers of the GPU integration tests.
 #![allow(dead_code)]
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use fmpe::Gpu;
 
@@ -12,9 +12,17 @@ pub fn gpu() -> Option<&'static Gpu> {
         eprintln!("FMPE_SKIP_GPU_TESTS=1: skipping a GPU test");
         return None;
     }
-    static GPU: OnceLock<Gpu> = OnceLock::new();
+    gpu_arc().map(|g| &**g)
+}
+
+/// The shared test GPU as the `Arc` a posterior holds (same context as [`gpu`]).
+pub fn gpu_arc() -> Option<&'static Arc<Gpu>> {
+    if std::env::var("FMPE_SKIP_GPU_TESTS").as_deref() == Ok("1") {
+        return None;
+    }
+    static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
     Some(GPU.get_or_init(|| match Gpu::new() {
-        Ok(g) => g,
+        Ok(g) => Arc::new(g),
         Err(e) => panic!("GPU tests need an adapter (set FMPE_SKIP_GPU_TESTS=1 to skip them): {e}"),
     }))
 }

@@ -298,7 +298,7 @@ fn gaussian_linear_log_prob_matches_analytic_posterior() {
     let err: f64 = theta.chunks(D).zip(&lp).map(|(th, l)| (l - analytic_log_post(th)).abs()).sum::<f64>() / n as f64;
     let bias: f64 = theta.chunks(D).zip(&lp).map(|(th, l)| l - analytic_log_post(th)).sum::<f64>() / n as f64;
     eprintln!("gaussian_linear d = {D}: mean |log q - log p| = {err:.4} nats (mean signed {bias:.4}) over {n} posterior samples; log_prob took {el:.2} s");
-    // Measured on lavapipe: mean |error| 0.12 nats, signed bias see the log line above.
+    // Measured on lavapipe: mean |error| 0.126 nats, signed bias −0.010 nats.
     assert!(err <= 0.2, "mean absolute log-density error {err} > 0.2 nats");
     assert!(bias.abs() <= 0.1, "mean signed log-density error {bias} outside ±0.1 nats");
 }
@@ -468,8 +468,8 @@ fn rk4_log_prob_agrees_with_dopri5() {
          forward vs backward log q: {dl:.2e} ({} steps/sample)",
         rep.mean_steps
     );
-    assert!(worst <= 1e-2, "rk4 and dopri5 log_prob differ by {worst}");
+    assert!(worst <= 1e-3, "rk4 and dopri5 log_prob differ by {worst}");
     assert!(ds <= 1e-5, "rk4 sample_and_log_prob's samples differ from sample's by {ds}");
-    assert!(dl <= 1e-2, "rk4 forward and backward log q differ by {dl}");
+    assert!(dl <= 1e-3, "rk4 forward and backward log q differ by {dl}");
     assert_eq!(rep.mean_steps, 40.0);
 }

@@ -1,23 +1,23 @@
 //! The one ODE driver of fmpe: integrates the probability-flow ODE
 //! dθ/dt = v(t, θ, x_o) of a trained network on the GPU, for every posterior operation.
 //!
-//! * **Field** ([`field`]): what is integrated per row. Either the vector field `v`
+//! * **Field** (`field`): what is integrated per row. Either the vector field `v`
 //!   alone (state `[θ]`, `dim_theta` columns; sampling), or `[v, ∇·v]` (state `[θ, Δ]`,
 //!   `dim_theta + 1` columns, `dΔ/dt = ∇·v`; log-densities) with the forward-mode
 //!   tangent kernels ([`crate::net::JvpGraph`]) and an exact or Hutchinson
 //!   [`Divergence`].
 //! * **Solvers** ([`Solver`]): fixed-step `rk4` and per-row adaptive `dopri5`, each
-//!   written once as a recorded step program ([`plan`]). The rk4 and dopri5 tableaus
+//!   written once as a recorded step program (`plan`). The rk4 and dopri5 tableaus
 //!   are defined here, once.
-//! * **Plans** ([`plan::Plan`]): the workspace and the recorded programs of one chunk
+//! * **Plans** (`plan::Plan`): the workspace and the recorded programs of one chunk
 //!   size, built once and reused for every chunk and rejection round of that size
 //!   (only a small per-chunk init program carrying the seed, first sample index and
-//!   round is recorded per chunk). Recording is layered: [`plan::Plan::record_pass`]
+//!   round is recorded per chunk). Recording is layered: `plan::Plan::record_pass`
 //!   records a chunk's start, a number of steps and its finish into a caller's
 //!   `wgpu::CommandEncoder` (all of a fixed-step rk4 solve fits in one pass); the host
-//!   loop of [`plan::Plan::solve`] adds the submissions, the dopri5 active-row checks
+//!   loop of `plan::Plan::solve` adds the submissions, the dopri5 active-row checks
 //!   and the readbacks on top.
-//! * **Chunk sizing** ([`workspace::max_chunk`]): one rule for every field.
+//! * **Chunk sizing** (`workspace::max_chunk`): one rule for every field.
 //!
 //! Rows are independent: each row has its own t, h and step control, so a row's
 //! result does not depend on the chunk it is solved in.

@@ -437,3 +437,42 @@ pub(crate) fn eval_with_divergence(
     .run(gpu)?;
     gpu.read_f32(&acts, ws.k as u64, n * ws.ds)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Model;
+    use crate::net::{init_params, Conditioning};
+    use rand::SeedableRng;
+
+    /// A fixed-step rk4 chunk recorded into a caller's encoder (the caller copies and
+    /// reads the samples itself) gives bit for bit what the host-driven solve returns,
+    /// also on a reused plan.
+    #[test]
+    fn rk4_recorded_into_a_callers_encoder_matches_the_host_loop() {
+        let gpu = Gpu::new().expect("a GPU adapter");
+        let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![16], conditioning: Conditioning::Glu, embedding: vec![] };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let model = Model::with_params(cfg.clone(), init_params(&cfg, &mut rng));
+        let layout = cfg.layout();
+        let params = gpu.storage_from("params", &model.params);
+        let net = Net { cfg: &cfg, layout: &layout, params: &params };
+        let transform = ThetaTransform::default();
+        let consts = Constants { x_z: &[0.3, -0.4], theta_mean: &[0.0, 0.0], theta_std: &[1.0, 1.0], transform: &transform };
+        let (n, d) = (37, 2);
+        let key = PlanKey { n, field: FieldKind::Velocity, solver: Solver::Rk4 { steps: 9 }, direction: Direction::Forward };
+        let mut plan = Plan::new(&gpu, &net, &consts, key).unwrap();
+        let start = ChunkStart { seed: 11, first_index: 5, round: 1, theta_z: None };
+        let host = plan.solve(&gpu, &start).unwrap();
+        assert_eq!(host.samples.len(), n * d);
+        for _ in 0..2 {
+            let mut enc = gpu.encoder();
+            plan.record_rk4(&gpu, &mut enc, &start).unwrap();
+            let staging = gpu.copy_to_staging(&mut enc, &plan.acts, plan.ws.out as u64, n * d);
+            gpu.submit(enc).unwrap();
+            assert_eq!(gpu.map_staging(&staging, n * d).unwrap(), host.samples);
+        }
+        let other = plan.solve(&gpu, &ChunkStart { first_index: 6, ..start }).unwrap();
+        assert_eq!(other.samples[..(n - 1) * d], host.samples[d..], "rows are keyed by their index");
+    }
+}

@@ -5,14 +5,14 @@
 
 use fmpe::model::BoxPrior;
 use fmpe::net::{Conditioning, NetConfig};
-use fmpe::posterior::{Posterior, SampleOptions, Solver};
+use fmpe::posterior::{GpuModel, PosteriorOptions, Solver};
 use fmpe::tasks::{simulate_dataset, task_by_name};
 use fmpe::train::{fit_model, ModelMeta, TrainConfig};
 use fmpe::transform::ThetaTransform;
 use fmpe::Gpu;
 
 fn main() -> fmpe::Result<()> {
-    let gpu = Gpu::new()?;
+    let gpu = std::sync::Arc::new(Gpu::new()?);
     println!("adapter: {}", gpu.adapter().map(|a| a.to_string()).unwrap_or_default());
 
     // 1. Simulate: θ ~ prior, x ~ p(x | θ). theta is [n, 2], x is [n, 2], row-major.
@@ -35,10 +35,13 @@ fn main() -> fmpe::Result<()> {
 
     // 3. Sample q(θ | x_o) by integrating the ODE from t = 0 to 1 (dopri5).
     let x_o = [0.0, 0.1];
-    let posterior = Posterior::new(&gpu, &model, &x_o)?;
-    let opts = SampleOptions { solver: Solver::Dopri5 { atol: 1e-5, rtol: 1e-5 }, seed: 2, ..Default::default() };
-    let (samples, report) = posterior.sample(1_000, &opts)?;
-    let mean: Vec<f64> = (0..2).map(|j| samples.iter().skip(j).step_by(2).sum::<f64>() / 1_000.0).collect();
+    // The weights are uploaded once; one GpuModel serves the posteriors of many observations.
+    let on_gpu = GpuModel::new(gpu.clone(), &model)?;
+    let posterior = on_gpu.posterior(&x_o)?;
+    let opts = PosteriorOptions { solver: Solver::Dopri5 { atol: 1e-5, rtol: 1e-5 }, seed: 2, ..Default::default() };
+    let samples = posterior.sample(1_000, &opts)?; // [1000, 2], original units
+    let mean: Vec<f64> = (0..samples.dim()).map(|j| (0..samples.n()).map(|i| samples.row(i)[j]).sum::<f64>() / samples.n() as f64).collect();
+    let report = samples.report();
     println!("{} samples, acceptance {:.3}, posterior mean {mean:?}", report.returned, report.acceptance_rate);
     Ok(())
 }

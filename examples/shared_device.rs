@@ -6,7 +6,7 @@
 //! `cargo run --release --example shared_device`
 
 use fmpe::net::{Conditioning, NetConfig};
-use fmpe::posterior::{Posterior, SampleOptions};
+use fmpe::posterior::{GpuModel, PosteriorOptions};
 use fmpe::train::{fit_model, ModelMeta, TrainConfig};
 use fmpe::Gpu;
 
@@ -24,7 +24,7 @@ fn main() -> fmpe::Result<()> {
     println!("application device on {}", adapter.get_info().name);
 
     // Lend it to fmpe (cloning wgpu handles is cheap; the application keeps its own).
-    let gpu = Gpu::from_device(device.clone(), queue.clone())?;
+    let gpu = std::sync::Arc::new(Gpu::from_device(device.clone(), queue.clone())?);
 
     // A toy problem: θ ~ N(0, 1), x = θ + 0.5 ε; posterior N(0.8 x_o, 0.2).
     let n = 1_000;
@@ -32,8 +32,8 @@ fn main() -> fmpe::Result<()> {
     let x: Vec<f64> = theta.iter().enumerate().map(|(i, t)| t + 0.5 * ((i as f64 * 0.414).fract() - 0.5) * 3.4).collect();
     let net = NetConfig { dim_theta: 1, dim_x: 1, hidden: vec![32, 32], conditioning: Conditioning::Glu, embedding: vec![] };
     let (model, _) = fit_model(&gpu, net, TrainConfig { max_epochs: 10, ..Default::default() }, &theta, &x, ModelMeta::default(), false)?;
-    let (samples, _) = Posterior::new(&gpu, &model, &[1.0])?.sample(500, &SampleOptions::default())?;
-    println!("posterior mean at x_o = 1: {:.3}", samples.iter().sum::<f64>() / 500.0);
+    let samples = GpuModel::new(gpu.clone(), &model)?.posterior(&[1.0])?.sample(500, &PosteriorOptions::default())?;
+    println!("posterior mean at x_o = 1: {:.3}", samples.as_slice().iter().sum::<f64>() / 500.0);
     println!("fmpe made {} submissions on the application's queue", gpu.submission_count());
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod plot;
+pub mod ode;
 pub mod posterior;
 pub mod reference;
 pub mod tasks;

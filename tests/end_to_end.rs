@@ -6,7 +6,7 @@
 mod common;
 
 use fmpe::net::{Conditioning, NetConfig};
-use fmpe::posterior::{Posterior, SampleOptions};
+use fmpe::posterior::{GpuModel, PosteriorOptions, Solver};
 use fmpe::tasks::{simulate_dataset, task_by_name};
 use fmpe::train::{fit_model, ModelMeta, TrainConfig};
 
@@ -26,9 +26,11 @@ fn gaussian_linear_posterior_mean_and_variance() {
     let t_train = t0.elapsed().as_secs_f64();
     // A fresh observation from the task.
     let (_, xo) = simulate_dataset(task.as_ref(), 1, 99);
-    let post = Posterior::new(gpu, &model, &xo).unwrap();
+    let post = GpuModel::new(common::gpu_arc().unwrap().clone(), &model).unwrap().posterior(&xo).unwrap();
     let t0 = std::time::Instant::now();
-    let (s, rep) = post.sample(10_000, &SampleOptions { seed: 5, ..Default::default() }).unwrap();
+    let samples = post.sample(10_000, &PosteriorOptions { seed: 5, ..Default::default() }).unwrap();
+    assert_eq!((samples.n(), samples.dim()), (10_000, 10));
+    let (s, _, rep) = samples.into_parts();
     let n = 10_000.0;
     let mut worst_mean: f64 = 0.0;
     let mut worst_var: f64 = 0.0;
@@ -83,11 +85,13 @@ fn distractor_dimensions_with_an_x_embedding() {
     let (model, _) = fit_model(gpu, net, tc, &theta, &x, ModelMeta::default(), false).unwrap();
     let t_train = t0.elapsed().as_secs_f64();
     let mut worst: f64 = 0.0;
+    // One upload of the weights serves both observations.
+    let on_gpu = GpuModel::new(common::gpu_arc().unwrap().clone(), &model).unwrap();
     for seed in [11, 12] {
         let (_, xo) = simulate(1, seed);
-        let post = Posterior::new(gpu, &model, &xo).unwrap();
-        let opts = SampleOptions { seed, solver: fmpe::posterior::Solver::Rk4 { steps: 20 }, ..Default::default() };
-        let (s, _) = post.sample(2000, &opts).unwrap();
+        let post = on_gpu.posterior(&xo).unwrap();
+        let opts = PosteriorOptions { seed, solver: Solver::Rk4 { steps: 20 }, ..Default::default() };
+        let s = post.sample(2000, &opts).unwrap().into_parts().0;
         for i in 0..2 {
             let m = s.iter().skip(i).step_by(2).sum::<f64>() / 2000.0;
             let want = 4.0 * (0..10).filter(|j| j % 2 == i).map(|j| xo[j]).sum::<f64>() / 21.0;

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use fmpe::io::{read_matrix, Matrix};
 use fmpe::model::Model;
-use fmpe::posterior::{LogProbOptions, Posterior, SampleOptions, Solver};
+use fmpe::posterior::{GpuModel, PosteriorOptions, Solver};
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures").join("two_moons_40cac14")
@@ -71,21 +71,22 @@ fn model_written_by_40cac14_loads() {
 
 #[test]
 fn model_written_by_40cac14_samples_as_it_did() {
-    let Some(gpu) = common::gpu() else { return };
+    let Some(gpu) = common::gpu_arc() else { return };
     let bitwise = same_adapter(gpu);
     let (model, obs) = load();
-    let post = Posterior::new(gpu, &model, &obs).unwrap();
+    let post = GpuModel::new(gpu.clone(), &model).unwrap().posterior(&obs).unwrap();
     // `fmpe sample` at 40cac14: rejection to the prior box on, 600 s limit, default chunk.
-    let opts = |solver| SampleOptions { solver, seed: 1, max_seconds: Some(600.0), ..Default::default() };
+    let opts = |solver| PosteriorOptions { solver, seed: 1, max_seconds: Some(600.0), ..Default::default() };
 
-    let (s, _) = post.sample(64, &opts(Solver::Dopri5 { atol: 1e-5, rtol: 1e-5 })).unwrap();
-    assert_matches("dopri5 samples", &s, &expected("samples_dopri5.csv"), bitwise);
+    let s = post.sample(64, &opts(Solver::Dopri5 { atol: 1e-5, rtol: 1e-5 })).unwrap();
+    assert_matches("dopri5 samples", s.as_slice(), &expected("samples_dopri5.csv"), bitwise);
 
-    let (s, _) = post.sample(64, &opts(Solver::Rk4 { steps: 20 })).unwrap();
-    assert_matches("rk4 samples", &s, &expected("samples_rk4.csv"), bitwise);
+    let s = post.sample(64, &opts(Solver::Rk4 { steps: 20 })).unwrap();
+    assert_matches("rk4 samples", s.as_slice(), &expected("samples_rk4.csv"), bitwise);
 
-    let lp_opts = LogProbOptions { seed: 1, max_seconds: Some(600.0), ..Default::default() };
-    let (s, lp, _) = post.sample_and_log_prob(64, &lp_opts).unwrap();
-    let joined: Vec<f64> = s.chunks(2).zip(&lp).flat_map(|(row, &l)| [row[0], row[1], l]).collect();
+    let lp_opts = opts(Solver::Dopri5 { atol: 1e-5, rtol: 1e-5 });
+    let s = post.sample_and_log_prob(64, &lp_opts).unwrap();
+    let lp = s.log_prob().expect("sample_and_log_prob returns log_prob");
+    let joined: Vec<f64> = s.as_slice().chunks(2).zip(lp).flat_map(|(row, &l)| [row[0], row[1], l]).collect();
     assert_matches("samples with log_prob", &joined, &expected("samples_log_prob.csv"), bitwise);
 }

@@ -129,9 +129,14 @@ fn jvp_matches_reference_and_finite_differences() {
 // Divergence.
 
 use fmpe::model::{BoxPrior, Model};
-use fmpe::posterior::{Divergence, LogProbOptions, Posterior, SampleOptions};
+use fmpe::posterior::{Divergence, GpuModel, Posterior, PosteriorOptions, Solver};
 use fmpe::train::{TrainConfig, Trainer};
 use std::sync::OnceLock;
+
+/// The posterior of `m` for `xo` on the shared test GPU.
+fn posterior(m: &Model, xo: &[f64]) -> Posterior {
+    GpuModel::new(common::gpu_arc().unwrap().clone(), m).unwrap().posterior(xo).unwrap()
+}
 
 /// A model with the given field (identity z-scoring unless given).
 fn model(cfg: NetConfig, params: Vec<f32>, prior: Option<BoxPrior>) -> Model {
@@ -142,7 +147,7 @@ fn model(cfg: NetConfig, params: Vec<f32>, prior: Option<BoxPrior>) -> Model {
 
 #[test]
 fn exact_divergence_matches_jacobian_trace_and_reference() {
-    let Some(gpu) = common::gpu() else { return };
+    let Some(_gpu) = common::gpu() else { return };
     for (ci, cfg) in configs().iter().chain(&embedding_configs()).enumerate() {
         let what = describe(cfg);
         let params = params_for(cfg, 40 + ci as u64);
@@ -152,7 +157,7 @@ fn exact_divergence_matches_jacobian_trace_and_reference() {
         let t: Vec<f64> = rand_vec(rows, 42).iter().map(|v| 0.5 * (v + 1.0)).collect();
         let theta: Vec<f64> = rand_vec(rows * d, 43).iter().map(|v| 1.5 * v).collect();
         let m = model(cfg.clone(), to_f32(&params), None);
-        let post = Posterior::new(gpu, &m, &xo).unwrap();
+        let post = posterior(&m, &xo);
         let (_, div) = post.field_and_divergence(&t, &theta, Divergence::Exact, 0).unwrap();
         let x_rows: Vec<f64> = (0..rows).flat_map(|_| xo.iter().copied()).collect();
         let div_ref = reference::net::divergence(cfg, &params, &t, &theta, &x_rows);
@@ -182,13 +187,13 @@ fn exact_divergence_matches_jacobian_trace_and_reference() {
 
 #[test]
 fn hutchinson_mean_agrees_with_exact_divergence() {
-    let Some(gpu) = common::gpu() else { return };
+    let Some(_gpu) = common::gpu() else { return };
     for (ci, cfg) in configs().iter().enumerate().filter(|(i, _)| i % 2 == 0) {
         let params = params_for(cfg, 50 + ci as u64);
         let d = cfg.dim_theta;
         let xo = rand_vec(cfg.dim_x, 51);
         let m = model(cfg.clone(), to_f32(&params), None);
-        let post = Posterior::new(gpu, &m, &xo).unwrap();
+        let post = posterior(&m, &xo);
         for (pi, point) in [(0.3, vec![0.5, -0.4, 0.9]), (0.8, vec![-1.0, 0.2, 0.1])].iter().enumerate() {
             let (t0, th) = (point.0, &point.1[..d]);
             let (_, exact) = post.field_and_divergence(&[t0], th, Divergence::Exact, 0).unwrap();
@@ -279,28 +284,30 @@ fn analytic_log_post(theta: &[f64]) -> f64 {
 
 #[test]
 fn gaussian_linear_log_prob_matches_analytic_posterior() {
-    let Some(gpu) = common::gpu() else { return };
+    let Some(_gpu) = common::gpu() else { return };
     let m = trained();
-    let post = Posterior::new(gpu, m, &XO).unwrap();
+    let post = posterior(m, &XO);
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let nd = rand_distr::Normal::new(0.0, 0.05f64.sqrt()).unwrap();
     use rand_distr::Distribution;
     let n = 1000;
     let theta: Vec<f64> = (0..n * D).map(|i| XO[i % D] / 2.0 + nd.sample(&mut rng)).collect();
     let t0 = std::time::Instant::now();
-    let lp = post.log_prob(&theta, &LogProbOptions::default()).unwrap();
+    let lp = post.log_prob(&theta, &PosteriorOptions::default()).unwrap();
     let el = t0.elapsed().as_secs_f64();
     let err: f64 = theta.chunks(D).zip(&lp).map(|(th, l)| (l - analytic_log_post(th)).abs()).sum::<f64>() / n as f64;
     let bias: f64 = theta.chunks(D).zip(&lp).map(|(th, l)| l - analytic_log_post(th)).sum::<f64>() / n as f64;
     eprintln!("gaussian_linear d = {D}: mean |log q - log p| = {err:.4} nats (mean signed {bias:.4}) over {n} posterior samples; log_prob took {el:.2} s");
-    assert!(err <= 0.5, "mean absolute log-density error {err} > 0.5 nats");
+    // Measured on lavapipe: mean |error| 0.126 nats, signed bias −0.010 nats.
+    assert!(err <= 0.2, "mean absolute log-density error {err} > 0.2 nats");
+    assert!(bias.abs() <= 0.1, "mean signed log-density error {bias} outside ±0.1 nats");
 }
 
 #[test]
 fn trained_flow_density_integrates_to_one() {
-    let Some(gpu) = common::gpu() else { return };
+    let Some(_gpu) = common::gpu() else { return };
     let m = trained();
-    let post = Posterior::new(gpu, m, &XO).unwrap();
+    let post = posterior(m, &XO);
     // Posterior std is √0.05 ≈ 0.224: a grid of ±1.5 (≈ 6.7 std) around the mean with
     // step 0.05 (≈ 0.22 std) holds the mass and resolves the density.
     let (half, step) = (1.5, 0.05);
@@ -313,7 +320,7 @@ fn trained_flow_density_integrates_to_one() {
         }
     }
     let t0 = std::time::Instant::now();
-    let opts = LogProbOptions { ignore_support: true, ..Default::default() };
+    let opts = PosteriorOptions { reject_outside_prior: false, ..Default::default() };
     let lp = post.log_prob(&grid, &opts).unwrap();
     let mass: f64 = lp.iter().map(|l| l.exp()).sum::<f64>() * step * step;
     let edge: f64 = lp
@@ -333,39 +340,42 @@ fn trained_flow_density_integrates_to_one() {
 
 #[test]
 fn sample_and_log_prob_is_consistent_with_log_prob() {
-    let Some(gpu) = common::gpu() else { return };
+    let Some(_gpu) = common::gpu() else { return };
     let m = trained();
-    let post = Posterior::new(gpu, m, &XO).unwrap();
-    let opts = LogProbOptions { seed: 5, ..Default::default() };
-    let (s, lq, rep) = post.sample_and_log_prob(500, &opts).unwrap();
-    assert_eq!((s.len(), lq.len(), rep.returned), (500 * D, 500, 500));
+    let post = posterior(m, &XO);
+    let opts = PosteriorOptions { seed: 5, ..Default::default() };
+    let samples = post.sample_and_log_prob(500, &opts).unwrap();
+    assert_eq!((samples.n(), samples.dim(), samples.report().returned), (500, D, 500));
+    let (s, lq, rep) = samples.into_parts();
+    let lq = lq.expect("sample_and_log_prob returns log_prob");
     let lp = post.log_prob(&s, &opts).unwrap();
     let worst = lq.iter().zip(&lp).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
     eprintln!("consistency: max |sample_and_log_prob - log_prob| = {worst:.2e} over 500 samples ({:.1} steps/sample)", rep.mean_steps);
     assert!(worst <= 1e-3, "sample_and_log_prob and log_prob differ by {worst}");
     // The samples are the ones `sample` draws with the same seed (same θ₀, same θ steps).
-    let (s2, _) = post.sample(500, &SampleOptions { seed: 5, ..Default::default() }).unwrap();
+    let s2 = post.sample(500, &PosteriorOptions { seed: 5, ..Default::default() }).unwrap().into_parts().0;
     let ds = s.iter().zip(&s2).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
     assert!(ds <= 1e-5, "sample_and_log_prob's samples differ from sample's by {ds}");
 }
 
 #[test]
 fn log_prob_and_sampling_do_not_depend_on_the_batch() {
-    let Some(gpu) = common::gpu() else { return };
+    let Some(_gpu) = common::gpu() else { return };
     let m = trained();
-    let post = Posterior::new(gpu, m, &XO).unwrap();
-    let opts = LogProbOptions::default();
+    let post = posterior(m, &XO);
+    let opts = PosteriorOptions::default();
     let point = [0.2, -0.05];
     let alone = post.log_prob(&point, &opts).unwrap()[0];
     let mut batch: Vec<f64> = rand_vec(1000 * D, 99).iter().map(|v| 0.6 * v).collect();
     batch[500 * D..501 * D].copy_from_slice(&point);
     let inside = post.log_prob(&batch, &opts).unwrap()[500];
-    let chunked = post.log_prob(&batch, &LogProbOptions { chunk_size: Some(77), ..opts.clone() }).unwrap()[500];
+    let chunked = post.log_prob(&batch, &PosteriorOptions { chunk_size: Some(77), ..opts.clone() }).unwrap()[500];
     eprintln!("batch invariance: log_prob alone {alone:.7}, in a batch of 1000 {inside:.7} (diff {:.1e}), chunks of 77 {chunked:.7}", (alone - inside).abs());
     assert!((alone - inside).abs() <= 1e-5 && (alone - chunked).abs() <= 1e-5);
     // A sample's trajectory from the same θ₀ (index 0) alone and in a batch of 1000.
-    let (s1, l1, _) = post.sample_and_log_prob(1, &opts).unwrap();
-    let (s2, l2, _) = post.sample_and_log_prob(1000, &opts).unwrap();
+    let (s1, l1, _) = post.sample_and_log_prob(1, &opts).unwrap().into_parts();
+    let (s2, l2, _) = post.sample_and_log_prob(1000, &opts).unwrap().into_parts();
+    let (l1, l2) = (l1.unwrap(), l2.unwrap());
     let ds = (s1[0] - s2[0]).abs().max((s1[1] - s2[1]).abs());
     eprintln!("batch invariance: sample 0 differs by {ds:.1e}, its log q by {:.1e}", (l1[0] - l2[0]).abs());
     assert!(ds <= 1e-5 && (l1[0] - l2[0]).abs() <= 1e-5);
@@ -373,24 +383,24 @@ fn log_prob_and_sampling_do_not_depend_on_the_batch() {
 
 #[test]
 fn log_prob_is_minus_infinity_outside_the_box_prior() {
-    let Some(gpu) = common::gpu() else { return };
+    let Some(_gpu) = common::gpu() else { return };
     let mut m = trained().clone();
     m.info.prior = Some(BoxPrior { low: vec![-0.5, -0.5], high: vec![0.5, 0.5] });
-    let post = Posterior::new(gpu, &m, &XO).unwrap();
+    let post = posterior(&m, &XO);
     let pts = [0.1, 0.0, 0.7, 0.0, 0.0, -0.2];
-    let lp = post.log_prob(&pts, &LogProbOptions::default()).unwrap();
+    let lp = post.log_prob(&pts, &PosteriorOptions::default()).unwrap();
     assert!(lp[0].is_finite() && lp[2].is_finite() && lp[1] == f64::NEG_INFINITY, "{lp:?}");
-    let all = post.log_prob(&pts, &LogProbOptions { ignore_support: true, ..Default::default() }).unwrap();
+    let all = post.log_prob(&pts, &PosteriorOptions { reject_outside_prior: false, ..Default::default() }).unwrap();
     assert!(all.iter().all(|v| v.is_finite()) && (all[0] - lp[0]).abs() <= 1e-5);
     // sample_and_log_prob rejects to the box.
-    let (s, _, rep) = post.sample_and_log_prob(200, &LogProbOptions::default()).unwrap();
+    let (s, _, rep) = post.sample_and_log_prob(200, &PosteriorOptions::default()).unwrap().into_parts();
     assert!(s.chunks(D).all(|r| r.iter().all(|v| v.abs() <= 0.5)));
     assert_eq!(rep.returned, 200);
 }
 
 #[test]
 fn low_acceptance_stops_within_the_time_limit() {
-    let Some(gpu) = common::gpu() else { return };
+    let Some(_gpu) = common::gpu() else { return };
     // An untrained field is near zero: samples ≈ θ₀ ~ N(0, I), and a box of half-width
     // 0.01 accepts about (0.008)² ≈ 6e-5 of them.
     let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![8], conditioning: Conditioning::Concat, embedding: vec![] };
@@ -398,25 +408,25 @@ fn low_acceptance_stops_within_the_time_limit() {
     let params = init_params(&cfg, &mut rng);
     let prior = BoxPrior { low: vec![-0.01, -0.01], high: vec![0.01, 0.01] };
     let m = model(cfg, params, Some(prior));
-    let post = Posterior::new(gpu, &m, &[0.0, 0.0]).unwrap();
+    let post = posterior(&m, &[0.0, 0.0]);
     // The sampler gives up once the rounds so far predict an overrun, so it may run over
     // the limit by at most one pilot round (256 draws). Time such a round without
     // rejection first (this also compiles the pipelines), so that a loaded CI machine,
     // where one round alone can take seconds, does not fail the test.
     let t0 = std::time::Instant::now();
-    post.sample(256, &SampleOptions { reject_outside_prior: false, ..Default::default() }).unwrap();
-    post.sample_and_log_prob(256, &LogProbOptions { ignore_support: true, ..Default::default() }).unwrap();
+    post.sample(256, &PosteriorOptions { reject_outside_prior: false, ..Default::default() }).unwrap();
+    post.sample_and_log_prob(256, &PosteriorOptions { reject_outside_prior: false, ..Default::default() }).unwrap();
     let round = t0.elapsed().as_secs_f64();
     let limit = 3.0;
     let t0 = std::time::Instant::now();
-    let err = post.sample(2000, &SampleOptions { max_seconds: Some(limit), ..Default::default() }).unwrap_err();
+    let err = post.sample(2000, &PosteriorOptions { max_seconds: Some(limit), ..Default::default() }).unwrap_err();
     let el = t0.elapsed().as_secs_f64();
     eprintln!("sample: stopped after {el:.2} s (one unrejected round of both kinds: {round:.2} s): {err}");
     assert!(matches!(err, fmpe::Error::LowAcceptance(_)), "{err}");
     assert!(err.to_string().contains("% of posterior samples fall inside the prior support"), "{err}");
     assert!(el <= limit + round, "took {el} s, over the {limit} s limit plus one round ({round} s)");
     let t0 = std::time::Instant::now();
-    let opts = LogProbOptions { max_seconds: Some(limit), ..Default::default() };
+    let opts = PosteriorOptions { max_seconds: Some(limit), ..Default::default() };
     let err = post.sample_and_log_prob(2000, &opts).unwrap_err();
     let el = t0.elapsed().as_secs_f64();
     eprintln!("sample_and_log_prob: stopped after {el:.2} s: {err}");
@@ -425,12 +435,41 @@ fn low_acceptance_stops_within_the_time_limit() {
 
 #[test]
 fn bench_log_prob_reports_throughput() {
-    let Some(gpu) = common::gpu() else { return };
-    for r in fmpe::posterior::bench_log_prob(gpu, 64).unwrap() {
+    let Some(_gpu) = common::gpu() else { return };
+    for r in fmpe::posterior::bench_log_prob(common::gpu_arc().unwrap(), 64).unwrap() {
         eprintln!(
             "bench: dim {} {}: {:.0} evals/s ({} points, {:.2} s), {} dispatches/step, {} steps, {} submissions",
             r.dim_theta, r.divergence, r.evals_per_second, r.points, r.seconds, r.dispatches_per_step, r.steps, r.submissions
         );
         assert!(r.evals_per_second > 0.0 && r.dispatches_per_step > 0);
     }
+}
+
+/// The density ODE runs on the same driver as sampling, so rk4 works for log-densities
+/// too: close to dopri5's values, and `sample_and_log_prob` with rk4 draws the samples
+/// `sample` draws with rk4, with log-densities `log_prob` reproduces.
+#[test]
+fn rk4_log_prob_agrees_with_dopri5() {
+    let Some(_gpu) = common::gpu() else { return };
+    let post = posterior(trained(), &XO);
+    let pts: Vec<f64> = rand_vec(200 * D, 7).iter().enumerate().map(|(i, v)| XO[i % D] / 2.0 + 0.4 * v).collect();
+    let dopri = post.log_prob(&pts, &PosteriorOptions::default()).unwrap();
+    let rk4 = PosteriorOptions { solver: Solver::Rk4 { steps: 40 }, seed: 3, ..Default::default() };
+    let lp = post.log_prob(&pts, &rk4).unwrap();
+    let worst = dopri.iter().zip(&lp).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+    let (s, lq, rep) = post.sample_and_log_prob(300, &rk4).unwrap().into_parts();
+    let lq = lq.unwrap();
+    let s2 = post.sample(300, &rk4).unwrap().into_parts().0;
+    let ds = s.iter().zip(&s2).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+    let back = post.log_prob(&s, &rk4).unwrap();
+    let dl = lq.iter().zip(&back).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+    eprintln!(
+        "rk4 (40 steps) vs dopri5 log_prob: max diff {worst:.2e}; sample_and_log_prob vs sample: {ds:.1e}; \
+         forward vs backward log q: {dl:.2e} ({} steps/sample)",
+        rep.mean_steps
+    );
+    assert!(worst <= 1e-3, "rk4 and dopri5 log_prob differ by {worst}");
+    assert!(ds <= 1e-5, "rk4 sample_and_log_prob's samples differ from sample's by {ds}");
+    assert!(dl <= 1e-3, "rk4 forward and backward log q differ by {dl}");
+    assert_eq!(rep.mean_steps, 40.0);
 }

@@ -5,13 +5,18 @@ mod common;
 use common::*;
 use fmpe::model::Model;
 use fmpe::net::{init_params, Conditioning, NetConfig};
-use fmpe::posterior::{Posterior, SampleOptions, Solver};
+use fmpe::posterior::{GpuModel, Posterior, PosteriorOptions, Solver};
 use fmpe::reference;
 use rand::SeedableRng;
 
 /// A model whose field is given by `params` (identity z-scoring, no prior).
 fn model(cfg: NetConfig, params: Vec<f32>) -> Model {
     Model::with_params(cfg, params)
+}
+
+/// The posterior of `m` for `xo` on the shared test GPU.
+fn posterior(m: &Model, xo: &[f64]) -> Posterior {
+    GpuModel::new(common::gpu_arc().unwrap().clone(), m).unwrap().posterior(xo).unwrap()
 }
 
 /// θ₀ of sample `i` exactly as the GPU draws it (Philox, Box–Muller).
@@ -63,7 +68,6 @@ fn truth(cfg: &NetConfig, p: &[f64], xo: &[f64], y0: &[f64], n: usize) -> Vec<f6
 }
 
 fn check_solvers(cfg: NetConfig, p: Vec<f64>) {
-    let gpu = common::gpu().unwrap();
     let n = 300;
     let d = cfg.dim_theta;
     let xo = vec![0.4, -0.7];
@@ -71,15 +75,17 @@ fn check_solvers(cfg: NetConfig, p: Vec<f64>) {
     let y0: Vec<f64> = (0..n as u32).flat_map(|i| theta0(i, d, seed)).collect();
     let want = truth(&cfg, &p, &xo, &y0, n);
     let m = model(cfg, to_f32(&p));
-    let post = Posterior::new(gpu, &m, &xo).unwrap();
+    let post = posterior(&m, &xo);
     let scale = want.iter().fold(1.0f64, |a, v| a.max(v.abs()));
     for (solver, tol) in [
         (Solver::Rk4 { steps: 40 }, 2e-4),
         (Solver::Dopri5 { atol: 1e-6, rtol: 1e-6 }, 2e-4),
         (Solver::Dopri5 { atol: 1e-3, rtol: 1e-3 }, 1e-2),
     ] {
-        let opts = SampleOptions { solver, seed, ..Default::default() };
-        let (got, rep) = post.sample(n, &opts).unwrap();
+        let opts = PosteriorOptions { solver, seed, ..Default::default() };
+        let samples = post.sample(n, &opts).unwrap();
+        assert_eq!((samples.n(), samples.dim(), samples.log_prob()), (n, d, None));
+        let (got, rep) = (samples.as_slice(), samples.report());
         let err = got.iter().zip(&want).fold(0.0f64, |a, (g, w)| a.max((g - w).abs()));
         eprintln!("{solver:?}: max error {err:.2e} (scale {scale:.2}), mean steps {:.1}", rep.mean_steps);
         assert!(err <= tol * scale, "{solver:?}: max error {err:.3e} exceeds {:.1e}", tol * scale);
@@ -109,18 +115,86 @@ fn a_sample_does_not_depend_on_its_batch() {
     if common::gpu().is_none() {
         return;
     }
-    let gpu = common::gpu().unwrap();
     let (cfg, p) = nonlinear_field();
     let m = model(cfg, to_f32(&p));
-    let post = Posterior::new(gpu, &m, &[0.1, 0.2]).unwrap();
-    let opts = SampleOptions { solver: Solver::Dopri5 { atol: 1e-5, rtol: 1e-5 }, seed: 77, ..Default::default() };
-    let (alone, _) = post.sample(1, &opts).unwrap();
-    let (many, _) = post.sample(1000, &opts).unwrap();
-    let chunked = SampleOptions { chunk_size: Some(37), ..opts.clone() };
-    let (chunks, _) = post.sample(1000, &chunked).unwrap();
+    let post = posterior(&m, &[0.1, 0.2]);
+    let opts = PosteriorOptions { solver: Solver::Dopri5 { atol: 1e-5, rtol: 1e-5 }, seed: 77, ..Default::default() };
+    let alone = post.sample(1, &opts).unwrap().into_parts().0;
+    let many = post.sample(1000, &opts).unwrap().into_parts().0;
+    let chunked = PosteriorOptions { chunk_size: Some(37), ..opts.clone() };
+    let chunks = post.sample(1000, &chunked).unwrap().into_parts().0;
     for j in 0..2 {
         assert!((alone[j] - many[j]).abs() <= 1e-6, "sample 0 alone {:?} vs in a batch {:?}", &alone[..2], &many[..2]);
     }
     let diff = many.iter().zip(&chunks).fold(0.0f64, |a, (x, y)| a.max((x - y).abs()));
     assert!(diff <= 1e-6, "chunked sampling differs by {diff}");
+}
+
+/// The plans (workspace + recorded programs) a posterior keeps are reused across calls,
+/// chunk sizes and threads without changing a bit of the result, and one uploaded model
+/// serves several observations.
+#[test]
+fn reused_plans_and_shared_models_give_identical_samples() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let (cfg, p) = nonlinear_field();
+    let m = model(cfg, to_f32(&p));
+    let on_gpu = GpuModel::new(common::gpu_arc().unwrap().clone(), &m).unwrap();
+    let post = std::sync::Arc::new(on_gpu.posterior(&[0.1, 0.2]).unwrap());
+    for solver in [Solver::Rk4 { steps: 70 }, Solver::Dopri5 { atol: 1e-5, rtol: 1e-5 }] {
+        let opts = PosteriorOptions { solver, seed: 5, chunk_size: Some(64), ..Default::default() };
+        // Fresh posterior (new plans) vs. the same posterior called again (cached plans).
+        let first = post.sample(150, &opts).unwrap().into_parts().0;
+        let again = post.sample(150, &opts).unwrap().into_parts().0;
+        assert_eq!(first, again, "{solver:?}: a cached plan changed the samples");
+        let fresh = on_gpu.posterior(&[0.1, 0.2]).unwrap().sample(150, &opts).unwrap().into_parts().0;
+        assert_eq!(first, fresh, "{solver:?}: a fresh posterior differs");
+        // Concurrent calls on one posterior (Send + Sync) give the same samples.
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                let (post, opts) = (post.clone(), opts.clone());
+                std::thread::spawn(move || post.sample(150, &opts).unwrap().into_parts().0)
+            })
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap(), first, "{solver:?}: a concurrent call differs");
+        }
+    }
+    // Another observation through the same uploaded weights gives other samples, equal
+    // to those of a separately uploaded model.
+    let opts = PosteriorOptions { solver: Solver::Rk4 { steps: 10 }, seed: 5, ..Default::default() };
+    let a = on_gpu.posterior(&[-0.5, 0.3]).unwrap().sample(20, &opts).unwrap();
+    let b = posterior(&m, &[-0.5, 0.3]).sample(20, &opts).unwrap();
+    let c = on_gpu.posterior(&[0.1, 0.2]).unwrap().sample(20, &opts).unwrap();
+    assert_eq!(a.as_slice(), b.as_slice());
+    assert_ne!(a.as_slice(), c.as_slice());
+    assert_eq!(a.row(3), &a.as_slice()[6..8]);
+}
+
+/// Invalid options are reported by field name, never by a command-line flag.
+#[test]
+fn invalid_options_name_their_field() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let (cfg, p) = linear_field();
+    let post = posterior(&model(cfg, to_f32(&p)), &[0.4, -0.7]);
+    let d = PosteriorOptions::default();
+    for (opts, name) in [
+        (PosteriorOptions { solver: Solver::Rk4 { steps: 0 }, ..d.clone() }, "steps"),
+        (PosteriorOptions { solver: Solver::Dopri5 { atol: 0.0, rtol: 1e-5 }, ..d.clone() }, "atol"),
+        (PosteriorOptions { solver: Solver::Dopri5 { atol: 1e-5, rtol: -1.0 }, ..d.clone() }, "rtol"),
+        (PosteriorOptions { chunk_size: Some(0), ..d.clone() }, "chunk_size"),
+        (PosteriorOptions { divergence: fmpe::posterior::Divergence::Hutchinson { probes: 0, gaussian: false }, ..d.clone() }, "divergence"),
+        (PosteriorOptions { max_seconds: Some(f64::NAN), ..d.clone() }, "max_seconds"),
+    ] {
+        for err in [post.sample(3, &opts).unwrap_err(), post.log_prob(&[0.0; 3], &opts).unwrap_err(), post.sample_and_log_prob(3, &opts).unwrap_err()] {
+            match &err {
+                fmpe::Error::InvalidOption { name: got, .. } => assert_eq!(*got, name, "{err}"),
+                e => panic!("expected InvalidOption {name}, got {e}"),
+            }
+            assert!(!err.to_string().contains("--"), "{err}");
+        }
+    }
 }

@@ -66,7 +66,7 @@ fn dopri5_step_dispatches(cfg: &NetConfig) -> u64 {
 /// dopri5 steps recorded per submission, each submission closed by one active-row count
 /// dispatch and a 4-byte readback (`DOPRI_STEPS_PER_SUBMIT` in src/posterior).
 const DOPRI5_STEPS_PER_SUBMISSION: u64 = 8;
-use fmpe::posterior::{Posterior, SampleOptions, Solver};
+use fmpe::posterior::{GpuModel, PosteriorOptions, Solver};
 use fmpe::train::{fit_model, ModelMeta, TrainConfig, Trainer};
 
 #[test]
@@ -112,6 +112,7 @@ fn one_submission_per_training_step() {
 #[test]
 fn ode_step_dispatches_match_a_count_by_hand() {
     let Some(gpu) = common::fresh_gpu() else { return };
+    let gpu = std::sync::Arc::new(gpu);
     let n = 200;
     let theta = common::rand_vec(n * 2, 7);
     let x: Vec<f64> = theta.iter().zip(common::rand_vec(n * 2, 8)).map(|(t, e)| t + 0.3 * e).collect();
@@ -124,10 +125,10 @@ fn ode_step_dispatches_match_a_count_by_hand() {
         let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![16, 24], conditioning, embedding };
         let tc = TrainConfig { max_epochs: 2, batch_size: 50, ..Default::default() };
         let (model, _) = fit_model(&gpu, cfg.clone(), tc, &theta, &x, ModelMeta::default(), false).unwrap();
-        let post = Posterior::new(&gpu, &model, &[0.1, -0.2]).unwrap();
+        let post = GpuModel::new(gpu.clone(), &model).unwrap().posterior(&[0.1, -0.2]).unwrap();
         let count = |solver| {
             let (d0, s0) = (gpu.dispatch_count(), gpu.submission_count());
-            let opts = SampleOptions { solver, chunk_size: Some(100), ..Default::default() };
+            let opts = PosteriorOptions { solver, chunk_size: Some(100), ..Default::default() };
             post.sample(100, &opts).unwrap();
             (gpu.dispatch_count() - d0, gpu.submission_count() - s0)
         };
@@ -143,8 +144,8 @@ fn ode_step_dispatches_match_a_count_by_hand() {
         let (d, s) = count(Solver::Dopri5 { atol: 1e-5, rtol: 1e-5 });
         let per_submission = DOPRI5_STEPS_PER_SUBMISSION * dopri5_step_dispatches(&cfg) + 1;
         assert_eq!(d, outside_steps + 1 + field_dispatches(&cfg) + (s - 1) * per_submission, "dopri5, {cfg:?}");
-        let (rk4, _) = post.ode_step_dispatches(Solver::Rk4 { steps: 10 });
-        let (dopri5, _) = post.ode_step_dispatches(Solver::Dopri5 { atol: 1e-5, rtol: 1e-5 });
+        let (rk4, _) = post.ode_step_dispatches(Solver::Rk4 { steps: 10 }, None);
+        let (dopri5, _) = post.ode_step_dispatches(Solver::Dopri5 { atol: 1e-5, rtol: 1e-5 }, None);
         assert_eq!((rk4 as u64, dopri5 as u64), (rk4_step_dispatches(&cfg), dopri5_step_dispatches(&cfg)), "{cfg:?}");
         eprintln!(
             "{:?} embedding {:?}: per ODE step rk4 {}, dopri5 {}",
@@ -165,9 +166,10 @@ fn rk4_sampling_is_one_submission_per_chunk() {
     let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![16], conditioning: Conditioning::Glu, embedding: vec![] };
     let tc = TrainConfig { max_epochs: 1, batch_size: 50, ..Default::default() };
     let (model, _) = fit_model(&gpu, cfg, tc, &theta, &x, ModelMeta::default(), false).unwrap();
-    let post = Posterior::new(&gpu, &model, &[0.0, 0.0]).unwrap();
+    let gpu = std::sync::Arc::new(gpu);
+    let post = GpuModel::new(gpu.clone(), &model).unwrap().posterior(&[0.0, 0.0]).unwrap();
     let s0 = gpu.submission_count();
-    let opts = SampleOptions { solver: Solver::Rk4 { steps: 10 }, chunk_size: Some(100), ..Default::default() };
+    let opts = PosteriorOptions { solver: Solver::Rk4 { steps: 10 }, chunk_size: Some(100), ..Default::default() };
     post.sample(300, &opts).unwrap();
     assert_eq!(gpu.submission_count() - s0, 3, "one submission per chunk of 100");
 }

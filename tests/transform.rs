@@ -12,7 +12,12 @@ mod common;
 use common::*;
 use fmpe::model::{BoxPrior, Model};
 use fmpe::net::{Conditioning, NetConfig};
-use fmpe::posterior::{LogProbOptions, Posterior, SampleOptions};
+use fmpe::posterior::{GpuModel, Posterior, PosteriorOptions};
+
+/// The posterior of `m` for `xo` on the shared test GPU.
+fn posterior(m: &Model, xo: &[f64]) -> fmpe::Result<Posterior> {
+    GpuModel::new(common::gpu_arc().unwrap().clone(), m)?.posterior(xo)
+}
 use fmpe::reference;
 use fmpe::train::{fit_model, ModelMeta, TrainConfig};
 use fmpe::transform::{Bijection, ThetaTransform};
@@ -58,9 +63,9 @@ fn mixed() -> (Model, Vec<f64>) {
 
 #[test]
 fn log_prob_adds_the_jacobian_of_the_transform() {
-    let Some(gpu) = common::gpu() else { return };
+    let Some(_gpu) = common::gpu() else { return };
     let (m, c) = mixed();
-    let post = Posterior::new(gpu, &m, &[0.0]).unwrap();
+    let post = posterior(&m, &[0.0]).unwrap();
     // Points from the pushforward (host), then rows on / near the bounds and outside.
     let n = 200;
     let eps = rand_vec(n * 3, 7);
@@ -75,7 +80,7 @@ fn log_prob_adds_the_jacobian_of_the_transform() {
     theta.extend([-1.0, 1e-3, 0.0, 2.0, 5.0, 0.0, -1.0 + 3e-6, 1e-20, 3.0]);
     let inside = theta.len() / 3;
     theta.extend([2.5, 1.0, 0.0, 0.5, 0.0, 0.0, 0.5, -0.1, 0.0]);
-    let lp = post.log_prob(&theta, &LogProbOptions::default()).unwrap();
+    let lp = post.log_prob(&theta, &PosteriorOptions::default()).unwrap();
     let want: Vec<f64> = theta.chunks(3).take(inside).map(|row| analytic_log_q(&m, &c, row)).collect();
     assert_close("log q with the transform's Jacobian", &lp[..inside], &want, 1e-3, 1e-5);
     let worst = |k: usize| lp[..k].iter().zip(&want).fold(0f64, |a, (x, y)| a.max((x - y).abs()));
@@ -88,27 +93,28 @@ fn log_prob_adds_the_jacobian_of_the_transform() {
     );
     // Outside the transform's support: −∞, also when ignoring the (absent) box support.
     assert!(lp[inside..].iter().all(|v| *v == f64::NEG_INFINITY), "{:?}", &lp[inside..]);
-    let lp2 = post.log_prob(&theta, &LogProbOptions { ignore_support: true, ..Default::default() }).unwrap();
+    let lp2 = post.log_prob(&theta, &PosteriorOptions { reject_outside_prior: false, ..Default::default() }).unwrap();
     assert!(lp2[inside..].iter().all(|v| *v == f64::NEG_INFINITY), "{:?}", &lp2[inside..]);
     assert_eq!(lp2[..inside], lp[..inside]);
 
     // sample_and_log_prob: T⁻¹ and the Jacobian at the samples, from one forward solve.
-    let (s, lq, rep) = post.sample_and_log_prob(300, &LogProbOptions { seed: 3, ..Default::default() }).unwrap();
+    let (s, lq, rep) = post.sample_and_log_prob(300, &PosteriorOptions { seed: 3, ..Default::default() }).unwrap().into_parts();
+    let lq = lq.unwrap();
     assert_eq!(rep.returned, 300);
     let want: Vec<f64> = s.chunks(3).map(|row| analytic_log_q(&m, &c, row)).collect();
     assert_close("sample_and_log_prob log q", &lq, &want, 1e-3, 1e-5);
-    let (s2, _) = post.sample(300, &SampleOptions { seed: 3, ..Default::default() }).unwrap();
+    let s2 = post.sample(300, &PosteriorOptions { seed: 3, ..Default::default() }).unwrap().into_parts().0;
     let ds = s.iter().zip(&s2).fold(0f64, |a, (x, y)| a.max((x - y).abs() / (1.0 + y.abs())));
     assert!(ds <= 1e-5, "sample_and_log_prob's samples differ from sample's by {ds}");
 }
 
 #[test]
 fn transformed_density_integrates_to_one_over_the_box() {
-    let Some(gpu) = common::gpu() else { return };
+    let Some(_gpu) = common::gpu() else { return };
     let prior = BoxPrior { low: vec![-1.0, 0.0], high: vec![1.0, 3.0] };
     let c = [0.3, -0.2];
     let m = const_field_model(&c, &[0.2, -0.3], &[0.9, 0.7], ThetaTransform::from_box(&prior), Some(prior.clone()));
-    let post = Posterior::new(gpu, &m, &[0.0]).unwrap();
+    let post = posterior(&m, &[0.0]).unwrap();
     // Midpoint rule on a k × k grid over the box.
     let k = 40;
     let (h0, h1) = (2.0 / k as f64, 3.0 / k as f64);
@@ -120,7 +126,7 @@ fn transformed_density_integrates_to_one_over_the_box() {
         }
     }
     let t0 = std::time::Instant::now();
-    let lp = post.log_prob(&grid, &LogProbOptions::default()).unwrap();
+    let lp = post.log_prob(&grid, &PosteriorOptions::default()).unwrap();
     let mass: f64 = lp.iter().map(|l| l.exp()).sum::<f64>() * h0 * h1;
     let exact: f64 = grid.chunks(2).map(|r| analytic_log_q(&m, &c, r).exp()).sum::<f64>() * h0 * h1;
     eprintln!("∫ q over the box on a {k}×{k} grid: GPU {mass:.5}, analytic density on the same grid {exact:.5} ({:.1} s)", t0.elapsed().as_secs_f64());
@@ -128,11 +134,11 @@ fn transformed_density_integrates_to_one_over_the_box() {
     assert!((mass - exact).abs() <= 1e-4, "GPU {mass} vs analytic {exact}");
     // Outside the box: −∞ whether or not the box support is ignored.
     for ignore_support in [false, true] {
-        let lp = post.log_prob(&[1.2, 1.0, 0.0, -0.5], &LogProbOptions { ignore_support, ..Default::default() }).unwrap();
+        let lp = post.log_prob(&[1.2, 1.0, 0.0, -0.5], &PosteriorOptions { reject_outside_prior: !ignore_support, ..Default::default() }).unwrap();
         assert!(lp.iter().all(|v| *v == f64::NEG_INFINITY), "{lp:?}");
     }
     // Samples need no rejection.
-    let (s, rep) = post.sample(500, &SampleOptions::default()).unwrap();
+    let (s, _, rep) = post.sample(500, &PosteriorOptions::default()).unwrap().into_parts();
     assert_eq!((rep.returned, rep.proposed), (500, 500));
     assert!(s.chunks(2).all(|r| prior.contains(r)));
 }
@@ -152,11 +158,11 @@ fn pushforward_moment(b: &Bijection, mean: f64, std: f64, c: f64, f: impl Fn(f64
 
 #[test]
 fn samples_are_mapped_back_with_the_pushforward_moments() {
-    let Some(gpu) = common::gpu() else { return };
+    let Some(_gpu) = common::gpu() else { return };
     let (m, c) = mixed();
-    let post = Posterior::new(gpu, &m, &[0.0]).unwrap();
+    let post = posterior(&m, &[0.0]).unwrap();
     let n = 4000;
-    let (s, rep) = post.sample(n, &SampleOptions { seed: 11, ..Default::default() }).unwrap();
+    let (s, _, rep) = post.sample(n, &PosteriorOptions { seed: 11, ..Default::default() }).unwrap().into_parts();
     assert_eq!(rep.returned, n);
     let bij = m.info.transform.resolved(3);
     for row in s.chunks(3) {
@@ -336,7 +342,7 @@ fn x_transform_maps_the_observation_and_checks_its_domain() {
 
     // A model with log1p sees log1p(x_o): its samples equal those of the same network
     // without the transform given log1p(x_o) (same seed, same steps).
-    let Some(gpu) = common::gpu() else { return };
+    let Some(_gpu) = common::gpu() else { return };
     let cfg = NetConfig { dim_theta: 2, dim_x: 3, hidden: vec![16], conditioning: Conditioning::Concat, embedding: vec![] };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
     let params = fmpe::net::init_params(&cfg, &mut rng);
@@ -345,13 +351,13 @@ fn x_transform_maps_the_observation_and_checks_its_domain() {
     logx.info.x_transform = XTransform::Log1p;
     let x_o = [0.5, 3.0, 20.0];
     let x_log: Vec<f64> = x_o.iter().map(|v: &f64| v.ln_1p()).collect();
-    let opts = SampleOptions { seed: 3, solver: fmpe::posterior::Solver::Rk4 { steps: 8 }, ..Default::default() };
-    let (a, _) = Posterior::new(gpu, &logx, &x_o).unwrap().sample(64, &opts).unwrap();
-    let (b, _) = Posterior::new(gpu, &plain, &x_log).unwrap().sample(64, &opts).unwrap();
-    let (c, _) = Posterior::new(gpu, &plain, &x_o).unwrap().sample(64, &opts).unwrap();
+    let opts = PosteriorOptions { seed: 3, solver: fmpe::posterior::Solver::Rk4 { steps: 8 }, ..Default::default() };
+    let a = posterior(&logx, &x_o).unwrap().sample(64, &opts).unwrap().into_parts().0;
+    let b = posterior(&plain, &x_log).unwrap().sample(64, &opts).unwrap().into_parts().0;
+    let c = posterior(&plain, &x_o).unwrap().sample(64, &opts).unwrap().into_parts().0;
     assert_eq!(a, b);
     assert!(a.iter().zip(&c).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max) > 1e-3, "x does not reach the network");
-    let err = Posterior::new(gpu, &logx, &[0.5, -1.5, 2.0]).err().unwrap().to_string();
+    let err = posterior(&logx, &[0.5, -1.5, 2.0]).err().unwrap().to_string();
     assert!(err.contains("observation") && err.contains("column 2"), "{err}");
 
     // model.json keeps it; identity is not written (older readers stay compatible).

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use clap::Args;
 use fmpe::error::Result;
-use fmpe::posterior::{Posterior, SampleOptions, Solver};
+use fmpe::posterior::{GpuModel, PosteriorOptions, Solver};
 use fmpe::train::{fit_model, ModelMeta, Trainer};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
@@ -94,14 +94,14 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     // A briefly trained model for the sampling figures (dopri5 step counts depend on the field).
     tc.max_epochs = 3;
     let (model, _) = fit_model(&gpu, net, tc, &theta, &x, ModelMeta::default(), false)?;
-    let post = Posterior::new(&gpu, &model, &vec![0.1; d])?;
+    let post = GpuModel::new(gpu.clone(), &model)?.posterior(&vec![0.1; d])?;
     for solver in [Solver::Rk4 { steps: a.rk4_steps }, Solver::Dopri5 { atol: 1e-5, rtol: 1e-5 }] {
-        let opts = SampleOptions { solver, ..Default::default() };
+        let opts = PosteriorOptions { solver, ..Default::default() };
         let (s0, d0) = (gpu.submission_count(), gpu.dispatch_count());
         let t0 = Instant::now();
-        let (_, rep) = post.sample(a.num_samples, &opts)?;
+        let rep = post.sample(a.num_samples, &opts)?.report().clone();
         let secs = t0.elapsed().as_secs_f64();
-        let (per_step, steps_per_sub) = post.ode_step_dispatches(solver);
+        let (per_step, steps_per_sub) = post.ode_step_dispatches(solver, None);
         println!(
             "sampling {solver:?}: {:.0} posterior samples/s; {:.1} accepted + {:.1} rejected ODE steps per sample; {per_step} dispatches per ODE step (whole chunk), 1 submission per {steps_per_sub} steps; {} submissions and {} dispatches in all",
             a.num_samples as f64 / secs,

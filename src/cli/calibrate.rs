@@ -8,7 +8,7 @@ use clap::Args;
 use fmpe::error::{Error, Result};
 use fmpe::io::{drop_nonfinite_rows, read_matrix, Matrix};
 use fmpe::model::Model;
-use fmpe::posterior::Posterior;
+use fmpe::posterior::GpuModel;
 use fmpe::tasks::{simulate_dataset, task_by_name};
 
 use super::{open_gpu, SolverArgs};
@@ -83,10 +83,11 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
         return Err(Error::usage("--num-samples and the number of held-out pairs must be positive"));
     }
     let gpu = open_gpu()?;
+    let on_gpu = GpuModel::new(gpu.clone(), &model)?;
     let mut samples = Vec::with_capacity(m * a.num_samples * dt);
     for i in 0..m {
-        let post = Posterior::new(&gpu, &model, &x[i * dx..(i + 1) * dx])?;
-        let (s, _) = post.sample(a.num_samples, &a.solver.options(a.seed.wrapping_add(1 + i as u64)))?;
+        let post = on_gpu.posterior(&x[i * dx..(i + 1) * dx])?;
+        let (s, _, _) = post.sample(a.num_samples, &a.solver.options(a.seed.wrapping_add(1 + i as u64)))?.into_parts();
         samples.extend(s);
     }
     let ranks = fmpe::metrics::sbc_ranks(&theta, &samples, dt, a.num_samples)?;

@@ -8,7 +8,7 @@ use std::time::Instant;
 use clap::Args;
 use fmpe::error::{Error, Result};
 use fmpe::io::{read_matrix, write_matrix, Matrix};
-use fmpe::posterior::Posterior;
+use fmpe::posterior::GpuModel;
 use fmpe::tasks::{simulate_dataset, task_by_name};
 use fmpe::train::{fit_model, ModelMeta};
 
@@ -137,6 +137,7 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     model.save(&staged.tmp.join("model"))?;
     fmpe::plot::training_curve(&model.info.history, &staged.tmp.join("model").join("training_curve.png"))?;
 
+    let on_gpu = GpuModel::new(gpu.clone(), &model)?;
     let mut rows = Vec::new();
     // An observation whose rejection sampling gives up (too few samples inside the prior
     // support within --max-sampling-time) is recorded as failed; the others are still
@@ -144,9 +145,12 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     let mut failed = Vec::new();
     for (k, xo, reference) in &inputs {
         let ts = Instant::now();
-        let post = Posterior::new(&gpu, &model, xo)?;
+        let post = on_gpu.posterior(xo)?;
         let (s, rep) = match post.sample(a.num_samples, &a.solver.options(a.seed.wrapping_add(*k as u64))) {
-            Ok(v) => v,
+            Ok(v) => {
+                let (s, _, rep) = v.into_parts();
+                (s, rep)
+            }
             Err(Error::LowAcceptance(msg)) => {
                 eprintln!("observation {k}: failed: {msg}");
                 rows.push(serde_json::json!({

@@ -10,7 +10,7 @@ use fmpe::error::{Error, Result};
 use fmpe::io::{drop_nonfinite_rows, read_matrix, write_matrix, Matrix};
 use fmpe::model::{BoxPrior, Model};
 use fmpe::net::{Conditioning, NetConfig};
-use fmpe::posterior::{Divergence, LogProbOptions, Posterior, SampleOptions, SampleReport, Solver};
+use fmpe::posterior::{Divergence, GpuModel, PosteriorOptions, SampleReport, Solver};
 use fmpe::tasks::{task_by_name, Task};
 use fmpe::train::{fit_model, LrSchedule, ModelMeta, TrainConfig};
 use fmpe::transform::{ThetaTransform, XTransform};
@@ -409,8 +409,8 @@ fn gpu_options() -> fmpe::gpu::GpuOptions {
 }
 
 /// Opens the GPU and says which adapter is used.
-pub(crate) fn open_gpu() -> Result<Gpu> {
-    let gpu = Gpu::with_options(&gpu_options())?;
+pub(crate) fn open_gpu() -> Result<std::sync::Arc<Gpu>> {
+    let gpu = std::sync::Arc::new(Gpu::with_options(&gpu_options())?);
     if let Some(a) = gpu.adapter() {
         eprintln!("GPU: {a}");
     }
@@ -481,8 +481,8 @@ impl NetTrainArgs {
 }
 
 impl SolverArgs {
-    pub(crate) fn options(&self, seed: u64) -> SampleOptions {
-        SampleOptions {
+    pub(crate) fn options(&self, seed: u64) -> PosteriorOptions {
+        PosteriorOptions {
             solver: match self.solver {
                 SolverArg::Dopri5 => Solver::Dopri5 { atol: self.atol, rtol: self.rtol },
                 SolverArg::Rk4 => Solver::Rk4 { steps: self.steps },
@@ -491,6 +491,7 @@ impl SolverArgs {
             chunk_size: self.chunk_size,
             reject_outside_prior: !self.no_reject,
             max_seconds: Some(self.max_sampling_time),
+            ..Default::default()
         }
     }
 }
@@ -699,32 +700,23 @@ fn sample(a: SampleArgs) -> Result<()> {
     }
     check_output_ext(&a.out)?;
     let gpu = open_gpu()?;
-    let post = Posterior::new(&gpu, &model, &xo)?;
+    let post = GpuModel::new(gpu.clone(), &model)?.posterior(&xo)?;
     let d = model.dim_theta();
     let mut names = model.info.theta_names.clone();
     let (data, cols, rep) = if a.with_log_prob {
         if !matches!(a.solver.solver, SolverArg::Dopri5) {
             return Err(Error::usage("--with-log-prob integrates with dopri5; drop --solver rk4"));
         }
-        let opts = LogProbOptions {
-            atol: a.solver.atol,
-            rtol: a.solver.rtol,
-            seed: a.seed,
-            ignore_support: a.solver.no_reject,
-            chunk_size: a.solver.chunk_size,
-            max_seconds: Some(a.solver.max_sampling_time),
-            ..Default::default()
-        };
-        let (s, lp, rep) = post.sample_and_log_prob(a.num_samples, &opts)?;
+        let (s, lp, rep) = post.sample_and_log_prob(a.num_samples, &a.solver.options(a.seed))?.into_parts();
         let mut data = Vec::with_capacity(a.num_samples * (d + 1));
-        for (row, l) in s.chunks(d).zip(&lp) {
+        for (row, l) in s.chunks(d).zip(lp.unwrap_or_default()) {
             data.extend_from_slice(row);
-            data.push(*l);
+            data.push(l);
         }
         names.push("log_prob".into());
         (data, d + 1, rep)
     } else {
-        let (s, rep) = post.sample(a.num_samples, &a.solver.options(a.seed))?;
+        let (s, _, rep) = post.sample(a.num_samples, &a.solver.options(a.seed))?.into_parts();
         (s, d, rep)
     };
     write_matrix(&a.out, &Matrix::new(a.num_samples, cols, data).with_header(names))?;
@@ -755,14 +747,13 @@ fn log_prob(a: LogProbArgs) -> Result<()> {
         DivergenceArg::Hutchinson => Divergence::Hutchinson { probes: a.probes, gaussian: a.gaussian_probes },
     };
     let gpu = open_gpu()?;
-    let post = Posterior::new(&gpu, &model, &xo)?;
+    let post = GpuModel::new(gpu.clone(), &model)?.posterior(&xo)?;
     let t0 = Instant::now();
-    let opts = LogProbOptions {
+    let opts = PosteriorOptions {
         divergence,
-        atol: a.atol,
-        rtol: a.rtol,
+        solver: Solver::Dopri5 { atol: a.atol, rtol: a.rtol },
         seed: a.seed,
-        ignore_support: a.ignore_support,
+        reject_outside_prior: !a.ignore_support,
         ..Default::default()
     };
     let lp = post.log_prob(&theta.data, &opts)?;
@@ -916,8 +907,8 @@ fn run_task(a: RunArgs) -> Result<()> {
     fmpe::plot::training_curve(&model.info.history, &staged.tmp.join("model").join("training_curve.png"))?;
 
     let t2 = Instant::now();
-    let post = Posterior::new(&gpu, &model, &observation)?;
-    let (s, rep) = post.sample(a.num_samples, &a.solver.options(a.seed))?;
+    let post = GpuModel::new(gpu.clone(), &model)?.posterior(&observation)?;
+    let (s, _, rep) = post.sample(a.num_samples, &a.solver.options(a.seed))?.into_parts();
     let t_sample = t2.elapsed().as_secs_f64();
     write_matrix(&staged.tmp.join("samples.csv"), &Matrix::new(a.num_samples, dt, s.clone()).with_header(task.theta_names()))?;
     fmpe::plot::pair_plot(&s, None, dt, &task.theta_names(), &staged.tmp.join("pairplot.png"))?;

@@ -1,10 +1,11 @@
-//! A small throughput benchmark of [`Posterior::log_prob`] (for `fmpe bench`).
+//! A small throughput benchmark of [`super::Posterior::log_prob`] (for `fmpe bench`).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{Divergence, LogProbOptions, Posterior};
+use super::{Divergence, GpuModel, PosteriorOptions};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::model::Model;
@@ -40,7 +41,7 @@ pub struct LogProbBench {
 ///
 /// # Errors
 /// GPU errors.
-pub fn bench_log_prob(gpu: &Gpu, points: usize) -> Result<Vec<LogProbBench>> {
+pub fn bench_log_prob(gpu: &Arc<Gpu>, points: usize) -> Result<Vec<LogProbBench>> {
     use rand::{Rng, SeedableRng};
     let mut rows = Vec::new();
     for dim in [2usize, 10] {
@@ -53,16 +54,16 @@ pub fn bench_log_prob(gpu: &Gpu, points: usize) -> Result<Vec<LogProbBench>> {
             }
         }
         let model = Model::with_params(cfg, params);
-        let post = Posterior::new(gpu, &model, &vec![0.1; dim])?;
+        let post = GpuModel::new(gpu.clone(), &model)?.posterior(&vec![0.1; dim])?;
         let theta: Vec<f64> = (0..points * dim).map(|_| rng.sample(rand_distr::StandardNormal)).collect();
         for (name, div) in [("exact".to_string(), Divergence::Exact), ("hutchinson(1)".to_string(), Divergence::Hutchinson { probes: 1, gaussian: false })] {
-            let opts = LogProbOptions { divergence: div, ignore_support: true, ..Default::default() };
+            let opts = PosteriorOptions { divergence: div, reject_outside_prior: false, ..Default::default() };
             post.log_prob(&theta, &opts)?;
             let (d0, s0) = (gpu.dispatch_count(), gpu.submission_count());
             let t0 = Instant::now();
             post.log_prob(&theta, &opts)?;
             let seconds = t0.elapsed().as_secs_f64();
-            let per_step = post.density_step_dispatches(div);
+            let (per_step, _) = post.ode_step_dispatches(opts.solver, Some(div));
             let dispatched = (gpu.dispatch_count() - d0) as f64;
             rows.push(LogProbBench {
                 dim_theta: dim,

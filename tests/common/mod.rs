@@ -1,7 +1,7 @@
 //! Shared helpers of the GPU integration tests.
 #![allow(dead_code)]
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use fmpe::Gpu;
 
@@ -11,8 +11,15 @@ use fmpe::Gpu;
 /// Always `Some`; the `Option` only keeps the call sites `let Some(gpu) = common::gpu()
 /// else { return };` of the test files compiling.
 pub fn gpu() -> Option<&'static Gpu> {
-    static GPU: OnceLock<Gpu> = OnceLock::new();
-    Some(GPU.get_or_init(|| Gpu::with_options(&gpu_options()).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"))))
+    gpu_arc().map(|g| &**g)
+}
+
+/// The shared test GPU as the `Arc` a posterior holds (same context as [`gpu`]).
+pub fn gpu_arc() -> Option<&'static Arc<Gpu>> {
+    static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
+    Some(GPU.get_or_init(|| {
+        Arc::new(Gpu::with_options(&gpu_options()).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}")))
+    }))
 }
 
 /// Adapter selection from the environment (WGPU_BACKEND, WGPU_ADAPTER_NAME, ...): only

@@ -1,0 +1,172 @@
+//! Sampling, with or without log-densities, through one rejection loop.
+
+use std::time::Instant;
+
+use super::{Posterior, PosteriorOptions, SampleReport, Samples};
+use crate::error::{Error, Result};
+use crate::ode::field::FieldKind;
+use crate::ode::plan::{step_dispatches, ChunkStart, PlanKey};
+use crate::ode::workspace::max_chunk;
+use crate::ode::{Direction, Divergence, Solver, DOPRI_STEPS_PER_SUBMIT, RK4_STEPS_PER_SUBMIT};
+
+/// How many samples to draw in the next rejection round, when `need` are missing after
+/// `proposed` draws of which `accepted` fell inside the prior box: no margin while
+/// nothing was rejected, else `need / rate` with a 10 % margin; a first pilot round of
+/// at most 256 when a time limit must be honoured; never more than 1000 × need.
+fn next_draw(need: usize, proposed: usize, accepted: usize, reject: bool, pilot: bool) -> usize {
+    let draw = if !reject {
+        need
+    } else if proposed > 0 {
+        if accepted == proposed {
+            need
+        } else {
+            let rate = (accepted as f64 / proposed as f64).max(1e-3);
+            ((need as f64 / rate) * 1.1).ceil() as usize + 16
+        }
+    } else if pilot {
+        need.min(256)
+    } else {
+        need
+    };
+    draw.min(need.max(1) * 1000)
+}
+
+/// After a rejection round: with `missing` samples still to draw, stops with
+/// [`Error::LowAcceptance`] when the remaining draws would overrun `max_seconds`
+/// (extrapolated from the time so far) or more than 1000 × n have been proposed.
+fn check_rejection(report: &SampleReport, accepted: usize, missing: usize, n: usize, start: Instant, max_seconds: Option<f64>) -> Result<()> {
+    if missing == 0 {
+        return Ok(());
+    }
+    if let Some(limit) = max_seconds {
+        let el = start.elapsed().as_secs_f64();
+        let per_sample = el / report.proposed.max(1) as f64;
+        let remaining = missing as f64 / report.acceptance_rate.max(1e-9);
+        if el + per_sample * remaining > limit {
+            return Err(Error::LowAcceptance(format!(
+                "only {:.3}% of posterior samples fall inside the prior support ({accepted} of {} proposed); \
+                 {missing} more samples would take about {:.0} s, over the limit of {limit} s \
+                 (raise the time limit max_seconds, or set reject_outside_prior to false to keep samples outside the prior)",
+                100.0 * report.acceptance_rate,
+                report.proposed,
+                per_sample * remaining
+            )));
+        }
+    }
+    if report.proposed > 1000 * n.max(1) {
+        return Err(Error::LowAcceptance(format!(
+            "acceptance rate {:.2e} is too low to draw {n} samples inside the prior support",
+            report.acceptance_rate
+        )));
+    }
+    Ok(())
+}
+
+impl Posterior {
+    /// Draws `n` posterior samples `[n, dim_theta]` (row-major, original units; with a
+    /// parameter transform, the flow's samples in θ' space mapped back by T⁻¹ on the
+    /// GPU). With a box prior and `opts.reject_outside_prior`, samples outside the box
+    /// are discarded and redrawn; the report gives the acceptance rate. Uses
+    /// `opts.solver`, `seed`, `chunk_size`, `reject_outside_prior`, `max_seconds`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for invalid options; [`Error::LowAcceptance`] when
+    /// rejection would overrun `opts.max_seconds` or needs over 1000 proposals per
+    /// sample; [`Error::Invalid`] when dopri5 does not finish within its step cap; GPU
+    /// errors.
+    pub fn sample(&self, n: usize, opts: &PosteriorOptions) -> Result<Samples> {
+        self.draw(n, opts, false)
+    }
+
+    /// Draws `n` posterior samples and their log-densities in one forward solve 0 → 1 of
+    /// the joint state `[θ_t, Δ_t]` (see [`Posterior::log_prob`] for the method and the
+    /// error control). Returns [`Samples`] `[n, dim_theta]` (row-major, original units)
+    /// with `log q(θ | x_o)` `[n]` (nats, original units) in [`Samples::log_prob`].
+    ///
+    /// θ₀ is drawn exactly as [`Posterior::sample`] draws it for the same seed, and the
+    /// θ steps are the same, so the samples equal `sample`'s (up to rejection rounds).
+    /// With a box prior and `opts.reject_outside_prior`, samples outside the box are
+    /// rejected and redrawn; the log-density returned is the flow's (not renormalised to
+    /// the box), i.e. the value [`Posterior::log_prob`] gives.
+    ///
+    /// # Errors
+    /// As [`Posterior::sample`].
+    pub fn sample_and_log_prob(&self, n: usize, opts: &PosteriorOptions) -> Result<Samples> {
+        self.draw(n, opts, true)
+    }
+
+    /// The one rejection loop: rounds of draws (each drawn in chunks with consecutive
+    /// sample indices, the round number in the Philox counter) until `n` samples are
+    /// inside the prior box (or every sample is kept).
+    fn draw(&self, n: usize, opts: &PosteriorOptions, with_log_prob: bool) -> Result<Samples> {
+        opts.validate()?;
+        let start = Instant::now();
+        let d = self.dim_theta();
+        let mut values: Vec<f64> = Vec::new();
+        n.checked_mul(d)
+            .and_then(|len| values.try_reserve_exact(len).ok())
+            .ok_or_else(|| Error::invalid(format!("{n} samples of dimension {d} do not fit in memory")))?;
+        let mut log_q: Vec<f64> = Vec::with_capacity(if with_log_prob { n } else { 0 });
+        let prior = self.prior();
+        // A logit transform on exactly the prior box keeps every sample inside it: no
+        // rejection, so no pilot round either.
+        let reject = opts.reject_outside_prior && prior.is_some_and(|p| !self.transform().covers(p));
+        let field = if with_log_prob { FieldKind::WithDivergence(opts.divergence) } else { FieldKind::Velocity };
+        let chunk = max_chunk(self.gpu(), &self.model.inner.cfg, field, opts.chunk_size);
+        let mut report = SampleReport::default();
+        let (mut next_index, mut round) = (0u64, 0u32);
+        let (mut steps_sum, mut rej_sum, mut accepted_total) = (0.0, 0.0, 0usize);
+        while values.len() < n * d {
+            let need = n - values.len() / d;
+            let draw = next_draw(need, report.proposed, accepted_total, reject, opts.max_seconds.is_some());
+            let mut done = 0usize;
+            while done < draw {
+                let c = chunk.min(draw - done);
+                let key = PlanKey { n: c, field, solver: opts.solver, direction: Direction::Forward };
+                let first_index = next_index + done as u64;
+                let out = self.solve_chunk(key, &ChunkStart { seed: opts.seed, first_index, round, theta_z: None })?;
+                steps_sum += out.accepted;
+                rej_sum += out.rejected;
+                for (i, row) in out.samples.chunks(d).enumerate() {
+                    let row: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+                    if !reject || prior.is_some_and(|p| p.contains(&row)) {
+                        accepted_total += 1;
+                        if values.len() < n * d {
+                            values.extend_from_slice(&row);
+                            if with_log_prob {
+                                log_q.push(out.log_q[i] as f64);
+                            }
+                        }
+                    }
+                }
+                done += c;
+            }
+            next_index += draw as u64;
+            round += 1;
+            report.proposed += draw;
+            report.returned = values.len() / d;
+            report.acceptance_rate = accepted_total as f64 / report.proposed as f64;
+            check_rejection(&report, accepted_total, n - values.len() / d, n, start, opts.max_seconds)?;
+        }
+        report.mean_steps = steps_sum / report.proposed.max(1) as f64;
+        report.mean_rejected_steps = rej_sum / report.proposed.max(1) as f64;
+        report.seconds = start.elapsed().as_secs_f64();
+        Ok(Samples::new(d, values, with_log_prob.then_some(log_q), report))
+    }
+
+    /// Dispatches recorded per ODE step for a whole chunk (all rows step together) and
+    /// ODE steps per submission: rk4 is 4 × (stage input + network) + update; dopri5 is
+    /// 6 × (stage input + network) + step control (FSAL: k₁ is reused). With
+    /// `divergence` (log-densities), the network is the joint `v`/`J·ε` pass plus
+    /// `div_reduce`. Submissions: one per `RK4_STEPS_PER_SUBMIT` (64) rk4 steps, one per
+    /// `DOPRI_STEPS_PER_SUBMIT` (8) dopri5 steps (with a 4-byte readback).
+    pub fn ode_step_dispatches(&self, solver: Solver, divergence: Option<Divergence>) -> (usize, usize) {
+        let field = divergence.map_or(FieldKind::Velocity, FieldKind::WithDivergence);
+        let per_step = step_dispatches(self.gpu(), &self.net(), field, solver);
+        let per_submit = match solver {
+            Solver::Rk4 { .. } => RK4_STEPS_PER_SUBMIT,
+            Solver::Dopri5 { .. } => DOPRI_STEPS_PER_SUBMIT,
+        };
+        (per_step, per_submit)
+    }
+}

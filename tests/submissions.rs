@@ -4,7 +4,8 @@ mod common;
 
 use fmpe::net::{Conditioning, NetConfig};
 use fmpe::posterior::{Posterior, SampleOptions, Solver};
-use fmpe::train::{fit_model, ModelMeta, TrainConfig, Trainer};
+use fmpe::model::ModelMeta;
+use fmpe::train::{Control, Fmpe, TrainConfig, Trainer};
 
 #[test]
 fn one_submission_per_training_step() {
@@ -51,7 +52,7 @@ fn rk4_sampling_is_one_submission_per_chunk() {
     let x = common::rand_vec(n * 2, 4);
     let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![16], conditioning: Conditioning::Glu, embedding: vec![] };
     let tc = TrainConfig { max_epochs: 1, batch_size: 50, ..Default::default() };
-    let (model, _) = fit_model(&gpu, cfg, tc, &theta, &x, ModelMeta::default(), false).unwrap();
+    let model = Fmpe::new(&gpu, cfg, ModelMeta::default()).append_simulations(&theta, &x).unwrap().train(&tc, &mut |_| Control::Continue).unwrap();
     let post = Posterior::new(&gpu, &model, &[0.0, 0.0]).unwrap();
     let s0 = gpu.submission_count();
     let opts = SampleOptions { solver: Solver::Rk4 { steps: 10 }, chunk_size: Some(100), ..Default::default() };
@@ -68,7 +69,7 @@ fn training_is_reproducible_for_a_seed() {
     let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![16, 16], conditioning: Conditioning::Glu, embedding: vec![] };
     let run = |seed: u64| {
         let tc = TrainConfig { max_epochs: 3, batch_size: 64, seed, ..Default::default() };
-        fit_model(gpu, cfg.clone(), tc, &theta, &x, ModelMeta::default(), false).unwrap().0
+        Fmpe::new(gpu, cfg.clone(), ModelMeta::default()).append_simulations(&theta, &x).unwrap().train(&tc, &mut |_| Control::Continue).unwrap()
     };
     let (a, b, c) = (run(7), run(7), run(8));
     assert_eq!(a.params, b.params, "same seed, same adapter: identical weights");

@@ -1,156 +1,53 @@
 //! Training the FMPE vector field on the GPU.
 //!
-//! The whole dataset lives on the GPU, mapped there to the unbounded training space
-//! θ' = T(θ) when a parameter transform is used ([`crate::transform`]), and z-scored
-//! with training-set statistics.
+//! The data path runs one way: simulations `(θ, x)` are checked and x is mapped by the
+//! x transform ([`Simulations`]); the rows are shuffled once and uploaded; on the GPU θ
+//! is mapped to the unbounded training space θ' = T(θ) when a parameter transform is
+//! used ([`crate::transform`]) and both are z-scored with training-row statistics
+//! ([`ZscoreStats`]); training yields a [`TrainOutcome`], which
+//! [`TrainOutcome::into_model`] turns into a [`Model`].
+//!
+//! Use the builder [`Fmpe`] (`append_simulations(θ, x)?.train(&config, &mut progress)`),
+//! or [`Trainer`] to drive the loop step by step.
+//!
 //! One optimiser step is one command buffer and one submission:
 //! gather + OT path → forward → loss → backward → Adam. The step's losses accumulate in
 //! GPU slots that the host reads once per epoch, together with the validation loss.
 
+mod builder;
+mod dataset;
+mod programs;
+
 use std::time::Instant;
 
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::kernels::{
-    AdamParams, Arena, Bindings, GatherParams, Kernel, LossParams, Program, ProgramBuilder, StatsParams, StepState,
-    TransformParams,
-};
-use crate::net::{Conditioning, NetConfig, ParamLayout, TrainGraph};
+use crate::kernels::{Program, StepState};
+use crate::model::{Model, ModelInfo, ModelMeta, FORMAT_VERSION};
+use crate::net::{NetConfig, ParamLayout};
 use crate::transform::ThetaTransform;
 
-/// Learning-rate schedule.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum LrSchedule {
-    /// ReduceLROnPlateau: multiply by `lr_factor` after `lr_patience` epochs without a
-    /// better validation loss.
-    Plateau,
-    /// Cosine annealing from `learning_rate` to `min_lr` over `max_epochs` (or over
-    /// `max_seconds`, whichever is further along). The default: on two_moons it beat
-    /// the plateau schedule clearly at a fixed budget (see BENCHMARKS.md).
-    #[default]
-    Cosine,
-}
+pub use crate::train_config::{EpochRecord, LrSchedule, TrainConfig};
+pub use builder::{Control, Fmpe, Progress};
+pub use dataset::Simulations;
 
-/// Training hyper-parameters. Defaults follow the FMPE paper's sbibm setup where it
-/// states them (σ_min = 1e-4, α = 4) and sbi's conventions elsewhere.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct TrainConfig {
-    /// Minibatch size (capped at the number of training rows).
-    pub batch_size: usize,
-    /// Initial Adam learning rate.
-    pub learning_rate: f64,
-    /// Upper bound on epochs.
-    pub max_epochs: usize,
-    /// Early stopping: stop after this many epochs without a better validation loss.
-    pub patience: usize,
-    /// ReduceLROnPlateau: epochs without improvement before the rate is multiplied by
-    /// `lr_factor`.
-    pub lr_patience: usize,
-    /// ReduceLROnPlateau factor.
-    pub lr_factor: f64,
-    /// Lower bound of the learning rate.
-    pub min_lr: f64,
-    /// Learning-rate schedule.
-    pub lr_schedule: LrSchedule,
-    /// Fraction of the simulations held out for validation (0 ≤ f < 1).
-    pub validation_fraction: f64,
-    /// Time prior exponent α: t has density ∝ t^α on [0, 1] (t = u^(1/(1+α))).
-    pub time_prior_exponent: f64,
-    /// σ_min of the OT path.
-    pub sigma_min: f64,
-    /// Adam L2 weight decay (PyTorch semantics).
-    pub weight_decay: f64,
-    /// Adam β1.
-    pub beta1: f64,
-    /// Adam β2.
-    pub beta2: f64,
-    /// Adam ε.
-    pub eps: f64,
-    /// Seed of the split, the permutations and the path noise.
-    pub seed: u64,
-    /// Optional wall-clock budget for training, in seconds (best weights are kept).
-    pub max_seconds: Option<f64>,
-}
+use dataset::{check_rows, constant_column_warnings, shuffled_upload, Split};
+use programs::{Buffers, Workspace};
 
-impl Default for TrainConfig {
-    fn default() -> Self {
-        TrainConfig {
-            batch_size: 256,
-            learning_rate: 1e-3,
-            max_epochs: 200,
-            patience: 30,
-            lr_patience: 10,
-            lr_factor: 0.5,
-            min_lr: 1e-6,
-            lr_schedule: LrSchedule::Cosine,
-            validation_fraction: 0.05,
-            time_prior_exponent: 4.0,
-            sigma_min: 1e-4,
-            weight_decay: 0.0,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            seed: 0,
-            max_seconds: None,
-        }
-    }
-}
-
-impl TrainConfig {
-    /// Checks the hyper-parameters.
-    ///
-    /// # Errors
-    /// [`Error::Invalid`] naming the offending flag.
-    pub fn validate(&self) -> Result<()> {
-        if self.batch_size == 0 {
-            return Err(Error::usage("--batch-size must be positive"));
-        }
-        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
-            return Err(Error::usage("--learning-rate must be a positive number"));
-        }
-        if !(0.0..1.0).contains(&self.validation_fraction) {
-            return Err(Error::usage("--validation-fraction must be in [0, 1)"));
-        }
-        if self.time_prior_exponent.is_nan() || self.time_prior_exponent <= -1.0 {
-            return Err(Error::usage("--time-prior-exponent must be > -1"));
-        }
-        if !(0.0..1.0).contains(&self.sigma_min) {
-            return Err(Error::usage("--sigma-min must be in [0, 1)"));
-        }
-        if self.max_epochs == 0 {
-            return Err(Error::usage("--max-epochs must be positive"));
-        }
-        Ok(())
-    }
-}
-
-/// Reads a JSON number, or `null` (how serde_json writes NaN and ±inf) as NaN.
-fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
-}
-
-/// One line of the training history.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct EpochRecord {
-    /// 1-based epoch.
-    pub epoch: usize,
-    /// Mean training loss of the epoch (z-scored units, per θ component).
-    #[serde(deserialize_with = "f64_or_nan")]
-    pub train_loss: f64,
-    /// Validation loss (fixed noise; NaN without validation rows, stored as `null` in
-    /// JSON).
-    #[serde(deserialize_with = "f64_or_nan")]
-    pub val_loss: f64,
-    /// Learning rate used in the epoch.
-    pub learning_rate: f64,
-    /// Wall-clock seconds since training started.
-    pub seconds: f64,
+/// z-score statistics of the training rows (ddof = 1; a zero standard deviation is
+/// taken as 1). θ's are those of θ' = T(θ) under the parameter transform.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ZscoreStats {
+    /// Column means of θ' `[dim_theta]`.
+    pub theta_mean: Vec<f64>,
+    /// Column standard deviations of θ' `[dim_theta]`.
+    pub theta_std: Vec<f64>,
+    /// Column means of x (after the x transform) `[dim_x]`.
+    pub x_mean: Vec<f64>,
+    /// Column standard deviations of x `[dim_x]`.
+    pub x_std: Vec<f64>,
 }
 
 /// What training produced.
@@ -158,28 +55,62 @@ pub struct EpochRecord {
 pub struct TrainOutcome {
     /// Best parameters `[layout.len]`.
     pub params: Vec<f32>,
-    /// Column means of θ (θ' = T(θ) with a transform) over the training rows `[dim_theta]`.
-    pub theta_mean: Vec<f64>,
-    /// Column standard deviations of θ (θ' with a transform; ddof = 1; 0 → 1) `[dim_theta]`.
-    pub theta_std: Vec<f64>,
-    /// Column means of x `[dim_x]`.
-    pub x_mean: Vec<f64>,
-    /// Column standard deviations of x `[dim_x]`.
-    pub x_std: Vec<f64>,
+    /// z-score statistics of the training rows (θ' = T(θ) with a transform).
+    pub stats: ZscoreStats,
     /// Per-epoch history.
     pub history: Vec<EpochRecord>,
     /// Epoch (1-based) whose weights were kept.
     pub best_epoch: usize,
     /// Optimiser steps taken.
     pub steps: u64,
-    /// Training rows / validation rows.
+    /// Training rows.
     pub n_train: usize,
     /// Validation rows.
     pub n_val: usize,
     /// The parameter transform θ' = T(θ) the statistics and the network live in (one
-    /// bijection per component); a [`crate::model::Model`] built from this outcome must
-    /// carry it in `info.transform`, or its samples stay in θ' space.
+    /// bijection per component); [`TrainOutcome::into_model`] stores it in the model.
     pub transform: ThetaTransform,
+    /// The network trained.
+    pub net: NetConfig,
+    /// The hyper-parameters used.
+    pub train: TrainConfig,
+}
+
+impl TrainOutcome {
+    /// The trained [`Model`]: weights, statistics and history from this outcome, names,
+    /// task, prior, x transform and dropped-row count from `meta` (names of the wrong
+    /// length fall back to `theta_1..` / `x_1..`). The parameter transform is the
+    /// outcome's (expanded to one bijection per component), not `meta.transform`.
+    pub fn into_model(self, meta: ModelMeta) -> Model {
+        let (dt, dx) = (self.net.dim_theta, self.net.dim_x);
+        let info = ModelInfo {
+            format_version: FORMAT_VERSION,
+            theta_names: meta.theta_names_or_default(dt),
+            x_names: meta.x_names_or_default(dx),
+            sigma_min: self.train.sigma_min,
+            time_prior_exponent: self.train.time_prior_exponent,
+            net: self.net,
+            task: meta.task,
+            prior: meta.prior,
+            transform: self.transform,
+            x_transform: meta.x_transform,
+            train: self.train,
+            n_train: self.n_train,
+            n_val: self.n_val,
+            dropped_rows: meta.dropped_rows,
+            best_epoch: self.best_epoch,
+            history: self.history,
+        };
+        let s = self.stats;
+        Model {
+            info,
+            params: self.params,
+            theta_mean: s.theta_mean,
+            theta_std: s.theta_std,
+            x_mean: s.x_mean,
+            x_std: s.x_std,
+        }
+    }
 }
 
 /// A training run on the GPU. Use [`Trainer::fit`] for the whole loop, or
@@ -189,20 +120,12 @@ pub struct Trainer<'g> {
     cfg: NetConfig,
     tc: TrainConfig,
     layout: ParamLayout,
-    n_train: usize,
-    n_val: usize,
-    batch: usize,
-    steps_per_epoch: usize,
-    params: wgpu::Buffer,
-    best: wgpu::Buffer,
-    acts: wgpu::Buffer,
-    step_buf: wgpu::Buffer,
+    split: Split,
+    bufs: Buffers,
+    ws: Workspace,
     step_prog: Program,
     val_prog: Option<Program>,
-    loss_off: usize,
-    n_val_chunks: usize,
-    _keep: Vec<wgpu::Buffer>,
-    stats: (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>),
+    stats: ZscoreStats,
     transform: ThetaTransform,
     warnings: Vec<String>,
     step: u64,
@@ -222,13 +145,15 @@ impl<'g> Trainer<'g> {
     /// Uploads the data and builds the training programs.
     ///
     /// `theta` is `[n, dim_theta]`, `x` is `[n, dim_x]` (row-major, finite; use
-    /// [`crate::io::drop_nonfinite_rows`] first). Rows are shuffled once with the seed;
-    /// the last `validation_fraction` of them are held out. The initial parameters are
-    /// `init` (e.g. [`crate::net::init_params`]) or drawn from the seed.
+    /// [`crate::io::drop_nonfinite_rows`] first; x already mapped by any x transform,
+    /// see [`Simulations`]). Rows are shuffled once with the seed; the last
+    /// `validation_fraction` of them are held out. The initial parameters are `init`
+    /// (e.g. [`crate::net::init_params`]) or drawn from the seed.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for inconsistent shapes or configuration, [`Error::Gpu`] if the
-    /// data does not fit the device's buffer limits.
+    /// [`Error::Invalid`] for inconsistent shapes or data, [`Error::InvalidOption`] for
+    /// an invalid configuration, [`Error::Gpu`] if the data does not fit the device's
+    /// buffer limits.
     pub fn new(
         gpu: &'g Gpu,
         cfg: NetConfig,
@@ -248,7 +173,8 @@ impl<'g> Trainer<'g> {
     /// # Errors
     /// As [`Trainer::new`]; [`Error::Invalid`] naming the (1-based input) row when a θ
     /// value lies outside the transform's support (outside a logit's box, at or below
-    /// a log's bound), or when the transform does not fit dim_theta.
+    /// a log's bound); [`Error::InvalidOption`] `"transform"` when the transform does
+    /// not fit dim_theta.
     #[allow(clippy::too_many_arguments)]
     pub fn with_transform(
         gpu: &'g Gpu,
@@ -261,53 +187,13 @@ impl<'g> Trainer<'g> {
     ) -> Result<Trainer<'g>> {
         cfg.validate()?;
         tc.validate()?;
+        let n = check_rows(&cfg, theta, x)?;
+        check_support(transform, theta, cfg.dim_theta)?;
+        let split = Split::new(gpu, &cfg, &tc, n)?;
         let (dt, dx) = (cfg.dim_theta, cfg.dim_x);
-        if !theta.len().is_multiple_of(dt) || !x.len().is_multiple_of(dx) || theta.len() / dt != x.len() / dx {
-            return Err(Error::invalid(format!(
-                "theta has {} values for dim_theta = {dt} and x has {} for dim_x = {dx}: row counts differ",
-                theta.len(),
-                x.len()
-            )));
-        }
-        let n = theta.len() / dt;
-        if theta.iter().chain(x.iter()).any(|v| !v.is_finite()) {
-            return Err(Error::invalid("theta and x must be finite (drop failed simulations first)"));
-        }
-        transform.validate(cfg.dim_theta)?;
-        if let Some((r, c)) = transform.first_outside(theta, dt) {
-            return Err(Error::invalid(format!("theta row {}: {}", r + 1, transform.outside_message(c, theta[r * dt + c]))));
-        }
-        let n_val = ((n as f64) * tc.validation_fraction).round() as usize;
-        let n_train = n - n_val;
-        if n_train < 2 {
-            return Err(Error::invalid(format!("need at least 2 training rows, have {n_train}")));
-        }
-        let batch = tc.batch_size.min(n_train);
-        let max_rows = gpu.limits().max_compute_workgroups_per_dimension as usize * 64;
-        if batch > max_rows {
-            return Err(Error::usage(format!("--batch-size {batch} exceeds this device's dispatch limit ({max_rows} rows)")));
-        }
-        let steps_per_epoch = n_train / batch;
-        if (n * (dt + dx)) as u64 > gpu.max_binding_floats() {
-            return Err(Error::invalid(format!(
-                "the dataset ({n} rows of {} floats) exceeds the device's largest storage binding",
-                dt + dx
-            )));
-        }
-
-        // Shuffle once (host permutation of row indices, O(n)), then upload.
+        // Shuffle once, then draw the initial parameters from the same generator.
         let mut rng = rand::rngs::StdRng::seed_from_u64(tc.seed);
-        let mut order: Vec<usize> = (0..n).collect();
-        order.shuffle(&mut rng);
-        let mut data = vec![0f32; n * (dt + dx)];
-        for (r, &src) in order.iter().enumerate() {
-            for j in 0..dt {
-                data[r * dt + j] = theta[src * dt + j] as f32;
-            }
-            for j in 0..dx {
-                data[n * dt + r * dx + j] = x[src * dx + j] as f32;
-            }
-        }
+        let data = shuffled_upload(theta, x, dt, dx, &mut rng);
         let layout = cfg.layout();
         let params0 = match init {
             Some(p) if p.len() == layout.len => p,
@@ -320,169 +206,12 @@ impl<'g> Trainer<'g> {
             }
             None => crate::net::init_params(&cfg, &mut rng),
         };
-
-        let data_buf = gpu.storage_from("fmpe dataset", &data);
-        let params = gpu.storage_from("fmpe params", &params0);
-        let best = gpu.storage_from("fmpe best params", &params0);
-        let grads = gpu.storage("fmpe grads", layout.len as u64 * 4);
-        let m = gpu.storage("fmpe adam m", layout.len as u64 * 4);
-        let v = gpu.storage("fmpe adam v", layout.len as u64 * 4);
-        let step_buf = gpu.uniform_from("fmpe step", bytemuck::bytes_of(&StepState::default()));
-
-        let mut arena = Arena::default();
-        let stats_off = arena.alloc(2 * (dt + dx));
-        let tab_off = arena.alloc(4 * dt);
-        let graph = TrainGraph::new(&cfg, &layout, batch, &mut arena);
-        let n_val_chunks = n_val.div_ceil(batch);
-        let loss_off = arena.alloc(steps_per_epoch + n_val_chunks);
-        let acts_len = arena.len();
-        if acts_len as u64 > gpu.max_binding_floats() {
-            return Err(Error::invalid("the training workspace exceeds the device's largest storage binding; lower --batch-size or --hidden"));
-        }
-        let acts = gpu.storage("fmpe train workspace", acts_len as u64 * 4);
-
-        // θ → θ' = T(θ) in place, then z-score θ' and x with training-row statistics, on
-        // the GPU.
-        let mut b = ProgramBuilder::new(gpu);
-        if !transform.is_identity() {
-            gpu.queue.write_buffer(&acts, tab_off as u64 * 4, bytemuck::cast_slice(&transform.gpu_table(dt)));
-            let tp = TransformParams {
-                n: n as u32,
-                d: dt as u32,
-                mode: 0,
-                flags: TransformParams::DATA,
-                in_rs: dt as u32,
-                out_rs: dt as u32,
-                tab_off: tab_off as u32,
-                ..Default::default()
-            };
-            b.push_1d(Kernel::Transform, &tp, n);
-        }
-        let st_t = StatsParams { rows: n_train as u32, cols: dt as u32, off: 0, stats_off: stats_off as u32 };
-        let st_x = StatsParams {
-            rows: n_train as u32,
-            cols: dx as u32,
-            off: (n * dt) as u32,
-            stats_off: (stats_off + 2 * dt) as u32,
-        };
-        b.push_groups(Kernel::ColumnStats, &st_t, (dt as u32, 1, 1));
-        b.push_groups(Kernel::ColumnStats, &st_x, (dx as u32, 1, 1));
-        b.push_1d(Kernel::Zscore, &StatsParams { rows: n as u32, ..st_t }, n * dt);
-        b.push_1d(Kernel::Zscore, &StatsParams { rows: n as u32, ..st_x }, n * dx);
-        let binds = Bindings {
-            acts: Some(&acts),
-            params: Some(&params),
-            grads: Some(&grads),
-            data: Some(&data_buf),
-            step: Some(&step_buf),
-            moments: Some((&m, &v)),
-        };
-        b.build(gpu, binds)?.run(gpu)?;
-        let s = gpu.read_f32(&acts, stats_off as u64, 2 * (dt + dx))?;
-        let f = |a: &[f32]| a.iter().map(|&v| v as f64).collect::<Vec<f64>>();
-        let stats = (f(&s[..dt]), f(&s[dt..2 * dt]), f(&s[2 * dt..2 * dt + dx]), f(&s[2 * dt + dx..]));
-        let mut warnings = Vec::new();
-        for (name, vals, d) in [("theta", theta, dt), ("x", x, dx)] {
-            for c in 0..d {
-                let first = vals[c];
-                if (0..n).all(|r| vals[r * d + c] == first) {
-                    warnings.push(format!(
-                        "{name} column {} is constant ({first}); its standard deviation is taken as 1",
-                        c + 1
-                    ));
-                }
-            }
-        }
-
-        let seed_lo = tc.seed as u32;
-        let seed_hi = (tc.seed >> 32) as u32;
-        let glu = cfg.conditioning == Conditioning::Glu;
-        let x_dst = graph.x_dest(&cfg);
-        let gather = |rows: usize, validation: bool, row_offset: usize| GatherParams {
-            rows: rows as u32,
-            dim_theta: dt as u32,
-            dim_x: dx as u32,
-            glu: glu as u32,
-            n_train: n_train as u32,
-            row_offset: row_offset as u32,
-            validation: validation as u32,
-            seed_lo,
-            seed_hi,
-            theta_off: 0,
-            x_off: (n * dt) as u32,
-            in_off: graph.input as u32,
-            in_rs: cfg.input_dim() as u32,
-            ctx_off: graph.ctx as u32,
-            target_off: graph.target as u32,
-            x_dst_off: x_dst.0 as u32,
-            x_dst_rs: x_dst.1 as u32,
-            alpha: tc.time_prior_exponent as f32,
-            sigma_min: tc.sigma_min as f32,
-        };
-
-        // The training step.
-        let mut b = ProgramBuilder::new(gpu);
-        b.push_1d(Kernel::GatherPath, &gather(batch, false, 0), batch);
-        graph.forward(&mut b, &cfg, &layout, batch);
-        let count = batch * dt;
-        b.push_groups(
-            Kernel::FmLoss,
-            &LossParams {
-                count: count as u32,
-                v_off: graph.v as u32,
-                target_off: graph.target as u32,
-                dv_off: graph.dv as u32,
-                write_dv: 1,
-                loss_off: loss_off as u32,
-                slot: 0,
-                slot_from_step: 1,
-                scale: 2.0 / count as f32,
-            },
-            (1, 1, 1),
-        );
-        graph.backward(&mut b, &cfg, &layout, batch);
-        b.push_1d(
-            Kernel::Adam,
-            &AdamParams {
-                n: layout.len as u32,
-                pad: [0; 3],
-                beta1: tc.beta1 as f32,
-                beta2: tc.beta2 as f32,
-                eps: tc.eps as f32,
-                weight_decay: tc.weight_decay as f32,
-            },
-            layout.len,
-        );
-        let step_prog = b.build(gpu, binds)?;
-
-        // Validation: fixed noise, forward + loss only.
-        let val_prog = if n_val > 0 {
-            let mut b = ProgramBuilder::new(gpu);
-            for c in 0..n_val_chunks {
-                let rows = batch.min(n_val - c * batch);
-                b.push_1d(Kernel::GatherPath, &gather(rows, true, n_train + c * batch), rows);
-                graph.forward(&mut b, &cfg, &layout, rows);
-                b.push_groups(
-                    Kernel::FmLoss,
-                    &LossParams {
-                        count: (rows * dt) as u32,
-                        v_off: graph.v as u32,
-                        target_off: graph.target as u32,
-                        dv_off: 0,
-                        write_dv: 0,
-                        loss_off: loss_off as u32,
-                        slot: (steps_per_epoch + c) as u32,
-                        slot_from_step: 0,
-                        scale: 0.0,
-                    },
-                    (1, 1, 1),
-                );
-            }
-            Some(b.build(gpu, binds)?)
-        } else {
-            None
-        };
-
+        let ws = Workspace::new(gpu, &cfg, &layout, &split)?;
+        let bufs = Buffers::new(gpu, &data, &params0, &ws);
+        let stats = programs::prepare(gpu, &cfg, &bufs, &ws, &split, transform)?;
+        let warnings = constant_column_warnings(theta, x, dt, dx);
+        let step_prog = programs::record_step(gpu, &cfg, &tc, &layout, &ws, &split, bufs.bindings())?;
+        let val_prog = programs::record_validation(gpu, &cfg, &tc, &layout, &ws, &split, bufs.bindings())?;
         Ok(Trainer {
             transform: ThetaTransform::new(transform.resolved(dt)),
             gpu,
@@ -490,19 +219,11 @@ impl<'g> Trainer<'g> {
             cfg,
             tc,
             layout,
-            n_train,
-            n_val,
-            batch,
-            steps_per_epoch,
-            params,
-            best,
-            acts,
-            step_buf,
+            split,
+            bufs,
+            ws,
             step_prog,
             val_prog,
-            loss_off,
-            n_val_chunks,
-            _keep: vec![data_buf, grads, m, v],
             stats,
             warnings,
             step: 0,
@@ -520,12 +241,12 @@ impl<'g> Trainer<'g> {
 
     /// Minibatch size actually used.
     pub fn batch_size(&self) -> usize {
-        self.batch
+        self.split.batch
     }
 
     /// Optimiser steps per epoch (`n_train / batch`, the last partial batch dropped).
     pub fn steps_per_epoch(&self) -> usize {
-        self.steps_per_epoch
+        self.split.steps_per_epoch
     }
 
     /// Steps already taken in the current epoch.
@@ -540,7 +261,7 @@ impl<'g> Trainer<'g> {
 
     /// Training and validation rows.
     pub fn split(&self) -> (usize, usize) {
-        (self.n_train, self.n_val)
+        (self.split.n_train, self.split.n_val)
     }
 
     /// Runs one optimiser step: one command buffer, one submission, no readback.
@@ -548,7 +269,7 @@ impl<'g> Trainer<'g> {
     /// # Errors
     /// GPU errors as [`Error::Gpu`] / [`Error::DeviceLost`].
     pub fn step(&mut self) -> Result<()> {
-        if self.step_in_epoch == self.steps_per_epoch {
+        if self.step_in_epoch == self.split.steps_per_epoch {
             return Err(Error::invalid("the epoch is complete: call end_epoch first"));
         }
         self.step += 1;
@@ -563,10 +284,10 @@ impl<'g> Trainer<'g> {
             bias_corr2: (1.0 - self.tc.beta2.powi(t)) as f32,
             pad1: 0.0,
         };
-        self.gpu.queue.write_buffer(&self.step_buf, 0, bytemuck::bytes_of(&st));
+        self.gpu.queue.write_buffer(&self.bufs.step, 0, bytemuck::bytes_of(&st));
         let mut enc = self.gpu.encoder();
         if self.pending_best_copy {
-            enc.copy_buffer_to_buffer(&self.params, 0, &self.best, 0, self.layout.len as u64 * 4);
+            enc.copy_buffer_to_buffer(&self.bufs.params, 0, &self.bufs.best, 0, self.layout.len as u64 * 4);
             self.pending_best_copy = false;
         }
         {
@@ -585,26 +306,10 @@ impl<'g> Trainer<'g> {
     /// # Errors
     /// [`Error::Invalid`] if the training loss is not finite (diverged), GPU errors.
     pub fn end_epoch(&mut self) -> Result<(EpochRecord, bool)> {
-        let mut enc = self.gpu.encoder();
-        if let Some(vp) = &self.val_prog {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-            vp.record(self.gpu, &mut pass)?;
-        }
-        let slots = self.steps_per_epoch + self.n_val_chunks;
-        let staging = self.gpu.copy_to_staging(&mut enc, &self.acts, self.loss_off as u64, slots);
-        self.gpu.submit(enc)?;
-        let l = self.gpu.map_staging(&staging, slots)?;
-        let dt = self.cfg.dim_theta as f64;
-        let done = self.step_in_epoch;
-        let train_loss = l[..done].iter().map(|&v| v as f64).sum::<f64>() / (done as f64 * self.batch as f64 * dt);
-        let val_loss = if self.n_val > 0 {
-            l[self.steps_per_epoch..].iter().map(|&v| v as f64).sum::<f64>() / (self.n_val as f64 * dt)
-        } else {
-            f64::NAN
-        };
+        let (train_loss, val_loss) = self.read_epoch_losses()?;
         if !train_loss.is_finite() {
             return Err(Error::invalid(format!(
-                "training diverged: the loss is {train_loss} in epoch {}; try a smaller --learning-rate",
+                "training diverged: the loss is {train_loss} in epoch {}; try a smaller learning rate",
                 self.epoch + 1
             )));
         }
@@ -618,7 +323,40 @@ impl<'g> Trainer<'g> {
             seconds: self.started.elapsed().as_secs_f64(),
         };
         self.history.push(rec.clone());
-        let watched = if self.n_val > 0 { val_loss } else { train_loss };
+        let watched = if self.split.n_val > 0 { val_loss } else { train_loss };
+        self.update_schedule(watched, rec.seconds);
+        let out_of_time = self.tc.max_seconds.is_some_and(|s| rec.seconds >= s);
+        let stop = self.since_best >= self.tc.patience || self.epoch >= self.tc.max_epochs || out_of_time;
+        Ok((rec, stop))
+    }
+
+    /// Runs validation and reads the loss slots (one submission, one readback): returns
+    /// the epoch's mean training and validation losses (NaN without validation rows).
+    fn read_epoch_losses(&mut self) -> Result<(f64, f64)> {
+        let mut enc = self.gpu.encoder();
+        if let Some(vp) = &self.val_prog {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            vp.record(self.gpu, &mut pass)?;
+        }
+        let spe = self.split.steps_per_epoch;
+        let slots = spe + self.split.val_chunks();
+        let staging = self.gpu.copy_to_staging(&mut enc, &self.bufs.acts, self.ws.loss_off as u64, slots);
+        self.gpu.submit(enc)?;
+        let l = self.gpu.map_staging(&staging, slots)?;
+        let dt = self.cfg.dim_theta as f64;
+        let done = self.step_in_epoch;
+        let train_loss = l[..done].iter().map(|&v| v as f64).sum::<f64>() / (done as f64 * self.split.batch as f64 * dt);
+        let val_loss = if self.split.n_val > 0 {
+            l[spe..].iter().map(|&v| v as f64).sum::<f64>() / (self.split.n_val as f64 * dt)
+        } else {
+            f64::NAN
+        };
+        Ok((train_loss, val_loss))
+    }
+
+    /// Early-stopping bookkeeping and the learning-rate schedule after an epoch whose
+    /// watched loss is `watched`, `seconds` into training.
+    fn update_schedule(&mut self, watched: f64, seconds: f64) {
         if watched < self.best_loss * (1.0 - 1e-4) || self.best_epoch == 0 {
             self.best_loss = watched.min(self.best_loss);
             self.best_epoch = self.epoch;
@@ -636,55 +374,38 @@ impl<'g> Trainer<'g> {
         if self.tc.lr_schedule == LrSchedule::Cosine {
             let mut progress = self.epoch as f64 / self.tc.max_epochs as f64;
             if let Some(s) = self.tc.max_seconds {
-                progress = progress.max(rec.seconds / s);
+                progress = progress.max(seconds / s);
             }
             let c = 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos());
             self.lr = self.tc.min_lr + (self.tc.learning_rate - self.tc.min_lr) * c;
         }
-        let out_of_time = self.tc.max_seconds.is_some_and(|s| rec.seconds >= s);
-        let stop = self.since_best >= self.tc.patience || self.epoch >= self.tc.max_epochs || out_of_time;
-        Ok((rec, stop))
     }
 
     /// Trains until early stopping, `max_epochs` or `max_seconds`, then restores the
-    /// best weights and reads them back (one readback). `progress` shows a progress bar
-    /// on stderr (hidden when stderr is not a terminal).
+    /// best weights and reads them back (one readback).
     ///
     /// # Errors
     /// As [`Trainer::step`] and [`Trainer::end_epoch`].
-    pub fn fit(mut self, progress: bool) -> Result<TrainOutcome> {
-        let bar = if progress {
-            let pb = indicatif::ProgressBar::new(self.tc.max_epochs as u64);
-            pb.set_style(
-                indicatif::ProgressStyle::with_template("{elapsed_precise} epoch {pos}/{len} {msg}")
-                    .expect("valid template"),
-            );
-            pb
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
+    pub fn fit(self) -> Result<TrainOutcome> {
+        self.fit_with_progress(&mut |_| Control::Continue)
+    }
+
+    /// As [`Trainer::fit`], calling `progress` after every epoch; when it returns
+    /// [`Control::Stop`] training ends there, keeping the best weights so far.
+    ///
+    /// # Errors
+    /// As [`Trainer::fit`].
+    pub fn fit_with_progress(mut self, progress: &mut dyn FnMut(&Progress<'_>) -> Control) -> Result<TrainOutcome> {
         loop {
-            for _ in 0..self.steps_per_epoch {
+            for _ in 0..self.split.steps_per_epoch {
                 self.step()?;
             }
             let (rec, stop) = self.end_epoch()?;
-            bar.set_position(rec.epoch as u64);
-            if progress && bar.is_hidden() && (rec.epoch % 10 == 0 || stop) {
-                // No terminal (a log file, CI): a plain line every 10 epochs instead.
-                eprintln!(
-                    "epoch {:>4}/{}  train {:.4}  val {:.4}  lr {:.1e}  best epoch {}  {:.0} s",
-                    rec.epoch, self.tc.max_epochs, rec.train_loss, rec.val_loss, rec.learning_rate, self.best_epoch, rec.seconds
-                );
-            }
-            bar.set_message(format!(
-                "train {:.4}  val {:.4}  lr {:.1e}  best epoch {}",
-                rec.train_loss, rec.val_loss, rec.learning_rate, self.best_epoch
-            ));
-            if stop {
+            let p = Progress { record: &rec, best_epoch: self.best_epoch, max_epochs: self.tc.max_epochs, last: stop };
+            if progress(&p) == Control::Stop || stop {
                 break;
             }
         }
-        bar.finish_and_clear();
         self.finish()
     }
 
@@ -695,23 +416,21 @@ impl<'g> Trainer<'g> {
     pub fn finish(self) -> Result<TrainOutcome> {
         let len = self.layout.len;
         let mut enc = self.gpu.encoder();
-        let src = if self.pending_best_copy { &self.params } else { &self.best };
+        let src = if self.pending_best_copy { &self.bufs.params } else { &self.bufs.best };
         let staging = self.gpu.copy_to_staging(&mut enc, src, 0, len);
         self.gpu.submit(enc)?;
         let params = self.gpu.map_staging(&staging, len)?;
-        let (theta_mean, theta_std, x_mean, x_std) = self.stats;
         Ok(TrainOutcome {
             params,
-            theta_mean,
-            theta_std,
-            x_mean,
-            x_std,
+            stats: self.stats,
             history: self.history,
             best_epoch: self.best_epoch,
             steps: self.step,
-            n_train: self.n_train,
-            n_val: self.n_val,
+            n_train: self.split.n_train,
+            n_val: self.split.n_val,
             transform: self.transform,
+            net: self.cfg,
+            train: self.tc,
         })
     }
 
@@ -721,7 +440,7 @@ impl<'g> Trainer<'g> {
     /// # Errors
     /// GPU errors.
     pub fn read_params(&self) -> Result<Vec<f32>> {
-        self.gpu.read_f32(&self.params, 0, self.layout.len)
+        self.gpu.read_f32(&self.bufs.params, 0, self.layout.len)
     }
 
     /// Data warnings found while loading (e.g. constant columns).
@@ -729,112 +448,18 @@ impl<'g> Trainer<'g> {
         &self.warnings
     }
 
-    /// z-score statistics of the training rows: (θ' mean, θ' std, x mean, x std), where
-    /// θ' = T(θ) under the trainer's parameter transform (θ itself without one).
-    pub fn zscore_stats(&self) -> &(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+    /// z-score statistics of the training rows, of θ' = T(θ) under the trainer's
+    /// parameter transform (θ itself without one).
+    pub fn zscore_stats(&self) -> &ZscoreStats {
         &self.stats
     }
 }
 
-/// Names, prior and provenance stored with a trained model.
-#[derive(Clone, Debug, Default)]
-pub struct ModelMeta {
-    /// Parameter names `[dim_theta]` (empty: `theta_1..`).
-    pub theta_names: Vec<String>,
-    /// Data names `[dim_x]` (empty: `x_1..`).
-    pub x_names: Vec<String>,
-    /// Benchmark task, if any.
-    pub task: Option<String>,
-    /// Box prior (samples outside are rejected by default).
-    pub prior: Option<crate::model::BoxPrior>,
-    /// Parameter transform to train in (default: the identity); e.g.
-    /// [`ThetaTransform::from_box`] of `prior`, or [`ThetaTransform::for_prior`] of a
-    /// task's prior.
-    pub transform: ThetaTransform,
-    /// Elementwise transform of x applied on the host before training (default: none).
-    pub x_transform: crate::transform::XTransform,
-    /// Simulations dropped before training (non-finite x).
-    pub dropped_rows: usize,
-}
-
-/// Trains a model end to end: `theta` `[n, dim_theta]` and `x` `[n, dim_x]` (row-major,
-/// finite) → [`crate::model::Model`]. Convenience wrapper of [`Trainer`].
-///
-/// # Errors
-/// As [`Trainer::new`] and [`Trainer::fit`].
-pub fn fit_model(
-    gpu: &Gpu,
-    net: NetConfig,
-    tc: TrainConfig,
-    theta: &[f64],
-    x: &[f64],
-    meta: ModelMeta,
-    progress: bool,
-) -> Result<(crate::model::Model, Vec<String>)> {
-    if let Some(p) = &meta.prior {
-        p.validate(net.dim_theta)?;
-        // A logit on other bounds than the prior box would sample one box and reject to
-        // the other: refuse the mix-up.
-        for (j, b) in meta.transform.components.iter().enumerate() {
-            if let crate::transform::Bijection::Logit { low, high } = *b {
-                if j < p.low.len() && (low != p.low[j] || high != p.high[j]) {
-                    return Err(Error::invalid(format!(
-                        "parameter transform component {}: logit on [{low}, {high}] but the prior box is [{}, {}]",
-                        j + 1,
-                        p.low[j],
-                        p.high[j]
-                    )));
-                }
-            }
-        }
+/// Checks `transform` against `dim_theta` and that every θ row lies in its support.
+fn check_support(transform: &ThetaTransform, theta: &[f64], dt: usize) -> Result<()> {
+    transform.validate(dt)?;
+    if let Some((r, c)) = transform.first_outside(theta, dt) {
+        return Err(Error::invalid(format!("theta row {}: {}", r + 1, transform.outside_message(c, theta[r * dt + c]))));
     }
-    let x_mapped;
-    let x = if meta.x_transform.is_identity() {
-        x
-    } else {
-        let mut v = x.to_vec();
-        meta.x_transform.apply(&mut v, net.dim_x)?;
-        x_mapped = v;
-        &x_mapped[..]
-    };
-    let trainer = Trainer::with_transform(gpu, net.clone(), tc.clone(), theta, x, None, &meta.transform)?;
-    let warnings = trainer.warnings().to_vec();
-    let out = trainer.fit(progress)?;
-    let names = |given: Vec<String>, prefix: &str, d: usize| {
-        if given.len() == d {
-            given
-        } else {
-            (1..=d).map(|i| format!("{prefix}_{i}")).collect()
-        }
-    };
-    let transform = out.transform;
-    let info = crate::model::ModelInfo {
-        format_version: crate::model::FORMAT_VERSION,
-        theta_names: names(meta.theta_names, "theta", net.dim_theta),
-        x_names: names(meta.x_names, "x", net.dim_x),
-        net,
-        sigma_min: tc.sigma_min,
-        time_prior_exponent: tc.time_prior_exponent,
-        task: meta.task,
-        prior: meta.prior,
-        transform,
-        x_transform: meta.x_transform,
-        train: tc,
-        n_train: out.n_train,
-        n_val: out.n_val,
-        dropped_rows: meta.dropped_rows,
-        best_epoch: out.best_epoch,
-        history: out.history,
-    };
-    Ok((
-        crate::model::Model {
-            info,
-            params: out.params,
-            theta_mean: out.theta_mean,
-            theta_std: out.theta_std,
-            x_mean: out.x_mean,
-            x_std: out.x_std,
-        },
-        warnings,
-    ))
+    Ok(())
 }

@@ -1,4 +1,8 @@
 //! fmpe: Flow Matching Posterior Estimation on the GPU.
+//!
+//! Cargo features: `plot` (default; the `plot` module, PNG plots with plotters) and `cli`
+//! (default; the `fmpe` binary's clap and indicatif, implies `plot`). The library itself
+//! needs neither: `default-features = false` drops all three dependencies.
 pub mod error;
 pub mod gpu;
 pub mod io;
@@ -6,6 +10,7 @@ pub mod kernels;
 pub mod metrics;
 pub mod model;
 pub mod net;
+#[cfg(feature = "plot")]
 pub mod plot;
 pub mod posterior;
 pub mod prior;

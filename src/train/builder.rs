@@ -8,7 +8,8 @@ use crate::model::{Model, ModelMeta};
 use crate::net::NetConfig;
 use crate::train_config::{EpochRecord, TrainConfig};
 
-use super::{Simulations, Trainer};
+use super::dataset::Simulations;
+use super::trainer::Trainer;
 
 /// What a progress callback tells training to do after an epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

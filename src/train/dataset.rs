@@ -1,6 +1,7 @@
 //! The data path before the GPU: simulations checked and mapped by the x transform
-//! ([`Simulations`]), the train/validation split ([`Split`]) and the shuffled f32
-//! upload layout of the dataset buffer.
+//! ([`Simulations`]), the train/validation split, the shuffled f32 upload layout of the
+//! dataset buffer, and the z-score statistics the GPU computes from it
+//! ([`ZscoreStats`]).
 
 use rand::seq::SliceRandom;
 
@@ -178,4 +179,18 @@ pub(crate) fn shuffled_upload(theta: &[f64], x: &[f64], dt: usize, dx: usize, rn
         }
     }
     data
+}
+
+/// z-score statistics of the training rows (ddof = 1; a zero standard deviation is
+/// taken as 1). θ's are those of θ' = T(θ) under the parameter transform.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ZscoreStats {
+    /// Column means of θ' `[dim_theta]`.
+    pub theta_mean: Vec<f64>,
+    /// Column standard deviations of θ' `[dim_theta]`.
+    pub theta_std: Vec<f64>,
+    /// Column means of x (after the x transform) `[dim_x]`.
+    pub x_mean: Vec<f64>,
+    /// Column standard deviations of x `[dim_x]`.
+    pub x_std: Vec<f64>,
 }

@@ -12,8 +12,7 @@ use crate::net::{Conditioning, NetConfig, ParamLayout, TrainGraph};
 use crate::train_config::TrainConfig;
 use crate::transform::ThetaTransform;
 
-use super::dataset::Split;
-use super::ZscoreStats;
+use super::dataset::{Split, ZscoreStats};
 
 /// The GPU buffers of a training run.
 pub(crate) struct Buffers {

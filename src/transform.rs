@@ -369,20 +369,17 @@ impl XTransform {
     /// Maps `x` `[n, dim_x]` (row-major) in place, in f64 on the host.
     ///
     /// # Errors
-    /// [`Error::InvalidOption`] named `"x_transform"`, naming the 1-based row and column
-    /// of the first finite value outside the domain (x ≤ −1 for `log1p`). Non-finite
-    /// values are left as they are (the callers drop or reject them).
+    /// [`Error::Invalid`] (the data does not fit the transform) naming the 1-based row
+    /// and column of the first finite value outside the domain (x ≤ −1 for `log1p`).
+    /// Non-finite values are left as they are (the callers drop or reject them).
     pub fn apply(&self, x: &mut [f64], dim_x: usize) -> Result<()> {
         if let Some(i) = self.first_outside_domain(x) {
-            return Err(Error::option(
-                "x_transform",
-                format!(
-                    "x row {}, column {} = {}: the x transform {self} needs x > -1",
-                    i / dim_x.max(1) + 1,
-                    i % dim_x.max(1) + 1,
-                    x[i]
-                ),
-            ));
+            return Err(Error::invalid(format!(
+                "x row {}, column {} = {}: the x transform {self} needs x > -1 (train without it, or fix the data)",
+                i / dim_x.max(1) + 1,
+                i % dim_x.max(1) + 1,
+                x[i]
+            )));
         }
         if *self == XTransform::Log1p {
             x.iter_mut().for_each(|v| *v = v.ln_1p());

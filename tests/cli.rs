@@ -99,7 +99,7 @@ fn train_rejects_bad_files_and_leaves_no_model() {
     // Invalid option values exit with 2, the library's field names shown as flags.
     for (flag, value, needle) in [
         ("--learning-rate", "-1", "--learning-rate: must be a positive number"),
-        ("--batch-size", "0", "--batch-size: must be positive"),
+        ("--sigma-min", "1.5", "--sigma-min: must be in [0, 1)"),
         ("--validation-fraction", "1.5", "--validation-fraction: must be in [0, 1)"),
         ("--prior-low", "1,1", "--prior-low/--prior-high: low must be below high (component 1"),
     ] {

@@ -33,10 +33,9 @@ impl Simulations {
     ///
     /// # Errors
     /// [`Error::Invalid`] when the row counts differ or a value is not finite (drop
-    /// failed simulations first, e.g. with [`crate::io::drop_nonfinite_rows`]);
-    /// [`Error::InvalidOption`] `"x_transform"` naming the (1-based, within this call)
-    /// row and column of an x outside the transform's domain. Nothing is appended on
-    /// error.
+    /// failed simulations first, e.g. with [`crate::io::drop_nonfinite_rows`]) or when
+    /// an x lies outside the x transform's domain (naming its 1-based row, within this
+    /// call, and column). Nothing is appended on error.
     pub fn append(&mut self, theta: &[f64], x: &[f64], x_transform: XTransform) -> Result<()> {
         let (dt, dx) = (self.dim_theta, self.dim_x);
         if dt == 0 || dx == 0 {

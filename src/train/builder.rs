@@ -6,34 +6,10 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::model::{Model, ModelMeta};
 use crate::net::NetConfig;
-use crate::train_config::{EpochRecord, TrainConfig};
+use crate::train_config::TrainConfig;
 
 use super::dataset::Simulations;
-use super::trainer::Trainer;
-
-/// What a progress callback tells training to do after an epoch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Control {
-    /// Go on (until early stopping, `max_epochs` or `max_seconds`).
-    #[default]
-    Continue,
-    /// Stop now; the best weights so far are kept (as with early stopping).
-    Stop,
-}
-
-/// What a progress callback sees after each epoch.
-#[derive(Clone, Copy, Debug)]
-pub struct Progress<'a> {
-    /// The epoch's record (losses, learning rate, seconds since training started).
-    pub record: &'a EpochRecord,
-    /// The 1-based epoch whose weights are the best so far.
-    pub best_epoch: usize,
-    /// The configured upper bound on epochs.
-    pub max_epochs: usize,
-    /// True when training stops after this epoch by itself (early stopping,
-    /// `max_epochs` or `max_seconds`).
-    pub last: bool,
-}
+use super::trainer::{Control, Progress, Trainer};
 
 /// Trains an FMPE model: a network shape and what is known about the data
 /// ([`ModelMeta`]: names, prior, parameter and x transforms), simulations appended in

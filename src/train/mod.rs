@@ -14,8 +14,8 @@
 //! gather + OT path → forward → loss → backward → Adam. The step's losses accumulate in
 //! GPU slots that the host reads once per epoch, together with the validation loss.
 //!
-//! Files: `builder` ([`Fmpe`], [`Control`], [`Progress`]), `trainer` ([`Trainer`],
-//! [`TrainOutcome`]), `dataset` ([`Simulations`], [`ZscoreStats`], the split and the
+//! Files: `builder` ([`Fmpe`]), `trainer` ([`Trainer`], [`TrainOutcome`], the callback's
+//! [`Progress`] and [`Control`]), `dataset` ([`Simulations`], [`ZscoreStats`], the split and the
 //! upload layout), `programs` (buffers, workspace and every kernel call of training).
 //! Submodules import only their siblings, never this file.
 
@@ -25,7 +25,7 @@ mod programs;
 mod trainer;
 
 pub use crate::train_config::{EpochRecord, LrSchedule, TrainConfig};
-pub use builder::{Control, Fmpe, Progress};
+pub use builder::Fmpe;
 pub use dataset::{Simulations, ZscoreStats};
-pub use trainer::{TrainOutcome, Trainer};
+pub use trainer::{Control, Progress, TrainOutcome, Trainer};
 

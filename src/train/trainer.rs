@@ -1,5 +1,6 @@
 //! [`Trainer`]: one training run on the GPU (step, epoch end, early stopping, the
-//! learning-rate schedule), and its [`TrainOutcome`].
+//! learning-rate schedule), its per-epoch progress callback ([`Progress`] →
+//! [`Control`]) and its [`TrainOutcome`].
 
 use std::time::Instant;
 
@@ -13,9 +14,32 @@ use crate::net::{NetConfig, ParamLayout};
 use crate::train_config::{EpochRecord, LrSchedule, TrainConfig};
 use crate::transform::ThetaTransform;
 
-use super::builder::{Control, Progress};
 use super::dataset::{check_rows, constant_column_warnings, shuffled_upload, Split, ZscoreStats};
 use super::programs::{self, Buffers, Workspace};
+
+/// What a progress callback tells training to do after an epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Control {
+    /// Go on (until early stopping, `max_epochs` or `max_seconds`).
+    #[default]
+    Continue,
+    /// Stop now; the best weights so far are kept (as with early stopping).
+    Stop,
+}
+
+/// What a progress callback sees after each epoch.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress<'a> {
+    /// The epoch's record (losses, learning rate, seconds since training started).
+    pub record: &'a EpochRecord,
+    /// The 1-based epoch whose weights are the best so far.
+    pub best_epoch: usize,
+    /// The configured upper bound on epochs.
+    pub max_epochs: usize,
+    /// True when training stops after this epoch by itself (early stopping,
+    /// `max_epochs` or `max_seconds`).
+    pub last: bool,
+}
 
 /// What training produced.
 #[derive(Clone, Debug)]

@@ -16,7 +16,7 @@ use super::trainer::{Control, Progress, Trainer};
 /// one or more batches, then [`Fmpe::train`].
 ///
 /// ```no_run
-/// # use std::ops::Deref;
+/// # use std::sync::Arc;
 /// # use fmpe::{Gpu, net::{NetConfig, Conditioning}, model::ModelMeta, train::{Fmpe, TrainConfig, Control}};
 /// # fn main() -> fmpe::Result<()> {
 /// let gpu = Arc::new(Gpu::new()?);

@@ -22,7 +22,7 @@ impl EpochBar {
     pub(crate) fn update(&mut self, p: &Progress<'_>) -> Control {
         let rec = p.record;
         self.bar.set_position(rec.epoch as u64);
-        if self.bar.is_hidden() && (rec.epoch % 10 == 0 || p.last) {
+        if self.bar.is_hidden() && (rec.epoch.is_multiple_of(10) || p.last) {
             eprintln!(
                 "epoch {:>4}/{}  train {:.4}  val {:.4}  lr {:.1e}  best epoch {}  {:.0} s",
                 rec.epoch, p.max_epochs, rec.train_loss, rec.val_loss, rec.learning_rate, p.best_epoch, rec.seconds

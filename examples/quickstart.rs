@@ -3,16 +3,18 @@
 //!
 //! `cargo run --release --example quickstart` (a minute or two on a CPU-only machine).
 
-use fmpe::model::BoxPrior;
+use std::sync::Arc;
+
+use fmpe::model::ModelMeta;
 use fmpe::net::{Conditioning, NetConfig};
 use fmpe::posterior::{GpuModel, PosteriorOptions, Solver};
 use fmpe::tasks::{simulate_dataset, task_by_name};
-use fmpe::train::{fit_model, ModelMeta, TrainConfig};
+use fmpe::train::{Control, Fmpe, TrainConfig};
 use fmpe::transform::ThetaTransform;
 use fmpe::Gpu;
 
 fn main() -> fmpe::Result<()> {
-    let gpu = std::sync::Arc::new(Gpu::new()?);
+    let gpu = Arc::new(Gpu::new()?);
     println!("adapter: {}", gpu.adapter().map(|a| a.to_string()).unwrap_or_default());
 
     // 1. Simulate: θ ~ prior, x ~ p(x | θ). theta is [n, 2], x is [n, 2], row-major.
@@ -22,15 +24,18 @@ fn main() -> fmpe::Result<()> {
     // 2. Train the vector field v(t, θ_t, x) by flow matching on the OT path.
     let net = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![64; 3], conditioning: Conditioning::Glu, embedding: vec![] };
     let train = TrainConfig { max_epochs: 20, seed: 1, ..Default::default() };
-    let (low, high) = task.prior().bounds().expect("two_moons has a box prior");
     // Train in logit space (as `fmpe run` does by default): samples always land in the box.
     let meta = ModelMeta {
         task: Some("two_moons".into()),
-        prior: Some(BoxPrior { low, high }),
+        prior: task.prior().support_box(),
         transform: ThetaTransform::for_prior(task.prior()),
         ..Default::default()
     };
-    let (model, _warnings) = fit_model(&gpu, net, train, &theta, &x, meta, true)?;
+    let fmpe = Fmpe::new(gpu.clone(), net, meta).append_simulations(&theta, &x)?;
+    let model = fmpe.train(&train, &mut |p| {
+        eprintln!("epoch {}/{}: validation loss {:.4}", p.record.epoch, p.max_epochs, p.record.val_loss);
+        Control::Continue
+    })?;
     model.save(std::path::Path::new("runs/quickstart-model"))?;
 
     // 3. Sample q(θ | x_o) by integrating the ODE from t = 0 to 1 (dopri5).

@@ -6,8 +6,9 @@
 //! `cargo run --release --example shared_device`
 
 use fmpe::net::{Conditioning, NetConfig};
+use fmpe::model::ModelMeta;
 use fmpe::posterior::{GpuModel, PosteriorOptions};
-use fmpe::train::{fit_model, ModelMeta, TrainConfig};
+use fmpe::train::{Control, Fmpe, TrainConfig};
 use fmpe::Gpu;
 
 fn main() -> fmpe::Result<()> {
@@ -31,7 +32,9 @@ fn main() -> fmpe::Result<()> {
     let theta: Vec<f64> = (0..n).map(|i| ((i as f64 * 0.618).fract() - 0.5) * 3.4).collect();
     let x: Vec<f64> = theta.iter().enumerate().map(|(i, t)| t + 0.5 * ((i as f64 * 0.414).fract() - 0.5) * 3.4).collect();
     let net = NetConfig { dim_theta: 1, dim_x: 1, hidden: vec![32, 32], conditioning: Conditioning::Glu, embedding: vec![] };
-    let (model, _) = fit_model(&gpu, net, TrainConfig { max_epochs: 10, ..Default::default() }, &theta, &x, ModelMeta::default(), false)?;
+    let model = Fmpe::new(gpu.clone(), net, ModelMeta::default())
+        .append_simulations(&theta, &x)?
+        .train(&TrainConfig { max_epochs: 10, ..Default::default() }, &mut |_| Control::Continue)?;
     let samples = GpuModel::new(gpu.clone(), &model)?.posterior(&[1.0])?.sample(500, &PosteriorOptions::default())?;
     println!("posterior mean at x_o = 1: {:.3}", samples.as_slice().iter().sum::<f64>() / 500.0);
     println!("fmpe made {} submissions on the application's queue", gpu.submission_count());

@@ -9,7 +9,7 @@ use clap::Parser;
 fn main() {
     let args = cli::Cli::parse();
     if let Err(e) = cli::run(args) {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", cli::describe_error(&e));
         std::process::exit(e.exit_code());
     }
 }

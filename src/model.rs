@@ -1,6 +1,11 @@
 //! A trained FMPE model: network weights, z-score statistics and metadata, stored as
 //! a directory with `model.safetensors` (tensors, PyTorch names and `[out, in]`
 //! shapes) and `model.json` (everything else), written atomically.
+//!
+//! [`ModelMeta`] is what a caller says about the data before training (names, prior,
+//! transforms); [`crate::train`] turns it and the trained weights into a [`Model`].
+//! Depends on the network configuration, the transforms, the prior and the training
+//! configuration, never on [`crate::train`] or [`crate::posterior`].
 
 use std::path::Path;
 
@@ -9,8 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::io::{read_model_dir, write_model_dir_with, Tensor};
 use crate::net::NetConfig;
-use crate::train::{EpochRecord, TrainConfig};
-use crate::transform::{ThetaTransform, XTransform};
+pub use crate::prior::BoxPrior;
+use crate::train_config::{EpochRecord, TrainConfig};
+use crate::transform::{Bijection, ThetaTransform, XTransform};
 
 /// Version of the model directory format written by this crate.
 ///
@@ -18,50 +24,75 @@ use crate::transform::{ThetaTransform, XTransform};
 /// would silently misread such a model, so it must refuse it. This crate reads 1 and 2.
 pub const FORMAT_VERSION: u32 = 2;
 
-/// A box prior `[low_i, high_i]` per θ component, in original units.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct BoxPrior {
-    /// Lower bounds `[dim_theta]`.
-    pub low: Vec<f64>,
-    /// Upper bounds `[dim_theta]`.
-    pub high: Vec<f64>,
+/// Names, prior and provenance of the data a model is trained on, given before
+/// training (see [`crate::train::Fmpe`]); a serde type.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ModelMeta {
+    /// Parameter names `[dim_theta]` (empty: `theta_1..`).
+    pub theta_names: Vec<String>,
+    /// Data names `[dim_x]` (empty: `x_1..`).
+    pub x_names: Vec<String>,
+    /// Benchmark task, if any.
+    pub task: Option<String>,
+    /// Box prior (samples outside are rejected by default).
+    pub prior: Option<BoxPrior>,
+    /// Parameter transform to train in (default: the identity); e.g.
+    /// [`ThetaTransform::from_box`] of `prior`, or [`ThetaTransform::for_prior`] of a
+    /// task's prior.
+    pub transform: ThetaTransform,
+    /// Elementwise transform of x, applied to the simulations when they are appended
+    /// (in f64, before the z-score statistics) and to every observation (default: none).
+    pub x_transform: XTransform,
+    /// Simulations dropped before training (non-finite x), recorded in `model.json`.
+    pub dropped_rows: usize,
 }
 
-impl BoxPrior {
-    /// Checks `low < high` componentwise and the dimension.
+impl ModelMeta {
+    /// Checks the prior box and the transform against `dim_theta`, and that every logit
+    /// component lies on exactly the prior box's bounds (otherwise sampling would draw in
+    /// one box and reject against another).
     ///
     /// # Errors
-    /// [`Error::Invalid`] naming `--prior-low` / `--prior-high`.
+    /// [`Error::InvalidOption`] named `"prior"` or `"transform"`.
     pub fn validate(&self, dim_theta: usize) -> Result<()> {
-        if self.low.len() != dim_theta || self.high.len() != dim_theta {
-            return Err(Error::Usage(format!(
-                "--prior-low/--prior-high need {dim_theta} values each (got {} and {})",
-                self.low.len(),
-                self.high.len()
-            )));
-        }
-        if let Some(i) = (0..dim_theta).find(|&i| !(self.low[i].is_finite() && self.high[i].is_finite())) {
-            return Err(Error::Usage(format!(
-                "--prior-low/--prior-high must be finite numbers (component {}: {} to {}); leave the box out for an unbounded prior",
-                i + 1,
-                self.low[i],
-                self.high[i]
-            )));
-        }
-        if let Some(i) = (0..dim_theta).find(|&i| self.low[i].partial_cmp(&self.high[i]) != Some(std::cmp::Ordering::Less)) {
-            return Err(Error::Usage(format!(
-                "--prior-low must be below --prior-high (component {}: {} vs {})",
-                i + 1,
-                self.low[i],
-                self.high[i]
-            )));
+        self.transform.validate(dim_theta)?;
+        let Some(p) = &self.prior else { return Ok(()) };
+        p.validate(dim_theta)?;
+        for (j, b) in self.transform.components.iter().enumerate() {
+            if let Bijection::Logit { low, high } = *b {
+                if j < p.low.len() && (low != p.low[j] || high != p.high[j]) {
+                    return Err(Error::option(
+                        "transform",
+                        format!(
+                            "component {}: logit on [{low}, {high}] but the prior box is [{}, {}]",
+                            j + 1,
+                            p.low[j],
+                            p.high[j]
+                        ),
+                    ));
+                }
+            }
         }
         Ok(())
     }
 
-    /// True when `theta` `[dim_theta]` lies inside the box (bounds included).
-    pub fn contains(&self, theta: &[f64]) -> bool {
-        theta.iter().zip(self.low.iter().zip(&self.high)).all(|(&t, (&l, &h))| t >= l && t <= h)
+    /// `theta_names` when it has `dim_theta` entries, else `theta_1..theta_d`.
+    pub fn theta_names_or_default(&self, dim_theta: usize) -> Vec<String> {
+        names_or_default(&self.theta_names, "theta", dim_theta)
+    }
+
+    /// `x_names` when it has `dim_x` entries, else `x_1..x_d`.
+    pub fn x_names_or_default(&self, dim_x: usize) -> Vec<String> {
+        names_or_default(&self.x_names, "x", dim_x)
+    }
+}
+
+fn names_or_default(given: &[String], prefix: &str, d: usize) -> Vec<String> {
+    if given.len() == d {
+        given.to_vec()
+    } else {
+        (1..=d).map(|i| format!("{prefix}_{i}")).collect()
     }
 }
 
@@ -108,7 +139,8 @@ pub struct ModelInfo {
 }
 
 /// A trained model: metadata, flat parameters and z-score statistics (of θ' = T(θ)
-/// when `info.transform` is not the identity).
+/// when `info.transform` is not the identity). Plain host data: `Send + Sync + 'static`,
+/// cheap to share behind an `Arc`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Model {
     /// Metadata.
@@ -125,6 +157,12 @@ pub struct Model {
     /// Standard deviation of x `[dim_x]`.
     pub x_std: Vec<f64>,
 }
+
+const _: () = {
+    const fn send_sync_static<T: Send + Sync + 'static>() {}
+    send_sync_static::<Model>();
+    send_sync_static::<ModelMeta>();
+};
 
 const STD_NAMES: [&str; 4] = ["standardize_theta.mean", "standardize_theta.std", "standardize_x.mean", "standardize_x.std"];
 

@@ -14,7 +14,7 @@ use plotters::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::io::atomic::write_file_atomic_with_path;
-use crate::train::EpochRecord;
+use crate::train_config::EpochRecord;
 
 static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
 

@@ -11,21 +11,31 @@
 //! Support and clamping:
 //! * logit: θ must lie in the closed box `[low, high]`. Points on a bound (or rounded
 //!   onto one in f32) are clamped to `ε (high − low)` inside it
-//!   ([`crate::reference::transform::LOGIT_EPS`] = 1e-6), i.e. `|θ'| ≤ 13.8`; training
+//!   ([`LOGIT_EPS`] = 1e-6), i.e. `|θ'| ≤ 13.8`; training
 //!   data outside the box is an error; `log_prob` is −∞ outside the box.
 //! * log: θ must exceed `low` (open support); `θ − low` is floored at the smallest
 //!   normal f32 in the kernel. Training data at or below `low` is an error; `log_prob`
 //!   is −∞ there.
 //!
-//! The f64 definitions (used by the tests to check the kernel) are in
-//! [`crate::reference::transform`]; the kernel is `theta_transform` in
-//! `shaders/transform.wgsl`.
+//! The host maps in f64 are [`Bijection::forward`] and [`Bijection::inverse`]; the
+//! kernel is `theta_transform` in `shaders/transform.wgsl` (the tests check both against
+//! the independent f64 mirror in `crate::reference`).
+//!
+//! Depends only on [`crate::error`] and [`crate::prior`] (for [`ThetaTransform::from_box`]
+//! and [`ThetaTransform::for_prior`]).
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::BoxPrior;
-use crate::tasks::Prior;
+use crate::prior::{BoxPrior, Prior};
+
+/// Relative clamp of the logit transform: `θ − low` and `high − θ` are taken as at least
+/// `LOGIT_EPS · (high − low)`, so points on (or rounded onto) a bound map to
+/// `±log(1/ε) ≈ ±13.8` instead of ±∞.
+pub const LOGIT_EPS: f64 = 1e-6;
+
+/// Smallest positive normal f32: the floor of `θ − low` in the log transform.
+pub const LOG_FLOOR: f64 = f32::MIN_POSITIVE as f64;
 
 /// A bijection of one θ component onto R (or the identity).
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
@@ -54,6 +64,50 @@ impl Bijection {
             Bijection::Identity => 0.0,
             Bijection::Logit { .. } => 1.0,
             Bijection::Log { .. } => 2.0,
+        }
+    }
+
+    /// Forward map of one value (f64, the kernel's clamping): returns
+    /// `(θ', log |dθ'/dθ|)`.
+    ///
+    /// * Identity: `(θ, 0)`.
+    /// * Logit on `(low, high)`, `w = high − low`, `a = max(θ − low, ε w)`,
+    ///   `b = max(high − θ, ε w)`: `θ' = log a − log b`, `log |dθ'/dθ| = log w − log a − log b`.
+    /// * Log above `low`, `a = max(θ − low, LOG_FLOOR)`: `θ' = log a`, `log |dθ'/dθ| = −log a`.
+    pub fn forward(&self, theta: f64) -> (f64, f64) {
+        match *self {
+            Bijection::Identity => (theta, 0.0),
+            Bijection::Logit { low, high } => {
+                let w = high - low;
+                let a = (theta - low).max(LOGIT_EPS * w);
+                let c = (high - theta).max(LOGIT_EPS * w);
+                (a.ln() - c.ln(), w.ln() - a.ln() - c.ln())
+            }
+            Bijection::Log { low } => {
+                let a = (theta - low).max(LOG_FLOOR);
+                (a.ln(), -a.ln())
+            }
+        }
+    }
+
+    /// Inverse map of one value `y = θ'` (f64): returns `(θ, log |dθ'/dθ|)`.
+    ///
+    /// * Identity: `(y, 0)`.
+    /// * Logit: `θ = low + w σ(y)` (evaluated as `high − w σ(−y)` for `y ≥ 0`, so either
+    ///   bound is approached with full relative precision), `log |dθ'/dθ| =
+    ///   −log w + softplus(y) + softplus(−y)`.
+    /// * Log: `θ = low + exp(y)`, `log |dθ'/dθ| = −y`.
+    pub fn inverse(&self, y: f64) -> (f64, f64) {
+        match *self {
+            Bijection::Identity => (y, 0.0),
+            Bijection::Logit { low, high } => {
+                let w = high - low;
+                let s = |v: f64| 1.0 / (1.0 + (-v).exp());
+                let theta = if y >= 0.0 { high - w * s(-y) } else { low + w * s(y) };
+                let softplus = |v: f64| v.max(0.0) + (-v.abs()).exp().ln_1p();
+                (theta, -w.ln() + softplus(y) + softplus(-y))
+            }
+            Bijection::Log { low } => (low + y.exp(), -y),
         }
     }
 
@@ -133,13 +187,13 @@ impl ThetaTransform {
     /// f32 (the kernel's precision).
     ///
     /// # Errors
-    /// [`Error::Invalid`] naming the component.
+    /// [`Error::InvalidOption`] named `"transform"`, naming the component.
     pub fn validate(&self, dim_theta: usize) -> Result<()> {
         if !self.components.is_empty() && self.components.len() != dim_theta {
-            return Err(Error::invalid(format!(
-                "the parameter transform has {} components, θ has {dim_theta}",
-                self.components.len()
-            )));
+            return Err(Error::option(
+                "transform",
+                format!("the parameter transform has {} components, θ has {dim_theta}", self.components.len()),
+            ));
         }
         let f32_finite = |v: f64| v.is_finite() && (v as f32).is_finite();
         for (j, b) in self.components.iter().enumerate() {
@@ -155,7 +209,7 @@ impl ThetaTransform {
                     Bijection::Logit { .. } => "finite f32 bounds with low < high and a finite width high − low",
                     _ => "a finite f32 lower bound",
                 };
-                return Err(Error::invalid(format!("parameter transform of component {}: {b} needs {need}", j + 1)));
+                return Err(Error::option("transform", format!("component {}: {b} needs {need}", j + 1)));
             }
         }
         Ok(())
@@ -188,8 +242,8 @@ impl ThetaTransform {
         })
     }
 
-    /// The error for a training value outside the support: what the value is, which
-    /// support it misses, and the ways out.
+    /// The error message for a training value outside the support: what the value is,
+    /// which support it misses, and the ways out (the command-line tool adds its flag).
     pub fn outside_message(&self, component: usize, value: f64) -> String {
         let b = self.components[component];
         let want = match b {
@@ -199,21 +253,27 @@ impl ThetaTransform {
         };
         format!(
             "θ component {} = {value} lies outside {want}; the parameter transform ({b}) cannot map it \
-             (fix the data, widen the prior, or pass --no-transform)",
+             (fix the data, widen the prior, or train without the parameter transform)",
             component + 1
         )
     }
 
     /// Maps rows `theta [n, dim_theta]` to θ' on the host (f64): returns
-    /// `(θ' [n, dim_theta], log |dθ'/dθ| [n])`. See [`crate::reference::transform`].
+    /// `(θ' [n, dim_theta], Σ_j log |dθ'_j/dθ_j| [n])`. See [`Bijection::forward`].
+    ///
+    /// # Panics
+    /// If `dim_theta` is 0 or `theta.len()` is not a multiple of it.
     pub fn forward_rows(&self, theta: &[f64], dim_theta: usize) -> (Vec<f64>, Vec<f64>) {
-        crate::reference::transform::forward_rows(&self.resolved(dim_theta), theta)
+        map_rows(&self.resolved(dim_theta), theta, Bijection::forward)
     }
 
     /// Maps rows `y [n, dim_theta]` of θ' back to θ on the host (f64): returns
-    /// `(θ [n, dim_theta], log |dθ'/dθ| [n])`.
+    /// `(θ [n, dim_theta], Σ_j log |dθ'_j/dθ_j| [n])`. See [`Bijection::inverse`].
+    ///
+    /// # Panics
+    /// If `dim_theta` is 0 or `y.len()` is not a multiple of it.
     pub fn inverse_rows(&self, y: &[f64], dim_theta: usize) -> (Vec<f64>, Vec<f64>) {
-        crate::reference::transform::inverse_rows(&self.resolved(dim_theta), y)
+        map_rows(&self.resolved(dim_theta), y, Bijection::inverse)
     }
 
     /// The kernel's table `[dim_theta, 4]`: `(kind, low, high, high − low)` per
@@ -243,6 +303,25 @@ impl ThetaTransform {
             })
             .collect()
     }
+}
+
+/// Applies one bijection per component to rows `v [n, d]`: returns the mapped rows and
+/// the per-row sum of `log |dθ'/dθ|` (summed left to right, as the f64 mirror does).
+fn map_rows(bij: &[Bijection], v: &[f64], f: fn(&Bijection, f64) -> (f64, f64)) -> (Vec<f64>, Vec<f64>) {
+    let d = bij.len();
+    assert!(d > 0 && v.len().is_multiple_of(d), "rows must be [n, {d}]");
+    let mut out = Vec::with_capacity(v.len());
+    let mut ld = Vec::with_capacity(v.len() / d);
+    for row in v.chunks(d) {
+        let mut s = 0.0;
+        for (b, &x) in bij.iter().zip(row) {
+            let (y, l) = f(b, x);
+            out.push(y);
+            s += l;
+        }
+        ld.push(s);
+    }
+    (out, ld)
 }
 
 impl std::fmt::Display for ThetaTransform {
@@ -290,13 +369,13 @@ impl XTransform {
     /// Maps `x` `[n, dim_x]` (row-major) in place, in f64 on the host.
     ///
     /// # Errors
-    /// [`Error::Invalid`] naming the 1-based row and column of the first finite value
-    /// outside the domain (x ≤ −1 for `log1p`). Non-finite values are left as they are
-    /// (the callers drop or reject them).
+    /// [`Error::Invalid`] (the data does not fit the transform) naming the 1-based row
+    /// and column of the first finite value outside the domain (x ≤ −1 for `log1p`).
+    /// Non-finite values are left as they are (the callers drop or reject them).
     pub fn apply(&self, x: &mut [f64], dim_x: usize) -> Result<()> {
         if let Some(i) = self.first_outside_domain(x) {
             return Err(Error::invalid(format!(
-                "x row {}, column {} = {}: the x transform {self} needs x > -1 (use --x-transform none)",
+                "x row {}, column {} = {}: the x transform {self} needs x > -1 (train without it, or fix the data)",
                 i / dim_x.max(1) + 1,
                 i % dim_x.max(1) + 1,
                 x[i]
@@ -315,7 +394,7 @@ impl std::str::FromStr for XTransform {
         match s {
             "none" | "identity" => Ok(XTransform::Identity),
             "log1p" => Ok(XTransform::Log1p),
-            other => Err(Error::usage(format!("--x-transform: expected auto, none or log1p, got '{other}'"))),
+            other => Err(Error::option("x_transform", format!("expected none or log1p, got '{other}'"))),
         }
     }
 }

@@ -96,6 +96,22 @@ fn train_rejects_bad_files_and_leaves_no_model() {
     let o = fmpe(&a);
     assert_fails(&o, 1, &["theta.csv", "gaussian_linear"]);
 
+    // Invalid option values exit with 2, the library's field names shown as flags.
+    for (flag, value, needle) in [
+        ("--learning-rate", "-1", "--learning-rate: must be a positive number"),
+        ("--sigma-min", "1.5", "--sigma-min: must be in [0, 1)"),
+        ("--validation-fraction", "1.5", "--validation-fraction: must be in [0, 1)"),
+        ("--prior-low", "1,1", "--prior-low/--prior-high: low must be below high (component 1"),
+    ] {
+        let arg = format!("{flag}={value}");
+        let mut a = train_args(ts, xs, os);
+        a.push(&arg);
+        if flag == "--prior-low" {
+            a.push("--prior-high=0,0");
+        }
+        assert_fails(&fmpe(&a), 2, &[needle]);
+    }
+
     // Usage errors exit with 2.
     let o = fmpe(&["train", "--theta", ts]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));

@@ -8,7 +8,8 @@ mod common;
 use fmpe::net::{Conditioning, NetConfig};
 use fmpe::posterior::{GpuModel, PosteriorOptions, Solver};
 use fmpe::tasks::{simulate_dataset, task_by_name};
-use fmpe::train::{fit_model, ModelMeta, TrainConfig};
+use fmpe::model::ModelMeta;
+use fmpe::train::{Control, Fmpe, TrainConfig};
 
 #[test]
 fn gaussian_linear_posterior_mean_and_variance() {
@@ -22,7 +23,7 @@ fn gaussian_linear_posterior_mean_and_variance() {
     // long runs with α = 4 are in BENCHMARKS.md.
     let tc = TrainConfig { max_epochs: 40, seed: 3, time_prior_exponent: 0.0, ..Default::default() };
     let t0 = std::time::Instant::now();
-    let (model, _) = fit_model(gpu, net, tc, &theta, &x, ModelMeta::default(), false).unwrap();
+    let model = Fmpe::new(gpu, net, ModelMeta::default()).append_simulations(&theta, &x).unwrap().train(&tc, &mut |_| Control::Continue).unwrap();
     let t_train = t0.elapsed().as_secs_f64();
     // A fresh observation from the task.
     let (_, xo) = simulate_dataset(task.as_ref(), 1, 99);
@@ -82,7 +83,7 @@ fn distractor_dimensions_with_an_x_embedding() {
     let net = NetConfig { dim_theta: 2, dim_x: DX, hidden: vec![32; 2], conditioning: Conditioning::Concat, embedding: vec![32, 8] };
     let tc = TrainConfig { max_epochs: 8, batch_size: 128, seed: 1, time_prior_exponent: 0.0, ..Default::default() };
     let t0 = std::time::Instant::now();
-    let (model, _) = fit_model(gpu, net, tc, &theta, &x, ModelMeta::default(), false).unwrap();
+    let model = Fmpe::new(gpu, net, ModelMeta::default()).append_simulations(&theta, &x).unwrap().train(&tc, &mut |_| Control::Continue).unwrap();
     let t_train = t0.elapsed().as_secs_f64();
     let mut worst: f64 = 0.0;
     // One upload of the weights serves both observations.

@@ -256,20 +256,14 @@ fn trained() -> &'static Model {
             ..Default::default()
         };
         let t0 = std::time::Instant::now();
-        let out = Trainer::new(gpu, cfg.clone(), tc.clone(), &theta, &x, None).unwrap().fit(false).unwrap();
+        let out = Trainer::new(gpu, cfg.clone(), tc.clone(), &theta, &x, None).unwrap().fit().unwrap();
         eprintln!(
             "trained in {:.1} s: best epoch {}, last {:?}",
             t0.elapsed().as_secs_f64(),
             out.best_epoch,
             out.history.last().map(|h| (h.train_loss, h.val_loss))
         );
-        let mut m = model(cfg, out.params, None);
-        m.info.train = tc;
-        m.theta_mean = out.theta_mean;
-        m.theta_std = out.theta_std;
-        m.x_mean = out.x_mean;
-        m.x_std = out.x_std;
-        m
+        out.into_model(fmpe::model::ModelMeta::default())
     })
 }
 

@@ -66,8 +66,9 @@ fn dopri5_step_dispatches(cfg: &NetConfig) -> u64 {
 /// dopri5 steps recorded per submission, each submission closed by one active-row count
 /// dispatch and a 4-byte readback (`DOPRI_STEPS_PER_SUBMIT` in src/posterior).
 const DOPRI5_STEPS_PER_SUBMISSION: u64 = 8;
+use fmpe::model::ModelMeta;
 use fmpe::posterior::{GpuModel, PosteriorOptions, Solver};
-use fmpe::train::{fit_model, ModelMeta, TrainConfig, Trainer};
+use fmpe::train::{Control, Fmpe, TrainConfig, Trainer};
 
 #[test]
 fn one_submission_per_training_step() {
@@ -124,7 +125,7 @@ fn ode_step_dispatches_match_a_count_by_hand() {
     ] {
         let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![16, 24], conditioning, embedding };
         let tc = TrainConfig { max_epochs: 2, batch_size: 50, ..Default::default() };
-        let (model, _) = fit_model(&gpu, cfg.clone(), tc, &theta, &x, ModelMeta::default(), false).unwrap();
+        let model = Fmpe::new(gpu.clone(), cfg.clone(), ModelMeta::default()).append_simulations(&theta, &x).unwrap().train(&tc, &mut |_| Control::Continue).unwrap();
         let post = GpuModel::new(gpu.clone(), &model).unwrap().posterior(&[0.1, -0.2]).unwrap();
         let count = |solver| {
             let (d0, s0) = (gpu.dispatch_count(), gpu.submission_count());
@@ -165,8 +166,8 @@ fn rk4_sampling_is_one_submission_per_chunk() {
     let x = common::rand_vec(n * 2, 4);
     let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![16], conditioning: Conditioning::Glu, embedding: vec![] };
     let tc = TrainConfig { max_epochs: 1, batch_size: 50, ..Default::default() };
-    let (model, _) = fit_model(&gpu, cfg, tc, &theta, &x, ModelMeta::default(), false).unwrap();
     let gpu = std::sync::Arc::new(gpu);
+    let model = Fmpe::new(gpu.clone(), cfg, ModelMeta::default()).append_simulations(&theta, &x).unwrap().train(&tc, &mut |_| Control::Continue).unwrap();
     let post = GpuModel::new(gpu.clone(), &model).unwrap().posterior(&[0.0, 0.0]).unwrap();
     let s0 = gpu.submission_count();
     let opts = PosteriorOptions { solver: Solver::Rk4 { steps: 10 }, chunk_size: Some(100), ..Default::default() };
@@ -183,7 +184,7 @@ fn training_is_reproducible_for_a_seed() {
     let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![16, 16], conditioning: Conditioning::Glu, embedding: vec![] };
     let run = |seed: u64| {
         let tc = TrainConfig { max_epochs: 3, batch_size: 64, seed, ..Default::default() };
-        fit_model(gpu, cfg.clone(), tc, &theta, &x, ModelMeta::default(), false).unwrap().0
+        Fmpe::new(gpu, cfg.clone(), ModelMeta::default()).append_simulations(&theta, &x).unwrap().train(&tc, &mut |_| Control::Continue).unwrap()
     };
     let (a, b, c) = (run(7), run(7), run(8));
     assert_eq!(a.params, b.params, "same seed, same adapter: identical weights");

@@ -570,3 +570,25 @@ fn observation_sir() {
 fn observation_lotka_volterra() {
     check_observation("lotka_volterra", 0.1, Some(6.0));
 }
+
+// ------------------------------------------------------------------ prior boxes
+
+/// `fmpe::prior` holds the one prior type: a uniform task prior's support is the
+/// `BoxPrior` a model stores, and the box turns back into the same uniform prior.
+#[test]
+fn uniform_priors_have_a_box_and_the_box_is_the_prior() {
+    for name in TASK_NAMES {
+        let t = task_by_name(name).unwrap();
+        let p = t.prior();
+        match p.support_box() {
+            Some(b) => {
+                assert!(matches!(p, Prior::Uniform { .. }), "{name}");
+                b.validate(t.dim_theta()).unwrap();
+                assert_eq!(&b.to_prior(), p, "{name}");
+                let theta = p.sample(50, &mut row_rng(1, 0));
+                assert!(theta.chunks(t.dim_theta()).all(|r| b.contains(r) && p.in_support(r)), "{name}");
+            }
+            None => assert!(!matches!(p, Prior::Uniform { .. }), "{name}"),
+        }
+    }
+}

@@ -10,7 +10,7 @@
 mod common;
 
 use common::*;
-use fmpe::model::{BoxPrior, Model};
+use fmpe::model::{BoxPrior, Model, ModelMeta};
 use fmpe::net::{Conditioning, NetConfig};
 use fmpe::posterior::{GpuModel, Posterior, PosteriorOptions};
 
@@ -19,7 +19,7 @@ fn posterior(m: &Model, xo: &[f64]) -> fmpe::Result<Posterior> {
     GpuModel::new(common::gpu_arc().unwrap().clone(), m)?.posterior(xo)
 }
 use fmpe::reference;
-use fmpe::train::{fit_model, ModelMeta, TrainConfig};
+use fmpe::train::{Control, Fmpe, TrainConfig};
 use fmpe::transform::{Bijection, ThetaTransform};
 
 const LN_2PI: f64 = 1.837_877_066_409_345_5;
@@ -211,8 +211,11 @@ fn training_z_scores_the_transformed_theta_and_rejects_data_outside_the_support(
     let t = ThetaTransform::new(vec![Bijection::Logit { low: -1.0, high: 1.0 }, Bijection::Log { low: 0.0 }]);
     let cfg = NetConfig { dim_theta: 2, dim_x: 1, hidden: vec![8], conditioning: Conditioning::Concat, embedding: vec![] };
     let tc = TrainConfig { max_epochs: 1, batch_size: 64, validation_fraction: 0.0, ..Default::default() };
+    let fit = |theta: &[f64], meta: ModelMeta| {
+        Fmpe::new(gpu, cfg.clone(), meta).append_simulations(theta, &x)?.train(&tc, &mut |_| Control::Continue)
+    };
     let meta = ModelMeta { transform: t.clone(), ..Default::default() };
-    let (model, _) = fit_model(gpu, cfg.clone(), tc.clone(), &theta, &x, meta, false).unwrap();
+    let model = fit(&theta, meta).unwrap();
     assert_eq!(model.info.transform, t);
     let (y, _) = reference::transform::forward_rows(&t.components, &theta.iter().map(|&v| v as f32 as f64).collect::<Vec<_>>());
     let (mean, std) = reference::zscore_stats(&y, n, 2);
@@ -225,8 +228,9 @@ fn training_z_scores_the_transformed_theta_and_rejects_data_outside_the_support(
         let mut bad = theta.clone();
         bad[row * 2 + col] = v;
         let meta = ModelMeta { transform: t.clone(), ..Default::default() };
-        let err = fit_model(gpu, cfg.clone(), tc.clone(), &bad, &x, meta, false).unwrap_err().to_string();
-        assert!(err.contains(&format!("theta row {}", row + 1)) && err.contains("--no-transform"), "{err}");
+        let err = fit(&bad, meta).unwrap_err().to_string();
+        assert!(err.contains(&format!("theta row {}", row + 1)) && err.contains("without the parameter transform"), "{err}");
+        assert!(!err.contains("--"), "the library names no flag: {err}");
     }
     // A logit on other bounds than the stored prior box is refused before training.
     let meta = ModelMeta {
@@ -234,10 +238,12 @@ fn training_z_scores_the_transformed_theta_and_rejects_data_outside_the_support(
         prior: Some(BoxPrior { low: vec![-2.0, 0.0], high: vec![2.0, 100.0] }),
         ..Default::default()
     };
-    let err = fit_model(gpu, cfg.clone(), tc.clone(), &theta, &x, meta, false).unwrap_err().to_string();
+    let err = fit(&theta, meta).unwrap_err();
+    assert!(matches!(err, fmpe::Error::InvalidOption { name: "transform", .. }), "{err:?}");
+    let err = err.to_string();
     assert!(err.contains("component 1") && err.contains("prior box is [-2, 2]"), "{err}");
     // No transform: the same data trains in θ (stats of θ itself).
-    let (plain, _) = fit_model(gpu, cfg, tc, &theta, &x, ModelMeta::default(), false).unwrap();
+    let plain = fit(&theta, ModelMeta::default()).unwrap();
     assert!(plain.info.transform.is_identity() && plain.info.transform.components.len() == 2);
     let (mean, _) = reference::zscore_stats(&theta, n, 2);
     assert_close("mean of θ", &plain.theta_mean, &mean, 1e-4, 1e-4);

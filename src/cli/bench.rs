@@ -6,14 +6,16 @@ use std::time::Instant;
 use clap::Args;
 use fmpe::error::Result;
 use fmpe::posterior::{GpuModel, PosteriorOptions, Solver};
-use fmpe::train::{fit_model, ModelMeta, Trainer};
+use fmpe::model::ModelMeta;
+use fmpe::train::{Control, Fmpe, Trainer};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 
-use super::{open_gpu, NetTrainArgs};
+use super::args::NetTrainArgs;
+use super::util::open_gpu;
 
 #[derive(Args, Debug)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Dimension of θ of the synthetic problem (x = θ + noise, so dim x = dim θ).
     #[arg(long, default_value_t = 2)]
     dim_theta: usize,
@@ -36,7 +38,7 @@ pub struct BenchArgs {
     net: NetTrainArgs,
 }
 
-pub fn bench(a: BenchArgs) -> Result<()> {
+pub(crate) fn bench(a: BenchArgs) -> Result<()> {
     let gpu = open_gpu()?;
     let d = a.dim_theta;
     let n = a.num_simulations;
@@ -93,7 +95,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
 
     // A briefly trained model for the sampling figures (dopri5 step counts depend on the field).
     tc.max_epochs = 3;
-    let (model, _) = fit_model(&gpu, net, tc, &theta, &x, ModelMeta::default(), false)?;
+    let model = Fmpe::new(gpu.clone(), net, ModelMeta::default())
+        .append_simulations(&theta, &x)?
+        .train(&tc, &mut |_| Control::Continue)?;
     let post = GpuModel::new(gpu.clone(), &model)?.posterior(&vec![0.1; d])?;
     for solver in [Solver::Rk4 { steps: a.rk4_steps }, Solver::Dopri5 { atol: 1e-5, rtol: 1e-5 }] {
         let opts = PosteriorOptions { solver, ..Default::default() };

@@ -11,10 +11,11 @@ use fmpe::model::Model;
 use fmpe::posterior::GpuModel;
 use fmpe::tasks::{simulate_dataset, task_by_name};
 
-use super::{open_gpu, SolverArgs};
+use super::args::SolverArgs;
+use super::util::open_gpu;
 
 #[derive(Args, Debug)]
-pub struct CalibrateArgs {
+pub(crate) struct CalibrateArgs {
     /// Model directory.
     #[arg(long)]
     model: PathBuf,
@@ -43,7 +44,7 @@ pub struct CalibrateArgs {
     solver: SolverArgs,
 }
 
-pub fn calibrate(a: CalibrateArgs) -> Result<()> {
+pub(crate) fn calibrate(a: CalibrateArgs) -> Result<()> {
     let model = Model::load(&a.model)?;
     let (dt, dx) = (model.dim_theta(), model.dim_x());
     let (theta, x) = match (&a.theta, &a.x) {

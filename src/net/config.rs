@@ -58,9 +58,7 @@ impl std::str::FromStr for Conditioning {
         match s {
             "concat" => Ok(Conditioning::Concat),
             "glu" => Ok(Conditioning::Glu),
-            other => Err(Error::invalid(format!(
-                "unknown conditioning '{other}' (expected concat or glu)"
-            ))),
+            other => Err(Error::option("conditioning", format!("unknown conditioning '{other}' (expected concat or glu)"))),
         }
     }
 }
@@ -141,16 +139,17 @@ impl NetConfig {
     /// Checks the configuration.
     ///
     /// # Errors
-    /// [`Error::Invalid`] if a dimension or width is zero or there is no block.
+    /// [`Error::Invalid`] if a dimension is zero; [`Error::InvalidOption`] `"hidden"` /
+    /// `"embedding"` if a width is zero or there is no block.
     pub fn validate(&self) -> Result<()> {
         if self.dim_theta == 0 || self.dim_x == 0 {
             return Err(Error::invalid("dim_theta and dim_x must be positive"));
         }
         if self.hidden.is_empty() || self.hidden.contains(&0) {
-            return Err(Error::usage("--hidden needs at least one positive width"));
+            return Err(Error::option("hidden", "needs at least one positive width"));
         }
         if self.embedding.contains(&0) {
-            return Err(Error::usage("--embedding widths must be positive"));
+            return Err(Error::option("embedding", "widths must be positive"));
         }
         Ok(())
     }

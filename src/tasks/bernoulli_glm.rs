@@ -4,7 +4,7 @@ use rand::Rng;
 use std::sync::OnceLock;
 
 use super::constants;
-use super::prior::inverse_spd;
+use crate::prior::inverse_spd;
 use super::{Prior, Task, TaskRng};
 
 const T: usize = 100;

@@ -13,19 +13,19 @@
 mod bernoulli_glm;
 mod constants;
 mod ode;
-pub mod prior;
 mod simple;
 mod slcp;
 
 pub use bernoulli_glm::{bernoulli_glm_design_matrix, BernoulliGlm};
 pub use ode::{lotka_volterra_solve, sir_solve, LotkaVolterra, Sir};
-pub use prior::Prior;
+pub use crate::prior::Prior;
 pub use simple::{two_moons_map, GaussianLinear, GaussianLinearUniform, GaussianMixture, TwoMoons};
 pub use slcp::{Slcp, SlcpDistractors, SLCP_DISTRACTOR_POSITIONS};
 
 use rand::SeedableRng;
 
 use crate::error::{Error, Result};
+use crate::transform::XTransform;
 
 /// The random number generator used by the simulators: ChaCha8 (portable and
 /// reproducible across platforms and crate versions of `rand_chacha` 0.9).
@@ -63,8 +63,8 @@ pub trait Task: Send + Sync {
     fn prior(&self) -> &Prior;
 
     /// The x transform `--x-transform auto` picks for this task (default: none).
-    fn default_x_transform(&self) -> crate::transform::XTransform {
-        crate::transform::XTransform::Identity
+    fn default_x_transform(&self) -> XTransform {
+        XTransform::Identity
     }
 
     /// Simulates one row: `theta` has length `dim_theta`, `x` length `dim_x`; draws all

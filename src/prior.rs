@@ -1,7 +1,13 @@
-//! Prior distributions of the sbibm tasks, and the small dense linear algebra they need.
+//! The prior over θ: [`Prior`] (the distributions of the sbibm tasks: uniform box,
+//! Gaussian, log-normal) and [`BoxPrior`], the box support `[low, high]` that a trained
+//! model stores and rejects samples against; plus the small dense linear algebra the
+//! Gaussian prior needs.
+//!
+//! A leaf module: it depends on nothing in the crate but [`crate::error`].
 
 use rand::Rng;
 use rand_distr::StandardNormal;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -174,6 +180,12 @@ impl Prior {
         }
     }
 
+    /// The box support of a `Uniform` prior as a [`BoxPrior`] (what a trained model
+    /// stores and rejects samples against); `None` for unbounded priors.
+    pub fn support_box(&self) -> Option<BoxPrior> {
+        self.bounds().map(|(low, high)| BoxPrior { low, high })
+    }
+
     /// Mean of θ (length d).
     pub fn mean(&self) -> Vec<f64> {
         match self {
@@ -197,6 +209,61 @@ impl Prior {
                 .map(|(m, s)| ((s * s).exp() - 1.0) * (2.0 * m + s * s).exp())
                 .collect(),
         }
+    }
+}
+
+/// A box prior `[low_i, high_i]` per θ component, in original units: the support of a
+/// uniform [`Prior`] (see [`Prior::support_box`]), stored in `model.json` as
+/// `{"low": [..], "high": [..]}`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BoxPrior {
+    /// Lower bounds `[dim_theta]`.
+    pub low: Vec<f64>,
+    /// Upper bounds `[dim_theta]`.
+    pub high: Vec<f64>,
+}
+
+impl BoxPrior {
+    /// Checks the dimension, finiteness and `low < high` componentwise.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] named `"prior"` (the box as a whole) saying which
+    /// component is wrong.
+    pub fn validate(&self, dim_theta: usize) -> Result<()> {
+        if self.low.len() != dim_theta || self.high.len() != dim_theta {
+            return Err(Error::option(
+                "prior",
+                format!("low and high need {dim_theta} values each (got {} and {})", self.low.len(), self.high.len()),
+            ));
+        }
+        if let Some(i) = (0..dim_theta).find(|&i| !(self.low[i].is_finite() && self.high[i].is_finite())) {
+            return Err(Error::option(
+                "prior",
+                format!(
+                    "bounds must be finite numbers (component {}: {} to {}); leave the box out for an unbounded prior",
+                    i + 1,
+                    self.low[i],
+                    self.high[i]
+                ),
+            ));
+        }
+        if let Some(i) = (0..dim_theta).find(|&i| self.low[i].partial_cmp(&self.high[i]) != Some(std::cmp::Ordering::Less)) {
+            return Err(Error::option(
+                "prior",
+                format!("low must be below high (component {}: {} vs {})", i + 1, self.low[i], self.high[i]),
+            ));
+        }
+        Ok(())
+    }
+
+    /// True when `theta` `[dim_theta]` lies inside the box (bounds included).
+    pub fn contains(&self, theta: &[f64]) -> bool {
+        theta.iter().zip(self.low.iter().zip(&self.high)).all(|(&t, (&l, &h))| t >= l && t <= h)
+    }
+
+    /// The uniform prior on this box.
+    pub fn to_prior(&self) -> Prior {
+        Prior::Uniform { low: self.low.clone(), high: self.high.clone() }
     }
 }
 

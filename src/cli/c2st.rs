@@ -1,0 +1,44 @@
+//! `fmpe c2st`: the classifier two-sample test between two sample files.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use fmpe::error::{Error, Result};
+use fmpe::io::read_matrix;
+
+use super::util::open_gpu;
+
+#[derive(Args, Debug)]
+pub(crate) struct C2stArgs {
+    /// Reference samples `[n, d]` (.csv or .npy); z-scoring uses its statistics.
+    a: PathBuf,
+    /// Samples to compare `[m, d]`.
+    b: PathBuf,
+    /// Seed of the folds, shuffling and initialisation.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Rows used from each file (the benchmark uses the first 10,000).
+    #[arg(long, default_value_t = 10_000)]
+    max_rows: usize,
+}
+
+
+pub(crate) fn c2st(a: C2stArgs) -> Result<()> {
+    let x = read_matrix(&a.a)?;
+    let y = read_matrix(&a.b)?;
+    if x.cols != y.cols {
+        return Err(Error::invalid(format!(
+            "{} has {} columns but {} has {}",
+            a.a.display(),
+            x.cols,
+            a.b.display(),
+            y.cols
+        )));
+    }
+    let gpu = open_gpu()?;
+    let opts = fmpe::metrics::C2stOptions { seed: a.seed, max_rows: a.max_rows, ..Default::default() };
+    let score = fmpe::metrics::c2st(&gpu, &x.data, &y.data, x.cols, &opts)?;
+    println!("{score:.6}");
+    Ok(())
+}
+

@@ -1,0 +1,134 @@
+//! The one path from data to a trained model that `train`, `run` and `evaluate` share:
+//! task → prior box → parameter and x transforms → [`ModelMeta`] → [`Fmpe`] training
+//! with the progress bar.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use fmpe::error::{Error, Result};
+use fmpe::io::{drop_nonfinite_rows, Matrix};
+use fmpe::model::{Model, ModelMeta};
+use fmpe::net::NetConfig;
+use fmpe::prior::BoxPrior;
+use fmpe::tasks::Task;
+use fmpe::train::{Fmpe, TrainConfig};
+use fmpe::transform::{ThetaTransform, XTransform};
+use fmpe::Gpu;
+
+use super::args::{NetTrainArgs, TransformArgs};
+use super::progress::EpochBar;
+
+/// What a command knows about its data before training.
+pub(crate) struct Source<'a> {
+    /// The benchmark task the data comes from, if any.
+    pub task: Option<&'a dyn Task>,
+    /// The box prior (given by flags, else the task's uniform prior), if any.
+    pub prior: Option<BoxPrior>,
+    /// θ column names (a file header), else the task's.
+    pub theta_names: Option<Vec<String>>,
+    /// x column names (a file header), else the task's.
+    pub x_names: Option<Vec<String>>,
+    /// Simulations dropped before training (non-finite x).
+    pub dropped: usize,
+}
+
+impl<'a> Source<'a> {
+    /// The data of a benchmark task's own simulations: its prior box and names.
+    pub(crate) fn task(task: &'a dyn Task, dropped: usize) -> Source<'a> {
+        Source { task: Some(task), prior: task_box(task), theta_names: None, x_names: None, dropped }
+    }
+}
+
+/// A training job: network, hyper-parameters and metadata (with the transforms).
+pub(crate) struct Job {
+    pub net: NetConfig,
+    pub train: TrainConfig,
+    pub meta: ModelMeta,
+}
+
+impl Job {
+    /// Resolves the flags for data of `dim_theta` × `dim_x`: the network, the
+    /// hyper-parameters (seeded with `seed`), the parameter transform (logit on the
+    /// prior box, or the task prior's, unless `--no-transform`) and the x transform.
+    pub(crate) fn new(src: Source<'_>, targs: &TransformArgs, nargs: &NetTrainArgs, seed: u64, dims: (usize, usize)) -> Result<Job> {
+        let (dt, dx) = dims;
+        let transform = targs.transform(src.prior.as_ref(), src.task);
+        transform.validate(dt)?;
+        let x_transform = targs.x_transform(src.task)?;
+        let names = |given: Option<Vec<String>>, of_task: fn(&dyn Task) -> Vec<String>| {
+            given.or_else(|| src.task.map(of_task)).unwrap_or_default()
+        };
+        let meta = ModelMeta {
+            theta_names: names(src.theta_names, |t| t.theta_names()),
+            x_names: names(src.x_names, |t| t.x_names()),
+            task: src.task.map(|t| t.name().to_string()),
+            prior: src.prior,
+            transform,
+            x_transform,
+            dropped_rows: src.dropped,
+        };
+        Ok(Job { net: nargs.net(dt, dx)?, train: nargs.train(seed)?, meta })
+    }
+}
+
+/// Trains `job` on `theta [n, dim_theta]` and `x [n, dim_x]` (finite, x not yet
+/// transformed), saying which transforms are used, printing data warnings, and drawing
+/// the progress bar.
+pub(crate) fn fit(gpu: &Arc<Gpu>, job: Job, theta: &[f64], x: &[f64]) -> Result<Model> {
+    announce_transform(&job.meta.transform);
+    announce_x_transform(job.meta.x_transform);
+    let fmpe = Fmpe::new(gpu.clone(), job.net, job.meta).append_simulations(theta, x)?;
+    for w in fmpe.warnings() {
+        eprintln!("warning: {w}");
+    }
+    let mut bar = EpochBar::new(job.train.max_epochs);
+    fmpe.train(&job.train, &mut |p| bar.update(p))
+}
+
+/// Simulates `n` pairs of `task` with `seed` and drops the failed ones (non-finite x),
+/// saying so on stderr: returns θ `[m, dim_theta]`, x `[m, dim_x]` and the count dropped.
+pub(crate) fn simulate_finite(task: &dyn Task, n: usize, seed: u64) -> Result<(Matrix, Matrix, usize)> {
+    let (theta, x) = fmpe::tasks::simulate_dataset(task, n, seed);
+    let (theta, x, dropped) = drop_nonfinite_rows(
+        &Matrix::new(n, task.dim_theta(), theta),
+        &Matrix::new(n, task.dim_x(), x),
+        Path::new("(simulated theta)"),
+        Path::new("(simulated x)"),
+    )?;
+    if dropped > 0 {
+        eprintln!("warning: dropped {dropped} failed simulations (non-finite x)");
+    }
+    Ok((theta, x, dropped))
+}
+
+/// Says on stderr which x transform training uses (nothing for none).
+fn announce_x_transform(t: XTransform) {
+    if !t.is_identity() {
+        eprintln!("x transform (applied before z-scoring, and to observations; --x-transform none to turn off): {t}");
+    }
+}
+
+/// Says on stderr which parameter transform training uses.
+fn announce_transform(t: &ThetaTransform) {
+    if !t.is_identity() {
+        eprintln!("parameter transform (training space θ' = T(θ); --no-transform to turn off): {t}");
+    }
+}
+
+/// The box prior of a task (uniform priors only).
+pub(crate) fn task_box(task: &dyn Task) -> Option<BoxPrior> {
+    task.prior().support_box()
+}
+
+/// The box prior of `--prior-low` / `--prior-high` for θ of `dim` components.
+pub(crate) fn user_box(low: &Option<Vec<f64>>, high: &Option<Vec<f64>>, dim: usize) -> Result<Option<BoxPrior>> {
+    match (low, high) {
+        (None, None) => Ok(None),
+        (Some(l), Some(h)) => {
+            let b = BoxPrior { low: l.clone(), high: h.clone() };
+            b.validate(dim)?;
+            Ok(Some(b))
+        }
+        _ => Err(Error::usage("--prior-low and --prior-high must be given together")),
+    }
+}

@@ -1,0 +1,133 @@
+//! Helpers of several commands: the GPU, staged (atomic) output directories, checks of
+//! input and output files, and small summaries.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fmpe::error::{Error, Result};
+use fmpe::io::read_matrix;
+use fmpe::posterior::SampleReport;
+use fmpe::Gpu;
+
+/// Adapter selection from the environment (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME`,
+/// `WGPU_ADAPTER_INDEX`, `WGPU_POWER_PREF`): only the binary reads environment variables.
+pub(crate) fn gpu_options() -> fmpe::gpu::GpuOptions {
+    fmpe::gpu::GpuOptions::from_vars(|k| std::env::var(k).ok())
+}
+
+/// Opens the GPU and says which adapter is used.
+pub(crate) fn open_gpu() -> Result<Arc<Gpu>> {
+    let gpu = Gpu::with_options(&gpu_options())?;
+    if let Some(a) = gpu.adapter() {
+        eprintln!("GPU: {a}");
+    }
+    Ok(Arc::new(gpu))
+}
+
+
+/// A temporary sibling of `path` that is renamed onto it on success.
+pub(crate) struct Staged {
+    pub(crate) tmp: PathBuf,
+    dest: PathBuf,
+    done: bool,
+}
+
+impl Staged {
+    pub(crate) fn dir(dest: &Path) -> Result<Staged> {
+        if dest.exists() && !(dest.is_dir() && dest.read_dir().map_err(|e| Error::io(dest, e))?.next().is_none()) {
+            return Err(Error::invalid(format!(
+                "{} exists and is not an empty directory; choose another --out or remove it",
+                dest.display()
+            )));
+        }
+        let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        let name = dest.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "out".into());
+        let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        Ok(Staged { tmp, dest: dest.to_path_buf(), done: false })
+    }
+
+    pub(crate) fn commit(mut self) -> Result<()> {
+        if self.dest.is_dir() {
+            std::fs::remove_dir(&self.dest).map_err(|e| Error::io(&self.dest, e))?;
+        }
+        std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_dir_all(&self.tmp);
+        }
+    }
+}
+
+
+pub(crate) fn check_model_out(out: &Path) -> Result<()> {
+    if out.exists() && !(out.is_dir() && (out.join("model.json").exists() || out.read_dir().map(|mut d| d.next().is_none()).unwrap_or(false))) {
+        return Err(Error::invalid(format!(
+            "{} exists and is not a model directory; choose another --out",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
+
+/// Reads an observation file: exactly one row of `dim_x` values.
+pub(crate) fn read_observation(path: &Path, dim_x: usize) -> Result<Vec<f64>> {
+    let m = read_matrix(path)?;
+    if m.rows != 1 {
+        return Err(Error::data(
+            path,
+            None,
+            None,
+            format!("an observation file must hold exactly one row, found {} rows (fmpe samples one observation at a time)", m.rows),
+        ));
+    }
+    if m.cols != dim_x {
+        return Err(Error::data(path, None, None, format!("the observation has {} values, the model expects dim_x = {dim_x}", m.cols)));
+    }
+    if let Some(c) = m.data.iter().position(|v| !v.is_finite()) {
+        return Err(Error::data(path, Some(m.line_of_row(0)), Some(c + 1), "the observation value is not finite"));
+    }
+    Ok(m.data)
+}
+
+pub(crate) fn report_line(rep: &SampleReport) -> String {
+    format!(
+        "{} samples in {:.2} s ({} proposed, acceptance rate {:.4}, mean ODE steps {:.1}, rejected steps {:.1})",
+        rep.returned, rep.seconds, rep.proposed, rep.acceptance_rate, rep.mean_steps, rep.mean_rejected_steps
+    )
+}
+
+
+pub(crate) fn check_output_ext(p: &Path) -> Result<()> {
+    match p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
+        Some("csv") | Some("npy") => Ok(()),
+        _ => Err(Error::usage(format!("--out {}: use a .csv or .npy file name", p.display()))),
+    }
+}
+
+pub(crate) fn mean_std(s: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
+    let n = (s.len() / d) as f64;
+    let mut m = vec![0.0; d];
+    for r in s.chunks(d) {
+        for j in 0..d {
+            m[j] += r[j] / n;
+        }
+    }
+    let mut v = vec![0.0; d];
+    for r in s.chunks(d) {
+        for j in 0..d {
+            v[j] += (r[j] - m[j]).powi(2) / (n - 1.0).max(1.0);
+        }
+    }
+    (m, v.into_iter().map(f64::sqrt).collect())
+}
+

@@ -101,8 +101,7 @@ fn write_csv(path: &Path, data: Vec<f64>, d: usize) {
 #[ignore = "needs ../shared/sbibm and python3 with scikit-learn (CI runs it with --include-ignored)"]
 fn c2st_agrees_with_sklearn_reference_on_a_mixture() {
     // A context of its own: the submission count below must not see other tests' work.
-    let Some(gpu) = common::fresh_gpu() else { return };
-    let gpu = &gpu;
+    let gpu = &common::fresh_gpu();
     let r1 = reference("two_moons", 1);
     let r2 = reference("two_moons", 2);
     let a = rows(&r1, 0, 5000);
@@ -138,7 +137,7 @@ fn c2st_agrees_with_sklearn_reference_on_a_mixture() {
 #[test]
 #[ignore = "needs ../shared/sbibm (CI runs it with --include-ignored)"]
 fn c2st_of_two_halves_of_one_reference_is_one_half() {
-    let Some(gpu) = common::gpu() else { return };
+    let gpu = common::gpu();
     let r1 = reference("two_moons", 1);
     let rep = c2st_report(gpu, &rows(&r1, 0, 5000), &rows(&r1, 5000, 10000), 2, &C2stOptions::default()).unwrap();
     eprintln!("halves: {:.4} (folds {:?}, epochs {:?}, {:.1} s)", rep.score, rep.fold_accuracies, rep.epochs, rep.seconds);
@@ -152,7 +151,7 @@ fn c2st_of_two_halves_of_one_reference_is_one_half() {
 #[test]
 #[ignore = "needs ../shared/sbibm (CI runs it with --include-ignored)"]
 fn c2st_of_two_observations_is_one() {
-    let Some(gpu) = common::gpu() else { return };
+    let gpu = common::gpu();
     let (r1, r2) = (reference("two_moons", 1), reference("two_moons", 2));
     let linear = best_linear_accuracy(&r1.data, &r2.data);
     let rep = c2st_report(gpu, &r1.data, &r2.data, 2, &C2stOptions::default()).unwrap();
@@ -168,7 +167,7 @@ fn c2st_of_two_observations_is_one() {
 #[test]
 #[ignore = "needs ../shared/sbibm (CI runs it with --include-ignored)"]
 fn c2st_is_deterministic_and_checks_its_input() {
-    let Some(gpu) = common::gpu() else { return };
+    let gpu = common::gpu();
     let r1 = reference("two_moons", 1);
     let r2 = reference("two_moons", 2);
     let (a, b) = (rows(&r1, 0, 600), rows(&r2, 0, 400));

@@ -13,7 +13,7 @@ use fmpe::train::{Control, Fmpe, TrainConfig};
 
 #[test]
 fn gaussian_linear_posterior_mean_and_variance() {
-    let Some(gpu) = common::gpu() else { return };
+    let gpu = common::gpu();
     let task = task_by_name("gaussian_linear").unwrap();
     let (theta, x) = simulate_dataset(task.as_ref(), 10_000, 3);
     let net = NetConfig { dim_theta: 10, dim_x: 10, hidden: vec![64; 3], conditioning: Conditioning::Concat, embedding: vec![] };
@@ -27,7 +27,7 @@ fn gaussian_linear_posterior_mean_and_variance() {
     let t_train = t0.elapsed().as_secs_f64();
     // A fresh observation from the task.
     let (_, xo) = simulate_dataset(task.as_ref(), 1, 99);
-    let post = GpuModel::new(common::gpu_arc().unwrap().clone(), &model).unwrap().posterior(&xo).unwrap();
+    let post = GpuModel::new(common::gpu_arc().clone(), &model).unwrap().posterior(&xo).unwrap();
     let t0 = std::time::Instant::now();
     let samples = post.sample(10_000, &PosteriorOptions { seed: 5, ..Default::default() }).unwrap();
     assert_eq!((samples.n(), samples.dim()), (10_000, 10));
@@ -63,7 +63,7 @@ fn gaussian_linear_posterior_mean_and_variance() {
 /// embedding in this budget (0.41–0.42 vs 0.49, measured).
 #[test]
 fn distractor_dimensions_with_an_x_embedding() {
-    let Some(gpu) = common::gpu() else { return };
+    let gpu = common::gpu();
     use rand::SeedableRng;
     use rand_distr::{Distribution, StandardNormal};
     const DX: usize = 100;
@@ -87,7 +87,7 @@ fn distractor_dimensions_with_an_x_embedding() {
     let t_train = t0.elapsed().as_secs_f64();
     let mut worst: f64 = 0.0;
     // One upload of the weights serves both observations.
-    let on_gpu = GpuModel::new(common::gpu_arc().unwrap().clone(), &model).unwrap();
+    let on_gpu = GpuModel::new(common::gpu_arc().clone(), &model).unwrap();
     for seed in [11, 12] {
         let (_, xo) = simulate(1, seed);
         let post = on_gpu.posterior(&xo).unwrap();

@@ -71,7 +71,7 @@ fn model_written_by_40cac14_loads() {
 
 #[test]
 fn model_written_by_40cac14_samples_as_it_did() {
-    let Some(gpu) = common::gpu_arc() else { return };
+    let gpu = common::gpu_arc();
     let bitwise = same_adapter(gpu);
     let (model, obs) = load();
     let post = GpuModel::new(gpu.clone(), &model).unwrap().posterior(&obs).unwrap();

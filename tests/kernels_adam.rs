@@ -7,10 +7,7 @@ use fmpe::reference;
 
 #[test]
 fn adam_matches_reference_over_several_steps() {
-    if common::gpu().is_none() {
-        return;
-    }
-    let gpu = common::gpu().unwrap();
+    let gpu = common::gpu();
     let n = 1000;
     let mut p = rand_vec(n, 1);
     let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);

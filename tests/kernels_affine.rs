@@ -7,7 +7,7 @@ use fmpe::kernels::{affine, AffineParams, Bindings, ProgramBuilder};
 
 #[test]
 fn affine_matches_reference() {
-    let gpu = common::gpu().unwrap();
+    let gpu = common::gpu();
     // affine: y = x * scale + shift, rows read with a row stride.
     let n = 50;
     let x = rand_vec(n * 4, 8);

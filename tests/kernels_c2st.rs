@@ -8,7 +8,7 @@ use common::*;
 use fmpe::kernels::{c2st, Bindings, C2stParams, ProgramBuilder, StepState};
 
 fn run(acts: &[f64], data: &[f64], step_in_epoch: u32, record: impl FnOnce(&mut ProgramBuilder)) -> Vec<f64> {
-    let gpu = common::gpu().unwrap();
+    let gpu = common::gpu();
     let ab = gpu.storage_from("acts", &to_f32(acts));
     let db = gpu.storage_from("data", &to_f32(data));
     let sb = gpu.uniform_from("step", bytemuck::bytes_of(&StepState { step_in_epoch, ..Default::default() }));

@@ -10,7 +10,7 @@ use fmpe::reference::philox::{box_muller, philox4x32_10, uniform};
 const SEED: u64 = 0x0bad_5eed_1234;
 
 fn run(acts: &[f64], record: impl FnOnce(&mut ProgramBuilder)) -> Vec<f64> {
-    let gpu = common::gpu().unwrap();
+    let gpu = common::gpu();
     let ab = gpu.storage_from("acts", &to_f32(acts));
     let mut b = ProgramBuilder::new(gpu);
     record(&mut b);

@@ -85,7 +85,7 @@ impl Ws {
 
 /// Uploads `acts` (rounded to f32), runs what `record` records, returns the workspace.
 fn run(acts: &[f64], record: impl FnOnce(&mut ProgramBuilder)) -> Vec<f64> {
-    let gpu = common::gpu().unwrap();
+    let gpu = common::gpu();
     let ab = gpu.storage_from("acts", &to_f32(acts));
     let mut b = ProgramBuilder::new(gpu);
     record(&mut b);

@@ -12,7 +12,7 @@ const SEED: u64 = 0x1234_5678_9abc;
 /// Runs `gather_path` once over `data` (θ rows then x rows) and returns the workspace.
 #[allow(clippy::too_many_arguments)]
 fn gather(n: usize, dt: usize, dx: usize, glu: bool, rows: usize, validation: bool, step: StepState, alpha: f32) -> (Vec<f64>, GatherParams, Vec<f64>) {
-    let gpu = common::gpu().unwrap();
+    let gpu = common::gpu();
     let theta = rand_vec(n * dt, 3);
     let x = rand_vec(n * dx, 4);
     let data: Vec<f64> = theta.iter().chain(&x).copied().collect();
@@ -66,9 +66,6 @@ fn philox_normals(ctr: [u32; 3], d: usize) -> Vec<f64> {
 
 #[test]
 fn validation_rows_on_the_ot_path_match_the_reference() {
-    if common::gpu().is_none() {
-        return;
-    }
     let (n, dt, dx, alpha) = (40usize, 5usize, 3usize, 4.0f32);
     for glu in [false, true] {
         let (acts, p, data) = gather(n, dt, dx, glu, n, true, StepState::default(), alpha);
@@ -123,9 +120,6 @@ fn rows_used(n: usize, step: StepState, rows: usize) -> Vec<usize> {
 
 #[test]
 fn each_epoch_visits_every_training_row_once_in_a_new_order() {
-    if common::gpu().is_none() {
-        return;
-    }
     let n = 37;
     let e0 = rows_used(n, StepState { epoch: 0, step: 1, ..Default::default() }, n);
     let e1 = rows_used(n, StepState { epoch: 1, step: 2, ..Default::default() }, n);
@@ -139,9 +133,6 @@ fn each_epoch_visits_every_training_row_once_in_a_new_order() {
 
 #[test]
 fn philox_noise_and_time_prior_have_the_right_distribution_and_are_reproducible() {
-    if common::gpu().is_none() {
-        return;
-    }
     let (n, dt, alpha) = (4000usize, 8usize, 4.0f32);
     let step = StepState { step: 7, epoch: 0, ..Default::default() };
     let (acts, p, _) = gather(n, dt, 1, true, n, false, step, alpha);
@@ -184,7 +175,7 @@ fn philox_noise_and_time_prior_have_the_right_distribution_and_are_reproducible(
 
 #[test]
 fn fm_loss_sums_squared_errors_into_its_slot_and_writes_the_gradient() {
-    let gpu = common::gpu().unwrap();
+    let gpu = common::gpu();
     // More elements than one workgroup (256 threads) covers, plus a loss slot taken
     // from the step state and one given explicitly.
     let count = 1000;
@@ -223,7 +214,7 @@ fn fm_loss_sums_squared_errors_into_its_slot_and_writes_the_gradient() {
 
 #[test]
 fn glu_backward_matches_reference() {
-    let gpu = common::gpu().unwrap();
+    let gpu = common::gpu();
     let count = 700;
     let (dh, y, g, dy, dgp) = (0usize, 1024usize, 2048usize, 3072usize, 4096usize);
     let mut acts = rand_vec(dgp + count, 61);

@@ -48,7 +48,7 @@ fn params_for(cfg: &NetConfig, seed: u64) -> Vec<f64> {
 
 /// Runs the GPU JVP graph: returns (v [rows, d], J·eps [probes · rows, d]).
 fn gpu_jvp(cfg: &NetConfig, params: &[f64], t: &[f64], theta: &[f64], xo: &[f64], eps: &[f64], probes: usize) -> (Vec<f64>, Vec<f64>) {
-    let gpu = common::gpu().unwrap();
+    let gpu = common::gpu();
     let rows = t.len();
     let d = cfg.dim_theta;
     let layout = cfg.layout();
@@ -84,9 +84,6 @@ fn gpu_jvp(cfg: &NetConfig, params: &[f64], t: &[f64], theta: &[f64], xo: &[f64]
 
 #[test]
 fn jvp_matches_reference_and_finite_differences() {
-    if common::gpu().is_none() {
-        return;
-    }
     for (ci, cfg) in configs().iter().chain(&embedding_configs()).enumerate() {
         let what = describe(cfg);
         let params = params_for(cfg, 10 + ci as u64);
@@ -135,7 +132,7 @@ use std::sync::OnceLock;
 
 /// The posterior of `m` for `xo` on the shared test GPU.
 fn posterior(m: &Model, xo: &[f64]) -> Posterior {
-    GpuModel::new(common::gpu_arc().unwrap().clone(), m).unwrap().posterior(xo).unwrap()
+    GpuModel::new(common::gpu_arc().clone(), m).unwrap().posterior(xo).unwrap()
 }
 
 /// A model with the given field (identity z-scoring unless given).
@@ -147,7 +144,6 @@ fn model(cfg: NetConfig, params: Vec<f32>, prior: Option<BoxPrior>) -> Model {
 
 #[test]
 fn exact_divergence_matches_jacobian_trace_and_reference() {
-    let Some(_gpu) = common::gpu() else { return };
     for (ci, cfg) in configs().iter().chain(&embedding_configs()).enumerate() {
         let what = describe(cfg);
         let params = params_for(cfg, 40 + ci as u64);
@@ -187,7 +183,6 @@ fn exact_divergence_matches_jacobian_trace_and_reference() {
 
 #[test]
 fn hutchinson_mean_agrees_with_exact_divergence() {
-    let Some(_gpu) = common::gpu() else { return };
     for (ci, cfg) in configs().iter().enumerate().filter(|(i, _)| i % 2 == 0) {
         let params = params_for(cfg, 50 + ci as u64);
         let d = cfg.dim_theta;
@@ -238,7 +233,7 @@ const XO: [f64; D] = [0.3, -0.2];
 fn trained() -> &'static Model {
     static M: OnceLock<Model> = OnceLock::new();
     M.get_or_init(|| {
-        let gpu = common::gpu().unwrap();
+        let gpu = common::gpu();
         let n = 3000;
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let nd = rand_distr::Normal::new(0.0, 0.1f64.sqrt()).unwrap();
@@ -278,7 +273,6 @@ fn analytic_log_post(theta: &[f64]) -> f64 {
 
 #[test]
 fn gaussian_linear_log_prob_matches_analytic_posterior() {
-    let Some(_gpu) = common::gpu() else { return };
     let m = trained();
     let post = posterior(m, &XO);
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
@@ -299,7 +293,6 @@ fn gaussian_linear_log_prob_matches_analytic_posterior() {
 
 #[test]
 fn trained_flow_density_integrates_to_one() {
-    let Some(_gpu) = common::gpu() else { return };
     let m = trained();
     let post = posterior(m, &XO);
     // Posterior std is √0.05 ≈ 0.224: a grid of ±1.5 (≈ 6.7 std) around the mean with
@@ -334,7 +327,6 @@ fn trained_flow_density_integrates_to_one() {
 
 #[test]
 fn sample_and_log_prob_is_consistent_with_log_prob() {
-    let Some(_gpu) = common::gpu() else { return };
     let m = trained();
     let post = posterior(m, &XO);
     let opts = PosteriorOptions { seed: 5, ..Default::default() };
@@ -354,7 +346,6 @@ fn sample_and_log_prob_is_consistent_with_log_prob() {
 
 #[test]
 fn log_prob_and_sampling_do_not_depend_on_the_batch() {
-    let Some(_gpu) = common::gpu() else { return };
     let m = trained();
     let post = posterior(m, &XO);
     let opts = PosteriorOptions::default();
@@ -377,7 +368,6 @@ fn log_prob_and_sampling_do_not_depend_on_the_batch() {
 
 #[test]
 fn log_prob_is_minus_infinity_outside_the_box_prior() {
-    let Some(_gpu) = common::gpu() else { return };
     let mut m = trained().clone();
     m.info.prior = Some(BoxPrior { low: vec![-0.5, -0.5], high: vec![0.5, 0.5] });
     let post = posterior(&m, &XO);
@@ -394,7 +384,6 @@ fn log_prob_is_minus_infinity_outside_the_box_prior() {
 
 #[test]
 fn low_acceptance_stops_within_the_time_limit() {
-    let Some(_gpu) = common::gpu() else { return };
     // An untrained field is near zero: samples ≈ θ₀ ~ N(0, I), and a box of half-width
     // 0.01 accepts about (0.008)² ≈ 6e-5 of them.
     let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![8], conditioning: Conditioning::Concat, embedding: vec![] };
@@ -429,8 +418,7 @@ fn low_acceptance_stops_within_the_time_limit() {
 
 #[test]
 fn bench_log_prob_reports_throughput() {
-    let Some(_gpu) = common::gpu() else { return };
-    for r in fmpe::posterior::bench_log_prob(common::gpu_arc().unwrap(), 64).unwrap() {
+    for r in fmpe::posterior::bench_log_prob(common::gpu_arc(), 64).unwrap() {
         eprintln!(
             "bench: dim {} {}: {:.0} evals/s ({} points, {:.2} s), {} dispatches/step, {} steps, {} submissions",
             r.dim_theta, r.divergence, r.evals_per_second, r.points, r.seconds, r.dispatches_per_step, r.steps, r.submissions
@@ -444,7 +432,6 @@ fn bench_log_prob_reports_throughput() {
 /// `sample` draws with rk4, with log-densities `log_prob` reproduces.
 #[test]
 fn rk4_log_prob_agrees_with_dopri5() {
-    let Some(_gpu) = common::gpu() else { return };
     let post = posterior(trained(), &XO);
     let pts: Vec<f64> = rand_vec(200 * D, 7).iter().enumerate().map(|(i, v)| XO[i % D] / 2.0 + 0.4 * v).collect();
     let dopri = post.log_prob(&pts, &PosteriorOptions::default()).unwrap();

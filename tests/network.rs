@@ -59,7 +59,7 @@ fn batch(cfg: &NetConfig, rows: usize, seed: u64) -> Batch {
 
 /// Runs forward + loss + backward on the GPU: returns (v, loss, grad).
 fn gpu_loss_grad(cfg: &NetConfig, params: &[f64], b: &Batch) -> (Vec<f64>, f64, Vec<f64>) {
-    let gpu = common::gpu().unwrap();
+    let gpu = common::gpu();
     let rows = b.t.len();
     let layout = cfg.layout();
     let mut arena = Arena::default();
@@ -117,9 +117,6 @@ fn gpu_loss_grad(cfg: &NetConfig, params: &[f64], b: &Batch) -> (Vec<f64>, f64, 
 
 #[test]
 fn training_forward_and_backward_match_reference() {
-    if common::gpu().is_none() {
-        return;
-    }
     for (i, cfg) in configs().iter().enumerate() {
         let params = params_for(cfg, 10 + i as u64);
         let b = batch(cfg, 77, 20 + i as u64);
@@ -136,9 +133,6 @@ fn training_forward_and_backward_match_reference() {
 
 #[test]
 fn gpu_gradient_matches_finite_differences_of_gpu_loss() {
-    if common::gpu().is_none() {
-        return;
-    }
     for (i, cfg) in configs().iter().enumerate() {
         let params = params_for(cfg, 30 + i as u64);
         let b = batch(cfg, 64, 40 + i as u64);
@@ -172,10 +166,7 @@ fn gpu_gradient_matches_finite_differences_of_gpu_loss() {
 
 #[test]
 fn evaluation_forward_with_precompute_matches_reference() {
-    if common::gpu().is_none() {
-        return;
-    }
-    let gpu = common::gpu().unwrap();
+    let gpu = common::gpu();
     for (i, cfg) in configs().iter().enumerate() {
         let params = params_for(cfg, 60 + i as u64);
         let rows = 90;

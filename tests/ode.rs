@@ -16,7 +16,7 @@ fn model(cfg: NetConfig, params: Vec<f32>) -> Model {
 
 /// The posterior of `m` for `xo` on the shared test GPU.
 fn posterior(m: &Model, xo: &[f64]) -> Posterior {
-    GpuModel::new(common::gpu_arc().unwrap().clone(), m).unwrap().posterior(xo).unwrap()
+    GpuModel::new(common::gpu_arc().clone(), m).unwrap().posterior(xo).unwrap()
 }
 
 /// θ₀ of sample `i` exactly as the GPU draws it (Philox, Box–Muller).
@@ -94,27 +94,18 @@ fn check_solvers(cfg: NetConfig, p: Vec<f64>) {
 
 #[test]
 fn rk4_and_dopri5_solve_a_linear_field() {
-    if common::gpu().is_none() {
-        return;
-    }
     let (cfg, p) = linear_field();
     check_solvers(cfg, p);
 }
 
 #[test]
 fn rk4_and_dopri5_solve_a_nonlinear_field() {
-    if common::gpu().is_none() {
-        return;
-    }
     let (cfg, p) = nonlinear_field();
     check_solvers(cfg, p);
 }
 
 #[test]
 fn a_sample_does_not_depend_on_its_batch() {
-    if common::gpu().is_none() {
-        return;
-    }
     let (cfg, p) = nonlinear_field();
     let m = model(cfg, to_f32(&p));
     let post = posterior(&m, &[0.1, 0.2]);
@@ -135,12 +126,9 @@ fn a_sample_does_not_depend_on_its_batch() {
 /// serves several observations.
 #[test]
 fn reused_plans_and_shared_models_give_identical_samples() {
-    if common::gpu().is_none() {
-        return;
-    }
     let (cfg, p) = nonlinear_field();
     let m = model(cfg, to_f32(&p));
-    let on_gpu = GpuModel::new(common::gpu_arc().unwrap().clone(), &m).unwrap();
+    let on_gpu = GpuModel::new(common::gpu_arc().clone(), &m).unwrap();
     let post = std::sync::Arc::new(on_gpu.posterior(&[0.1, 0.2]).unwrap());
     for solver in [Solver::Rk4 { steps: 70 }, Solver::Dopri5 { atol: 1e-5, rtol: 1e-5 }] {
         let opts = PosteriorOptions { solver, seed: 5, chunk_size: Some(64), ..Default::default() };
@@ -175,9 +163,6 @@ fn reused_plans_and_shared_models_give_identical_samples() {
 /// Invalid options are reported by field name, never by a command-line flag.
 #[test]
 fn invalid_options_name_their_field() {
-    if common::gpu().is_none() {
-        return;
-    }
     let (cfg, p) = linear_field();
     let post = posterior(&model(cfg, to_f32(&p)), &[0.4, -0.7]);
     let d = PosteriorOptions::default();

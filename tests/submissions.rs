@@ -72,7 +72,7 @@ use fmpe::train::{Control, Fmpe, TrainConfig, Trainer};
 
 #[test]
 fn one_submission_per_training_step() {
-    let Some(gpu) = common::fresh_gpu() else { return };
+    let gpu = common::fresh_gpu();
     let n = 600;
     let theta = common::rand_vec(n * 2, 1);
     let x: Vec<f64> = theta.iter().zip(common::rand_vec(n * 2, 2)).map(|(t, e)| t + 0.1 * e).collect();
@@ -112,8 +112,7 @@ fn one_submission_per_training_step() {
 /// of 8 steps + 1 count) and the per-chunk work outside the steps that rk4 measured.
 #[test]
 fn ode_step_dispatches_match_a_count_by_hand() {
-    let Some(gpu) = common::fresh_gpu() else { return };
-    let gpu = std::sync::Arc::new(gpu);
+    let gpu = std::sync::Arc::new(common::fresh_gpu());
     let n = 200;
     let theta = common::rand_vec(n * 2, 7);
     let x: Vec<f64> = theta.iter().zip(common::rand_vec(n * 2, 8)).map(|(t, e)| t + 0.3 * e).collect();
@@ -160,7 +159,7 @@ fn ode_step_dispatches_match_a_count_by_hand() {
 
 #[test]
 fn rk4_sampling_is_one_submission_per_chunk() {
-    let Some(gpu) = common::fresh_gpu() else { return };
+    let gpu = common::fresh_gpu();
     let n = 200;
     let theta = common::rand_vec(n * 2, 3);
     let x = common::rand_vec(n * 2, 4);
@@ -177,7 +176,7 @@ fn rk4_sampling_is_one_submission_per_chunk() {
 
 #[test]
 fn training_is_reproducible_for_a_seed() {
-    let Some(gpu) = common::gpu() else { return };
+    let gpu = common::gpu();
     let n = 400;
     let theta = common::rand_vec(n * 2, 5);
     let x: Vec<f64> = theta.iter().zip(common::rand_vec(n * 2, 6)).map(|(t, e)| t + 0.2 * e).collect();

@@ -55,7 +55,7 @@ fn configuration_errors_name_the_field_not_a_flag() {
 
 #[test]
 fn progress_sees_every_epoch_and_stop_keeps_the_best_weights() {
-    let Some(gpu) = common::gpu() else { return };
+    let gpu = common::gpu();
     let (theta, x) = data(200);
     let tc = TrainConfig { max_epochs: 6, batch_size: 32, seed: 4, ..Default::default() };
     // Appending in two batches is appending once.

@@ -16,7 +16,7 @@ use fmpe::posterior::{GpuModel, Posterior, PosteriorOptions};
 
 /// The posterior of `m` for `xo` on the shared test GPU.
 fn posterior(m: &Model, xo: &[f64]) -> fmpe::Result<Posterior> {
-    GpuModel::new(common::gpu_arc().unwrap().clone(), m)?.posterior(xo)
+    GpuModel::new(common::gpu_arc().clone(), m)?.posterior(xo)
 }
 use fmpe::reference;
 use fmpe::train::{Control, Fmpe, TrainConfig};
@@ -63,7 +63,6 @@ fn mixed() -> (Model, Vec<f64>) {
 
 #[test]
 fn log_prob_adds_the_jacobian_of_the_transform() {
-    let Some(_gpu) = common::gpu() else { return };
     let (m, c) = mixed();
     let post = posterior(&m, &[0.0]).unwrap();
     // Points from the pushforward (host), then rows on / near the bounds and outside.
@@ -110,7 +109,6 @@ fn log_prob_adds_the_jacobian_of_the_transform() {
 
 #[test]
 fn transformed_density_integrates_to_one_over_the_box() {
-    let Some(_gpu) = common::gpu() else { return };
     let prior = BoxPrior { low: vec![-1.0, 0.0], high: vec![1.0, 3.0] };
     let c = [0.3, -0.2];
     let m = const_field_model(&c, &[0.2, -0.3], &[0.9, 0.7], ThetaTransform::from_box(&prior), Some(prior.clone()));
@@ -158,7 +156,6 @@ fn pushforward_moment(b: &Bijection, mean: f64, std: f64, c: f64, f: impl Fn(f64
 
 #[test]
 fn samples_are_mapped_back_with_the_pushforward_moments() {
-    let Some(_gpu) = common::gpu() else { return };
     let (m, c) = mixed();
     let post = posterior(&m, &[0.0]).unwrap();
     let n = 4000;
@@ -201,7 +198,7 @@ fn samples_are_mapped_back_with_the_pushforward_moments() {
 
 #[test]
 fn training_z_scores_the_transformed_theta_and_rejects_data_outside_the_support() {
-    let Some(gpu) = common::gpu() else { return };
+    let gpu = common::gpu();
     let n = 300;
     let u = rand_vec(2 * n, 21);
     let mut theta: Vec<f64> = (0..n).flat_map(|r| [u[2 * r], (1.5 * u[2 * r + 1]).exp()]).collect();
@@ -348,7 +345,6 @@ fn x_transform_maps_the_observation_and_checks_its_domain() {
 
     // A model with log1p sees log1p(x_o): its samples equal those of the same network
     // without the transform given log1p(x_o) (same seed, same steps).
-    let Some(_gpu) = common::gpu() else { return };
     let cfg = NetConfig { dim_theta: 2, dim_x: 3, hidden: vec![16], conditioning: Conditioning::Concat, embedding: vec![] };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
     let params = fmpe::net::init_params(&cfg, &mut rng);

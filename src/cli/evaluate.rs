@@ -13,7 +13,7 @@ use fmpe::tasks::{task_by_name, Task};
 
 use super::args::{NetTrainArgs, SolverArgs, TransformArgs};
 use super::pipeline::{self, Job, Source};
-use super::util::{open_gpu, read_observation, Staged};
+use super::util::{open_gpu, read_observation, stage_out_dir};
 
 #[derive(Args, Debug)]
 pub(crate) struct EvaluateArgs {
@@ -82,7 +82,7 @@ pub(crate) fn evaluate(a: EvaluateArgs) -> Result<()> {
     // Read every observation and reference first, so bad data fails before training.
     let inputs = read_inputs(&a, task.as_ref())?;
     let mut job = Job::new(Source::task(task.as_ref(), 0), &a.transform, &a.net, a.seed, (dt, dx))?;
-    let staged = Staged::dir(&a.out)?;
+    let staged = stage_out_dir(&a.out)?;
     let gpu = open_gpu()?;
     let t0 = Instant::now();
     let (theta, x, dropped) = pipeline::simulate_finite(task.as_ref(), a.num_simulations, a.seed)?;
@@ -91,8 +91,8 @@ pub(crate) fn evaluate(a: EvaluateArgs) -> Result<()> {
     job.meta.dropped_rows = dropped;
     let model = pipeline::fit(&gpu, job, &theta.data, &x.data)?;
     let t_train = t1.elapsed().as_secs_f64();
-    model.save(&staged.tmp.join("model"))?;
-    fmpe::plot::training_curve(&model.info.history, &staged.tmp.join("model").join("training_curve.png"))?;
+    model.save(&staged.path().join("model"))?;
+    fmpe::plot::training_curve(&model.info.history, &staged.path().join("model").join("training_curve.png"))?;
 
     let on_gpu = GpuModel::new(gpu.clone(), &model)?;
     // An observation whose rejection sampling gives up (too few samples inside the prior
@@ -101,13 +101,13 @@ pub(crate) fn evaluate(a: EvaluateArgs) -> Result<()> {
     let mut rows = Vec::new();
     let mut failed = Vec::new();
     for input in &inputs {
-        let row = score_observation(&a, task.as_ref(), &on_gpu, input, &staged.tmp)?;
+        let row = score_observation(&a, task.as_ref(), &on_gpu, input, staged.path())?;
         if row.get("error").is_some() {
             failed.push(input.k);
         }
         rows.push(row);
     }
-    let md = write_results(&a, task.name(), &rows, &staged.tmp, |mean, sd| {
+    let md = write_results(&a, task.name(), &rows, staged.path(), |mean, sd| {
         serde_json::json!({
             "task": task.name(), "num_simulations": a.num_simulations, "dropped_simulations": dropped,
             "adapter": gpu.adapter().map(|a| a.to_string()), "network": model.info.net,

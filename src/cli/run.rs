@@ -13,7 +13,7 @@ use fmpe::Gpu;
 
 use super::args::{NetTrainArgs, SolverArgs, TransformArgs};
 use super::pipeline::{self, Job, Source};
-use super::util::{mean_std, open_gpu, read_observation, report_line, Staged};
+use super::util::{mean_std, open_gpu, read_observation, report_line, stage_out_dir};
 
 #[derive(Args, Debug)]
 pub(crate) struct RunArgs {
@@ -79,7 +79,7 @@ pub(crate) fn run_task(a: RunArgs) -> Result<()> {
         return Err(Error::usage("--num-samples must be positive"));
     }
     let mut job = Job::new(Source::task(task.as_ref(), 0), &a.transform, &a.net, a.seed, (dt, dx))?;
-    let staged = Staged::dir(&out)?;
+    let staged = stage_out_dir(&out)?;
     let gpu = open_gpu()?;
 
     let t0 = Instant::now();
@@ -96,16 +96,16 @@ pub(crate) fn run_task(a: RunArgs) -> Result<()> {
         "trained {} epochs in {t_train:.1} s (best epoch {}, validation loss {:.4})",
         last.epoch, model.info.best_epoch, best.val_loss
     );
-    model.save(&staged.tmp.join("model"))?;
-    fmpe::plot::training_curve(&model.info.history, &staged.tmp.join("model").join("training_curve.png"))?;
+    model.save(&staged.path().join("model"))?;
+    fmpe::plot::training_curve(&model.info.history, &staged.path().join("model").join("training_curve.png"))?;
 
     let t2 = Instant::now();
     let post = GpuModel::new(gpu.clone(), &model)?.posterior(&observation)?;
     let (s, _, rep) = post.sample(a.num_samples, &a.solver.options(a.seed))?.into_parts();
     let t_sample = t2.elapsed().as_secs_f64();
-    write_matrix(&staged.tmp.join("samples.csv"), &Matrix::new(a.num_samples, dt, s.clone()).with_header(task.theta_names()))?;
-    fmpe::plot::pair_plot(&s, None, dt, &task.theta_names(), &staged.tmp.join("pairplot.png"))?;
-    write_matrix(&staged.tmp.join("observation.csv"), &Matrix::new(1, dx, observation.clone()).with_header(task.x_names()))?;
+    write_matrix(&staged.path().join("samples.csv"), &Matrix::new(a.num_samples, dt, s.clone()).with_header(task.theta_names()))?;
+    fmpe::plot::pair_plot(&s, None, dt, &task.theta_names(), &staged.path().join("pairplot.png"))?;
+    write_matrix(&staged.path().join("observation.csv"), &Matrix::new(1, dx, observation.clone()).with_header(task.x_names()))?;
     let o = Outcome {
         task: task.as_ref(),
         gpu: &gpu,
@@ -116,7 +116,7 @@ pub(crate) fn run_task(a: RunArgs) -> Result<()> {
         dropped,
         seconds: [t_sim, t_train, t_sample, t0.elapsed().as_secs_f64()],
     };
-    write_summary(&o, &a, &staged.tmp.join("summary.json"))?;
+    write_summary(&o, &a, &staged.path().join("summary.json"))?;
     staged.commit()?;
     print_report(&o, &a, &out);
     Ok(())

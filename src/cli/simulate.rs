@@ -8,7 +8,7 @@ use fmpe::error::{Error, Result};
 use fmpe::io::{write_matrix, Matrix};
 use fmpe::tasks::task_by_name;
 
-use super::util::Staged;
+use super::util::stage_out_dir;
 
 #[derive(Args, Debug)]
 pub(crate) struct SimulateArgs {
@@ -32,12 +32,12 @@ pub(crate) fn simulate(a: SimulateArgs) -> Result<()> {
     if a.num_simulations == 0 {
         return Err(Error::usage("--num-simulations must be positive"));
     }
-    let staged = Staged::dir(&a.out)?;
+    let staged = stage_out_dir(&a.out)?;
     let t0 = Instant::now();
     let (theta, x) = fmpe::tasks::simulate_dataset(task.as_ref(), a.num_simulations, a.seed);
     let n = a.num_simulations;
-    write_matrix(&staged.tmp.join("theta.npy"), &Matrix::new(n, task.dim_theta(), theta))?;
-    write_matrix(&staged.tmp.join("x.npy"), &Matrix::new(n, task.dim_x(), x.clone()))?;
+    write_matrix(&staged.path().join("theta.npy"), &Matrix::new(n, task.dim_theta(), theta))?;
+    write_matrix(&staged.path().join("x.npy"), &Matrix::new(n, task.dim_x(), x.clone()))?;
     staged.commit()?;
     let failed = x.chunks(task.dim_x()).filter(|r| r.iter().any(|v| !v.is_finite())).count();
     println!(

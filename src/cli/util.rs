@@ -1,11 +1,11 @@
 //! Helpers of several commands: the GPU, staged (atomic) output directories, checks of
 //! input and output files, and small summaries.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use fmpe::error::{Error, Result};
-use fmpe::io::read_matrix;
+use fmpe::io::{read_matrix, StagedDir};
 use fmpe::posterior::SampleReport;
 use fmpe::Gpu;
 
@@ -25,48 +25,18 @@ pub(crate) fn open_gpu() -> Result<Arc<Gpu>> {
 }
 
 
-/// A temporary sibling of `path` that is renamed onto it on success.
-pub(crate) struct Staged {
-    pub(crate) tmp: PathBuf,
-    dest: PathBuf,
-    done: bool,
-}
-
-impl Staged {
-    pub(crate) fn dir(dest: &Path) -> Result<Staged> {
-        if dest.exists() && !(dest.is_dir() && dest.read_dir().map_err(|e| Error::io(dest, e))?.next().is_none()) {
-            return Err(Error::invalid(format!(
-                "{} exists and is not an empty directory; choose another --out or remove it",
-                dest.display()
-            )));
-        }
-        let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        let name = dest.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "out".into());
-        let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        Ok(Staged { tmp, dest: dest.to_path_buf(), done: false })
+/// Stages the output directory `dest` of a command: refuses a `dest` that exists and is
+/// not an empty directory, then returns the temporary sibling to fill, renamed onto
+/// `dest` by [`StagedDir::commit`] (and removed if dropped without a commit).
+pub(crate) fn stage_out_dir(dest: &Path) -> Result<StagedDir> {
+    if dest.exists() && !(dest.is_dir() && dest.read_dir().map_err(|e| Error::io(dest, e))?.next().is_none()) {
+        return Err(Error::invalid(format!(
+            "{} exists and is not an empty directory; choose another --out or remove it",
+            dest.display()
+        )));
     }
-
-    pub(crate) fn commit(mut self) -> Result<()> {
-        if self.dest.is_dir() {
-            std::fs::remove_dir(&self.dest).map_err(|e| Error::io(&self.dest, e))?;
-        }
-        std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
-        self.done = true;
-        Ok(())
-    }
+    StagedDir::new(dest)
 }
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = std::fs::remove_dir_all(&self.tmp);
-        }
-    }
-}
-
 
 pub(crate) fn check_model_out(out: &Path) -> Result<()> {
     if out.exists() && !(out.is_dir() && (out.join("model.json").exists() || out.read_dir().map(|mut d| d.next().is_none()).unwrap_or(false))) {

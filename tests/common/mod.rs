@@ -6,20 +6,17 @@ use std::sync::{Arc, OnceLock};
 use fmpe::Gpu;
 
 /// The test GPU, shared by the tests of one binary. GPU tests FAIL when no adapter is
-/// found: there is no switch that skips them (a skipped GPU test would count as passed).
-///
-/// Always `Some`; the `Option` only keeps the call sites `let Some(gpu) = common::gpu()
-/// else { return };` of the test files compiling.
-pub fn gpu() -> Option<&'static Gpu> {
-    gpu_arc().map(|g| &**g)
+/// found: this panics, and there is no switch that skips them (a skipped GPU test would
+/// count as passed).
+pub fn gpu() -> &'static Gpu {
+    gpu_arc()
 }
 
-/// The shared test GPU as the `Arc` a posterior holds (same context as [`gpu`]).
-pub fn gpu_arc() -> Option<&'static Arc<Gpu>> {
+/// The shared test GPU as the `Arc` a posterior holds (same context as [`gpu`]); panics
+/// without an adapter.
+pub fn gpu_arc() -> &'static Arc<Gpu> {
     static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
-    Some(GPU.get_or_init(|| {
-        Arc::new(Gpu::with_options(&gpu_options()).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}")))
-    }))
+    GPU.get_or_init(|| Arc::new(fresh_gpu()))
 }
 
 /// Adapter selection from the environment (WGPU_BACKEND, WGPU_ADAPTER_NAME, ...): only
@@ -28,10 +25,10 @@ pub fn gpu_options() -> fmpe::gpu::GpuOptions {
     fmpe::gpu::GpuOptions::from_vars(|k| std::env::var(k).ok())
 }
 
-/// A fresh GPU context (for tests that count submissions). Always `Some`, like [`gpu`];
-/// panics without an adapter.
-pub fn fresh_gpu() -> Option<Gpu> {
-    Some(Gpu::with_options(&gpu_options()).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}")))
+/// A fresh GPU context (for tests that count submissions); panics without an adapter,
+/// like [`gpu`].
+pub fn fresh_gpu() -> Gpu {
+    Gpu::with_options(&gpu_options()).unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"))
 }
 
 /// The sbibm data folder: `$FMPE_SBIBM_DIR`, else `../shared/sbibm` beside the crate.

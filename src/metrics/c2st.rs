@@ -254,6 +254,54 @@ struct Work {
 pub fn c2st_report(gpu: &Gpu, a: &[f64], b: &[f64], d: usize, opts: &C2stOptions) -> Result<C2stReport> {
     let started = Instant::now();
     let submissions0 = gpu.submission_count();
+    let (n_a, n_b) = checked_rows(a, b, d, opts)?;
+    let (a, b) = (&a[..n_a * d], &b[..n_b * d]);
+    let n = n_a + n_b;
+
+    let net = Net::new(d);
+    let fused = opts.fused_small_net && net.h <= FUSED_MAX_WIDTH;
+    let folds = kfold(n, opts.folds);
+    let work = Work::new(&net, n, &folds);
+    if work.len as u64 > gpu.max_binding_floats() || (n * d) as u64 > gpu.max_binding_floats() {
+        return Err(Error::invalid(format!(
+            "c2st: {n} rows of dimension {d} exceed the device's largest storage binding; lower max_rows"
+        )));
+    }
+    let init = net.init(opts.seed);
+    let bufs = Buffers::new(gpu, a, b, &net, &work, &init, max_over(&folds, |f| f.steps));
+    let binds = bufs.bindings();
+    let base = base_params(d, n_a, n, opts.seed, &work);
+    prepare_rows(gpu, binds, opts.z_score, &base, &work)?;
+
+    let trainer = Trainer { gpu, binds, bufs: &bufs, net: &net, work: &work, init: &init, fused, max_epochs: opts.max_epochs };
+    let mut epochs = Vec::with_capacity(opts.folds);
+    let mut final_losses = Vec::with_capacity(opts.folds);
+    let mut eval_progs = Vec::with_capacity(opts.folds);
+    for (fi, fold) in folds.iter().enumerate() {
+        let fp = fold.params(base, fi);
+        let (fold_epochs, loss) = trainer.train(fi, fold, fp)?;
+        epochs.push(fold_epochs);
+        final_losses.push(loss);
+        eval_progs.push(trainer.evaluate(fi, fold, fp)?);
+    }
+    let counts = gpu.read_f32(&bufs.acts, work.acc as u64, opts.folds)?;
+    drop(eval_progs);
+    let fold_accuracies: Vec<f64> = counts.iter().zip(&folds).map(|(c, f)| *c as f64 / f.test_len as f64).collect();
+    let mean = fold_accuracies.iter().sum::<f64>() / opts.folds as f64;
+    Ok(C2stReport {
+        score: mean as f32 as f64,
+        fold_accuracies,
+        epochs,
+        final_losses,
+        rows: (n_a, n_b),
+        submissions: gpu.submission_count() - submissions0,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Checks the inputs of [`c2st_report`] and returns the rows kept from each set (after
+/// `opts.max_rows`); the errors are those listed at [`c2st`], except the GPU ones.
+fn checked_rows(a: &[f64], b: &[f64], d: usize, opts: &C2stOptions) -> Result<(usize, usize)> {
     if d == 0 {
         return Err(Error::invalid("c2st: the dimension d must be positive"));
     }
@@ -269,15 +317,13 @@ pub fn c2st_report(gpu: &Gpu, a: &[f64], b: &[f64], d: usize, opts: &C2stOptions
     }
     let cap = |rows: usize| if opts.max_rows == 0 { rows } else { rows.min(opts.max_rows) };
     let (n_a, n_b) = (cap(a.len() / d), cap(b.len() / d));
-    let n = n_a + n_b;
-    if n_a == 0 || n_b == 0 || n < opts.folds {
+    if n_a == 0 || n_b == 0 || n_a + n_b < opts.folds {
         return Err(Error::invalid(format!(
             "c2st: too few rows ({n_a} and {n_b}) for {} folds",
             opts.folds
         )));
     }
-    let (a, b) = (&a[..n_a * d], &b[..n_b * d]);
-    for (name, set) in [("first", a), ("second", b)] {
+    for (name, set) in [("first", &a[..n_a * d]), ("second", &b[..n_b * d])] {
         if let Some(i) = set.iter().position(|v| !v.is_finite()) {
             return Err(Error::invalid(format!(
                 "c2st: the {name} sample set holds a non-finite value ({}) in row {}, column {}",
@@ -287,80 +333,135 @@ pub fn c2st_report(gpu: &Gpu, a: &[f64], b: &[f64], d: usize, opts: &C2stOptions
             )));
         }
     }
+    Ok((n_a, n_b))
+}
 
-    let net = Net::new(d);
-    let h = net.h;
-    let fused = opts.fused_small_net && h <= FUSED_MAX_WIDTH;
-    // KFold: the first n % folds folds get one extra row.
-    let mut folds = Vec::with_capacity(opts.folds);
+/// sklearn's `KFold(folds)` layout of `n` rows (already shuffled into fold order on the
+/// GPU): contiguous test blocks, the first `n % folds` folds one row longer.
+fn kfold(n: usize, folds: usize) -> Vec<Fold> {
+    let mut out = Vec::with_capacity(folds);
     let mut start = 0;
-    for f in 0..opts.folds {
-        let test_len = n / opts.folds + usize::from(f < n % opts.folds);
+    for f in 0..folds {
+        let test_len = n / folds + usize::from(f < n % folds);
         let n_train = n - test_len;
         let batch = n_train.min(MAX_BATCH);
-        folds.push(Fold { test_start: start, test_len, n_train, batch, steps: n_train.div_ceil(batch) });
+        out.push(Fold { test_start: start, test_len, n_train, batch, steps: n_train.div_ceil(batch) });
         start += test_len;
     }
-    let max_batch = folds.iter().map(|f| f.batch).max().unwrap_or(1);
-    let max_steps = folds.iter().map(|f| f.steps).max().unwrap_or(1);
-    let max_test = folds.iter().map(|f| f.test_len).max().unwrap_or(1);
+    out
+}
 
-    let mut ar = Arena::default();
-    let mut work = Work {
-        stats: ar.alloc(2 * d),
-        x: ar.alloc(n * d),
-        y: ar.alloc(n),
-        xb: ar.alloc(max_batch * d),
-        yb: ar.alloc(max_batch),
-        h1: ar.alloc(max_batch * h),
-        h2: ar.alloc(max_batch * h),
-        z: ar.alloc(max_batch),
-        dz: ar.alloc(max_batch),
-        dh1: ar.alloc(max_batch * h),
-        dh2: ar.alloc(max_batch * h),
-        wsq: ar.alloc(1),
-        wcopy: ar.alloc(net.n_weights),
-        bce: ar.alloc(max_batch),
-        loss: ar.alloc(max_steps),
-        h1t: ar.alloc(max_test * h),
-        h2t: ar.alloc(max_test * h),
-        zt: ar.alloc(max_test),
-        acc: ar.alloc(opts.folds),
-        len: 0,
-    };
-    work.len = ar.len();
-    if work.len as u64 > gpu.max_binding_floats() || (n * d) as u64 > gpu.max_binding_floats() {
-        return Err(Error::invalid(format!(
-            "c2st: {n} rows of dimension {d} exceed the device's largest storage binding; lower max_rows"
-        )));
+/// The largest `field` over the folds (1 when there are none).
+fn max_over(folds: &[Fold], field: impl Fn(&Fold) -> usize) -> usize {
+    folds.iter().map(field).max().unwrap_or(1)
+}
+
+impl Fold {
+    /// The kernels' parameters for fold `fi` (its random stream is `fi`).
+    fn params(&self, base: C2stParams, fi: usize) -> C2stParams {
+        C2stParams {
+            n_train: self.n_train as u32,
+            test_start: self.test_start as u32,
+            test_len: self.test_len as u32,
+            batch: self.batch as u32,
+            stream: fi as u32,
+            ..base
+        }
+    }
+}
+
+impl Work {
+    /// Lays out the workspace for `n` rows of the network `net`, sized for the largest
+    /// minibatch, epoch and test block over `folds`, plus one accuracy count per fold.
+    fn new(net: &Net, n: usize, folds: &[Fold]) -> Work {
+        let (d, h) = (net.d, net.h);
+        let max_batch = max_over(folds, |f| f.batch);
+        let max_steps = max_over(folds, |f| f.steps);
+        let max_test = max_over(folds, |f| f.test_len);
+        let mut ar = Arena::default();
+        let mut work = Work {
+            stats: ar.alloc(2 * d),
+            x: ar.alloc(n * d),
+            y: ar.alloc(n),
+            xb: ar.alloc(max_batch * d),
+            yb: ar.alloc(max_batch),
+            h1: ar.alloc(max_batch * h),
+            h2: ar.alloc(max_batch * h),
+            z: ar.alloc(max_batch),
+            dz: ar.alloc(max_batch),
+            dh1: ar.alloc(max_batch * h),
+            dh2: ar.alloc(max_batch * h),
+            wsq: ar.alloc(1),
+            wcopy: ar.alloc(net.n_weights),
+            bce: ar.alloc(max_batch),
+            loss: ar.alloc(max_steps),
+            h1t: ar.alloc(max_test * h),
+            h2t: ar.alloc(max_test * h),
+            zt: ar.alloc(max_test),
+            acc: ar.alloc(folds.len()),
+            len: 0,
+        };
+        work.len = ar.len();
+        work
+    }
+}
+
+/// The GPU buffers of one C2ST run.
+struct Buffers {
+    /// The rows of both sets, `[n, d]` (f32).
+    data: wgpu::Buffer,
+    /// The workspace laid out by [`Work`].
+    acts: wgpu::Buffer,
+    params: wgpu::Buffer,
+    grads: wgpu::Buffer,
+    /// Adam's first and second moments.
+    m: wgpu::Buffer,
+    v: wgpu::Buffer,
+    /// The step uniform the kernels read.
+    step: wgpu::Buffer,
+    /// One epoch's [`StepState`]s, copied into `step` before each step.
+    step_table: wgpu::Buffer,
+}
+
+impl Buffers {
+    /// Uploads the rows of `a` then `b` and the initial parameters `init`, and allocates
+    /// the rest (workspace, gradients, moments, a step table of `max_steps` entries).
+    fn new(gpu: &Gpu, a: &[f64], b: &[f64], net: &Net, work: &Work, init: &[f32], max_steps: usize) -> Buffers {
+        let rows: Vec<f32> = a.iter().chain(b.iter()).map(|&v| v as f32).collect();
+        Buffers {
+            data: gpu.storage_from("fmpe c2st rows", &rows),
+            acts: gpu.storage("fmpe c2st workspace", work.len as u64 * 4),
+            params: gpu.storage_from("fmpe c2st params", init),
+            grads: gpu.storage("fmpe c2st grads", net.len as u64 * 4),
+            m: gpu.storage("fmpe c2st adam m", net.len as u64 * 4),
+            v: gpu.storage("fmpe c2st adam v", net.len as u64 * 4),
+            step: gpu.uniform_from("fmpe c2st step", bytemuck::bytes_of(&StepState::default())),
+            step_table: gpu.storage("fmpe c2st step table", max_steps as u64 * STEP_BYTES),
+        }
     }
 
-    let data: Vec<f32> = a.iter().chain(b.iter()).map(|&v| v as f32).collect();
-    let data_buf = gpu.storage_from("fmpe c2st rows", &data);
-    let acts = gpu.storage("fmpe c2st workspace", work.len as u64 * 4);
-    let init = net.init(opts.seed);
-    let params = gpu.storage_from("fmpe c2st params", &init);
-    let grads = gpu.storage("fmpe c2st grads", net.len as u64 * 4);
-    let m = gpu.storage("fmpe c2st adam m", net.len as u64 * 4);
-    let v = gpu.storage("fmpe c2st adam v", net.len as u64 * 4);
-    let step_buf = gpu.uniform_from("fmpe c2st step", bytemuck::bytes_of(&StepState::default()));
-    let step_table = gpu.storage("fmpe c2st step table", max_steps as u64 * STEP_BYTES);
-    let binds = Bindings {
-        acts: Some(&acts),
-        params: Some(&params),
-        grads: Some(&grads),
-        data: Some(&data_buf),
-        step: Some(&step_buf),
-        moments: Some((&m, &v)),
-    };
+    fn bindings(&self) -> Bindings<'_> {
+        Bindings {
+            acts: Some(&self.acts),
+            params: Some(&self.params),
+            grads: Some(&self.grads),
+            data: Some(&self.data),
+            step: Some(&self.step),
+            moments: Some((&self.m, &self.v)),
+        }
+    }
+}
 
-    let base = C2stParams {
+/// The kernel parameters shared by every C2ST dispatch (workspace offsets, row counts,
+/// seed, L2 penalty); the per-fold and per-program fields are filled in later.
+fn base_params(d: usize, n_a: usize, n: usize, seed: u64, work: &Work) -> C2stParams {
+    C2stParams {
         rows: 0,
         d: d as u32,
         n_total: n as u32,
         n_a: n_a as u32,
-        seed_lo: opts.seed as u32,
-        seed_hi: (opts.seed >> 32) as u32,
+        seed_lo: seed as u32,
+        seed_hi: (seed >> 32) as u32,
         x_off: work.x as u32,
         y_off: work.y as u32,
         xb_off: work.xb as u32,
@@ -371,82 +472,57 @@ pub fn c2st_report(gpu: &Gpu, a: &[f64], b: &[f64], d: usize, opts: &C2stOptions
         wsq_off: work.wsq as u32,
         alpha: ALPHA as f32,
         ..Default::default()
-    };
-
-    // Setup: z-score with the first set's statistics, shuffle into fold order.
-    let mut pb = ProgramBuilder::new(gpu);
-    if opts.z_score {
-        let sp = StatsParams { rows: n_a as u32, cols: d as u32, off: 0, stats_off: work.stats as u32 };
-        stats::column_stats(&mut pb, &sp);
-        stats::zscore(&mut pb, &StatsParams { rows: n as u32, ..sp });
     }
-    kernels::c2st::c2st_shuffle(&mut pb, &C2stParams { rows: n as u32, ..base });
-    pb.build(gpu, binds)?.run(gpu)?;
+}
 
-    let mut fold_accuracies = Vec::with_capacity(opts.folds);
-    let mut epochs = Vec::with_capacity(opts.folds);
-    let mut final_losses = Vec::with_capacity(opts.folds);
-    let mut eval_progs = Vec::with_capacity(opts.folds);
-    for (fi, fold) in folds.iter().enumerate() {
-        let fp = C2stParams {
-            n_train: fold.n_train as u32,
-            test_start: fold.test_start as u32,
-            test_len: fold.test_len as u32,
-            batch: fold.batch as u32,
-            stream: fi as u32,
-            ..base
-        };
-        let full = step_program(gpu, binds, &net, &work, fp, fold.batch, fused)?;
+/// Setup, one submission: z-score all rows with the first set's statistics (when
+/// `z_score`), then shuffle them with their labels into fold order.
+fn prepare_rows(gpu: &Gpu, binds: Bindings<'_>, z_score: bool, base: &C2stParams, work: &Work) -> Result<()> {
+    let (n_a, n, d) = (base.n_a, base.n_total, base.d);
+    let mut pb = ProgramBuilder::new(gpu);
+    if z_score {
+        let sp = StatsParams { rows: n_a, cols: d, off: 0, stats_off: work.stats as u32 };
+        stats::column_stats(&mut pb, &sp);
+        stats::zscore(&mut pb, &StatsParams { rows: n, ..sp });
+    }
+    kernels::c2st::c2st_shuffle(&mut pb, &C2stParams { rows: n, ..*base });
+    pb.build(gpu, binds)?.run(gpu)
+}
+
+/// Everything the per-fold training and evaluation share.
+struct Trainer<'a> {
+    gpu: &'a Gpu,
+    binds: Bindings<'a>,
+    bufs: &'a Buffers,
+    net: &'a Net,
+    work: &'a Work,
+    /// The initial parameters, restored at the start of every fold.
+    init: &'a [f32],
+    /// Whether the steps run on the fused small-network kernels.
+    fused: bool,
+    max_epochs: usize,
+}
+
+impl Trainer<'_> {
+    /// Trains the classifier on fold `fi`'s training rows, from the initial parameters,
+    /// until sklearn's stopping rule or `max_epochs`: one submission and one readback
+    /// (the per-step losses) per epoch. Returns the epochs run and the last epoch's
+    /// training loss.
+    fn train(&self, fi: usize, fold: &Fold, fp: C2stParams) -> Result<(usize, f64)> {
+        let (gpu, binds, net, work, fused) = (self.gpu, self.binds, self.net, self.work, self.fused);
+        let full = step_program(gpu, binds, net, work, fp, fold.batch, fused)?;
         let last_rows = fold.n_train - (fold.steps - 1) * fold.batch;
-        let last = if last_rows != fold.batch { Some(step_program(gpu, binds, &net, &work, fp, last_rows, fused)?) } else { None };
+        let last = if last_rows != fold.batch { Some(step_program(gpu, binds, net, work, fp, last_rows, fused)?) } else { None };
 
         // sklearn clones the classifier per fold with the same random_state: same init.
-        gpu.queue.write_buffer(&params, 0, bytemuck::cast_slice(&init));
+        gpu.queue.write_buffer(&self.bufs.params, 0, bytemuck::cast_slice(self.init));
         let mut t: u64 = 0;
-        let mut best = f64::INFINITY;
-        let mut no_improve = 0usize;
+        let mut stopping = NoImprovement::new();
         let mut epoch = 0usize;
         let mut loss = f64::NAN;
-        let mut first = true;
-        while epoch < opts.max_epochs {
-            let mut table = Vec::with_capacity(fold.steps);
-            for s in 0..fold.steps {
-                t += 1;
-                let ti = t.min(i32::MAX as u64) as i32;
-                // sklearn: lr_t = lr sqrt(1 − β2^t) / (1 − β1^t), update m / (sqrt(v) + ε):
-                // the shared kernel's form with bias_corr1 = (1 − β1^t) / sqrt(1 − β2^t)
-                // and bias_corr2 = 1.
-                table.push(StepState {
-                    step: t as u32,
-                    epoch: epoch as u32,
-                    step_in_epoch: s as u32,
-                    pad0: 0,
-                    lr: LR as f32,
-                    bias_corr1: ((1.0 - BETA1.powi(ti)) / (1.0 - BETA2.powi(ti)).sqrt()) as f32,
-                    bias_corr2: 1.0,
-                    pad1: 0.0,
-                });
-            }
-            gpu.queue.write_buffer(&step_table, 0, bytemuck::cast_slice(&table));
-            let mut enc = gpu.encoder();
-            if first {
-                enc.clear_buffer(&m, 0, None);
-                enc.clear_buffer(&v, 0, None);
-                first = false;
-            }
-            for s in 0..fold.steps {
-                enc.copy_buffer_to_buffer(&step_table, s as u64 * STEP_BYTES, &step_buf, 0, STEP_BYTES);
-                if !fused {
-                    // The step's weights, for the L2 term of the loss (summed by c2st_bce).
-                    enc.copy_buffer_to_buffer(&params, 0, &acts, work.wcopy as u64 * 4, net.n_weights as u64 * 4);
-                }
-                let prog = if s + 1 == fold.steps { last.as_ref().unwrap_or(&full) } else { &full };
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-                prog.record(gpu, &mut pass)?;
-            }
-            let staging = gpu.copy_to_staging(&mut enc, &acts, work.loss as u64, fold.steps);
-            gpu.submit(enc)?;
-            let slots = gpu.map_staging(&staging, fold.steps)?;
+        while epoch < self.max_epochs {
+            let table = epoch_steps(&mut t, epoch, fold.steps);
+            let slots = self.run_epoch(fold, &table, epoch == 0, &full, last.as_ref())?;
             epoch += 1;
             loss = slots.iter().map(|&x| x as f64).sum::<f64>() / fold.n_train as f64;
             if !loss.is_finite() {
@@ -455,49 +531,114 @@ pub fn c2st_report(gpu: &Gpu, a: &[f64], b: &[f64], d: usize, opts: &C2stOptions
                     fi + 1
                 )));
             }
-            // sklearn's _update_no_improvement_count (early_stopping=False).
-            if loss > best - TOL {
-                no_improve += 1;
-            } else {
-                no_improve = 0;
-            }
-            if loss < best {
-                best = loss;
-            }
-            if no_improve > N_ITER_NO_CHANGE {
+            if stopping.update(loss) {
                 break;
             }
         }
-        epochs.push(epoch);
-        final_losses.push(loss);
+        Ok((epoch, loss))
+    }
 
-        // Held-out accuracy of this fold (count written to acts[acc + fold]).
+    /// One epoch in one command buffer and one submission: for each step, its Adam state
+    /// from `table` into the step uniform (and, on the matmul path, the weights into the
+    /// workspace for the L2 term), then the step program (`last` for the final step when
+    /// its minibatch is partial). Clears the Adam moments first when `first`. Returns
+    /// the per-step loss sums, read back once.
+    fn run_epoch(
+        &self,
+        fold: &Fold,
+        table: &[StepState],
+        first: bool,
+        full: &Program,
+        last: Option<&Program>,
+    ) -> Result<Vec<f32>> {
+        let (gpu, bufs) = (self.gpu, self.bufs);
+        gpu.queue.write_buffer(&bufs.step_table, 0, bytemuck::cast_slice(table));
+        let mut enc = gpu.encoder();
+        if first {
+            enc.clear_buffer(&bufs.m, 0, None);
+            enc.clear_buffer(&bufs.v, 0, None);
+        }
+        for s in 0..fold.steps {
+            enc.copy_buffer_to_buffer(&bufs.step_table, s as u64 * STEP_BYTES, &bufs.step, 0, STEP_BYTES);
+            if !self.fused {
+                // The step's weights, for the L2 term of the loss (summed by c2st_bce).
+                let (wcopy, n_weights) = (self.work.wcopy as u64 * 4, self.net.n_weights as u64 * 4);
+                enc.copy_buffer_to_buffer(&bufs.params, 0, &bufs.acts, wcopy, n_weights);
+            }
+            let prog = if s + 1 == fold.steps { last.unwrap_or(full) } else { full };
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            prog.record(gpu, &mut pass)?;
+        }
+        let staging = gpu.copy_to_staging(&mut enc, &bufs.acts, self.work.loss as u64, fold.steps);
+        gpu.submit(enc)?;
+        gpu.map_staging(&staging, fold.steps)
+    }
+
+    /// Held-out accuracy of fold `fi`, one submission: the count of correctly classified
+    /// test rows goes to `acts[acc + fi]` (read back for all folds at the end). Returns
+    /// the program, which the caller keeps until that readback.
+    fn evaluate(&self, fi: usize, fold: &Fold, fp: C2stParams) -> Result<Program> {
+        let (gpu, work) = (self.gpu, self.work);
         let mut pb = ProgramBuilder::new(gpu);
-        let x_test = work.x + fold.test_start * d;
-        net.forward(&mut pb, fold.test_len, x_test, work.h1t, work.h2t, work.zt);
+        let x_test = work.x + fold.test_start * self.net.d;
+        self.net.forward(&mut pb, fold.test_len, x_test, work.h1t, work.h2t, work.zt);
         kernels::c2st::c2st_accuracy(
             &mut pb,
             &C2stParams { rows: fold.test_len as u32, z_off: work.zt as u32, out_off: (work.acc + fi) as u32, ..fp },
         );
-        let prog = pb.build(gpu, binds)?;
+        let prog = pb.build(gpu, self.binds)?;
         prog.run(gpu)?;
-        eval_progs.push(prog);
+        Ok(prog)
     }
-    let counts = gpu.read_f32(&acts, work.acc as u64, opts.folds)?;
-    drop(eval_progs);
-    for (c, f) in counts.iter().zip(&folds) {
-        fold_accuracies.push(*c as f64 / f.test_len as f64);
+}
+
+/// The Adam state of each of an epoch's `steps` steps, advancing the global step count
+/// `t`. sklearn: lr_t = lr sqrt(1 − β2^t) / (1 − β1^t), update m / (sqrt(v) + ε): the
+/// shared kernel's form with bias_corr1 = (1 − β1^t) / sqrt(1 − β2^t) and bias_corr2 = 1.
+fn epoch_steps(t: &mut u64, epoch: usize, steps: usize) -> Vec<StepState> {
+    let mut table = Vec::with_capacity(steps);
+    for s in 0..steps {
+        *t += 1;
+        let ti = (*t).min(i32::MAX as u64) as i32;
+        table.push(StepState {
+            step: *t as u32,
+            epoch: epoch as u32,
+            step_in_epoch: s as u32,
+            pad0: 0,
+            lr: LR as f32,
+            bias_corr1: ((1.0 - BETA1.powi(ti)) / (1.0 - BETA2.powi(ti)).sqrt()) as f32,
+            bias_corr2: 1.0,
+            pad1: 0.0,
+        });
     }
-    let mean = fold_accuracies.iter().sum::<f64>() / opts.folds as f64;
-    Ok(C2stReport {
-        score: mean as f32 as f64,
-        fold_accuracies,
-        epochs,
-        final_losses,
-        rows: (n_a, n_b),
-        submissions: gpu.submission_count() - submissions0,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    table
+}
+
+/// sklearn's `_update_no_improvement_count` (early_stopping=False): training stops when
+/// the epoch loss has not improved on the best by `TOL` for more than
+/// `N_ITER_NO_CHANGE` consecutive epochs.
+struct NoImprovement {
+    best: f64,
+    count: usize,
+}
+
+impl NoImprovement {
+    fn new() -> NoImprovement {
+        NoImprovement { best: f64::INFINITY, count: 0 }
+    }
+
+    /// Records one epoch's training loss; true when training should stop.
+    fn update(&mut self, loss: f64) -> bool {
+        if loss > self.best - TOL {
+            self.count += 1;
+        } else {
+            self.count = 0;
+        }
+        if loss < self.best {
+            self.best = loss;
+        }
+        self.count > N_ITER_NO_CHANGE
+    }
 }
 
 /// Records one optimiser step on a minibatch of `rows` rows: 13 dispatches on the

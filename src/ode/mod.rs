@@ -66,8 +66,8 @@ impl Solver {
     pub fn validate(&self) -> Result<()> {
         match *self {
             Solver::Rk4 { steps: 0 } => Err(Error::option("steps", "rk4 needs at least one step")),
-            Solver::Dopri5 { atol, .. } if !(atol > 0.0) => Err(Error::option("atol", format!("must be positive, got {atol}"))),
-            Solver::Dopri5 { rtol, .. } if !(rtol >= 0.0) => {
+            Solver::Dopri5 { atol, .. } if atol.is_nan() || atol <= 0.0 => Err(Error::option("atol", format!("must be positive, got {atol}"))),
+            Solver::Dopri5 { rtol, .. } if rtol.is_nan() || rtol < 0.0 => {
                 Err(Error::option("rtol", format!("must be non-negative, got {rtol}")))
             }
             _ => Ok(()),

@@ -62,7 +62,7 @@ impl PosteriorOptions {
         self.solver.validate()?;
         self.divergence.validate()?;
         if let Some(s) = self.max_seconds {
-            if !(s >= 0.0) {
+            if s.is_nan() || s < 0.0 {
                 return Err(Error::option("max_seconds", format!("must be a non-negative number of seconds, got {s}")));
             }
         }
@@ -100,7 +100,7 @@ pub struct Samples {
 
 impl Samples {
     pub(crate) fn new(dim: usize, values: Vec<f64>, log_prob: Option<Vec<f64>>, report: SampleReport) -> Samples {
-        debug_assert!(dim > 0 && values.len() % dim == 0);
+        debug_assert!(dim > 0 && values.len().is_multiple_of(dim));
         debug_assert!(log_prob.as_ref().is_none_or(|l| l.len() * dim == values.len()));
         Samples { dim, values, log_prob, report }
     }

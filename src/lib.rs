@@ -1,4 +1,39 @@
-//! fmpe: Flow Matching Posterior Estimation on the GPU.
+//! fmpe: Flow Matching Posterior Estimation on the GPU (Dax, Wildberger, Buchholz et
+//! al., NeurIPS 2023, arXiv:2305.17161).
+//!
+//! Simulate → train a vector field `v(t, θ_t, x)` on the optimal-transport path →
+//! sample and evaluate the posterior for observations, every number made by WGSL
+//! compute shaders through wgpu:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use fmpe::model::ModelMeta;
+//! use fmpe::net::{Conditioning, NetConfig};
+//! use fmpe::posterior::{GpuModel, PosteriorOptions, Solver};
+//! use fmpe::tasks::{simulate_dataset, task_by_name};
+//! use fmpe::train::{Control, Fmpe, TrainConfig};
+//! use fmpe::Gpu;
+//!
+//! # fn main() -> fmpe::Result<()> {
+//! let gpu = Arc::new(Gpu::new()?); // or Gpu::with_options(..), Gpu::from_device(device, queue)
+//! let task = task_by_name("two_moons")?;
+//! let (theta, x) = simulate_dataset(task.as_ref(), 10_000, 1); // [n, 2], [n, 2] row-major
+//! let net = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![64; 4], conditioning: Conditioning::Concat, embedding: vec![] };
+//! let model = Fmpe::new(gpu.clone(), net, ModelMeta::default())
+//!     .append_simulations(&theta, &x)?
+//!     .train(&TrainConfig::default(), &mut |p| {
+//!         eprintln!("epoch {} validation loss {:.4}", p.record.epoch, p.record.val_loss);
+//!         Control::Continue // or Control::Stop: the best weights are kept
+//!     })?;
+//! let on_gpu = GpuModel::new(gpu.clone(), &model)?; // weights uploaded once
+//! let posterior = on_gpu.posterior(&[0.0, 0.1])?; // x_o
+//! let opts = PosteriorOptions { solver: Solver::Dopri5 { atol: 1e-5, rtol: 1e-5 }, ..Default::default() };
+//! let samples = posterior.sample(10_000, &opts)?; // [10000, 2], original units
+//! let log_q = posterior.log_prob(samples.as_slice(), &opts)?; // [10000]
+//! assert_eq!((samples.n(), samples.dim(), log_q.len()), (10_000, 2, 10_000));
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! Cargo features: `plot` (default; the `plot` module, PNG plots with plotters) and `cli`
 //! (default; the `fmpe` binary's clap and indicatif, implies `plot`). The library itself

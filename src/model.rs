@@ -261,6 +261,9 @@ impl Model {
         info.transform
             .validate(info.net.dim_theta)
             .map_err(|e| Error::data(&jpath, None, None, e.to_string()))?;
+        if let Some(p) = &info.prior {
+            p.validate(info.net.dim_theta).map_err(|e| Error::data(&jpath, None, None, format!("prior: {e}")))?;
+        }
         let tpath = dir.join("model.safetensors");
         let find = |name: &str, len: usize| -> Result<Vec<f32>> {
             let t = tensors

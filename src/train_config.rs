@@ -95,8 +95,16 @@ impl TrainConfig {
     /// # Errors
     /// [`Error::InvalidOption`] named after the offending field (`batch_size`,
     /// `learning_rate`, `validation_fraction`, `time_prior_exponent`, `sigma_min`,
-    /// `max_epochs`).
+    /// `max_epochs`, `lr_factor`, `min_lr`, `weight_decay`, `beta1`, `beta2`, `eps`);
+    /// a negative or NaN `max_seconds` is named `max_train_seconds`, since
+    /// [`crate::posterior::PosteriorOptions`] has a `max_seconds` of its own.
     pub fn validate(&self) -> Result<()> {
+        self.validate_optimiser()?;
+        if let Some(s) = self.max_seconds {
+            if s.is_nan() || s < 0.0 {
+                return Err(Error::option("max_train_seconds", format!("must be a non-negative number of seconds, got {s}")));
+            }
+        }
         if self.batch_size == 0 {
             return Err(Error::option("batch_size", "must be positive"));
         }
@@ -114,6 +122,29 @@ impl TrainConfig {
         }
         if self.max_epochs == 0 {
             return Err(Error::option("max_epochs", "must be positive"));
+        }
+        Ok(())
+    }
+
+    /// Checks Adam's and the schedule's constants (see [`TrainConfig::validate`]).
+    fn validate_optimiser(&self) -> Result<()> {
+        let bad = |v: f64, ok: bool| v.is_nan() || !ok;
+        if bad(self.lr_factor, self.lr_factor > 0.0 && self.lr_factor <= 1.0) {
+            return Err(Error::option("lr_factor", format!("must be in (0, 1], got {}", self.lr_factor)));
+        }
+        if bad(self.min_lr, self.min_lr >= 0.0) {
+            return Err(Error::option("min_lr", format!("must be non-negative, got {}", self.min_lr)));
+        }
+        if bad(self.weight_decay, self.weight_decay >= 0.0) {
+            return Err(Error::option("weight_decay", format!("must be non-negative, got {}", self.weight_decay)));
+        }
+        for (name, beta) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if bad(beta, (0.0..1.0).contains(&beta)) {
+                return Err(Error::option(name, format!("must be in [0, 1), got {beta}")));
+            }
+        }
+        if bad(self.eps, self.eps > 0.0 && self.eps.is_finite()) {
+            return Err(Error::option("eps", format!("must be a positive number, got {}", self.eps)));
         }
         Ok(())
     }
@@ -140,4 +171,38 @@ pub struct EpochRecord {
     pub learning_rate: f64,
     /// Wall-clock seconds since training started.
     pub seconds: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every invalid value is refused with the field's name.
+    #[test]
+    fn invalid_values_are_named_by_their_field() {
+        let cases: Vec<(&str, TrainConfig)> = vec![
+            ("batch_size", TrainConfig { batch_size: 0, ..Default::default() }),
+            ("learning_rate", TrainConfig { learning_rate: f64::NAN, ..Default::default() }),
+            ("validation_fraction", TrainConfig { validation_fraction: 1.0, ..Default::default() }),
+            ("time_prior_exponent", TrainConfig { time_prior_exponent: -1.0, ..Default::default() }),
+            ("sigma_min", TrainConfig { sigma_min: -0.1, ..Default::default() }),
+            ("max_epochs", TrainConfig { max_epochs: 0, ..Default::default() }),
+            ("lr_factor", TrainConfig { lr_factor: 0.0, ..Default::default() }),
+            ("min_lr", TrainConfig { min_lr: -1e-6, ..Default::default() }),
+            ("weight_decay", TrainConfig { weight_decay: f64::NAN, ..Default::default() }),
+            ("beta1", TrainConfig { beta1: 1.0, ..Default::default() }),
+            ("beta2", TrainConfig { beta2: -0.1, ..Default::default() }),
+            ("eps", TrainConfig { eps: 0.0, ..Default::default() }),
+            ("max_train_seconds", TrainConfig { max_seconds: Some(-1.0), ..Default::default() }),
+            ("max_train_seconds", TrainConfig { max_seconds: Some(f64::NAN), ..Default::default() }),
+        ];
+        for (name, tc) in cases {
+            match tc.validate() {
+                Err(Error::InvalidOption { name: got, .. }) => assert_eq!(got, name),
+                other => panic!("{name}: expected InvalidOption, got {other:?}"),
+            }
+        }
+        assert!(TrainConfig::default().validate().is_ok());
+        assert!(TrainConfig { max_seconds: Some(0.0), weight_decay: 0.01, ..Default::default() }.validate().is_ok());
+    }
 }

@@ -10,7 +10,6 @@ const FLAGS: &[(&str, &str)] = &[
     ("transform", "--prior-low/--prior-high (or --no-transform)"),
     ("max_seconds", "--max-sampling-time"),
     ("reject_outside_prior", "--no-reject"),
-    ("ignore_support", "--ignore-support"),
     ("hidden", "--hidden/--blocks"),
     ("divergence", "--probes"),
 ];

@@ -37,7 +37,8 @@ pub enum PowerPreference {
 /// How fmpe picks its adapter. `Default` is: the primary backends (Vulkan, Metal,
 /// DX12), wgpu's high-performance adapter. The library reads no environment
 /// variables; the binary and the tests build these options from `WGPU_BACKEND`,
-/// `WGPU_ADAPTER_NAME` and `WGPU_POWER_PREF` with [`GpuOptions::from_vars`].
+/// `WGPU_ADAPTER_NAME`, `WGPU_ADAPTER_INDEX` and `WGPU_POWER_PREF` with
+/// [`GpuOptions::from_vars`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct GpuOptions {
@@ -393,7 +394,7 @@ impl Gpu {
         let mut enc = self.encoder();
         let staging = self.copy_to_staging(&mut enc, src, offset, len);
         self.submit(enc)?;
-        self.map_staging(&staging, len)
+        self.map_staging(staging, len)
     }
 
     /// Records a copy of `len` f32 at element `offset` of `src` into a staging buffer
@@ -426,10 +427,13 @@ impl Gpu {
     }
 
     /// Maps a staging buffer filled by an already submitted copy and returns `len` f32.
+    /// The buffer is taken by value: it goes back to the pool that
+    /// [`Gpu::copy_to_staging`] draws from, so no caller keeps a handle to a buffer the
+    /// pool may hand out again.
     ///
     /// # Errors
     /// [`Error::Gpu`] if mapping fails, [`Error::DeviceLost`] if the device is gone.
-    pub fn map_staging(&self, staging: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+    pub fn map_staging(&self, staging: wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
         if len == 0 {
             return Ok(Vec::new());
         }
@@ -450,7 +454,7 @@ impl Gpu {
         staging.unmap();
         let mut pool = self.staging.lock().unwrap();
         if pool.len() < 8 {
-            pool.push(staging.clone());
+            pool.push(staging);
         }
         Ok(out)
     }

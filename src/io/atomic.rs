@@ -135,7 +135,8 @@ impl StagedDir {
     ///
     /// # Errors
     /// [`Error::Io`] naming `dest` if a rename fails (the temporary directory is then
-    /// removed and `dest` is as it was), or naming the old directory if it cannot be
+    /// removed and `dest` is as it was; should even putting the previous directory back
+    /// fail, it is kept, never deleted, and the message names where), or naming the old directory if it cannot be
     /// removed after the swap (the new `dest` is in place by then).
     pub fn commit(self) -> Result<()> {
         let StagedDir { tmp, dest } = self;
@@ -151,8 +152,18 @@ impl StagedDir {
         let old = old_holder.path().join("old");
         std::fs::rename(&dest, &old).map_err(|e| Error::io(&dest, e))?;
         if let Err(e) = std::fs::rename(tmp.path(), &dest) {
-            // Put the previous directory back.
-            let _ = std::fs::rename(&old, &dest);
+            // Put the previous directory back; if even that fails, keep it where it is
+            // (never delete the previous output) and say where.
+            if let Err(back) = std::fs::rename(&old, &dest) {
+                let kept = old_holder.keep();
+                return Err(Error::io(
+                    &dest,
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("{e}; the previous directory could not be put back ({back}) and is kept at {}", kept.join("old").display()),
+                    ),
+                ));
+            }
             return Err(Error::io(&dest, e));
         }
         let _ = tmp.keep();

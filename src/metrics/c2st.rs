@@ -571,7 +571,7 @@ impl Trainer<'_> {
         }
         let staging = gpu.copy_to_staging(&mut enc, &bufs.acts, self.work.loss as u64, fold.steps);
         gpu.submit(enc)?;
-        gpu.map_staging(&staging, fold.steps)
+        gpu.map_staging(staging, fold.steps)
     }
 
     /// Held-out accuracy of fold `fi`, one submission: the count of correctly classified

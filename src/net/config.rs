@@ -30,7 +30,7 @@
 //!
 //! The embedding is trained jointly with the vector field (its gradient is the input
 //! layer's gradient w.r.t. the `e` columns of `z`); it depends on x only, so sampling and
-//! density evaluation compute `e(x_o)` once per chunk, and θ-tangents never pass it.
+//! density evaluation compute `e(x_o)` once per ODE plan, and θ-tangents never pass it.
 //!
 //! All parameters live in **one flat f32 buffer**; [`ParamLayout`] gives each tensor's
 //! offset, in this order: `embedding.0`, …, `embedding.{L-1}` (if any), `input`, then
@@ -235,10 +235,11 @@ impl ParamLayout {
     }
 }
 
-/// Largest `dim_x` that `--embedding auto` feeds to the network directly.
+/// Largest `dim_x` that the automatic embedding choice ([`auto_embedding`]) feeds to
+/// the network directly.
 pub const AUTO_EMBEDDING_MAX_DIM_X: usize = 32;
 
-/// The embedding `--embedding auto` chooses: none for `dim_x ≤ 32` (the input layer is
+/// The embedding chosen automatically (the CLI's `--embedding auto`): none for `dim_x ≤ 32` (the input layer is
 /// already a learned linear map of x, and the benchmark tasks with such x train well
 /// without one), else `[128, 128, 32]`. For the 100-dimensional tasks (slcp_distractors:
 /// 8 informative values among 92 distractors; bernoulli_glm_raw: 100 binary responses

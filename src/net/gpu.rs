@@ -1,6 +1,7 @@
 //! Recording the vector-field network on the GPU: training forward + backward (all
 //! activations kept for the backward pass) and the evaluation forward used by the ODE
-//! solvers, whose x-dependent part is computed once per chunk of samples (not per step).
+//! solvers, whose x-dependent part is computed once per ODE plan (observation, chunk
+//! size, solver), never per step.
 //!
 //! Every linear layer is one fused matmul dispatch (bias, GELU on load, gate and
 //! residual in the epilogue); the weight gradient and bias gradient of a layer come
@@ -358,7 +359,7 @@ impl EvalGraph {
         4 * hmax
     }
 
-    /// Records the x-only part (run once per observation, after `x` is uploaded): the
+    /// Records the x-only part (run once per ODE plan, after `x` is uploaded): the
     /// embedding `e(x_o)` (one 1-row dispatch per embedding layer), then the constants
     /// of [`EvalGraph::pre`] from it.
     pub fn precompute(&self, b: &mut ProgramBuilder, cfg: &NetConfig, layout: &ParamLayout) {

@@ -7,7 +7,8 @@ use crate::net::{EvalGraph, JvpGraph, NetConfig, ParamLayout};
 use super::record;
 
 /// How the divergence `∇_θ · v` is computed for log-densities.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Divergence {
     /// Exact trace of the Jacobian: one tangent pass per θ dimension (all batched in one
     /// set of dispatches over `dim_theta × rows` tangent rows). Cost ∝ dim_theta.

@@ -32,7 +32,8 @@ pub use field::Divergence;
 use crate::error::{Error, Result};
 
 /// ODE solver for the probability-flow ODE dθ/dt = v(t, θ, x_o).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Solver {
     /// Classic 4th-order Runge–Kutta with `steps` equal steps on [0, 1] (4 field
     /// evaluations each).
@@ -82,7 +83,7 @@ pub(crate) const RK4_STAGES: [(f32, &[f32]); 4] = [(0.0, &[]), (0.5, &[0.5]), (0
 pub(crate) const RK4_WEIGHTS: [f32; 4] = [1.0 / 6.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 6.0];
 
 /// dopri5 tableau rows a_s (stages 2..7) and nodes c_s; the weights and the error
-/// estimate live in `shaders/dopri5.wgsl`.
+/// estimate live in `shaders/ode_dopri5.wgsl`.
 pub(crate) const DOPRI_A: [(f32, [f32; 6]); 6] = [
     (0.2, [0.2, 0.0, 0.0, 0.0, 0.0, 0.0]),
     (0.3, [3.0 / 40.0, 9.0 / 40.0, 0.0, 0.0, 0.0, 0.0]),

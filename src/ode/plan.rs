@@ -264,6 +264,9 @@ impl Plan {
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
         if let Some(init) = init {
             if !self.precomputed {
+                // Marked done when recorded: every caller today submits what it records
+                // (a failed solve drops the plan). A public record-only API must set
+                // this after the caller's submit instead.
                 self.precompute.record(gpu, &mut pass)?;
                 self.precomputed = true;
             }
@@ -363,7 +366,7 @@ impl Plan {
             taken += DOPRI_STEPS_PER_SUBMIT;
             let staging = gpu.copy_to_staging(&mut enc, &self.acts, self.ws.count as u64, 1);
             gpu.submit(enc)?;
-            let active = gpu.map_staging(&staging, 1)?[0];
+            let active = gpu.map_staging(staging, 1)?[0];
             if active == 0.0 {
                 break;
             }
@@ -395,11 +398,11 @@ impl Plan {
 
     fn read_results(&self, gpu: &Gpu, s: Staged) -> Result<ChunkOutput> {
         let (n, d) = (self.ws.n, self.ws.d);
-        let log_q = s.log_q.map(|b| gpu.map_staging(&b, n)).transpose()?.unwrap_or_default();
-        let samples = s.samples.map(|b| gpu.map_staging(&b, n * d)).transpose()?.unwrap_or_default();
+        let log_q = s.log_q.map(|b| gpu.map_staging(b, n)).transpose()?.unwrap_or_default();
+        let samples = s.samples.map(|b| gpu.map_staging(b, n * d)).transpose()?.unwrap_or_default();
         let (mut accepted, mut rejected) = (0.0, 0.0);
         if let Some(b) = s.stats {
-            let st = gpu.map_staging(&b, 2 * n)?;
+            let st = gpu.map_staging(b, 2 * n)?;
             accepted = st.iter().step_by(2).map(|&v| v as f64).sum();
             rejected = st.iter().skip(1).step_by(2).map(|&v| v as f64).sum();
         }
@@ -470,7 +473,7 @@ mod tests {
             plan.record_rk4(&gpu, &mut enc, &start).unwrap();
             let staging = gpu.copy_to_staging(&mut enc, &plan.acts, plan.ws.out as u64, n * d);
             gpu.submit(enc).unwrap();
-            assert_eq!(gpu.map_staging(&staging, n * d).unwrap(), host.samples);
+            assert_eq!(gpu.map_staging(staging, n * d).unwrap(), host.samples);
         }
         let other = plan.solve(&gpu, &ChunkStart { first_index: 6, ..start }).unwrap();
         assert_eq!(other.samples[..(n - 1) * d], host.samples[d..], "rows are keyed by their index");

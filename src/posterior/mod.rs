@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::model::BoxPrior;
+use crate::prior::BoxPrior;
 use crate::ode::plan::{ChunkOutput, ChunkStart, Constants, Net, Plan, PlanKey};
 use crate::transform::ThetaTransform;
 

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::model::{BoxPrior, Model};
+use crate::model::Model;
+use crate::prior::BoxPrior;
 use crate::net::{NetConfig, ParamLayout};
 use crate::transform::{ThetaTransform, XTransform};
 

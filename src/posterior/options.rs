@@ -7,7 +7,8 @@ use crate::ode::{Divergence, Solver};
 /// Options shared by [`super::Posterior::sample`], [`super::Posterior::log_prob`] and
 /// [`super::Posterior::sample_and_log_prob`]. Invalid values give
 /// [`Error::InvalidOption`] with the field's name.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct PosteriorOptions {
     /// ODE solver (default dopri5 with atol = rtol = 1e-5). Every operation accepts both
     /// solvers; log-densities are integrated with the same steps as the samples.

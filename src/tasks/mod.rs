@@ -62,7 +62,8 @@ pub trait Task: Send + Sync {
     /// The prior over θ.
     fn prior(&self) -> &Prior;
 
-    /// The x transform `--x-transform auto` picks for this task (default: none).
+    /// The x transform this task asks for (what the CLI's `--x-transform auto` picks;
+    /// default: none).
     fn default_x_transform(&self) -> XTransform {
         XTransform::Identity
     }

@@ -86,6 +86,9 @@ impl Simulations {
 pub(crate) fn constant_column_warnings(theta: &[f64], x: &[f64], dt: usize, dx: usize) -> Vec<String> {
     let n = theta.len() / dt.max(1);
     let mut warnings = Vec::new();
+    if n == 0 {
+        return warnings;
+    }
     for (name, vals, d) in [("theta", theta, dt), ("x", x, dx)] {
         for c in 0..d {
             let first = vals[c];
@@ -192,4 +195,19 @@ pub struct ZscoreStats {
     pub x_mean: Vec<f64>,
     /// Column standard deviations of x `[dim_x]`.
     pub x_std: Vec<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_column_warnings;
+
+    #[test]
+    fn constant_columns_are_reported_and_no_rows_is_no_warning() {
+        assert!(constant_column_warnings(&[], &[], 2, 3).is_empty());
+        let theta = [1.0, 5.0, 2.0, 5.0];
+        let x = [0.5, 0.5];
+        let w = constant_column_warnings(&theta, &x, 2, 1);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].starts_with("theta column 2 is constant (5)") && w[1].starts_with("x column 1"), "{w:?}");
+    }
 }

@@ -333,7 +333,7 @@ impl<'g> Trainer<'g> {
         let slots = spe + self.split.val_chunks();
         let staging = self.gpu.copy_to_staging(&mut enc, &self.bufs.acts, self.ws.loss_off as u64, slots);
         self.gpu.submit(enc)?;
-        let l = self.gpu.map_staging(&staging, slots)?;
+        let l = self.gpu.map_staging(staging, slots)?;
         let dt = self.cfg.dim_theta as f64;
         let done = self.step_in_epoch;
         let train_loss = l[..done].iter().map(|&v| v as f64).sum::<f64>() / (done as f64 * self.split.batch as f64 * dt);
@@ -410,7 +410,7 @@ impl<'g> Trainer<'g> {
         let src = if self.pending_best_copy { &self.bufs.params } else { &self.bufs.best };
         let staging = self.gpu.copy_to_staging(&mut enc, src, 0, len);
         self.gpu.submit(enc)?;
-        let params = self.gpu.map_staging(&staging, len)?;
+        let params = self.gpu.map_staging(staging, len)?;
         Ok(TrainOutcome {
             params,
             stats: self.stats,

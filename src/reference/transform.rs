@@ -24,8 +24,10 @@ pub const LOG_FLOOR: f64 = f32::MIN_POSITIVE as f64;
 ///
 /// * Identity: `(θ, 0)`.
 /// * Logit on `(low, high)`, `w = high − low`, `a = max(θ − low, ε w)`,
-///   `b = max(high − θ, ε w)`: `θ' = log a − log b`, `log |dθ'/dθ| = log w − log a − log b`.
-/// * Log above `low`, `a = max(θ − low, LOG_FLOOR)`: `θ' = log a`, `log |dθ'/dθ| = −log a`.
+///   `c = max(high − θ, ε w)`: `θ' = log(a / c)`, `log |dθ'/dθ| = log(w / (a c))`.
+/// * Log above `low`, `a = max(θ − low, LOG_FLOOR)`: `θ' = log a`, `log |dθ'/dθ| = log(1 / a)`.
+///
+/// (Written in another algebraic form than the library's host map on purpose.)
 pub fn forward(b: &Bijection, theta: f64) -> (f64, f64) {
     match *b {
         Bijection::Identity => (theta, 0.0),
@@ -33,11 +35,11 @@ pub fn forward(b: &Bijection, theta: f64) -> (f64, f64) {
             let w = high - low;
             let a = (theta - low).max(LOGIT_EPS * w);
             let c = (high - theta).max(LOGIT_EPS * w);
-            (a.ln() - c.ln(), w.ln() - a.ln() - c.ln())
+            ((a / c).ln(), (w / (a * c)).ln())
         }
         Bijection::Log { low } => {
             let a = (theta - low).max(LOG_FLOOR);
-            (a.ln(), -a.ln())
+            (a.ln(), (1.0 / a).ln())
         }
     }
 }
@@ -45,31 +47,34 @@ pub fn forward(b: &Bijection, theta: f64) -> (f64, f64) {
 /// Inverse map of one component: returns `(θ, log |dθ'/dθ|)` for a value `y = θ'`.
 ///
 /// * Identity: `(y, 0)`.
-/// * Logit: `θ = low + w σ(y)` (evaluated as `high − w σ(−y)` for `y ≥ 0`, so either
-///   bound is approached with full relative precision), `log |dθ'/dθ| =
-///   −log w + softplus(y) + softplus(−y)`.
-/// * Log: `θ = low + exp(y)`, `log |dθ'/dθ| = −y`.
+/// * Logit: `θ = low + w eʸ / (1 + eʸ)` for `y < 0`, `θ = high − w / (1 + eʸ)` for
+///   `y ≥ 0` (each bound approached with full relative precision),
+///   `log |dθ'/dθ| = −log w + |y| + 2 log(1 + e^−|y|)` (= `−log(w σ(y) σ(−y))`).
+/// * Log: `θ = low + eʸ`, `log |dθ'/dθ| = −y`.
 pub fn inverse(b: &Bijection, y: f64) -> (f64, f64) {
     match *b {
         Bijection::Identity => (y, 0.0),
         Bijection::Logit { low, high } => {
             let w = high - low;
-            let s = |v: f64| 1.0 / (1.0 + (-v).exp());
-            let theta = if y >= 0.0 { high - w * s(-y) } else { low + w * s(y) };
-            let softplus = |v: f64| v.max(0.0) + (-v.abs()).exp().ln_1p();
-            (theta, -w.ln() + softplus(y) + softplus(-y))
+            let theta = if y < 0.0 {
+                let e = y.exp();
+                low + w * e / (1.0 + e)
+            } else {
+                high - w / (1.0 + y.exp())
+            };
+            (theta, -w.ln() + y.abs() + 2.0 * (-y.abs()).exp().ln_1p())
         }
         Bijection::Log { low } => (low + y.exp(), -y),
     }
 }
 
 /// Forward map of rows `theta [n, d]` with one bijection per component (`bij [d]`):
-/// returns `(θ' [n, d], Σ_j log |dθ'_j/dθ_j| [n])`.
+/// returns `(θ' [n, d], Σ_j log |dθ'_j/dθ_j| [n])` (the sum taken left to right).
 ///
 /// # Panics
 /// If `theta.len()` is not a multiple of `bij.len()`.
 pub fn forward_rows(bij: &[Bijection], theta: &[f64]) -> (Vec<f64>, Vec<f64>) {
-    map_rows(bij, theta, forward)
+    rows_by_index(bij, theta, forward)
 }
 
 /// Inverse map of rows `y [n, d]`: returns `(θ [n, d], Σ_j log |dθ'_j/dθ_j| [n])`.
@@ -77,22 +82,22 @@ pub fn forward_rows(bij: &[Bijection], theta: &[f64]) -> (Vec<f64>, Vec<f64>) {
 /// # Panics
 /// If `y.len()` is not a multiple of `bij.len()`.
 pub fn inverse_rows(bij: &[Bijection], y: &[f64]) -> (Vec<f64>, Vec<f64>) {
-    map_rows(bij, y, inverse)
+    rows_by_index(bij, y, inverse)
 }
 
-fn map_rows(bij: &[Bijection], v: &[f64], f: fn(&Bijection, f64) -> (f64, f64)) -> (Vec<f64>, Vec<f64>) {
+/// Element `(i, j)` of `v [n, d]` through `f(bij[j], ·)`, with the per-row sums.
+fn rows_by_index(bij: &[Bijection], v: &[f64], f: fn(&Bijection, f64) -> (f64, f64)) -> (Vec<f64>, Vec<f64>) {
     let d = bij.len();
     assert!(d > 0 && v.len().is_multiple_of(d), "rows must be [n, {d}]");
-    let mut out = Vec::with_capacity(v.len());
-    let mut ld = Vec::with_capacity(v.len() / d);
-    for row in v.chunks(d) {
-        let mut s = 0.0;
-        for (b, &x) in bij.iter().zip(row) {
-            let (y, l) = f(b, x);
-            out.push(y);
-            s += l;
+    let n = v.len() / d;
+    let mut out = vec![0.0; v.len()];
+    let mut ld = vec![0.0; n];
+    for i in 0..n {
+        for j in 0..d {
+            let (y, l) = f(&bij[j], v[i * d + j]);
+            out[i * d + j] = y;
+            ld[i] += l;
         }
-        ld.push(s);
     }
     (out, ld)
 }

@@ -367,7 +367,6 @@ fn circle_through(graph: &BTreeMap<String, BTreeSet<String>>, comp: &[String], s
 }
 
 #[test]
-#[ignore = "enabled at integration"]
 fn no_import_cycle_between_top_level_modules() {
     let edges = crate_edges();
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -449,7 +448,6 @@ fn all_functions() -> Vec<FnSpan> {
 }
 
 #[test]
-#[ignore = "enabled at integration"]
 fn no_function_in_src_is_longer_than_the_limit() {
     let fns = all_functions();
     assert!(fns.len() > 100, "the scanner found only {} functions in src/", fns.len());

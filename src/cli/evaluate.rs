@@ -186,7 +186,8 @@ fn score_observation(a: &EvaluateArgs, task: &dyn Task, on_gpu: &GpuModel, input
             (s, rep)
         }
         Err(Error::LowAcceptance(msg)) => {
-            eprintln!("observation {k}: failed: {}", super::flags::with_flags(&msg));
+            let msg = super::flags::with_flags(&msg);
+            eprintln!("observation {k}: failed: {msg}");
             return Ok(serde_json::json!({
                 "observation": k, "c2st": serde_json::Value::Null, "error": msg,
                 "sample_seconds": ts.elapsed().as_secs_f64(),

@@ -10,12 +10,12 @@ use crate::net::JvpGraph;
 use super::workspace::Workspace;
 use super::DOPRI_HMIN;
 
-/// Records the Runge–Kutta stage input `tin[i] = [t_i + c h_i, y_i + h_i Σ_s coef_s k_s,i]`
-/// (the first `dim_theta` of the `ds` state columns).
-pub(crate) fn stage_input(b: &mut ProgramBuilder, w: &Workspace, c: f32, coef: &[f32]) {
+/// The `ode_axpy` parameters of one workspace: `mode` over the `n` rows with the
+/// stage coefficients `coef` (at most 8; unused entries 0).
+fn axpy(w: &Workspace, mode: AxpyMode, coef: &[f32]) -> AxpyParams {
     let mut cf = [0f32; 8];
     cf[..coef.len()].copy_from_slice(coef);
-    let p = AxpyParams {
+    AxpyParams {
         n: w.n as u32,
         d: w.ds as u32,
         d_net: w.d as u32,
@@ -25,33 +25,22 @@ pub(crate) fn stage_input(b: &mut ProgramBuilder, w: &Workspace, c: f32, coef: &
         h_off: w.h as u32,
         k_off: w.k as u32,
         k_stride: (w.n * w.ds) as u32,
-        out_off: w.tin as u32,
-        out_rs: (w.d + 1) as u32,
-        mode: AxpyMode::Stage as u32,
-        c,
-        pad: [0.0; 3],
+        mode: mode as u32,
         coef: cf,
-    };
+        ..Default::default()
+    }
+}
+
+/// Records the Runge–Kutta stage input `tin[i] = [t_i + c h_i, y_i + h_i Σ_s coef_s k_s,i]`
+/// (the first `dim_theta` of the `ds` state columns).
+pub(crate) fn stage_input(b: &mut ProgramBuilder, w: &Workspace, c: f32, coef: &[f32]) {
+    let p = AxpyParams { out_off: w.tin as u32, out_rs: (w.d + 1) as u32, c, ..axpy(w, AxpyMode::Stage, coef) };
     kernels::ode::ode_axpy(b, &p);
 }
 
 /// Records the rk4 update `y_i += h_i Σ_s weights_s k_s,i` (all `ds` columns), `t_i += h_i`.
 pub(crate) fn rk4_update(b: &mut ProgramBuilder, w: &Workspace, weights: [f32; 4]) {
-    let p = AxpyParams {
-        n: w.n as u32,
-        d: w.ds as u32,
-        d_net: w.d as u32,
-        nk: 4,
-        y_off: w.y as u32,
-        t_off: w.t as u32,
-        h_off: w.h as u32,
-        k_off: w.k as u32,
-        k_stride: (w.n * w.ds) as u32,
-        mode: AxpyMode::Update as u32,
-        coef: [weights[0], weights[1], weights[2], weights[3], 0.0, 0.0, 0.0, 0.0],
-        ..Default::default()
-    };
-    kernels::ode::ode_axpy(b, &p);
+    kernels::ode::ode_axpy(b, &axpy(w, AxpyMode::Update, &weights));
 }
 
 /// Per-chunk start values of `ode_init`.

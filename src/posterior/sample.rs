@@ -116,6 +116,7 @@ impl Posterior {
         let mut report = SampleReport::default();
         let (mut next_index, mut round) = (0u64, 0u32);
         let (mut steps_sum, mut rej_sum, mut accepted_total) = (0.0, 0.0, 0usize);
+        let mut row = vec![0.0f64; d];
         while values.len() < n * d {
             let need = n - values.len() / d;
             let draw = next_draw(need, report.proposed, accepted_total, reject, opts.max_seconds.is_some());
@@ -127,8 +128,8 @@ impl Posterior {
                 let out = self.solve_chunk(key, &ChunkStart { seed: opts.seed, first_index, round, theta_z: None })?;
                 steps_sum += out.accepted;
                 rej_sum += out.rejected;
-                for (i, row) in out.samples.chunks(d).enumerate() {
-                    let row: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+                for (i, row32) in out.samples.chunks(d).enumerate() {
+                    row.iter_mut().zip(row32).for_each(|(r, &v)| *r = v as f64);
                     if !reject || prior.is_some_and(|p| p.contains(&row)) {
                         accepted_total += 1;
                         if values.len() < n * d {

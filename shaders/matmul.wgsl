@@ -23,6 +23,11 @@
 //
 // Tiles: 64 x 64 outputs per workgroup of 16 x 16 threads, 4 x 4 per thread (strided),
 // k-tile 16.
+//
+// Two kernels share this file: the portable one reads flags, operators and buffer codes
+// from the uniform block; the specialised one (SPECIALIZED = true, the GPU variant) has
+// them fixed as override constants when its pipeline is created (src/kernels/matmul.rs),
+// so none of those branches is left in the loops.
 
 struct Mat {
     buf: u32,
@@ -50,9 +55,41 @@ struct MatmulParams {
 
 // MATMUL_FLAG_* and BUF_* come from the generated prelude (src/kernels/matmul.rs).
 
+override SPECIALIZED: bool = false;
+override FLAGS: u32 = 0u;
+override A_OP: u32 = 0u;
+override B_OP: u32 = 0u;
+override ACT: u32 = 0u;
+override AUX_OP: u32 = 0u;
+override M_OP: u32 = 0u;
+override A_BUF: u32 = 0u;
+override B_BUF: u32 = 1u;
+override BIAS_BUF: u32 = 1u;
+override AUX_BUF: u32 = 0u;
+override RES_BUF: u32 = 0u;
+override M_BUF: u32 = 0u;
+override C_BUF: u32 = 0u;
+override PRIMAL_MOD: bool = false;
+override A_KCONTIG: bool = false; // A's column stride is 1
+override B_KCONTIG: bool = false; // B's row stride is 1 (column stride != 1)
+
+// Flags, operators and buffers: constants when specialised, else from the uniform block.
+fn has(flag: u32) -> bool {
+    if (SPECIALIZED) {
+        return (FLAGS & flag) != 0u;
+    }
+    return (u.flags & flag) != 0u;
+}
+fn pick(runtime: u32, fixed: u32) -> u32 {
+    if (SPECIALIZED) {
+        return fixed;
+    }
+    return runtime;
+}
+
 // Row of a primal operand (M, aux) for output/A row i.
 fn prow(i: u32) -> u32 {
-    if (u.extra.y != 0u) {
+    if ((SPECIALIZED && PRIMAL_MOD) || (!SPECIALIZED && u.extra.y != 0u)) {
         return i % u.extra.y;
     }
     return i;
@@ -83,7 +120,7 @@ fn main(
 ) {
     let row0 = wg.y * 64u;
     let col0 = wg.x * 64u;
-    let ones_col = (u.flags & MATMUL_FLAG_ONES_COL) != 0u;
+    let ones_col = has(MATMUL_FLAG_ONES_COL);
     // Columns of B that come from memory (the ones column is virtual).
     var nb = u.n;
     if (ones_col) {
@@ -99,7 +136,7 @@ fn main(
             // Walk memory-contiguously: k fastest when A's column stride is 1.
             var i = idx % 64u;
             var kk = idx / 64u;
-            if (u.a.cs == 1u) {
+            if ((SPECIALIZED && A_KCONTIG) || (!SPECIALIZED && u.a.cs == 1u)) {
                 kk = idx % 16u;
                 i = idx / 16u;
             }
@@ -107,9 +144,9 @@ fn main(
             let gk = k0 + kk;
             var v = 0.0;
             if (gi < u.m && gk < u.k) {
-                v = apply_op(u.ops.x, ld(u.a.buf, u.a.off + gi * u.a.rs + gk * u.a.cs));
-                if ((u.flags & MATMUL_FLAG_AMUL) != 0u) {
-                    v = v * apply_op(u.extra.z, ld(u.amul.buf, u.amul.off + prow(gi) * u.amul.rs + gk * u.amul.cs));
+                v = apply_op(pick(u.ops.x, A_OP), ld(pick(u.a.buf, A_BUF), u.a.off + gi * u.a.rs + gk * u.a.cs));
+                if (has(MATMUL_FLAG_AMUL)) {
+                    v = v * apply_op(pick(u.extra.z, M_OP), ld(pick(u.amul.buf, M_BUF), u.amul.off + prow(gi) * u.amul.rs + gk * u.amul.cs));
                 }
             }
             As[kk * 64u + i] = v;
@@ -118,7 +155,7 @@ fn main(
             let idx = li + e * 256u;
             var j = idx % 64u;
             var kk = idx / 64u;
-            if (u.b.cs != 1u) {
+            if ((SPECIALIZED && B_KCONTIG) || (!SPECIALIZED && u.b.cs != 1u)) {
                 kk = idx % 16u;
                 j = idx / 16u;
             }
@@ -127,7 +164,7 @@ fn main(
             var v = 0.0;
             if (gk < u.k) {
                 if (gj < nb) {
-                    v = apply_op(u.ops.y, ld(u.b.buf, u.b.off + gk * u.b.rs + gj * u.b.cs));
+                    v = apply_op(pick(u.ops.y, B_OP), ld(pick(u.b.buf, B_BUF), u.b.off + gk * u.b.rs + gj * u.b.cs));
                 } else if (ones_col && gj == nb) {
                     v = 1.0;
                 }
@@ -166,21 +203,21 @@ fn main(
                 grads[u.extra.x + i] = v;
                 continue;
             }
-            if ((u.flags & MATMUL_FLAG_BIAS) != 0u) {
-                v = v + ld(u.bias.buf, u.bias.off + j * u.bias.cs);
+            if (has(MATMUL_FLAG_BIAS)) {
+                v = v + ld(pick(u.bias.buf, BIAS_BUF), u.bias.off + j * u.bias.cs);
             }
-            v = apply_op(u.ops.z, v);
-            if ((u.flags & MATMUL_FLAG_PRE) != 0u) {
+            v = apply_op(pick(u.ops.z, ACT), v);
+            if (has(MATMUL_FLAG_PRE)) {
                 acts[u.pre.off + i * u.pre.rs + j * u.pre.cs] = v;
             }
-            if ((u.flags & MATMUL_FLAG_AUX) != 0u) {
-                v = v * apply_op(u.ops.w, ld(u.aux.buf, u.aux.off + prow(i) * u.aux.rs + j * u.aux.cs));
+            if (has(MATMUL_FLAG_AUX)) {
+                v = v * apply_op(pick(u.ops.w, AUX_OP), ld(pick(u.aux.buf, AUX_BUF), u.aux.off + prow(i) * u.aux.rs + j * u.aux.cs));
             }
-            if ((u.flags & MATMUL_FLAG_RES) != 0u) {
-                v = v + ld(u.res.buf, u.res.off + i * u.res.rs + j * u.res.cs);
+            if (has(MATMUL_FLAG_RES)) {
+                v = v + ld(pick(u.res.buf, RES_BUF), u.res.off + i * u.res.rs + j * u.res.cs);
             }
             let o = u.c.off + i * u.c.rs + j * u.c.cs;
-            if (u.c.buf == BUF_GRADS) {
+            if (pick(u.c.buf, C_BUF) == BUF_GRADS) {
                 grads[o] = v;
             } else {
                 acts[o] = v;

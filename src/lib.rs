@@ -38,6 +38,7 @@
 //! Cargo features: `plot` (default; the `plot` module, PNG plots with plotters) and `cli`
 //! (default; the `fmpe` binary's clap and indicatif, implies `plot`). The library itself
 //! needs neither: `default-features = false` drops all three dependencies.
+pub mod bench;
 pub mod error;
 pub mod gpu;
 pub mod io;

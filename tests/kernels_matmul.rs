@@ -1,10 +1,48 @@
 //! The matmul kernel (`src/kernels/matmul.rs`, `shaders/matmul.wgsl`) against f64
 //! references on small random inputs: every epilogue step, the ones column, strides and
 //! broadcasting, the tangent multiplier (`a_mul`) and primal rows (`primal_rows`).
+//! Every test runs on every matmul variant the adapter can run (portable, the
+//! specialised tiled GPU variant, and the subgroup CPU variant where the adapter has
+//! 8-lane subgroups), each against the same reference.
 mod common;
 
+use std::cell::Cell;
+use std::sync::OnceLock;
+
 use common::*;
+use fmpe::gpu::{GpuOptions, KernelChoice};
 use fmpe::kernels::{Bindings, Buf, Mat, Matmul, Op, ProgramBuilder};
+use fmpe::Gpu;
+
+/// One device per variant the adapter can run.
+fn variants() -> &'static [(KernelChoice, Gpu)] {
+    static V: OnceLock<Vec<(KernelChoice, Gpu)>> = OnceLock::new();
+    V.get_or_init(|| {
+        let base = gpu_options();
+        let mut v = Vec::new();
+        for choice in [KernelChoice::Portable, KernelChoice::Gpu, KernelChoice::Cpu] {
+            match Gpu::with_options(&GpuOptions { kernels: choice, ..base.clone() }) {
+                Ok(g) => v.push((choice, g)),
+                // Only the CPU variant may be missing, and only where subgroups are.
+                Err(e) => assert!(choice == KernelChoice::Cpu, "{choice:?}: {e}"),
+            }
+        }
+        let traits = v[0].1.adapter_traits();
+        assert_eq!(v.len() == 3, traits.supports_cpu_variant(), "CPU variant available iff the adapter supports it");
+        v
+    })
+}
+
+thread_local!(static VARIANT: Cell<usize> = const { Cell::new(0) });
+
+/// Runs `body` once per variant ([`run`] uses the current one).
+fn each_variant(body: impl Fn()) {
+    for (i, (choice, _)) in variants().iter().enumerate() {
+        eprintln!("variant {choice:?}");
+        VARIANT.with(|v| v.set(i));
+        body();
+    }
+}
 
 fn op(o: Op, a: f64) -> f64 {
     match o {
@@ -24,7 +62,7 @@ fn op(o: Op, a: f64) -> f64 {
 
 /// Runs one matmul whose operands live in `acts`/`params`, returns (acts, grads).
 fn run(mm: &Matmul, acts: &[f64], params: &[f64], grads_len: usize) -> (Vec<f64>, Vec<f64>) {
-    let gpu = common::gpu();
+    let gpu = &variants()[VARIANT.with(|v| v.get())].1;
     let a = gpu.storage_from("acts", &to_f32(acts));
     let p = gpu.storage_from("params", &to_f32(params));
     let g = gpu.storage("grads", grads_len as u64 * 4);
@@ -42,110 +80,116 @@ fn get(buf: &[f64], params: &[f64], m: Mat, i: usize, j: usize) -> f64 {
 
 #[test]
 fn matmul_forward_epilogue_matches_reference() {
-    // C = res + aux' ⊙ act(gelu(A) Wᵀ + b), pre stored; odd sizes cross tile borders.
-    for &(m, n, k) in &[(1usize, 3usize, 2usize), (70, 65, 19), (130, 7, 33)] {
-        let a_off = 0;
-        let aux_off = m * k;
-        let res_off = aux_off + m * n;
-        let pre_off = res_off + m * n;
-        let c_off = pre_off + m * n;
-        let acts = rand_vec(c_off + m * n, 1 + m as u64);
-        let params = rand_vec(n * k + n, 7 + n as u64);
-        let mut mm = Matmul::new(
-            m,
-            n,
-            k,
-            Mat::rows(Buf::Acts, a_off, k),
-            Mat::strided(Buf::Params, 0, 1, k),
-            Mat::rows(Buf::Acts, c_off, n),
-        );
-        mm.a_op = Op::Gelu;
-        mm.bias = Some(Mat::rows(Buf::Params, n * k, n));
-        mm.act = Op::Sigmoid;
-        mm.pre = Some(Mat::rows(Buf::Acts, pre_off, n));
-        mm.aux = Some((Mat::rows(Buf::Acts, aux_off, n), Op::GeluGrad));
-        mm.res = Some(Mat::rows(Buf::Acts, res_off, n));
-        let (out, _) = run(&mm, &acts, &params, 1);
-        let mut want_c = vec![0.0; m * n];
-        let mut want_pre = vec![0.0; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                let mut s = params[n * k + j];
-                for kk in 0..k {
-                    s += op(Op::Gelu, acts[a_off + i * k + kk]) * params[j * k + kk];
+    each_variant(|| {
+        // C = res + aux' ⊙ act(gelu(A) Wᵀ + b), pre stored; odd sizes cross tile borders.
+        for &(m, n, k) in &[(1usize, 3usize, 2usize), (70, 65, 19), (130, 7, 33)] {
+            let a_off = 0;
+            let aux_off = m * k;
+            let res_off = aux_off + m * n;
+            let pre_off = res_off + m * n;
+            let c_off = pre_off + m * n;
+            let acts = rand_vec(c_off + m * n, 1 + m as u64);
+            let params = rand_vec(n * k + n, 7 + n as u64);
+            let mut mm = Matmul::new(
+                m,
+                n,
+                k,
+                Mat::rows(Buf::Acts, a_off, k),
+                Mat::strided(Buf::Params, 0, 1, k),
+                Mat::rows(Buf::Acts, c_off, n),
+            );
+            mm.a_op = Op::Gelu;
+            mm.bias = Some(Mat::rows(Buf::Params, n * k, n));
+            mm.act = Op::Sigmoid;
+            mm.pre = Some(Mat::rows(Buf::Acts, pre_off, n));
+            mm.aux = Some((Mat::rows(Buf::Acts, aux_off, n), Op::GeluGrad));
+            mm.res = Some(Mat::rows(Buf::Acts, res_off, n));
+            let (out, _) = run(&mm, &acts, &params, 1);
+            let mut want_c = vec![0.0; m * n];
+            let mut want_pre = vec![0.0; m * n];
+            for i in 0..m {
+                for j in 0..n {
+                    let mut s = params[n * k + j];
+                    for kk in 0..k {
+                        s += op(Op::Gelu, acts[a_off + i * k + kk]) * params[j * k + kk];
+                    }
+                    let pre = op(Op::Sigmoid, s);
+                    want_pre[i * n + j] = pre;
+                    want_c[i * n + j] = acts[res_off + i * n + j] + pre * op(Op::GeluGrad, acts[aux_off + i * n + j]);
                 }
-                let pre = op(Op::Sigmoid, s);
-                want_pre[i * n + j] = pre;
-                want_c[i * n + j] = acts[res_off + i * n + j] + pre * op(Op::GeluGrad, acts[aux_off + i * n + j]);
             }
+            assert_close("matmul pre", &out[pre_off..pre_off + m * n], &want_pre, 1e-5, 1e-4);
+            assert_close("matmul C", &out[c_off..c_off + m * n], &want_c, 1e-5, 1e-4);
         }
-        assert_close("matmul pre", &out[pre_off..pre_off + m * n], &want_pre, 1e-5, 1e-4);
-        assert_close("matmul C", &out[c_off..c_off + m * n], &want_c, 1e-5, 1e-4);
-    }
+    });
 }
 
 #[test]
 fn matmul_weight_gradient_with_ones_column() {
-    // gW = dYᵀ relu(X), gb = Σ_rows dY, for rows = 150 (reduction over > 1 k-tile).
-    let (rows, fin, fout) = (150usize, 37usize, 9usize);
-    let dy_off = 0;
-    let x_off = rows * fout;
-    let acts = rand_vec(x_off + rows * fin, 3);
-    let w_off = 5;
-    let b_off = w_off + fout * fin + 3;
-    let mut mm = Matmul::new(
-        fout,
-        fin,
-        rows,
-        Mat::rows(Buf::Acts, dy_off, fout).t(),
-        Mat::rows(Buf::Acts, x_off, fin),
-        Mat::rows(Buf::Grads, w_off, fin),
-    );
-    mm.b_op = Op::Relu;
-    mm.bias_grad = Some(b_off);
-    let (_, g) = run(&mm, &acts, &[0.0], b_off + fout);
-    for o in 0..fout {
-        let mut gb = 0.0;
-        for r in 0..rows {
-            gb += acts[dy_off + r * fout + o];
-        }
-        assert!((g[b_off + o] - gb).abs() < 1e-4, "bias grad {o}: {} vs {gb}", g[b_off + o]);
-        for i in 0..fin {
-            let mut s = 0.0;
+    each_variant(|| {
+        // gW = dYᵀ relu(X), gb = Σ_rows dY, for rows = 150 (reduction over > 1 k-tile).
+        let (rows, fin, fout) = (150usize, 37usize, 9usize);
+        let dy_off = 0;
+        let x_off = rows * fout;
+        let acts = rand_vec(x_off + rows * fin, 3);
+        let w_off = 5;
+        let b_off = w_off + fout * fin + 3;
+        let mut mm = Matmul::new(
+            fout,
+            fin,
+            rows,
+            Mat::rows(Buf::Acts, dy_off, fout).t(),
+            Mat::rows(Buf::Acts, x_off, fin),
+            Mat::rows(Buf::Grads, w_off, fin),
+        );
+        mm.b_op = Op::Relu;
+        mm.bias_grad = Some(b_off);
+        let (_, g) = run(&mm, &acts, &[0.0], b_off + fout);
+        for o in 0..fout {
+            let mut gb = 0.0;
             for r in 0..rows {
-                s += acts[dy_off + r * fout + o] * acts[x_off + r * fin + i].max(0.0);
+                gb += acts[dy_off + r * fout + o];
             }
-            let got = g[w_off + o * fin + i];
-            assert!((got - s).abs() < 1e-4 + 1e-4 * s.abs(), "gW[{o},{i}]: {got} vs {s}");
+            assert!((g[b_off + o] - gb).abs() < 1e-4, "bias grad {o}: {} vs {gb}", g[b_off + o]);
+            for i in 0..fin {
+                let mut s = 0.0;
+                for r in 0..rows {
+                    s += acts[dy_off + r * fout + o] * acts[x_off + r * fin + i].max(0.0);
+                }
+                let got = g[w_off + o * fin + i];
+                assert!((got - s).abs() < 1e-4 + 1e-4 * s.abs(), "gW[{o},{i}]: {got} vs {s}");
+            }
         }
-    }
-    // Untouched gap between weight and bias stays zero.
-    assert_eq!(g[w_off + fout * fin], 0.0);
+        // Untouched gap between weight and bias stays zero.
+        assert_eq!(g[w_off + fout * fin], 0.0);
+    });
 }
 
 #[test]
 fn matmul_broadcast_rows_and_in_place_residual() {
-    // C = C + aux_row ⊙ (A B): residual aliases the output; aux broadcast (row stride 0).
-    let (m, n, k) = (67usize, 5usize, 3usize);
-    let a_off = 0;
-    let aux_off = m * k;
-    let c_off = aux_off + n;
-    let acts = rand_vec(c_off + m * n, 11);
-    let params = rand_vec(k * n, 12);
-    let mut mm = Matmul::new(m, n, k, Mat::rows(Buf::Acts, a_off, k), Mat::rows(Buf::Params, 0, n), Mat::rows(Buf::Acts, c_off, n));
-    mm.aux = Some((Mat::rows(Buf::Acts, aux_off, n).broadcast(), Op::Id));
-    mm.res = Some(Mat::rows(Buf::Acts, c_off, n));
-    let (out, _) = run(&mm, &acts, &params, 1);
-    for i in 0..m {
-        for j in 0..n {
-            let mut s = 0.0;
-            for kk in 0..k {
-                s += get(&acts, &params, Mat::rows(Buf::Acts, a_off, k), i, kk) * params[kk * n + j];
+    each_variant(|| {
+        // C = C + aux_row ⊙ (A B): residual aliases the output; aux broadcast (row stride 0).
+        let (m, n, k) = (67usize, 5usize, 3usize);
+        let a_off = 0;
+        let aux_off = m * k;
+        let c_off = aux_off + n;
+        let acts = rand_vec(c_off + m * n, 11);
+        let params = rand_vec(k * n, 12);
+        let mut mm = Matmul::new(m, n, k, Mat::rows(Buf::Acts, a_off, k), Mat::rows(Buf::Params, 0, n), Mat::rows(Buf::Acts, c_off, n));
+        mm.aux = Some((Mat::rows(Buf::Acts, aux_off, n).broadcast(), Op::Id));
+        mm.res = Some(Mat::rows(Buf::Acts, c_off, n));
+        let (out, _) = run(&mm, &acts, &params, 1);
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0.0;
+                for kk in 0..k {
+                    s += get(&acts, &params, Mat::rows(Buf::Acts, a_off, k), i, kk) * params[kk * n + j];
+                }
+                let want = acts[c_off + i * n + j] + acts[aux_off + j] * s;
+                assert!((out[c_off + i * n + j] - want).abs() < 1e-5, "({i},{j})");
             }
-            let want = acts[c_off + i * n + j] + acts[aux_off + j] * s;
-            assert!((out[c_off + i * n + j] - want).abs() < 1e-5, "({i},{j})");
         }
-    }
+    });
 }
 
 /// Reference of one output element: `Σ_k op_a(A(i,k)) · op_m(M(i',k)) · op_b(B(k,j))`
@@ -166,54 +210,118 @@ fn product(acts: &[f64], params: &[f64], mm: &Matmul, i: usize, j: usize) -> f64
 
 #[test]
 fn matmul_tangent_multiplier_scales_a_on_load() {
-    // C = (dA ⊙ gelu'(A_primal)) · Wᵀ: the tangent rule of a GELU layer fused into the
-    // product; sizes cross tile borders in m and k.
-    for &(m, n, k) in &[(1usize, 2usize, 3usize), (70, 9, 21)] {
-        let (a_off, m_off) = (0, m * k);
-        let c_off = m_off + m * k;
-        let acts = rand_vec(c_off + m * n, 40 + m as u64);
-        let params = rand_vec(n * k, 41);
-        let mut mm = Matmul::new(m, n, k, Mat::rows(Buf::Acts, a_off, k), Mat::strided(Buf::Params, 0, 1, k), Mat::rows(Buf::Acts, c_off, n));
-        mm.a_mul = Some((Mat::rows(Buf::Acts, m_off, k), Op::GeluGrad));
-        let (out, _) = run(&mm, &acts, &params, 1);
-        let want: Vec<f64> = (0..m * n).map(|e| product(&acts, &params, &mm, e / n, e % n)).collect();
-        assert_close("matmul with a_mul", &out[c_off..c_off + m * n], &want, 1e-5, 1e-4);
-        // The multiplier really enters: without it the result differs.
-        let plain = Matmul { a_mul: None, ..mm };
-        let differs = (0..m * n).any(|e| (product(&acts, &params, &plain, e / n, e % n) - want[e]).abs() > 1e-3);
-        assert!(differs, "test inputs do not exercise a_mul");
-    }
+    each_variant(|| {
+        // C = (dA ⊙ gelu'(A_primal)) · Wᵀ: the tangent rule of a GELU layer fused into the
+        // product; sizes cross tile borders in m and k.
+        for &(m, n, k) in &[(1usize, 2usize, 3usize), (70, 9, 21)] {
+            let (a_off, m_off) = (0, m * k);
+            let c_off = m_off + m * k;
+            let acts = rand_vec(c_off + m * n, 40 + m as u64);
+            let params = rand_vec(n * k, 41);
+            let mut mm = Matmul::new(m, n, k, Mat::rows(Buf::Acts, a_off, k), Mat::strided(Buf::Params, 0, 1, k), Mat::rows(Buf::Acts, c_off, n));
+            mm.a_mul = Some((Mat::rows(Buf::Acts, m_off, k), Op::GeluGrad));
+            let (out, _) = run(&mm, &acts, &params, 1);
+            let want: Vec<f64> = (0..m * n).map(|e| product(&acts, &params, &mm, e / n, e % n)).collect();
+            assert_close("matmul with a_mul", &out[c_off..c_off + m * n], &want, 1e-5, 1e-4);
+            // The multiplier really enters: without it the result differs.
+            let plain = Matmul { a_mul: None, ..mm };
+            let differs = (0..m * n).any(|e| (product(&acts, &params, &plain, e / n, e % n) - want[e]).abs() > 1e-3);
+            assert!(differs, "test inputs do not exercise a_mul");
+        }
+    });
 }
 
 #[test]
 fn matmul_primal_rows_share_one_block_of_primal_rows() {
-    // A stack of 3 tangent blocks of `pr` rows each: M and aux are read at row i % pr,
-    // A, res and C at row i. Also an operator on M (sigmoid') and on aux (GELU').
-    let (pr, stack, n, k) = (37usize, 3usize, 11usize, 6usize);
-    let m = pr * stack;
-    let a_off = 0;
-    let m_off = a_off + m * k;
-    let aux_off = m_off + pr * k;
-    let res_off = aux_off + pr * n;
-    let c_off = res_off + m * n;
-    let acts = rand_vec(c_off + m * n, 50);
-    let params = rand_vec(k * n + n, 51);
-    let mut mm = Matmul::new(m, n, k, Mat::rows(Buf::Acts, a_off, k), Mat::rows(Buf::Params, 0, n), Mat::rows(Buf::Acts, c_off, n));
-    mm.a_mul = Some((Mat::rows(Buf::Acts, m_off, k), Op::SigmoidDeriv));
-    mm.primal_rows = pr;
-    mm.bias = Some(Mat::rows(Buf::Params, k * n, n));
-    mm.aux = Some((Mat::rows(Buf::Acts, aux_off, n), Op::GeluGrad));
-    mm.res = Some(Mat::rows(Buf::Acts, res_off, n));
-    let (out, _) = run(&mm, &acts, &params, 1);
-    let want: Vec<f64> = (0..m * n)
-        .map(|e| {
-            let (i, j) = (e / n, e % n);
-            let s = product(&acts, &params, &mm, i, j) + params[k * n + j];
-            acts[res_off + i * n + j] + s * op(Op::GeluGrad, acts[aux_off + (i % pr) * n + j])
-        })
-        .collect();
-    assert_close("matmul with primal_rows", &out[c_off..c_off + m * n], &want, 1e-5, 1e-4);
-    // Rows of different blocks with the same primal row use the same M and aux rows but
-    // their own A rows: block 1 differs from block 0.
-    assert!((0..pr * n).any(|e| (out[c_off + e] - out[c_off + pr * n + e]).abs() > 1e-3));
+    each_variant(|| {
+        // A stack of 3 tangent blocks of `pr` rows each: M and aux are read at row i % pr,
+        // A, res and C at row i. Also an operator on M (sigmoid') and on aux (GELU').
+        let (pr, stack, n, k) = (37usize, 3usize, 11usize, 6usize);
+        let m = pr * stack;
+        let a_off = 0;
+        let m_off = a_off + m * k;
+        let aux_off = m_off + pr * k;
+        let res_off = aux_off + pr * n;
+        let c_off = res_off + m * n;
+        let acts = rand_vec(c_off + m * n, 50);
+        let params = rand_vec(k * n + n, 51);
+        let mut mm = Matmul::new(m, n, k, Mat::rows(Buf::Acts, a_off, k), Mat::rows(Buf::Params, 0, n), Mat::rows(Buf::Acts, c_off, n));
+        mm.a_mul = Some((Mat::rows(Buf::Acts, m_off, k), Op::SigmoidDeriv));
+        mm.primal_rows = pr;
+        mm.bias = Some(Mat::rows(Buf::Params, k * n, n));
+        mm.aux = Some((Mat::rows(Buf::Acts, aux_off, n), Op::GeluGrad));
+        mm.res = Some(Mat::rows(Buf::Acts, res_off, n));
+        let (out, _) = run(&mm, &acts, &params, 1);
+        let want: Vec<f64> = (0..m * n)
+            .map(|e| {
+                let (i, j) = (e / n, e % n);
+                let s = product(&acts, &params, &mm, i, j) + params[k * n + j];
+                acts[res_off + i * n + j] + s * op(Op::GeluGrad, acts[aux_off + (i % pr) * n + j])
+            })
+            .collect();
+        assert_close("matmul with primal_rows", &out[c_off..c_off + m * n], &want, 1e-5, 1e-4);
+        // Rows of different blocks with the same primal row use the same M and aux rows but
+        // their own A rows: block 1 differs from block 0.
+        assert!((0..pr * n).any(|e| (out[c_off + e] - out[c_off + pr * n + e]).abs() > 1e-3));
+    });
+}
+
+/// A dense reference `C = op_a(A) · op_b(B)` for row-major views.
+fn dense(acts: &[f64], params: &[f64], mm: &Matmul) -> Vec<f64> {
+    (0..mm.m * mm.n).map(|e| product(acts, params, mm, e / mm.n, e % mm.n)).collect()
+}
+
+#[test]
+fn matmul_every_layout_on_ragged_shapes() {
+    // The three products of a network layer on shapes that are not multiples of any
+    // tile: rows 1..257, columns 1..130 (column groups of 8 and blocks of 64 both
+    // ragged), K not a multiple of 4.
+    each_variant(|| {
+        for &(m, n, k) in &[(1usize, 1usize, 1usize), (7, 2, 5), (33, 65, 3), (257, 100, 37), (40, 130, 66), (9, 8, 64)] {
+            let x_off = 0;
+            let y_off = m * k;
+            let acts = rand_vec(y_off + m * n + m * k, 60 + (m * n * k) as u64);
+            let params = rand_vec(n * k + n, 61 + m as u64);
+            // Forward X·Wᵀ + b with GELU on load: W [n, k].
+            let mut fwd = Matmul::new(m, n, k, Mat::rows(Buf::Acts, x_off, k), Mat::strided(Buf::Params, 0, 1, k), Mat::rows(Buf::Acts, y_off, n));
+            fwd.a_op = Op::Gelu;
+            fwd.bias = Some(Mat::rows(Buf::Params, n * k, n));
+            let (out, _) = run(&fwd, &acts, &params, 1);
+            let want: Vec<f64> = dense(&acts, &params, &fwd).iter().enumerate().map(|(e, v)| v + params[n * k + e % n]).collect();
+            assert_close(&format!("X·Wᵀ {m}x{n}x{k}"), &out[y_off..y_off + m * n], &want, 1e-5, 1e-4);
+            // Backward data dY·W: dY [m, n] in acts, W [n, k] row-major, into [m, k].
+            let d_off = y_off + m * n;
+            let bwd = Matmul::new(m, k, n, Mat::rows(Buf::Acts, y_off, n), Mat::rows(Buf::Params, 0, k), Mat::rows(Buf::Acts, d_off, k));
+            let (out, _) = run(&bwd, &acts, &params, 1);
+            assert_close(&format!("dY·W {m}x{n}x{k}"), &out[d_off..d_off + m * k], &dense(&acts, &params, &bwd), 1e-5, 1e-4);
+            // Weight gradient dYᵀ·X [n, k] with the bias column Σ_rows dY into grads.
+            let mut wg = Matmul::new(n, k, m, Mat::rows(Buf::Acts, y_off, n).t(), Mat::rows(Buf::Acts, x_off, k), Mat::rows(Buf::Grads, 0, k));
+            wg.bias_grad = Some(n * k);
+            let (_, g) = run(&wg, &acts, &params, n * k + n);
+            assert_close(&format!("dYᵀ·X {m}x{n}x{k}"), &g[..n * k], &dense(&acts, &params, &wg), 1e-5, 1e-4);
+            let gb: Vec<f64> = (0..n).map(|j| (0..m).map(|i| acts[y_off + i * n + j]).sum()).collect();
+            assert_close(&format!("bias column {m}x{n}x{k}"), &g[n * k..], &gb, 1e-5, 1e-4);
+        }
+    });
+}
+
+#[test]
+fn matmul_variants_agree_to_rounding() {
+    // All variants sum over k in ascending order with one multiply-add per term, so on
+    // an adapter that evaluates fma the same way in every kernel they agree exactly; at
+    // the least they agree to rounding.
+    let (m, n, k) = (100usize, 64usize, 64usize);
+    let acts = rand_vec(m * k + m * n, 70);
+    let params = rand_vec(n * k + n, 71);
+    let mut mm = Matmul::new(m, n, k, Mat::rows(Buf::Acts, 0, k), Mat::strided(Buf::Params, 0, 1, k), Mat::rows(Buf::Acts, m * k, n));
+    mm.a_op = Op::Gelu;
+    mm.bias = Some(Mat::rows(Buf::Params, n * k, n));
+    let mut results = Vec::new();
+    for i in 0..variants().len() {
+        VARIANT.with(|v| v.set(i));
+        results.push(run(&mm, &acts, &params, 1).0[m * k..].to_vec());
+    }
+    for r in &results[1..] {
+        assert_close("variant vs portable", r, &results[0], 1e-6, 1e-6);
+    }
 }

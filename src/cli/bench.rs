@@ -1,5 +1,6 @@
 //! `fmpe bench`: training and sampling throughput, and the dispatch / submission counts
-//! per training step and per ODE step, for a stated network and batch.
+//! per training step and per ODE step, for a stated network and batch; with `--suite`,
+//! the suite of `bench_suite.rs`.
 
 use std::time::Instant;
 
@@ -36,9 +37,14 @@ pub(crate) struct BenchArgs {
     log_prob_points: usize,
     #[command(flatten)]
     net: NetTrainArgs,
+    #[command(flatten)]
+    suite: super::bench_suite::SuiteArgs,
 }
 
 pub(crate) fn bench(a: BenchArgs) -> Result<()> {
+    if a.suite.suite {
+        return super::bench_suite::run(&a.suite);
+    }
     let gpu = open_gpu()?;
     let d = a.dim_theta;
     let n = a.num_simulations;

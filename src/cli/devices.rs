@@ -4,14 +4,14 @@ use fmpe::error::{Error, Result};
 use fmpe::Gpu;
 
 pub(crate) fn devices() -> Result<()> {
-    let all = fmpe::gpu::list_adapters(&super::util::gpu_options());
+    let all = fmpe::gpu::list_adapters(&super::util::gpu_options()?);
     if all.is_empty() {
         return Err(Error::NoAdapter { detail: String::new() });
     }
     for (i, a) in all.iter().enumerate() {
         println!("[{i}] {a}");
     }
-    let gpu = Gpu::with_options(&super::util::gpu_options())?;
+    let gpu = Gpu::with_options(&super::util::gpu_options()?)?;
     if let Some(a) = gpu.adapter() {
         println!("fmpe uses: {a}");
     }

@@ -12,6 +12,7 @@ use fmpe::error::Result;
 
 mod args;
 mod bench;
+mod bench_suite;
 mod c2st;
 mod calibrate;
 mod devices;

@@ -10,14 +10,15 @@ use fmpe::posterior::SampleReport;
 use fmpe::Gpu;
 
 /// Adapter selection from the environment (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME`,
-/// `WGPU_ADAPTER_INDEX`, `WGPU_POWER_PREF`): only the binary reads environment variables.
-pub(crate) fn gpu_options() -> fmpe::gpu::GpuOptions {
+/// `WGPU_ADAPTER_INDEX`, `WGPU_POWER_PREF`) and the kernel choice (`FMPE_KERNELS`):
+/// only the binary reads environment variables.
+pub(crate) fn gpu_options() -> Result<fmpe::gpu::GpuOptions> {
     fmpe::gpu::GpuOptions::from_vars(|k| std::env::var(k).ok())
 }
 
 /// Opens the GPU and says which adapter is used.
 pub(crate) fn open_gpu() -> Result<Arc<Gpu>> {
-    let gpu = Gpu::with_options(&gpu_options())?;
+    let gpu = Gpu::with_options(&gpu_options()?)?;
     if let Some(a) = gpu.adapter() {
         eprintln!("GPU: {a}");
     }

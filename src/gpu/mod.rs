@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+mod choice;
+pub use choice::{choose_matmul, AdapterTraits, KernelChoice, MatmulVariant};
+
 /// Which adapter [`Gpu::with_options`] opens.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AdapterSelector {
@@ -49,6 +52,9 @@ pub struct GpuOptions {
     pub backends: Option<String>,
     /// Power preference of the default adapter.
     pub power_preference: PowerPreference,
+    /// Kernel variants ([`KernelChoice::Auto`]: chosen from the adapter by
+    /// [`choose_matmul`]).
+    pub kernels: KernelChoice,
 }
 
 impl GpuOptions {
@@ -56,8 +62,12 @@ impl GpuOptions {
     /// from, e.g. `|k| std::env::var(k).ok()`): `WGPU_BACKEND` (backend list),
     /// `WGPU_ADAPTER_NAME` (name substring), `WGPU_ADAPTER_INDEX` (index in
     /// [`list_adapters`]; the name wins when both are set) and `WGPU_POWER_PREF`
-    /// ("high", "low", "none"). Unset or empty variables keep the defaults.
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> GpuOptions {
+    /// ("high", "low", "none"), and `FMPE_KERNELS` ("auto", "portable", "cpu", "gpu";
+    /// see [`KernelChoice`]). Unset or empty variables keep the defaults.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] named `kernels` for an unknown `FMPE_KERNELS` value.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<GpuOptions> {
         let get = |k: &str| var(k).filter(|v| !v.trim().is_empty());
         let mut o = GpuOptions { backends: get("WGPU_BACKEND"), ..Default::default() };
         if let Some(i) = get("WGPU_ADAPTER_INDEX").and_then(|v| v.trim().parse().ok()) {
@@ -71,7 +81,10 @@ impl GpuOptions {
             Some("none") => PowerPreference::None,
             _ => PowerPreference::HighPerformance,
         };
-        o
+        if let Some(k) = get("FMPE_KERNELS") {
+            o.kernels = KernelChoice::parse(&k)?;
+        }
+        Ok(o)
     }
 
     fn wgpu_backends(&self) -> wgpu::Backends {
@@ -124,6 +137,8 @@ pub struct Gpu {
     /// The queue.
     pub queue: wgpu::Queue,
     adapter: Option<AdapterSummary>,
+    traits: AdapterTraits,
+    matmul: MatmulVariant,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
     submissions: AtomicU64,
@@ -179,14 +194,25 @@ impl Gpu {
         limits.max_buffer_size = al.max_buffer_size;
         limits.max_storage_buffers_per_shader_stage = al.max_storage_buffers_per_shader_stage;
         limits.max_compute_workgroups_per_dimension = al.max_compute_workgroups_per_dimension;
+        // Subgroup operations where the adapter has them (the CPU kernels need them).
+        let required_features = adapter.features() & wgpu::Features::SUBGROUP;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("fmpe"),
-            required_features: wgpu::Features::empty(),
+            required_features,
             required_limits: limits,
             ..Default::default()
         }))
         .map_err(|e| Error::Gpu(format!("cannot create a device on {}: {e}", info.name)))?;
-        let gpu = Gpu::wrap(device, queue, Some(AdapterSummary::from(&info)));
+        let traits = AdapterTraits {
+            device_type: Some(info.device_type),
+            subgroups: device.features().contains(wgpu::Features::SUBGROUP),
+            subgroup_min_size: info.subgroup_min_size,
+            subgroup_max_size: info.subgroup_max_size,
+        };
+        let matmul = choose_matmul(options.kernels, &traits)?;
+        let mut gpu = Gpu::wrap(device, queue, Some(AdapterSummary::from(&info)));
+        gpu.traits = traits;
+        gpu.matmul = matmul;
         // We own this device: route errors nobody captured into our list instead of
         // wgpu's default handler (which panics), and remember device loss.
         let sink = gpu.uncaptured.clone();
@@ -207,6 +233,12 @@ impl Gpu {
     /// # Errors
     /// [`Error::Invalid`] if the device's limits are below what fmpe needs (4 storage
     /// buffers per shader stage, 256-invocation workgroups).
+    ///
+    /// fmpe does not know the adapter of a borrowed device, so [`KernelChoice::Auto`]
+    /// picks the specialised tiled kernels, which need nothing beyond WebGPU's core;
+    /// tell fmpe the adapter with [`Gpu::with_adapter_info`] (a CPU adapter with
+    /// `wgpu::Features::SUBGROUP` enabled then gets the CPU kernels) or choose with
+    /// [`Gpu::with_kernels`].
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Gpu> {
         let l = device.limits();
         if l.max_storage_buffers_per_shader_stage < 4 || l.max_compute_invocations_per_workgroup < 256 {
@@ -217,11 +249,53 @@ impl Gpu {
         Ok(Gpu::wrap(device, queue, None))
     }
 
+    /// Tells fmpe the adapter of a borrowed device (its type and subgroup sizes feed
+    /// the kernel choice, re-made as [`KernelChoice::Auto`]).
+    ///
+    /// # Errors
+    /// None today (kept fallible like [`Gpu::with_kernels`]).
+    pub fn with_adapter_info(mut self, info: &wgpu::AdapterInfo) -> Result<Gpu> {
+        self.traits.device_type = Some(info.device_type);
+        self.traits.subgroup_min_size = info.subgroup_min_size;
+        self.traits.subgroup_max_size = info.subgroup_max_size;
+        self.adapter.get_or_insert_with(|| AdapterSummary::from(info));
+        self.with_kernels(KernelChoice::Auto)
+    }
+
+    /// Picks the kernel variants (see [`choose_matmul`]). Programs recorded before the
+    /// call keep the variant they were recorded with.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] named `kernels` when the device cannot run the choice.
+    pub fn with_kernels(mut self, choice: KernelChoice) -> Result<Gpu> {
+        self.matmul = choose_matmul(choice, &self.traits)?;
+        Ok(self)
+    }
+
+    /// The matmul variant this device runs.
+    pub fn matmul_variant(&self) -> MatmulVariant {
+        self.matmul
+    }
+
+    /// What the kernel selection rule saw of this device.
+    pub fn adapter_traits(&self) -> AdapterTraits {
+        self.traits
+    }
+
     fn wrap(device: wgpu::Device, queue: wgpu::Queue, adapter: Option<AdapterSummary>) -> Gpu {
+        let traits = AdapterTraits {
+            device_type: None,
+            subgroups: device.features().contains(wgpu::Features::SUBGROUP),
+            subgroup_min_size: 0,
+            subgroup_max_size: 0,
+        };
+        let matmul = choose_matmul(KernelChoice::Auto, &traits).unwrap_or(MatmulVariant::Portable);
         Gpu {
             device,
             queue,
             adapter,
+            traits,
+            matmul,
             lost: Arc::new(Mutex::new(None)),
             uncaptured: Arc::new(Mutex::new(Vec::new())),
             submissions: AtomicU64::new(0),

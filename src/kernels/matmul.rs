@@ -5,14 +5,18 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::program::ProgramBuilder;
+use super::program::{ProgramBuilder, Specialization};
+use crate::gpu::MatmulVariant;
 use super::registry::{param_block, Family, KernelSpec, Layout, ShaderModule, StructLayout, WgslConst};
 
 /// The matmul family.
 pub(crate) static FAMILY: Family = Family {
     name: "matmul",
-    modules: &[ShaderModule { name: "matmul", source: include_str!("../../shaders/matmul.wgsl") }],
-    kernels: &[&MATMUL],
+    modules: &[
+        ShaderModule { name: "matmul", source: include_str!("../../shaders/matmul.wgsl") },
+        ShaderModule { name: "matmul_cpu", source: include_str!("../../shaders/matmul_cpu.wgsl") },
+    ],
+    kernels: &[&MATMUL, &MATMUL_GPU, &MATMUL_CPU],
     constants: &[
         WgslConst { name: "OP_ID", value: Op::Id as u32 },
         WgslConst { name: "OP_GELU", value: Op::Gelu as u32 },
@@ -35,7 +39,7 @@ pub(crate) static FAMILY: Family = Family {
     structs: &[StructLayout::of::<Mat>],
 };
 
-/// `main` of `shaders/matmul.wgsl`.
+/// `main` of `shaders/matmul.wgsl`, generic ([`MatmulVariant::Portable`]).
 pub static MATMUL: KernelSpec = KernelSpec {
     name: "matmul",
     module: "matmul",
@@ -43,6 +47,31 @@ pub static MATMUL: KernelSpec = KernelSpec {
     layout: Layout::Matmul,
     params: StructLayout::of::<MatmulParams>,
     variant: "",
+    constants: &[],
+};
+
+/// `main` of `shaders/matmul.wgsl` specialised per product ([`MatmulVariant::Gpu`]):
+/// one pipeline per set of override constants, made at first use.
+pub static MATMUL_GPU: KernelSpec = KernelSpec {
+    name: "matmul@gpu",
+    module: "matmul",
+    entry_point: "main",
+    layout: Layout::Matmul,
+    params: StructLayout::of::<MatmulParams>,
+    variant: "gpu",
+    constants: &[("SPECIALIZED", 1.0)],
+};
+
+/// `main` of `shaders/matmul_cpu.wgsl` ([`MatmulVariant::Cpu`]): barrier-free, lanes own
+/// rows, weights shared with `subgroupBroadcast`; one pipeline per set of override
+/// constants, made at first use. Needs `wgpu::Features::SUBGROUP` with 8 lanes.
+pub static MATMUL_CPU: KernelSpec = KernelSpec {
+    name: "matmul@cpu",
+    module: "matmul_cpu",
+    entry_point: "main",
+    layout: Layout::Matmul,
+    params: StructLayout::of::<MatmulParams>,
+    variant: "cpu",
     constants: &[],
 };
 
@@ -218,57 +247,111 @@ impl Matmul {
 }
 
 
+/// Override constants of the specialised variants for one product: everything the
+/// portable kernel reads from the uniform block to branch on (flags, operators, operand
+/// buffers, the primal row modulus, the operands' contiguous dimension), plus the
+/// column groups per invocation of the CPU variant.
+fn specialization(p: &MatmulParams, variant: MatmulVariant) -> Specialization {
+    let mut c: Specialization = vec![
+        ("FLAGS", p.flags as f64),
+        ("A_OP", p.ops[0] as f64),
+        ("B_OP", p.ops[1] as f64),
+        ("ACT", p.ops[2] as f64),
+        ("AUX_OP", p.ops[3] as f64),
+        ("M_OP", p.extra[2] as f64),
+        ("A_BUF", p.a.buf as f64),
+        ("B_BUF", p.b.buf as f64),
+        ("BIAS_BUF", p.bias.buf as f64),
+        ("AUX_BUF", p.aux.buf as f64),
+        ("RES_BUF", p.res.buf as f64),
+        ("M_BUF", p.amul.buf as f64),
+        ("C_BUF", p.c.buf as f64),
+        ("PRIMAL_MOD", if p.extra[1] != 0 { 1.0 } else { 0.0 }),
+    ];
+    match variant {
+        MatmulVariant::Cpu => c.push(("NB", cpu_column_groups(p.n as usize) as f64)),
+        _ => {
+            c.push(("A_KCONTIG", if p.a.cs == 1 { 1.0 } else { 0.0 }));
+            c.push(("B_KCONTIG", if p.b.cs != 1 { 1.0 } else { 0.0 }));
+        }
+    }
+    c
+}
+
+/// 8-column groups per invocation of the CPU variant for `n` output columns: at most
+/// 8 (64 columns), spread evenly over the column blocks so the last block is not
+/// mostly padding (65 columns: 2 blocks of 5 groups, not 64 + 8).
+pub fn cpu_column_groups(n: usize) -> u32 {
+    let groups = n.div_ceil(8).max(1);
+    let blocks = groups.div_ceil(8);
+    groups.div_ceil(blocks) as u32
+}
+
 impl ProgramBuilder {
-    /// Records one fused matmul ([`MATMUL`]); workgroups of 64 × 64 outputs.
+    /// Records one fused matmul in the variant of the device the builder was made for
+    /// ([`crate::Gpu::matmul_variant`]): [`MATMUL`] (portable, 64 × 64 tiles),
+    /// [`MATMUL_GPU`] (the same tiles, specialised) or [`MATMUL_CPU`] (32 rows ×
+    /// 8·[`cpu_column_groups`] columns per 8-lane workgroup). All three sum over k in
+    /// ascending order with one multiply-add per term.
     ///
     /// # Panics
     /// If `m` needs more workgroup rows than the device allows (chunk the rows).
     pub fn matmul(&mut self, mm: &Matmul) {
-        let mut flags = 0u32;
-        let zero = Mat::zeroed();
-        if mm.bias.is_some() {
-            flags |= FLAG_BIAS;
-        }
-        if mm.aux.is_some() {
-            flags |= FLAG_AUX;
-        }
-        if mm.res.is_some() {
-            flags |= FLAG_RES;
-        }
-        if mm.pre.is_some() {
-            flags |= FLAG_PRE;
-        }
-        if mm.a_mul.is_some() {
-            flags |= FLAG_AMUL;
-        }
-        let mut n = mm.n as u32;
-        if mm.bias_grad.is_some() {
-            flags |= FLAG_ONES_COL;
-            n += 1;
-        }
-        let p = MatmulParams {
-            m: mm.m as u32,
-            n,
-            k: mm.k as u32,
-            flags,
-            a: mm.a,
-            b: mm.b,
-            bias: mm.bias.unwrap_or(zero),
-            aux: mm.aux.map(|a| a.0).unwrap_or(zero),
-            res: mm.res.unwrap_or(zero),
-            pre: mm.pre.unwrap_or(zero),
-            c: mm.c,
-            ops: [mm.a_op as u32, mm.b_op as u32, mm.act as u32, mm.aux.map(|a| a.1 as u32).unwrap_or(0)],
-            extra: [
-                mm.bias_grad.unwrap_or(0) as u32,
-                mm.primal_rows as u32,
-                mm.a_mul.map(|a| a.1 as u32).unwrap_or(0),
-                0,
-            ],
-            amul: mm.a_mul.map(|a| a.0).unwrap_or(zero),
+        let p = params(mm);
+        let n = p.n;
+        let variant = self.matmul_variant();
+        let (rows_per_group, cols_per_group) = match variant {
+            MatmulVariant::Cpu => (32, 8 * cpu_column_groups(n as usize)),
+            _ => (64, 64),
         };
-        let gy = (mm.m as u32).div_ceil(64).max(1);
+        let gy = (mm.m as u32).div_ceil(rows_per_group).max(1);
         assert!(gy <= self.max_groups(), "matmul with {} rows exceeds the dispatch limit; chunk the rows", mm.m);
-        self.push_groups(&MATMUL, &p, (n.div_ceil(64).max(1), gy, 1));
+        let groups = (n.div_ceil(cols_per_group).max(1), gy, 1);
+        match variant {
+            MatmulVariant::Portable => self.push_groups(&MATMUL, &p, groups),
+            MatmulVariant::Gpu => self.push_specialized(&MATMUL_GPU, &p, groups, specialization(&p, variant)),
+            MatmulVariant::Cpu => self.push_specialized(&MATMUL_CPU, &p, groups, specialization(&p, variant)),
+        }
+    }
+}
+
+/// The uniform block of one product.
+fn params(mm: &Matmul) -> MatmulParams {
+    let mut flags = 0u32;
+    let zero = Mat::zeroed();
+    for (on, f) in [
+        (mm.bias.is_some(), FLAG_BIAS),
+        (mm.aux.is_some(), FLAG_AUX),
+        (mm.res.is_some(), FLAG_RES),
+        (mm.pre.is_some(), FLAG_PRE),
+        (mm.a_mul.is_some(), FLAG_AMUL),
+        (mm.bias_grad.is_some(), FLAG_ONES_COL),
+    ] {
+        if on {
+            flags |= f;
+        }
+    }
+    // The virtual ones column counts as a column of C.
+    let n = mm.n as u32 + mm.bias_grad.is_some() as u32;
+    MatmulParams {
+        m: mm.m as u32,
+        n,
+        k: mm.k as u32,
+        flags,
+        a: mm.a,
+        b: mm.b,
+        bias: mm.bias.unwrap_or(zero),
+        aux: mm.aux.map(|a| a.0).unwrap_or(zero),
+        res: mm.res.unwrap_or(zero),
+        pre: mm.pre.unwrap_or(zero),
+        c: mm.c,
+        ops: [mm.a_op as u32, mm.b_op as u32, mm.act as u32, mm.aux.map(|a| a.1 as u32).unwrap_or(0)],
+        extra: [
+            mm.bias_grad.unwrap_or(0) as u32,
+            mm.primal_rows as u32,
+            mm.a_mul.map(|a| a.1 as u32).unwrap_or(0),
+            0,
+        ],
+        amul: mm.a_mul.map(|a| a.0).unwrap_or(zero),
     }
 }

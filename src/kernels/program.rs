@@ -2,21 +2,34 @@
 //! (static lists of dispatches replayed into a compute pass), the per-step state and
 //! the workspace allocator.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use bytemuck::{Pod, Zeroable};
 
-use super::registry::{kernels, param_block, shader_modules, shader_source, KernelSpec, Layout, ParamBlock};
+use super::registry::{kernels, param_block, shader_source, KernelSpec, Layout, ParamBlock};
 use crate::error::Result;
-use crate::gpu::{grid, Gpu};
+use crate::gpu::{grid, Gpu, MatmulVariant};
+
+/// Override constants of one specialised pipeline: `(name, value)` pairs, merged over
+/// the kernel spec's own [`KernelSpec::constants`].
+pub type Specialization = Vec<(&'static str, f64)>;
 
 /// Size of one per-dispatch parameter slot (bytes) seen by the shader.
 pub const SLOT_BYTES: u64 = 256;
 
 /// Compiled pipelines and bind-group layouts of one device (cached on the [`Gpu`]).
+///
+/// Kernels of the default variant (`variant == ""`) are compiled when the pipelines
+/// are first needed; kernels of a named variant are compiled per [`Specialization`]
+/// at first use and kept. Modules that need a feature the device lacks (subgroup
+/// operations) are never compiled; no program records their kernels there.
 pub(crate) struct Pipelines {
     layouts: [wgpu::BindGroupLayout; 3],
+    layout_objects: [wgpu::PipelineLayout; 3],
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Vec<(&'static str, wgpu::ComputePipeline)>,
+    specialized: Mutex<HashMap<String, wgpu::ComputePipeline>>,
 }
 
 fn entry(binding: u32, ty: wgpu::BindingType) -> wgpu::BindGroupLayoutEntry {
@@ -63,33 +76,67 @@ impl Pipelines {
                 ],
             ),
         ];
-        let mut modules = std::collections::HashMap::new();
-        for m in shader_modules() {
-            let code = shader_source(m.name).expect("registered module");
-            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(m.name),
-                source: wgpu::ShaderSource::Wgsl(code.into()),
-            });
-            modules.insert(m.name, module);
-        }
-        let mut pipelines = Vec::new();
-        for k in kernels() {
-            let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(k.name),
-                bind_group_layouts: &[Some(&layouts[k.layout as usize])],
+        let layout_objects = [0usize, 1, 2].map(|i| {
+            device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some("fmpe"),
+                bind_group_layouts: &[Some(&layouts[i])],
                 immediate_size: 0,
-            });
-            let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(k.name),
-                layout: Some(&pl),
-                module: &modules[k.module],
-                entry_point: Some(k.entry_point),
-                compilation_options: wgpu::PipelineCompilationOptions { constants: k.constants, ..Default::default() },
-                cache: None,
-            });
-            pipelines.push((k.name, p));
+            })
+        });
+        let mut p = Pipelines {
+            layouts,
+            layout_objects,
+            modules: Mutex::new(HashMap::new()),
+            pipelines: Vec::new(),
+            specialized: Mutex::new(HashMap::new()),
+        };
+        for k in kernels().filter(|k| k.variant.is_empty()) {
+            let pipe = p.compile(device, k, k.constants);
+            p.pipelines.push((k.name, pipe));
         }
-        Pipelines { layouts, pipelines }
+        p
+    }
+
+    fn module(&self, device: &wgpu::Device, name: &'static str) -> wgpu::ShaderModule {
+        let mut modules = self.modules.lock().unwrap();
+        modules
+            .entry(name)
+            .or_insert_with(|| {
+                let code = shader_source(name).expect("registered module");
+                device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(name),
+                    source: wgpu::ShaderSource::Wgsl(code.into()),
+                })
+            })
+            .clone()
+    }
+
+    fn compile(&self, device: &wgpu::Device, k: &KernelSpec, constants: &[(&str, f64)]) -> wgpu::ComputePipeline {
+        device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(k.name),
+            layout: Some(&self.layout_objects[k.layout as usize]),
+            module: &self.module(device, k.module),
+            entry_point: Some(k.entry_point),
+            compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
+            cache: None,
+        })
+    }
+
+    /// The pipeline of `k` specialised with `spec` (over the spec's own constants),
+    /// compiled at first use.
+    fn specialized(&self, device: &wgpu::Device, k: &'static KernelSpec, spec: &Specialization) -> wgpu::ComputePipeline {
+        let mut key = k.name.to_string();
+        for (n, v) in spec {
+            key.push_str(&format!(" {n}={v}"));
+        }
+        if let Some(p) = self.specialized.lock().unwrap().get(&key) {
+            return p.clone();
+        }
+        let mut constants: Vec<(&str, f64)> = k.constants.to_vec();
+        constants.extend(spec.iter().copied());
+        let pipe = self.compile(device, k, &constants);
+        self.specialized.lock().unwrap().insert(key, pipe.clone());
+        pipe
     }
 
     /// The pipelines of `gpu`'s device, compiled on first use.
@@ -125,9 +172,11 @@ pub struct StepState {
 }
 param_block!(StepState as "Step" { step, epoch, step_in_epoch, pad0, lr, bias_corr1, bias_corr2, pad1 });
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Dispatch {
     kernel: &'static KernelSpec,
+    /// Override constants of a specialised kernel (None: the kernel's own pipeline).
+    spec: Option<Arc<Specialization>>,
     slot: u32,
     groups: (u32, u32, u32),
 }
@@ -140,6 +189,7 @@ pub struct ProgramBuilder {
     slots: Vec<[u8; SLOT_BYTES as usize]>,
     ops: Vec<Dispatch>,
     max_groups: u32,
+    matmul: Option<MatmulVariant>,
 }
 
 /// Buffers bound by a program. Unused entries may be `None`.
@@ -162,16 +212,30 @@ pub struct Bindings<'a> {
 /// A recorded, replayable list of dispatches with their uploaded parameters.
 pub struct Program {
     _uniforms: wgpu::Buffer,
-    pipes: Arc<Pipelines>,
     groups: [Option<wgpu::BindGroup>; 3],
     ops: Vec<Dispatch>,
+    /// The pipeline of each op, resolved when the program was built.
+    pipes: Vec<wgpu::ComputePipeline>,
+    /// Index into `pipes` of each op (consecutive equal indices skip `set_pipeline`).
+    pipe_of_op: Vec<usize>,
     stride: u32,
 }
 
 impl ProgramBuilder {
     /// An empty program for `gpu` (whose per-dimension workgroup limit it respects).
     pub fn new(gpu: &Gpu) -> ProgramBuilder {
-        ProgramBuilder { slots: Vec::new(), ops: Vec::new(), max_groups: gpu.limits().max_compute_workgroups_per_dimension }
+        ProgramBuilder {
+            slots: Vec::new(),
+            ops: Vec::new(),
+            max_groups: gpu.limits().max_compute_workgroups_per_dimension,
+            matmul: Some(gpu.matmul_variant()),
+        }
+    }
+
+    /// The matmul variant products are recorded in (the device's, see
+    /// [`Gpu::matmul_variant`]; [`MatmulVariant::Portable`] for a default builder).
+    pub fn matmul_variant(&self) -> MatmulVariant {
+        self.matmul.unwrap_or(MatmulVariant::Portable)
     }
 
     /// Number of dispatches recorded so far.
@@ -198,7 +262,19 @@ impl ProgramBuilder {
         let mut slot = [0u8; SLOT_BYTES as usize];
         slot[..bytes.len()].copy_from_slice(bytes);
         self.slots.push(slot);
-        self.ops.push(Dispatch { kernel, slot: (self.slots.len() - 1) as u32, groups });
+        self.ops.push(Dispatch { kernel, spec: None, slot: (self.slots.len() - 1) as u32, groups });
+    }
+
+    /// Records `kernel` (a kernel of a named variant) specialised with `spec`.
+    pub(crate) fn push_specialized<T: ParamBlock>(
+        &mut self,
+        kernel: &'static KernelSpec,
+        params: &T,
+        groups: (u32, u32, u32),
+        spec: Specialization,
+    ) {
+        self.push_groups(kernel, params, groups);
+        self.ops.last_mut().expect("just pushed").spec = Some(Arc::new(spec));
     }
 
     /// Records `kernel` over `threads` independent work items (256 per workgroup).
@@ -219,11 +295,35 @@ impl ProgramBuilder {
         for (i, s) in self.slots.iter().enumerate() {
             bytes[i * align as usize..i * align as usize + SLOT_BYTES as usize].copy_from_slice(s);
         }
+        let (pipe_list, pipe_of_op) = gpu.scoped("creating specialised pipelines", || self.resolve(gpu, &pipes))?;
         gpu.scoped("binding a program", || {
             let uniforms = gpu.uniform_from("fmpe program parameters", &bytes);
             let groups = self.bind_groups(gpu, &pipes, &uniforms, b);
-            Program { _uniforms: uniforms, pipes, groups, ops: self.ops, stride: align }
+            Program { _uniforms: uniforms, groups, ops: self.ops, pipes: pipe_list, pipe_of_op, stride: align }
         })
+    }
+
+    /// The distinct pipelines of the recorded ops and each op's index among them.
+    fn resolve(&self, gpu: &Gpu, pipes: &Pipelines) -> (Vec<wgpu::ComputePipeline>, Vec<usize>) {
+        let mut list: Vec<wgpu::ComputePipeline> = Vec::new();
+        let mut keys: Vec<(&'static str, Option<&Specialization>)> = Vec::new();
+        let mut of_op = Vec::with_capacity(self.ops.len());
+        for op in &self.ops {
+            let key = (op.kernel.name, op.spec.as_deref());
+            let idx = match keys.iter().position(|k| *k == key) {
+                Some(i) => i,
+                None => {
+                    list.push(match &op.spec {
+                        Some(spec) => pipes.specialized(&gpu.device, op.kernel, spec),
+                        None => pipes.pipeline(op.kernel).clone(),
+                    });
+                    keys.push(key);
+                    keys.len() - 1
+                }
+            };
+            of_op.push(idx);
+        }
+        (list, of_op)
     }
 
     fn bind_groups(
@@ -295,11 +395,11 @@ impl Program {
     /// # Errors
     /// None today (kept fallible for callers that record into their own passes).
     pub fn record(&self, gpu: &Gpu, pass: &mut wgpu::ComputePass<'_>) -> Result<()> {
-        let mut current: Option<&'static str> = None;
-        for op in &self.ops {
-            if current != Some(op.kernel.name) {
-                pass.set_pipeline(self.pipes.pipeline(op.kernel));
-                current = Some(op.kernel.name);
+        let mut current = usize::MAX;
+        for (op, &pi) in self.ops.iter().zip(&self.pipe_of_op) {
+            if current != pi {
+                pass.set_pipeline(&self.pipes[pi]);
+                current = pi;
             }
             let bg = self.groups[op.kernel.layout as usize].as_ref().expect("bind group built");
             pass.set_bind_group(0, bg, &[op.slot * self.stride]);

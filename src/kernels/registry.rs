@@ -169,7 +169,7 @@ pub fn wgsl_prelude() -> String {
 }
 
 fn expand(out: &mut String, src: &str, done: &mut Vec<&'static str>) -> Result<()> {
-    for line in src.lines() {
+    for line in unroll(src)?.lines() {
         if let Some(name) = line.trim().strip_prefix("// #include ") {
             let name = name.trim();
             let (n, body) = INCLUDES
@@ -186,6 +186,56 @@ fn expand(out: &mut String, src: &str, done: &mut Vec<&'static str>) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Expands `// #unroll NAME COUNT` … `// #end` blocks (nestable): the lines between are
+/// repeated COUNT times with `{NAME}` replaced by 0, 1, …, COUNT − 1. Kernels use it
+/// where an index must be a literal (e.g. `subgroupBroadcast`'s lane, or an
+/// accumulator that must stay in registers), so the source need not spell out every
+/// copy.
+pub fn unroll(src: &str) -> Result<String> {
+    let lines: Vec<&str> = src.lines().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let Some(head) = lines[i].trim().strip_prefix("// #unroll ") else {
+            out.push_str(lines[i]);
+            out.push('\n');
+            i += 1;
+            continue;
+        };
+        let bad = || Error::invalid(format!("bad WGSL unroll directive '{}'", lines[i].trim()));
+        let mut parts = head.split_whitespace();
+        let (name, count) = match (parts.next(), parts.next().and_then(|c| c.parse::<usize>().ok())) {
+            (Some(n), Some(c)) => (n, c),
+            _ => return Err(bad()),
+        };
+        // The matching `// #end`, counting nested blocks.
+        let mut depth = 1;
+        let mut j = i + 1;
+        while j < lines.len() {
+            let t = lines[j].trim();
+            if t.starts_with("// #unroll ") {
+                depth += 1;
+            } else if t == "// #end" {
+                depth -= 1;
+                if depth == 0 {
+                    break;
+                }
+            }
+            j += 1;
+        }
+        if depth != 0 {
+            return Err(Error::invalid(format!("WGSL unroll '{name}' has no matching '// #end'")));
+        }
+        let body = unroll(&lines[i + 1..j].join("\n"))?;
+        let token = format!("{{{name}}}");
+        for v in 0..count {
+            out.push_str(&body.replace(&token, &v.to_string()));
+        }
+        i = j + 1;
+    }
+    Ok(out)
 }
 
 /// The complete WGSL source of one shader module as compiled: the generated constants

@@ -22,7 +22,7 @@ pub fn gpu_arc() -> &'static Arc<Gpu> {
 /// Adapter selection from the environment (WGPU_BACKEND, WGPU_ADAPTER_NAME, ...): only
 /// the binary and the tests read environment variables.
 pub fn gpu_options() -> fmpe::gpu::GpuOptions {
-    fmpe::gpu::GpuOptions::from_vars(|k| std::env::var(k).ok())
+    fmpe::gpu::GpuOptions::from_vars(|k| std::env::var(k).ok()).expect("FMPE_KERNELS")
 }
 
 /// A fresh GPU context (for tests that count submissions); panics without an adapter,

@@ -1,0 +1,173 @@
+// #include common
+// The matmul for CPU adapters whose subgroups are their SIMD lanes (Mesa lavapipe:
+// subgroup size 8): the same product and epilogue as `shaders/matmul.wgsl`,
+//
+//   C(i, j) = epilogue( sum_k opA(A(i, k)) [* opM(M(i', k))] * opB(B(k, j)) ),
+//
+// with the same parameter block, but shaped for an adapter where every storage load is
+// a scalar loop over the 8 lanes and a barrier is a coroutine switch
+// (../shared/notes/lavapipe-kernels.md):
+//  - no workgroup memory and no barrier: a workgroup is one subgroup of 8 lanes;
+//  - lanes own rows: lane l computes rows row0 + 8 r + l (r < 4) and 8·NB columns, so
+//    every load of A is useful in all 8 lanes;
+//  - B is loaded lane-distinct (lane l loads column col0 + 8 b + l) and handed out to
+//    all lanes with subgroupBroadcast at constant lane indices (an extract and a splat);
+//  - four rows share one vec4 accumulator per column: one vec4 multiply-add per column
+//    and k;
+//  - every flag, operator and buffer choice is an `override` constant fixed when the
+//    pipeline is created (src/kernels/matmul.rs), so no branch on them is left in the
+//    k loop; strides and offsets stay in the uniform block.
+// The k loop runs in ascending order with one multiply-add per term, like the tiled
+// kernel, so both give the same sums.
+
+struct Mat {
+    buf: u32,
+    off: u32,
+    rs: u32,
+    cs: u32,
+}
+
+struct MatmulParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    flags: u32,
+    a: Mat,
+    b: Mat,
+    bias: Mat,
+    aux: Mat,
+    res: Mat,
+    pre: Mat,
+    c: Mat,
+    ops: vec4<u32>,
+    extra: vec4<u32>,
+    amul: Mat,
+}
+
+// Specialisation (set per pipeline by src/kernels/matmul.rs).
+override FLAGS: u32 = 0u;     // MATMUL_FLAG_* bits
+override A_OP: u32 = 0u;
+override B_OP: u32 = 0u;
+override ACT: u32 = 0u;
+override AUX_OP: u32 = 0u;
+override M_OP: u32 = 0u;
+override A_BUF: u32 = 0u;     // BUF_* of each operand
+override B_BUF: u32 = 1u;
+override BIAS_BUF: u32 = 1u;
+override AUX_BUF: u32 = 0u;
+override RES_BUF: u32 = 0u;
+override M_BUF: u32 = 0u;
+override C_BUF: u32 = 0u;
+override PRIMAL_MOD: bool = false; // M and aux rows taken modulo extra.y
+override NB: u32 = 8u;        // 8-column groups per invocation (1..8)
+
+@group(0) @binding(0) var<uniform> u: MatmulParams;
+@group(0) @binding(1) var<storage, read_write> acts: array<f32>;
+@group(0) @binding(2) var<storage, read> params: array<f32>;
+@group(0) @binding(3) var<storage, read_write> grads: array<f32>;
+
+fn ld(buf: u32, idx: u32) -> f32 {
+    if (buf == BUF_PARAMS) {
+        return params[idx];
+    } else if (buf == BUF_GRADS) {
+        return grads[idx];
+    }
+    return acts[idx];
+}
+
+fn has(flag: u32) -> bool {
+    return (FLAGS & flag) != 0u;
+}
+
+fn prow(i: u32) -> u32 {
+    if (PRIMAL_MOD) {
+        return i % u.extra.y;
+    }
+    return i;
+}
+
+// opA(A(i, k)) [* opM(M(i', k))] with the row clamped into the matrix (rows past the
+// end compute garbage that is never stored: no branch in the k loop).
+fn load_a(i: u32, k: u32) -> f32 {
+    let r = min(i, u.m - 1u);
+    var v = apply_op(A_OP, ld(A_BUF, u.a.off + r * u.a.rs + k * u.a.cs));
+    if (has(MATMUL_FLAG_AMUL)) {
+        v = v * apply_op(M_OP, ld(M_BUF, u.amul.off + prow(r) * u.amul.rs + k * u.amul.cs));
+    }
+    return v;
+}
+
+// opB(B(k, j)) for j < nb; the virtual ones column (MATMUL_FLAG_ONES_COL) at j = nb;
+// 0 beyond. The load is clamped into the matrix and always made.
+fn load_b(k: u32, j: u32, nb: u32) -> f32 {
+    let v = apply_op(B_OP, ld(B_BUF, u.b.off + k * u.b.rs + min(j, nb - 1u) * u.b.cs));
+    let pad = select(0.0, 1.0, has(MATMUL_FLAG_ONES_COL) && j == nb);
+    return select(pad, v, j < nb);
+}
+
+fn store(i: u32, j: u32, nb: u32, acc: f32) {
+    if (i >= u.m || j >= u.n) {
+        return;
+    }
+    if (has(MATMUL_FLAG_ONES_COL) && j == nb) {
+        grads[u.extra.x + i] = acc;
+        return;
+    }
+    var v = acc;
+    if (has(MATMUL_FLAG_BIAS)) {
+        v = v + ld(BIAS_BUF, u.bias.off + j * u.bias.cs);
+    }
+    v = apply_op(ACT, v);
+    if (has(MATMUL_FLAG_PRE)) {
+        acts[u.pre.off + i * u.pre.rs + j * u.pre.cs] = v;
+    }
+    if (has(MATMUL_FLAG_AUX)) {
+        v = v * apply_op(AUX_OP, ld(AUX_BUF, u.aux.off + prow(i) * u.aux.rs + j * u.aux.cs));
+    }
+    if (has(MATMUL_FLAG_RES)) {
+        v = v + ld(RES_BUF, u.res.off + i * u.res.rs + j * u.res.cs);
+    }
+    let o = u.c.off + i * u.c.rs + j * u.c.cs;
+    if (C_BUF == BUF_GRADS) {
+        grads[o] = v;
+    } else {
+        acts[o] = v;
+    }
+}
+
+// Column groups are unrolled (`// #unroll`, expanded by src/kernels/registry.rs) so every
+// accumulator index and broadcast lane is a literal: the 64 accumulators stay in
+// registers; groups at or past NB are removed when the pipeline is specialised.
+@compute @workgroup_size(8, 1, 1)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let row0 = wg.y * 32u + lane;
+    let col0 = wg.x * (8u * NB);
+    var nb = u.n;
+    if (has(MATMUL_FLAG_ONES_COL)) {
+        nb = u.n - 1u;
+    }
+    // acc[8 b + s] holds column col0 + 8 b + s of rows row0 + 8 r, r = 0..3 (x, y, z, w).
+    var acc: array<vec4<f32>, 64>;
+    for (var k = 0u; k < u.k; k = k + 1u) {
+        let a = vec4<f32>(load_a(row0, k), load_a(row0 + 8u, k), load_a(row0 + 16u, k), load_a(row0 + 24u, k));
+        // #unroll b 8
+        if (NB > {b}u) {
+            let w{b} = load_b(k, col0 + {b}u * 8u + lane, nb);
+            // #unroll s 8
+            acc[{b}u * 8u + {s}u] = fma(a, vec4<f32>(subgroupBroadcast(w{b}, {s}u)), acc[{b}u * 8u + {s}u]);
+            // #end
+        }
+        // #end
+    }
+    // #unroll q 64
+    if (8u * NB > {q}u) {
+        store(row0, col0 + {q}u, nb, acc[{q}u].x);
+        store(row0 + 8u, col0 + {q}u, nb, acc[{q}u].y);
+        store(row0 + 16u, col0 + {q}u, nb, acc[{q}u].z);
+        store(row0 + 24u, col0 + {q}u, nb, acc[{q}u].w);
+    }
+    // #end
+}

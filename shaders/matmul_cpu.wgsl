@@ -62,17 +62,40 @@ override PRIMAL_MOD: bool = false; // M and aux rows taken modulo extra.y
 override NB: u32 = 8u;        // 8-column groups per invocation (1..8)
 
 @group(0) @binding(0) var<uniform> u: MatmulParams;
-@group(0) @binding(1) var<storage, read_write> acts: array<f32>;
-@group(0) @binding(2) var<storage, read> params: array<f32>;
-@group(0) @binding(3) var<storage, read_write> grads: array<f32>;
+override A_KVEC: bool = false;  // A (and M) k-contiguous, 16-byte aligned: vec4 loads along k
+override B_MODE: u32 = 0u;      // 0: scalar B loads; 1: k-contiguous (vec4 along k per column);
+                                // 2: j-contiguous (vec4 of 4 columns per row k)
+
+// The buffers as vec4 arrays (fmpe's storage buffers are multiples of 16 bytes): a
+// scalar is one component of a vec4, and aligned operands load four at once.
+@group(0) @binding(1) var<storage, read_write> acts: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> params: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> grads: array<vec4<f32>>;
 
 fn ld(buf: u32, idx: u32) -> f32 {
+    let q = idx >> 2u;
+    let c = idx & 3u;
     if (buf == BUF_PARAMS) {
-        return params[idx];
+        return params[q][c];
     } else if (buf == BUF_GRADS) {
-        return grads[idx];
+        return grads[q][c];
     }
-    return acts[idx];
+    return acts[q][c];
+}
+
+// Four consecutive floats from a multiple of 4.
+fn ld4(buf: u32, idx: u32) -> vec4<f32> {
+    let q = idx >> 2u;
+    if (buf == BUF_PARAMS) {
+        return params[q];
+    } else if (buf == BUF_GRADS) {
+        return grads[q];
+    }
+    return acts[q];
+}
+
+fn op4(op: u32, v: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(apply_op(op, v.x), apply_op(op, v.y), apply_op(op, v.z), apply_op(op, v.w));
 }
 
 fn has(flag: u32) -> bool {
@@ -110,7 +133,8 @@ fn store(i: u32, j: u32, nb: u32, acc: f32) {
         return;
     }
     if (has(MATMUL_FLAG_ONES_COL) && j == nb) {
-        grads[u.extra.x + i] = acc;
+        let g = u.extra.x + i;
+        grads[g >> 2u][g & 3u] = acc;
         return;
     }
     var v = acc;
@@ -119,7 +143,8 @@ fn store(i: u32, j: u32, nb: u32, acc: f32) {
     }
     v = apply_op(ACT, v);
     if (has(MATMUL_FLAG_PRE)) {
-        acts[u.pre.off + i * u.pre.rs + j * u.pre.cs] = v;
+        let p = u.pre.off + i * u.pre.rs + j * u.pre.cs;
+        acts[p >> 2u][p & 3u] = v;
     }
     if (has(MATMUL_FLAG_AUX)) {
         v = v * apply_op(AUX_OP, ld(AUX_BUF, u.aux.off + prow(i) * u.aux.rs + j * u.aux.cs));
@@ -129,10 +154,126 @@ fn store(i: u32, j: u32, nb: u32, acc: f32) {
     }
     let o = u.c.off + i * u.c.rs + j * u.c.cs;
     if (C_BUF == BUF_GRADS) {
-        grads[o] = v;
+        grads[o >> 2u][o & 3u] = v;
     } else {
-        acts[o] = v;
+        acts[o >> 2u][o & 3u] = v;
     }
+}
+
+// Rows i of A at k0 .. k0 + 3 (k0 a multiple of 4, K a multiple of 4), row clamped.
+fn load_a4(i: u32, k0: u32) -> vec4<f32> {
+    let r = min(i, u.m - 1u);
+    var v: vec4<f32>;
+    var mv: vec4<f32>;
+    let ai = u.a.off + r * u.a.rs + k0 * u.a.cs;
+    let mi = u.amul.off + prow(r) * u.amul.rs + k0 * u.amul.cs;
+    if (A_KVEC) {
+        v = ld4(A_BUF, ai);
+        if (has(MATMUL_FLAG_AMUL)) {
+            mv = ld4(M_BUF, mi);
+        }
+    } else {
+        let c = u.a.cs;
+        v = vec4<f32>(ld(A_BUF, ai), ld(A_BUF, ai + c), ld(A_BUF, ai + 2u * c), ld(A_BUF, ai + 3u * c));
+        if (has(MATMUL_FLAG_AMUL)) {
+            let cm = u.amul.cs;
+            mv = vec4<f32>(ld(M_BUF, mi), ld(M_BUF, mi + cm), ld(M_BUF, mi + 2u * cm), ld(M_BUF, mi + 3u * cm));
+        }
+    }
+    v = op4(A_OP, v);
+    if (has(MATMUL_FLAG_AMUL)) {
+        v = v * op4(M_OP, mv);
+    }
+    return v;
+}
+
+// Column j of B at k0 .. k0 + 3 (B_MODE 1: B's row stride is 1), padded like load_b.
+fn load_b_kvec(k0: u32, j: u32, nb: u32) -> vec4<f32> {
+    let v = op4(B_OP, ld4(B_BUF, u.b.off + min(j, nb - 1u) * u.b.cs + k0));
+    let pad = select(vec4<f32>(0.0), vec4<f32>(1.0), has(MATMUL_FLAG_ONES_COL) && j == nb);
+    return select(pad, v, j < nb);
+}
+
+// Row k of B at columns j0 .. j0 + 3 (B_MODE 2: B's column stride is 1, j0 and nb
+// multiples of 4), padded like load_b.
+fn load_b_jvec(k: u32, j0: u32, nb: u32) -> vec4<f32> {
+    let v = op4(B_OP, ld4(B_BUF, u.b.off + k * u.b.rs + min(j0, nb - 4u)));
+    let j = vec4<u32>(j0) + vec4<u32>(0u, 1u, 2u, 3u);
+    let ones = vec4<bool>(has(MATMUL_FLAG_ONES_COL)) & (j == vec4<u32>(nb));
+    let pad = select(vec4<f32>(0.0), vec4<f32>(1.0), ones);
+    return select(pad, v, j < vec4<u32>(nb));
+}
+
+// The entry point for K a multiple of 4: four k per iteration, with vec4 loads of A and
+// B where the operand layout allows (A_KVEC, B_MODE); the same sums in the same order
+// as `main`.
+@compute @workgroup_size(8, 1, 1)
+fn main_k4(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let row0 = wg.y * 32u + lane;
+    let col0 = wg.x * (8u * NB);
+    var nb = u.n;
+    if (has(MATMUL_FLAG_ONES_COL)) {
+        nb = u.n - 1u;
+    }
+    var acc: array<vec4<f32>, 64>;
+    for (var k0 = 0u; k0 < u.k; k0 = k0 + 4u) {
+        let a0 = load_a4(row0, k0);
+        let a1 = load_a4(row0 + 8u, k0);
+        let a2 = load_a4(row0 + 16u, k0);
+        let a3 = load_a4(row0 + 24u, k0);
+        // #unroll kk 4
+        let av{kk} = vec4<f32>(a0[{kk}], a1[{kk}], a2[{kk}], a3[{kk}]);
+        // #end
+        if (B_MODE == 1u) {
+            // #unroll b 8
+            if (NB > {b}u) {
+                let w{b} = load_b_kvec(k0, col0 + {b}u * 8u + lane, nb);
+                // #unroll kk 4
+                // #unroll s 8
+                acc[{b}u * 8u + {s}u] = fma(av{kk}, vec4<f32>(subgroupBroadcast(w{b}[{kk}], {s}u)), acc[{b}u * 8u + {s}u]);
+                // #end
+                // #end
+            }
+            // #end
+        } else if (B_MODE == 2u) {
+            // #unroll kk 4
+            // #unroll h 2
+            if (NB > {h}u * 4u) {
+                let wj{kk}{h} = load_b_jvec(k0 + {kk}u, col0 + {h}u * 32u + 4u * lane, nb);
+                // #unroll s 8
+                let ws{kk}{h}{s} = subgroupBroadcast(wj{kk}{h}, {s}u);
+                acc[{h}u * 32u + {s}u * 4u] = fma(av{kk}, vec4<f32>(ws{kk}{h}{s}.x), acc[{h}u * 32u + {s}u * 4u]);
+                acc[{h}u * 32u + {s}u * 4u + 1u] = fma(av{kk}, vec4<f32>(ws{kk}{h}{s}.y), acc[{h}u * 32u + {s}u * 4u + 1u]);
+                acc[{h}u * 32u + {s}u * 4u + 2u] = fma(av{kk}, vec4<f32>(ws{kk}{h}{s}.z), acc[{h}u * 32u + {s}u * 4u + 2u]);
+                acc[{h}u * 32u + {s}u * 4u + 3u] = fma(av{kk}, vec4<f32>(ws{kk}{h}{s}.w), acc[{h}u * 32u + {s}u * 4u + 3u]);
+                // #end
+            }
+            // #end
+            // #end
+        } else {
+            // #unroll kk 4
+            // #unroll b 8
+            if (NB > {b}u) {
+                let w{kk}{b} = load_b(k0 + {kk}u, col0 + {b}u * 8u + lane, nb);
+                // #unroll s 8
+                acc[{b}u * 8u + {s}u] = fma(av{kk}, vec4<f32>(subgroupBroadcast(w{kk}{b}, {s}u)), acc[{b}u * 8u + {s}u]);
+                // #end
+            }
+            // #end
+            // #end
+        }
+    }
+    // #unroll q 64
+    if (8u * NB > {q}u) {
+        store(row0, col0 + {q}u, nb, acc[{q}u].x);
+        store(row0 + 8u, col0 + {q}u, nb, acc[{q}u].y);
+        store(row0 + 16u, col0 + {q}u, nb, acc[{q}u].z);
+        store(row0 + 24u, col0 + {q}u, nb, acc[{q}u].w);
+    }
+    // #end
 }
 
 // Column groups are unrolled (`// #unroll`, expanded by src/kernels/registry.rs) so every

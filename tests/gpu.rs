@@ -3,7 +3,7 @@
 //! cache the kernels use.
 mod common;
 
-use fmpe::gpu::{AdapterSelector, GpuOptions, PowerPreference};
+use fmpe::gpu::{choose_matmul, AdapterSelector, AdapterTraits, GpuOptions, KernelChoice, MatmulVariant, PowerPreference};
 use fmpe::kernels::{stats, Bindings, ProgramBuilder, StatsParams};
 use fmpe::{Error, Gpu};
 
@@ -14,14 +14,68 @@ fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
 
 #[test]
 fn options_from_variables() {
-    assert_eq!(GpuOptions::from_vars(vars(&[])), GpuOptions::default());
-    assert_eq!(GpuOptions::from_vars(vars(&[("WGPU_BACKEND", ""), ("WGPU_ADAPTER_NAME", " ")])), GpuOptions::default());
-    let o = GpuOptions::from_vars(vars(&[("WGPU_BACKEND", "vulkan"), ("WGPU_ADAPTER_INDEX", "1"), ("WGPU_POWER_PREF", "low")]));
+    assert_eq!(GpuOptions::from_vars(vars(&[])).unwrap(), GpuOptions::default());
+    assert_eq!(GpuOptions::from_vars(vars(&[("WGPU_BACKEND", ""), ("WGPU_ADAPTER_NAME", " ")])).unwrap(), GpuOptions::default());
+    let o = GpuOptions::from_vars(vars(&[("WGPU_BACKEND", "vulkan"), ("WGPU_ADAPTER_INDEX", "1"), ("WGPU_POWER_PREF", "low")])).unwrap();
     assert_eq!(o.backends.as_deref(), Some("vulkan"));
     assert_eq!(o.adapter, AdapterSelector::Index(1));
     assert_eq!(o.power_preference, PowerPreference::LowPower);
-    let o = GpuOptions::from_vars(vars(&[("WGPU_ADAPTER_INDEX", "1"), ("WGPU_ADAPTER_NAME", "llvmpipe")]));
+    let o = GpuOptions::from_vars(vars(&[("WGPU_ADAPTER_INDEX", "1"), ("WGPU_ADAPTER_NAME", "llvmpipe")])).unwrap();
     assert_eq!(o.adapter, AdapterSelector::Name("llvmpipe".into()), "the name wins over the index");
+}
+
+#[test]
+fn kernel_choice_from_variables() {
+    for (v, want) in [("cpu", KernelChoice::Cpu), ("GPU", KernelChoice::Gpu), ("portable", KernelChoice::Portable), ("auto", KernelChoice::Auto)] {
+        assert_eq!(GpuOptions::from_vars(vars(&[("FMPE_KERNELS", v)])).unwrap().kernels, want);
+    }
+    match GpuOptions::from_vars(vars(&[("FMPE_KERNELS", "fast")])) {
+        Err(Error::InvalidOption { name, message }) => {
+            assert_eq!(name, "kernels");
+            assert!(message.contains("'fast'"), "{message}");
+        }
+        other => panic!("expected an option error, got {other:?}"),
+    }
+}
+
+fn traits(device_type: Option<wgpu::DeviceType>, subgroups: bool, min: u32, max: u32) -> AdapterTraits {
+    AdapterTraits { device_type, subgroups, subgroup_min_size: min, subgroup_max_size: max }
+}
+
+#[test]
+fn kernel_selection_rule_on_fake_adapters() {
+    use wgpu::DeviceType::{Cpu, DiscreteGpu, IntegratedGpu};
+    let lavapipe = traits(Some(Cpu), true, 8, 8);
+    let discrete = traits(Some(DiscreteGpu), true, 32, 32);
+    let no_subgroups = traits(Some(Cpu), false, 8, 8);
+    let wide_cpu = traits(Some(Cpu), true, 4, 16); // e.g. WARP: sizes vary
+    let borrowed = traits(None, true, 0, 0);
+    let auto = |t: &AdapterTraits| choose_matmul(KernelChoice::Auto, t).unwrap();
+    assert_eq!(auto(&lavapipe), MatmulVariant::Cpu);
+    assert_eq!(auto(&discrete), MatmulVariant::Gpu);
+    assert_eq!(auto(&traits(Some(IntegratedGpu), false, 0, 0)), MatmulVariant::Gpu);
+    assert_eq!(auto(&no_subgroups), MatmulVariant::Gpu, "a CPU adapter without subgroups gets the specialised tiles");
+    assert_eq!(auto(&wide_cpu), MatmulVariant::Gpu, "the CPU kernel needs exactly 8 lanes");
+    assert_eq!(auto(&borrowed), MatmulVariant::Gpu, "unknown adapter: nothing beyond WebGPU's core");
+    // Explicit choices are honoured, and an impossible one is an option error.
+    assert_eq!(choose_matmul(KernelChoice::Portable, &lavapipe).unwrap(), MatmulVariant::Portable);
+    assert_eq!(choose_matmul(KernelChoice::Gpu, &lavapipe).unwrap(), MatmulVariant::Gpu);
+    assert_eq!(choose_matmul(KernelChoice::Cpu, &lavapipe).unwrap(), MatmulVariant::Cpu);
+    for t in [discrete, no_subgroups, wide_cpu, borrowed] {
+        assert!(matches!(choose_matmul(KernelChoice::Cpu, &t), Err(Error::InvalidOption { .. })), "{t:?}");
+    }
+}
+
+#[test]
+fn the_device_reports_the_variant_it_runs() {
+    let gpu = common::gpu();
+    let t = gpu.adapter_traits();
+    assert_eq!(gpu.matmul_variant(), choose_matmul(common::gpu_options().kernels, &t).unwrap());
+    // A borrowed device starts from the rule without its adapter, and learns it.
+    let borrowed = Gpu::from_device(gpu.device.clone(), gpu.queue.clone()).unwrap();
+    assert_eq!(borrowed.adapter_traits().device_type, None);
+    let portable = borrowed.with_kernels(KernelChoice::Portable).unwrap();
+    assert_eq!(portable.matmul_variant(), MatmulVariant::Portable);
 }
 
 #[test]

@@ -277,7 +277,7 @@ fn matmul_every_layout_on_ragged_shapes() {
     // tile: rows 1..257, columns 1..130 (column groups of 8 and blocks of 64 both
     // ragged), K not a multiple of 4.
     each_variant(|| {
-        for &(m, n, k) in &[(1usize, 1usize, 1usize), (7, 2, 5), (33, 65, 3), (257, 100, 37), (40, 130, 66), (9, 8, 64)] {
+        for &(m, n, k) in &[(1usize, 1usize, 1usize), (7, 2, 5), (33, 65, 3), (257, 100, 37), (40, 130, 66), (9, 8, 64), (100, 64, 64), (37, 36, 12), (70, 128, 128), (5, 4, 4), (31, 100, 100)] {
             let x_off = 0;
             let y_off = m * k;
             let acts = rand_vec(y_off + m * n + m * k, 60 + (m * n * k) as u64);
@@ -324,4 +324,29 @@ fn matmul_variants_agree_to_rounding() {
     for r in &results[1..] {
         assert_close("variant vs portable", r, &results[0], 1e-6, 1e-6);
     }
+}
+
+#[test]
+fn cpu_variant_reads_network_products_with_vector_loads() {
+    use fmpe::kernels::matmul::{cpu_layout, CpuLayout};
+    // A hidden layer 64 → 64 at 256 rows, as the network records it.
+    let (m, w) = (256usize, 64usize);
+    let x = Mat::rows(Buf::Acts, 0, w);
+    let y = Mat::rows(Buf::Acts, m * w, w);
+    let fwd = Matmul::new(m, w, w, x, Mat::strided(Buf::Params, 128, 1, w), y);
+    assert_eq!(cpu_layout(&fwd), CpuLayout { k4: true, a_kvec: true, b_mode: 1, column_groups: 8 });
+    let bwd = Matmul::new(m, w, w, y, Mat::rows(Buf::Params, 128, w), x);
+    assert_eq!(cpu_layout(&bwd), CpuLayout { k4: true, a_kvec: true, b_mode: 2, column_groups: 8 });
+    let mut wg = Matmul::new(w, w, m, y.t(), x, Mat::rows(Buf::Grads, 128, w));
+    wg.bias_grad = Some(128 + w * w);
+    // 65 columns (the bias column): three blocks of 32 pad less than two of 64.
+    assert_eq!(cpu_layout(&wg), CpuLayout { k4: true, a_kvec: false, b_mode: 2, column_groups: 4 });
+    // The input layer (K = 1 + dim θ + dim x = 5) and a misaligned weight fall back to
+    // scalar loads; the output layer (2 columns) uses one 8-column group.
+    let input = Matmul::new(m, w, 5, Mat::rows(Buf::Acts, 0, 5), Mat::strided(Buf::Params, 0, 1, 5), y);
+    assert_eq!(cpu_layout(&input), CpuLayout { k4: false, a_kvec: false, b_mode: 0, column_groups: 8 });
+    let odd = Matmul::new(m, w, w, x, Mat::strided(Buf::Params, 130, 1, w), y);
+    assert_eq!(cpu_layout(&odd).b_mode, 0);
+    let out = Matmul::new(m, 2, w, x, Mat::strided(Buf::Params, 0, 1, w), y);
+    assert_eq!(cpu_layout(&out), CpuLayout { k4: true, a_kvec: true, b_mode: 1, column_groups: 1 });
 }

@@ -384,12 +384,13 @@ impl Gpu {
         Ok(())
     }
 
-    /// Creates a zero-initialised storage buffer of `bytes` bytes (at least 16), usable
-    /// as copy source and destination.
+    /// Creates a zero-initialised storage buffer of `bytes` bytes (rounded up to a
+    /// multiple of 16, at least 16), usable as copy source and destination.
     pub fn storage(&self, label: &str, bytes: u64) -> wgpu::Buffer {
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size: bytes.max(16).next_multiple_of(4),
+            // A multiple of 16 bytes: kernels may view a buffer as `array<vec4<f32>>`.
+            size: bytes.max(16).next_multiple_of(16),
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         })

@@ -16,7 +16,7 @@ pub(crate) static FAMILY: Family = Family {
         ShaderModule { name: "matmul", source: include_str!("../../shaders/matmul.wgsl") },
         ShaderModule { name: "matmul_cpu", source: include_str!("../../shaders/matmul_cpu.wgsl") },
     ],
-    kernels: &[&MATMUL, &MATMUL_GPU, &MATMUL_CPU],
+    kernels: &[&MATMUL, &MATMUL_GPU, &MATMUL_CPU, &MATMUL_CPU_K4],
     constants: &[
         WgslConst { name: "OP_ID", value: Op::Id as u32 },
         WgslConst { name: "OP_GELU", value: Op::Gelu as u32 },
@@ -69,6 +69,18 @@ pub static MATMUL_CPU: KernelSpec = KernelSpec {
     name: "matmul@cpu",
     module: "matmul_cpu",
     entry_point: "main",
+    layout: Layout::Matmul,
+    params: StructLayout::of::<MatmulParams>,
+    variant: "cpu",
+    constants: &[],
+};
+
+/// `main_k4` of `shaders/matmul_cpu.wgsl` ([`MatmulVariant::Cpu`] when K is a multiple
+/// of 4): four k per iteration, vec4 loads of the operands whose layout allows them.
+pub static MATMUL_CPU_K4: KernelSpec = KernelSpec {
+    name: "matmul@cpu_k4",
+    module: "matmul_cpu",
+    entry_point: "main_k4",
     layout: Layout::Matmul,
     params: StructLayout::of::<MatmulParams>,
     variant: "cpu",
@@ -269,13 +281,63 @@ fn specialization(p: &MatmulParams, variant: MatmulVariant) -> Specialization {
         ("PRIMAL_MOD", if p.extra[1] != 0 { 1.0 } else { 0.0 }),
     ];
     match variant {
-        MatmulVariant::Cpu => c.push(("NB", cpu_column_groups(p.n as usize) as f64)),
+        MatmulVariant::Cpu => {
+            let l = layout_of(p);
+            c.push(("NB", l.column_groups as f64));
+            c.push(("A_KVEC", if l.a_kvec { 1.0 } else { 0.0 }));
+            c.push(("B_MODE", l.b_mode as f64));
+        }
         _ => {
             c.push(("A_KCONTIG", if p.a.cs == 1 { 1.0 } else { 0.0 }));
             c.push(("B_KCONTIG", if p.b.cs != 1 { 1.0 } else { 0.0 }));
         }
     }
     c
+}
+
+/// How the CPU variant reads one product's operands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuLayout {
+    /// `main_k4` (K a multiple of 4) rather than `main`.
+    pub k4: bool,
+    /// A (and M) k-contiguous and 16-byte aligned: vec4 loads along k.
+    pub a_kvec: bool,
+    /// 0: scalar loads of B; 1: k-contiguous (vec4 along k per column); 2: j-contiguous
+    /// (vec4 of 4 columns).
+    pub b_mode: u32,
+    /// 8-column groups per invocation (1..=8; a multiple of 4 with `b_mode` 2).
+    pub column_groups: u32,
+}
+
+/// The CPU variant's reading of `mm` (see [`CpuLayout`]): vec4 loads wherever the
+/// operand's contiguous dimension, offset and stride allow them.
+pub fn cpu_layout(mm: &Matmul) -> CpuLayout {
+    layout_of(&params(mm))
+}
+
+fn layout_of(p: &MatmulParams) -> CpuLayout {
+    let k4 = p.k % 4 == 0;
+    let aligned = |off: u32, stride: u32| off % 4 == 0 && stride % 4 == 0;
+    let amul_ok = p.flags & FLAG_AMUL == 0 || (p.amul.cs == 1 && aligned(p.amul.off, p.amul.rs));
+    let a_kvec = k4 && p.a.cs == 1 && aligned(p.a.off, p.a.rs) && amul_ok;
+    let nb = p.n - (p.flags & FLAG_ONES_COL != 0) as u32;
+    let b_mode = if !k4 {
+        0
+    } else if p.b.rs == 1 && aligned(p.b.off, p.b.cs) {
+        1
+    } else if p.b.cs == 1 && aligned(p.b.off, p.b.rs) && nb % 4 == 0 && nb >= 4 {
+        2
+    } else {
+        0
+    };
+    let column_groups = if b_mode == 2 {
+        // Blocks of 32 or 64 columns, whichever pads less (64 on a tie).
+        let padded = |cols: u32| p.n.div_ceil(cols) * cols;
+        if padded(32) < padded(64) { 4 } else { 8 }
+    } else {
+        cpu_column_groups(p.n as usize)
+    };
+    CpuLayout { k4, a_kvec, b_mode, column_groups }
 }
 
 /// 8-column groups per invocation of the CPU variant for `n` output columns: at most
@@ -301,7 +363,7 @@ impl ProgramBuilder {
         let n = p.n;
         let variant = self.matmul_variant();
         let (rows_per_group, cols_per_group) = match variant {
-            MatmulVariant::Cpu => (32, 8 * cpu_column_groups(n as usize)),
+            MatmulVariant::Cpu => (32, 8 * layout_of(&p).column_groups),
             _ => (64, 64),
         };
         let gy = (mm.m as u32).div_ceil(rows_per_group).max(1);
@@ -310,7 +372,10 @@ impl ProgramBuilder {
         match variant {
             MatmulVariant::Portable => self.push_groups(&MATMUL, &p, groups),
             MatmulVariant::Gpu => self.push_specialized(&MATMUL_GPU, &p, groups, specialization(&p, variant)),
-            MatmulVariant::Cpu => self.push_specialized(&MATMUL_CPU, &p, groups, specialization(&p, variant)),
+            MatmulVariant::Cpu => {
+                let kernel = if layout_of(&p).k4 { &MATMUL_CPU_K4 } else { &MATMUL_CPU };
+                self.push_specialized(kernel, &p, groups, specialization(&p, variant))
+            }
         }
     }
 }

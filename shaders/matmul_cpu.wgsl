@@ -63,8 +63,6 @@ override NB: u32 = 8u;        // 8-column groups per invocation (1..8)
 
 @group(0) @binding(0) var<uniform> u: MatmulParams;
 override A_KVEC: bool = false;  // A (and M) k-contiguous, 16-byte aligned: vec4 loads along k
-override B_MODE: u32 = 0u;      // 0: scalar B loads; 1: k-contiguous (vec4 along k per column);
-                                // 2: j-contiguous (vec4 of 4 columns per row k)
 
 // The buffers as vec4 arrays (fmpe's storage buffers are multiples of 16 bytes): a
 // scalar is one component of a vec4, and aligned operands load four at once.
@@ -187,14 +185,14 @@ fn load_a4(i: u32, k0: u32) -> vec4<f32> {
     return v;
 }
 
-// Column j of B at k0 .. k0 + 3 (B_MODE 1: B's row stride is 1), padded like load_b.
+// Column j of B at k0 .. k0 + 3 (B = Wᵀ: B's row stride is 1), padded like load_b.
 fn load_b_kvec(k0: u32, j: u32, nb: u32) -> vec4<f32> {
     let v = op4(B_OP, ld4(B_BUF, u.b.off + min(j, nb - 1u) * u.b.cs + k0));
     let pad = select(vec4<f32>(0.0), vec4<f32>(1.0), has(MATMUL_FLAG_ONES_COL) && j == nb);
     return select(pad, v, j < nb);
 }
 
-// Row k of B at columns j0 .. j0 + 3 (B_MODE 2: B's column stride is 1, j0 and nb
+// Row k of B at columns j0 .. j0 + 3 (B = W or X: B's column stride is 1, j0 and nb
 // multiples of 4), padded like load_b.
 fn load_b_jvec(k: u32, j0: u32, nb: u32) -> vec4<f32> {
     let v = op4(B_OP, ld4(B_BUF, u.b.off + k * u.b.rs + min(j0, nb - 4u)));
@@ -204,11 +202,13 @@ fn load_b_jvec(k: u32, j0: u32, nb: u32) -> vec4<f32> {
     return select(pad, v, j < vec4<u32>(nb));
 }
 
-// The entry point for K a multiple of 4: four k per iteration, with vec4 loads of A and
-// B where the operand layout allows (A_KVEC, B_MODE); the same sums in the same order
-// as `main`.
+// Entry points for K a multiple of 4: four k per iteration, A loaded as vec4 along k
+// where A_KVEC allows; one entry point per way of reading B (so each pipeline compiles
+// only its own loop body). The same sums in the same order as `main`.
+
+// B k-contiguous (B = Wᵀ): lane l loads column col0 + 8 b + l at k0..k0+3.
 @compute @workgroup_size(8, 1, 1)
-fn main_k4(
+fn main_k4_bk(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
@@ -227,44 +227,16 @@ fn main_k4(
         // #unroll kk 4
         let av{kk} = vec4<f32>(a0[{kk}], a1[{kk}], a2[{kk}], a3[{kk}]);
         // #end
-        if (B_MODE == 1u) {
-            // #unroll b 8
-            if (NB > {b}u) {
-                let w{b} = load_b_kvec(k0, col0 + {b}u * 8u + lane, nb);
-                // #unroll kk 4
-                // #unroll s 8
-                acc[{b}u * 8u + {s}u] = fma(av{kk}, vec4<f32>(subgroupBroadcast(w{b}[{kk}], {s}u)), acc[{b}u * 8u + {s}u]);
-                // #end
-                // #end
-            }
-            // #end
-        } else if (B_MODE == 2u) {
+        // #unroll b 8
+        if (NB > {b}u) {
+            let w{b} = load_b_kvec(k0, col0 + {b}u * 8u + lane, nb);
             // #unroll kk 4
-            // #unroll h 2
-            if (NB > {h}u * 4u) {
-                let wj{kk}{h} = load_b_jvec(k0 + {kk}u, col0 + {h}u * 32u + 4u * lane, nb);
-                // #unroll s 8
-                let ws{kk}{h}{s} = subgroupBroadcast(wj{kk}{h}, {s}u);
-                acc[{h}u * 32u + {s}u * 4u] = fma(av{kk}, vec4<f32>(ws{kk}{h}{s}.x), acc[{h}u * 32u + {s}u * 4u]);
-                acc[{h}u * 32u + {s}u * 4u + 1u] = fma(av{kk}, vec4<f32>(ws{kk}{h}{s}.y), acc[{h}u * 32u + {s}u * 4u + 1u]);
-                acc[{h}u * 32u + {s}u * 4u + 2u] = fma(av{kk}, vec4<f32>(ws{kk}{h}{s}.z), acc[{h}u * 32u + {s}u * 4u + 2u]);
-                acc[{h}u * 32u + {s}u * 4u + 3u] = fma(av{kk}, vec4<f32>(ws{kk}{h}{s}.w), acc[{h}u * 32u + {s}u * 4u + 3u]);
-                // #end
-            }
-            // #end
-            // #end
-        } else {
-            // #unroll kk 4
-            // #unroll b 8
-            if (NB > {b}u) {
-                let w{kk}{b} = load_b(k0 + {kk}u, col0 + {b}u * 8u + lane, nb);
-                // #unroll s 8
-                acc[{b}u * 8u + {s}u] = fma(av{kk}, vec4<f32>(subgroupBroadcast(w{kk}{b}, {s}u)), acc[{b}u * 8u + {s}u]);
-                // #end
-            }
+            // #unroll s 8
+            acc[{b}u * 8u + {s}u] = fma(av{kk}, vec4<f32>(subgroupBroadcast(w{b}[{kk}], {s}u)), acc[{b}u * 8u + {s}u]);
             // #end
             // #end
         }
+        // #end
     }
     // #unroll q 64
     if (8u * NB > {q}u) {
@@ -275,6 +247,97 @@ fn main_k4(
     }
     // #end
 }
+
+
+// B j-contiguous (B = W, X): lane l loads columns col0 + 32 h + 4 l .. + 3 of row k.
+@compute @workgroup_size(8, 1, 1)
+fn main_k4_bj(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let row0 = wg.y * 32u + lane;
+    let col0 = wg.x * (8u * NB);
+    var nb = u.n;
+    if (has(MATMUL_FLAG_ONES_COL)) {
+        nb = u.n - 1u;
+    }
+    var acc: array<vec4<f32>, 64>;
+    for (var k0 = 0u; k0 < u.k; k0 = k0 + 4u) {
+        let a0 = load_a4(row0, k0);
+        let a1 = load_a4(row0 + 8u, k0);
+        let a2 = load_a4(row0 + 16u, k0);
+        let a3 = load_a4(row0 + 24u, k0);
+        // #unroll kk 4
+        let av{kk} = vec4<f32>(a0[{kk}], a1[{kk}], a2[{kk}], a3[{kk}]);
+        // #end
+        // #unroll kk 4
+        // #unroll h 2
+        if (NB > {h}u * 4u) {
+            let wj{kk}{h} = load_b_jvec(k0 + {kk}u, col0 + {h}u * 32u + 4u * lane, nb);
+            // #unroll s 8
+            let ws{kk}{h}{s} = subgroupBroadcast(wj{kk}{h}, {s}u);
+            acc[{h}u * 32u + {s}u * 4u] = fma(av{kk}, vec4<f32>(ws{kk}{h}{s}.x), acc[{h}u * 32u + {s}u * 4u]);
+            acc[{h}u * 32u + {s}u * 4u + 1u] = fma(av{kk}, vec4<f32>(ws{kk}{h}{s}.y), acc[{h}u * 32u + {s}u * 4u + 1u]);
+            acc[{h}u * 32u + {s}u * 4u + 2u] = fma(av{kk}, vec4<f32>(ws{kk}{h}{s}.z), acc[{h}u * 32u + {s}u * 4u + 2u]);
+            acc[{h}u * 32u + {s}u * 4u + 3u] = fma(av{kk}, vec4<f32>(ws{kk}{h}{s}.w), acc[{h}u * 32u + {s}u * 4u + 3u]);
+            // #end
+        }
+        // #end
+        // #end
+    }
+    // #unroll q 64
+    if (8u * NB > {q}u) {
+        store(row0, col0 + {q}u, nb, acc[{q}u].x);
+        store(row0 + 8u, col0 + {q}u, nb, acc[{q}u].y);
+        store(row0 + 16u, col0 + {q}u, nb, acc[{q}u].z);
+        store(row0 + 24u, col0 + {q}u, nb, acc[{q}u].w);
+    }
+    // #end
+}
+
+
+// B read one element at a time (unaligned or strided B).
+@compute @workgroup_size(8, 1, 1)
+fn main_k4_bs(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let row0 = wg.y * 32u + lane;
+    let col0 = wg.x * (8u * NB);
+    var nb = u.n;
+    if (has(MATMUL_FLAG_ONES_COL)) {
+        nb = u.n - 1u;
+    }
+    var acc: array<vec4<f32>, 64>;
+    for (var k0 = 0u; k0 < u.k; k0 = k0 + 4u) {
+        let a0 = load_a4(row0, k0);
+        let a1 = load_a4(row0 + 8u, k0);
+        let a2 = load_a4(row0 + 16u, k0);
+        let a3 = load_a4(row0 + 24u, k0);
+        // #unroll kk 4
+        let av{kk} = vec4<f32>(a0[{kk}], a1[{kk}], a2[{kk}], a3[{kk}]);
+        // #end
+        // #unroll kk 4
+        // #unroll b 8
+        if (NB > {b}u) {
+            let w{kk}{b} = load_b(k0 + {kk}u, col0 + {b}u * 8u + lane, nb);
+            // #unroll s 8
+            acc[{b}u * 8u + {s}u] = fma(av{kk}, vec4<f32>(subgroupBroadcast(w{kk}{b}, {s}u)), acc[{b}u * 8u + {s}u]);
+            // #end
+        }
+        // #end
+        // #end
+    }
+    // #unroll q 64
+    if (8u * NB > {q}u) {
+        store(row0, col0 + {q}u, nb, acc[{q}u].x);
+        store(row0 + 8u, col0 + {q}u, nb, acc[{q}u].y);
+        store(row0 + 16u, col0 + {q}u, nb, acc[{q}u].z);
+        store(row0 + 24u, col0 + {q}u, nb, acc[{q}u].w);
+    }
+    // #end
+}
+
 
 // Column groups are unrolled (`// #unroll`, expanded by src/kernels/registry.rs) so every
 // accumulator index and broadcast lane is a literal: the 64 accumulators stay in

@@ -107,6 +107,8 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
     let post = GpuModel::new(gpu.clone(), &model)?.posterior(&vec![0.1; d])?;
     for solver in [Solver::Rk4 { steps: a.rk4_steps }, Solver::Dopri5 { atol: 1e-5, rtol: 1e-5 }] {
         let opts = PosteriorOptions { solver, ..Default::default() };
+        // Warm-up: compiles the pipelines this plan specialises (not part of the rate).
+        post.sample(64.min(a.num_samples), &opts)?;
         let (s0, d0) = (gpu.submission_count(), gpu.dispatch_count());
         let t0 = Instant::now();
         let rep = post.sample(a.num_samples, &opts)?.report().clone();

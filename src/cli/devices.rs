@@ -15,6 +15,14 @@ pub(crate) fn devices() -> Result<()> {
     if let Some(a) = gpu.adapter() {
         println!("fmpe uses: {a}");
     }
+    let t = gpu.adapter_traits();
+    println!(
+        "kernels: {} matmul (subgroups {}, sizes {}..{}; FMPE_KERNELS=portable|cpu|gpu overrides)",
+        gpu.matmul_variant().name(),
+        if t.subgroups { "enabled" } else { "unavailable" },
+        t.subgroup_min_size,
+        t.subgroup_max_size
+    );
     Ok(())
 }
 

@@ -12,6 +12,7 @@ const FLAGS: &[(&str, &str)] = &[
     ("reject_outside_prior", "--no-reject"),
     ("hidden", "--hidden/--blocks"),
     ("divergence", "--probes"),
+    ("kernels", "FMPE_KERNELS (or bench --kernels)"),
 ];
 
 /// Phrases of the library's too-slow-rejection message that name options, and how this

@@ -16,7 +16,7 @@ pub(crate) static FAMILY: Family = Family {
         ShaderModule { name: "matmul", source: include_str!("../../shaders/matmul.wgsl") },
         ShaderModule { name: "matmul_cpu", source: include_str!("../../shaders/matmul_cpu.wgsl") },
     ],
-    kernels: &[&MATMUL, &MATMUL_GPU, &MATMUL_CPU, &MATMUL_CPU_K4],
+    kernels: &[&MATMUL, &MATMUL_GPU, &MATMUL_CPU, &MATMUL_CPU_K4_BK, &MATMUL_CPU_K4_BJ, &MATMUL_CPU_K4_BS],
     constants: &[
         WgslConst { name: "OP_ID", value: Op::Id as u32 },
         WgslConst { name: "OP_GELU", value: Op::Gelu as u32 },
@@ -75,17 +75,25 @@ pub static MATMUL_CPU: KernelSpec = KernelSpec {
     constants: &[],
 };
 
-/// `main_k4` of `shaders/matmul_cpu.wgsl` ([`MatmulVariant::Cpu`] when K is a multiple
-/// of 4): four k per iteration, vec4 loads of the operands whose layout allows them.
-pub static MATMUL_CPU_K4: KernelSpec = KernelSpec {
-    name: "matmul@cpu_k4",
-    module: "matmul_cpu",
-    entry_point: "main_k4",
-    layout: Layout::Matmul,
-    params: StructLayout::of::<MatmulParams>,
-    variant: "cpu",
-    constants: &[],
-};
+/// A `main_k4_*` entry point of `shaders/matmul_cpu.wgsl` ([`MatmulVariant::Cpu`] when K
+/// is a multiple of 4): four k per iteration, vec4 loads of A where its layout allows.
+macro_rules! cpu_k4_kernel {
+    ($name:ident, $spec:literal, $entry:literal, $what:literal) => {
+        #[doc = concat!("`", $entry, "` of `shaders/matmul_cpu.wgsl`: ", $what)]
+        pub static $name: KernelSpec = KernelSpec {
+            name: $spec,
+            module: "matmul_cpu",
+            entry_point: $entry,
+            layout: Layout::Matmul,
+            params: StructLayout::of::<MatmulParams>,
+            variant: "cpu",
+            constants: &[],
+        };
+    };
+}
+cpu_k4_kernel!(MATMUL_CPU_K4_BK, "matmul@cpu_k4_bk", "main_k4_bk", "B k-contiguous (`Wᵀ`), vec4 along k per column.");
+cpu_k4_kernel!(MATMUL_CPU_K4_BJ, "matmul@cpu_k4_bj", "main_k4_bj", "B j-contiguous (`W`, `X`), vec4 of 4 columns.");
+cpu_k4_kernel!(MATMUL_CPU_K4_BS, "matmul@cpu_k4_bs", "main_k4_bs", "B read one element at a time.");
 
 /// Epilogue flag: add `bias`.
 pub const FLAG_BIAS: u32 = 1;
@@ -285,7 +293,6 @@ fn specialization(p: &MatmulParams, variant: MatmulVariant) -> Specialization {
             let l = layout_of(p);
             c.push(("NB", l.column_groups as f64));
             c.push(("A_KVEC", if l.a_kvec { 1.0 } else { 0.0 }));
-            c.push(("B_MODE", l.b_mode as f64));
         }
         _ => {
             c.push(("A_KCONTIG", if p.a.cs == 1 { 1.0 } else { 0.0 }));
@@ -298,12 +305,12 @@ fn specialization(p: &MatmulParams, variant: MatmulVariant) -> Specialization {
 /// How the CPU variant reads one product's operands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CpuLayout {
-    /// `main_k4` (K a multiple of 4) rather than `main`.
+    /// A `main_k4_*` entry point (K a multiple of 4) rather than `main`.
     pub k4: bool,
     /// A (and M) k-contiguous and 16-byte aligned: vec4 loads along k.
     pub a_kvec: bool,
-    /// 0: scalar loads of B; 1: k-contiguous (vec4 along k per column); 2: j-contiguous
-    /// (vec4 of 4 columns).
+    /// 0: scalar loads of B (`main_k4_bs`); 1: k-contiguous, vec4 along k per column
+    /// (`main_k4_bk`); 2: j-contiguous, vec4 of 4 columns (`main_k4_bj`).
     pub b_mode: u32,
     /// 8-column groups per invocation (1..=8; a multiple of 4 with `b_mode` 2).
     pub column_groups: u32,
@@ -373,7 +380,13 @@ impl ProgramBuilder {
             MatmulVariant::Portable => self.push_groups(&MATMUL, &p, groups),
             MatmulVariant::Gpu => self.push_specialized(&MATMUL_GPU, &p, groups, specialization(&p, variant)),
             MatmulVariant::Cpu => {
-                let kernel = if layout_of(&p).k4 { &MATMUL_CPU_K4 } else { &MATMUL_CPU };
+                let l = layout_of(&p);
+                let kernel = match (l.k4, l.b_mode) {
+                    (false, _) => &MATMUL_CPU,
+                    (true, 1) => &MATMUL_CPU_K4_BK,
+                    (true, 2) => &MATMUL_CPU_K4_BJ,
+                    (true, _) => &MATMUL_CPU_K4_BS,
+                };
                 self.push_specialized(kernel, &p, groups, specialization(&p, variant))
             }
         }

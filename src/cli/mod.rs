@@ -14,9 +14,11 @@ mod args;
 mod bench;
 mod c2st;
 mod calibrate;
+pub mod config;
 mod devices;
 mod evaluate;
 mod flags;
+mod json;
 mod log_prob;
 mod pipeline;
 mod plot;
@@ -31,8 +33,14 @@ pub use flags::describe_error;
 
 /// Flow Matching Posterior Estimation on the GPU (wgpu + WGSL).
 #[derive(Parser, Debug)]
-#[command(name = "fmpe", version, about, long_about = None)]
+#[command(name = "fmpe", version, about, long_about = None, args_override_self = true)]
 pub struct Cli {
+    /// TOML file of flag values for the command (keys are flag names, `-` or `_`;
+    /// top-level keys and a table named after the command apply; flags given on the
+    /// command line override it). `fmpe train` writes its effective one as
+    /// MODEL_DIR/config.toml.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -65,12 +73,20 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-/// Runs a parsed command line.
-pub fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+/// Runs a parsed command line; returns the process exit code of a command that
+/// succeeded (0, or 128 + signal for a training run stopped by SIGINT / SIGTERM).
+pub fn run(cli: Cli) -> Result<i32> {
+    if let Command::Train(a) = cli.command {
+        return train::train(a);
+    }
+    run_other(cli.command).map(|()| 0)
+}
+
+fn run_other(command: Command) -> Result<()> {
+    match command {
         Command::Devices => devices::devices(),
         Command::Simulate(a) => simulate::simulate(a),
-        Command::Train(a) => train::train(a),
+        Command::Train(a) => train::train(a).map(|_| ()),
         Command::Sample(a) => sample::sample(a),
         Command::LogProb(a) => log_prob::log_prob(a),
         Command::Run(a) => run::run_task(a),

@@ -11,7 +11,7 @@ use fmpe::model::{Model, ModelMeta};
 use fmpe::net::NetConfig;
 use fmpe::prior::BoxPrior;
 use fmpe::tasks::Task;
-use fmpe::train::{Fmpe, TrainConfig};
+use fmpe::train::{Fmpe, TrainConfig, Trainer};
 use fmpe::transform::{ThetaTransform, XTransform};
 use fmpe::Gpu;
 
@@ -83,6 +83,21 @@ pub(crate) fn fit(gpu: &Arc<Gpu>, job: Job, theta: &[f64], x: &[f64]) -> Result<
     }
     let mut bar = EpochBar::new(job.train.max_epochs);
     fmpe.train(&job.train, &mut |p| bar.update(p))
+}
+
+/// The trainer of `job` on `theta [n, dim_theta]` and `x [n, dim_x]` (finite, x not
+/// yet transformed), for a command that drives the loop itself (checkpoints, signals):
+/// says which transforms are used and prints data warnings, as [`fit`] does.
+pub(crate) fn trainer<'g>(gpu: &'g Gpu, job: &Job, theta: &[f64], x: &[f64]) -> Result<Trainer<'g>> {
+    announce_transform(&job.meta.transform);
+    announce_x_transform(job.meta.x_transform);
+    job.meta.validate(job.net.dim_theta)?;
+    let fmpe = Fmpe::new(gpu, job.net.clone(), job.meta.clone()).append_simulations(theta, x)?;
+    for w in fmpe.warnings() {
+        eprintln!("warning: {w}");
+    }
+    let sims = fmpe.simulations();
+    Trainer::with_transform(gpu, job.net.clone(), job.train.clone(), sims.theta(), sims.x(), None, &job.meta.transform)
 }
 
 /// Simulates `n` pairs of `task` with `seed` and drops the failed ones (non-finite x),

@@ -419,9 +419,12 @@ impl<'g> Trainer<'g> {
         if self.retries >= self.tc.max_rollbacks {
             return Err(Error::invalid(format!(
                 "training diverged in epoch {epoch}: the training loss is {train_loss} and {skipped} of {} steps had a non-finite \
-                 gradient, after {} rollbacks to the end of epoch {} with the learning rate lowered to {:.3e}; \
+                 gradient, after {} rollbacks to {} with the learning rate lowered to {:.3e}; \
                  try a smaller learning rate",
-                self.step_in_epoch, self.retries, self.epoch, self.lr
+                self.step_in_epoch,
+                self.retries,
+                if self.epoch == 0 { "the initial weights".to_string() } else { format!("the end of epoch {}", self.epoch) },
+                self.lr
             )));
         }
         self.retries += 1;
@@ -728,6 +731,11 @@ impl<'g> Trainer<'g> {
     /// Epochs completed.
     pub fn epochs_done(&self) -> usize {
         self.epoch
+    }
+
+    /// Divergence rollbacks so far.
+    pub fn rollbacks(&self) -> usize {
+        self.rollbacks
     }
 
     /// Data warnings found while loading (e.g. constant columns).

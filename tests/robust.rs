@@ -1,0 +1,201 @@
+//! Long runs that survive (issue 14), through the `fmpe` binary: a training run killed
+//! by SIGTERM leaves a loadable model and a checkpoint and resumes bitwise; a learning
+//! rate that blows up is rolled back or fails naming the epoch, never leaving a NaN
+//! model; too few simulations for a validation set is a clear error; `--json` is one
+//! parseable document; `--config` round-trips; no spurious XDG_RUNTIME_DIR line.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn fmpe(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fmpe")).args(args).output().expect("run fmpe")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fmpe-robust-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// θ and x CSV files of a 2-D linear-Gaussian toy problem with `n` rows.
+fn toy(dir: &Path, n: usize) -> (String, String) {
+    let th = common::rand_vec(2 * n, 1);
+    let noise = common::rand_vec(2 * n, 2);
+    let mut ts = String::from("theta_1,theta_2\n");
+    let mut xs = String::from("x_1,x_2\n");
+    for r in 0..n {
+        ts += &format!("{},{}\n", th[2 * r], th[2 * r + 1]);
+        xs += &format!("{},{}\n", th[2 * r] + 0.3 * noise[2 * r], th[2 * r + 1] + 0.3 * noise[2 * r + 1]);
+    }
+    let (t, x) = (dir.join("theta.csv"), dir.join("x.csv"));
+    std::fs::write(&t, ts).unwrap();
+    std::fs::write(&x, xs).unwrap();
+    (t.to_str().unwrap().to_string(), x.to_str().unwrap().to_string())
+}
+
+fn s(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+/// `train` flags of a tiny, quick network.
+fn tiny<'a>(t: &'a str, x: &'a str, out: &'a str, epochs: &'a str) -> Vec<&'a str> {
+    vec![
+        "train", "--theta", t, "--x", x, "--out", out, "--hidden", "16", "--blocks", "1", "--batch-size", "50", "--max-epochs",
+        epochs, "--patience", "1000", "--seed", "7",
+    ]
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", String::from_utf8_lossy(&o.stdout)))
+}
+
+fn all_finite(dir: &Path) -> bool {
+    let m = fmpe::model::Model::load(dir).expect("the model loads");
+    m.params.iter().all(|v| v.is_finite())
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_leaves_a_loadable_model_and_resume_is_bitwise_equal_to_an_uninterrupted_run() {
+    let d = tmpdir("resume");
+    let (t, x) = toy(&d, 1000);
+    let (full, cut) = (s(&d.join("full")), s(&d.join("cut")));
+    let epochs = "12";
+    let o = fmpe(&tiny(&t, &x, &full, epochs));
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let mut args = tiny(&t, &x, &cut, epochs);
+    args.extend(["--checkpoint-every", "1", "--json"]);
+    let child = Command::new(env!("CARGO_BIN_EXE_fmpe")).args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let ck = d.join("cut").join("checkpoint.safetensors");
+    let t0 = Instant::now();
+    while !ck.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let k = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(k.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(143), "SIGTERM exits with 128 + 15; stderr:\n{}", stderr(&o));
+    let rep = json(&o);
+    assert_eq!(rep["schema_version"], 1);
+    assert_eq!(rep["interrupted_by"], 15);
+    let done = rep["epochs"].as_u64().unwrap();
+    assert!(done >= 1 && done < 12, "the run was cut mid-training: {done} epochs");
+    // The model it left loads, is finite, and samples.
+    assert!(all_finite(&d.join("cut")));
+    let obs = d.join("obs.csv");
+    std::fs::write(&obs, "x_1,x_2\n0.1,-0.2\n").unwrap();
+    let samples = s(&d.join("samples.csv"));
+    let o = fmpe(&["sample", "--model", &cut, "--observation", &s(&obs), "--num-samples", "64", "--out", &samples, "--solver", "rk4", "--steps", "8"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&samples).unwrap().lines().count(), 65);
+
+    let o = fmpe(&["train", "--resume", &cut, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rep = json(&o);
+    assert_eq!(rep["resumed_at_epoch"].as_u64(), Some(done));
+    assert_eq!(rep["epochs"], 12);
+    let a = std::fs::read(d.join("full").join("model.safetensors")).unwrap();
+    let b = std::fs::read(d.join("cut").join("model.safetensors")).unwrap();
+    assert!(a == b, "the resumed run's weights differ from the uninterrupted run's");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_learning_rate_that_blows_up_is_rolled_back_or_fails_naming_the_epoch() {
+    let d = tmpdir("diverge");
+    let (t, x) = toy(&d, 500);
+    // Recovers: rolled back (lr × 0.1 each time) until the loss stays finite.
+    let out = s(&d.join("recovered"));
+    let mut args = tiny(&t, &x, &out, "2");
+    args.extend(["--learning-rate", "1e6", "--max-rollbacks", "8", "--json"]);
+    let o = fmpe(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rep = json(&o);
+    assert!(rep["rollbacks"].as_u64().unwrap() >= 1, "{rep}");
+    assert!(stderr(&o).contains("rolled back"), "{}", stderr(&o));
+    assert!(all_finite(&d.join("recovered")));
+    // Never recovers within the bound: a clear error naming the epoch, no model.
+    let out = d.join("failed");
+    let mut args = tiny(&t, &x, out.to_str().unwrap(), "2");
+    args.extend(["--learning-rate", "1e30", "--max-rollbacks", "2"]);
+    let o = fmpe(&args);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("diverged in epoch 1") && err.contains("after 2 rollbacks"), "{err}");
+    assert!(!out.exists(), "no model is written for a diverged run");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn too_few_simulations_for_a_validation_set_is_an_error_stating_the_minimum() {
+    let d = tmpdir("small");
+    let (t, x) = toy(&d, 8);
+    let out = d.join("m");
+    let o = fmpe(&tiny(&t, &x, out.to_str().unwrap(), "2"));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("--validation-fraction") && err.contains("8 simulations") && err.contains("at least 10"), "{err}");
+    assert!(!err.contains("NaN"), "{err}");
+    assert!(!out.exists());
+    // Without validation the same data trains, watching the training loss.
+    let mut args = tiny(&t, &x, out.to_str().unwrap(), "2");
+    args.extend(["--validation-fraction", "0", "--json"]);
+    let o = fmpe(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rep = json(&o);
+    assert!(rep["best_val_loss"].is_null() && rep["best_train_loss"].as_f64().unwrap().is_finite(), "{rep}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_run_repeated_from_its_written_config_gives_the_same_model_and_flags_override_it() {
+    let d = tmpdir("config");
+    let (t, x) = toy(&d, 300);
+    let cfg = d.join("run.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "theta = '{t}'\nx = '{x}'\nhidden = 16\nblocks = 1\nbatch_size = 50\nmax_epochs = 3\nseed = 11\n\
+             learning_rate = 0.002\nlr_schedule = 'plateau'\n[sample]\nnum_samples = 5\n"
+        ),
+    )
+    .unwrap();
+    let (m1, m2, m3) = (s(&d.join("m1")), s(&d.join("m2")), s(&d.join("m3")));
+    let o = fmpe(&["train", "--config", &s(&cfg), "--out", &m1]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let written = d.join("m1").join("config.toml");
+    let text = std::fs::read_to_string(&written).unwrap();
+    assert!(text.contains("learning_rate = 0.002") && text.contains("lr_schedule = \"plateau\""), "{text}");
+    let o = fmpe(&["train", "--config", &s(&written), "--out", &m2]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let a = std::fs::read(d.join("m1").join("model.safetensors")).unwrap();
+    let b = std::fs::read(d.join("m2").join("model.safetensors")).unwrap();
+    assert!(a == b, "the run repeated from its config.toml gives other weights");
+    // A flag after --config wins.
+    let o = fmpe(&["train", "--config", &s(&written), "--out", &m3, "--max-epochs", "1", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(json(&o)["epochs"], 1);
+    // A key that is no flag of the command is refused by name.
+    std::fs::write(&cfg, "no_such_flag = 3\n").unwrap();
+    let o = fmpe(&["train", "--config", &s(&cfg)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--no-such-flag"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn devices_prints_no_driver_line_about_xdg_runtime_dir_when_it_is_unset() {
+    let o = Command::new(env!("CARGO_BIN_EXE_fmpe")).arg("devices").env_remove("XDG_RUNTIME_DIR").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("XDG_RUNTIME_DIR"), "stderr:\n{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("[0] "), "adapters are numbered");
+}

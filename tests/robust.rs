@@ -199,3 +199,54 @@ fn devices_prints_no_driver_line_about_xdg_runtime_dir_when_it_is_unset() {
     assert!(!stderr(&o).contains("XDG_RUNTIME_DIR"), "stderr:\n{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("[0] "), "adapters are numbered");
 }
+
+/// Every command with `--json` prints exactly one JSON document on stdout, with the
+/// schema version and the command's name; what it says for people goes to stderr.
+#[test]
+fn every_command_prints_one_json_document_on_stdout() {
+    let d = tmpdir("json");
+    let p = |name: &str| s(&d.join(name));
+    let (model, sims, samples, lp, png, cov, run) = (p("m"), p("sims"), p("s.csv"), p("lp.csv"), p("pair.png"), p("cov.png"), p("run"));
+    let obs = d.join("obs.csv");
+    std::fs::write(&obs, "x_1,x_2\n0.1,-0.2\n").unwrap();
+    let obs = s(&obs);
+    let sim = ["simulate", "--task", "two_moons", "--num-simulations", "300", "--out", &sims];
+    let (t, x) = (format!("{sims}/theta.npy"), format!("{sims}/x.npy"));
+    let train = tiny(&t, &x, &model, "1");
+    let rk4 = ["--solver", "rk4", "--steps", "4"];
+    let sample: Vec<&str> = [&["sample", "--model", &model, "--observation", &obs, "--num-samples", "50", "--out", &samples][..], &rk4].concat();
+    let logp = ["log-prob", "--model", &model, "--observation", &obs, "--theta", &samples, "--out", &lp, "--divergence", "exact"];
+    let c2st = ["c2st", &samples, &samples, "--max-rows", "50"];
+    let plot = ["plot", "--samples", &samples, "--out", &png];
+    let calib: Vec<&str> =
+        [&["calibrate", "--model", &model, "--task", "two_moons", "--num-pairs", "4", "--num-samples", "10", "--out", &cov][..], &rk4].concat();
+    let runc: Vec<&str> = [
+        &["run", "--task", "two_moons", "--num-simulations", "200", "--num-samples", "20", "--out", &run, "--hidden", "8"][..],
+        &["--blocks", "1", "--max-epochs", "1", "--batch-size", "50"],
+        &rk4,
+    ]
+    .concat();
+    let bench = ["bench", "--dim-theta", "2", "--num-simulations", "200", "--train-steps", "3", "--num-samples", "20", "--hidden", "8", "--blocks", "1", "--batch-size", "50", "--rk4-steps", "4"];
+    let cases: Vec<(&str, Vec<&str>, &str)> = vec![
+        ("devices", vec!["devices"], "adapters"),
+        ("simulate", sim.to_vec(), "num_simulations"),
+        ("train", train, "best_epoch"),
+        ("sample", sample, "report"),
+        ("log-prob", logp.to_vec(), "points"),
+        ("c2st", c2st.to_vec(), "score"),
+        ("plot", plot.to_vec(), "out"),
+        ("calibrate", calib, "coverage"),
+        ("run", runc, "results"),
+        ("bench", bench.to_vec(), "training"),
+    ];
+    for (command, mut args, field) in cases {
+        args.push("--json");
+        let o = fmpe(&args);
+        assert!(o.status.success(), "{command}: {}", stderr(&o));
+        let rep = json(&o);
+        assert_eq!(rep["schema_version"], 1, "{command}");
+        assert_eq!(rep["command"], command);
+        assert!(!rep[field].is_null(), "{command}: no '{field}' in {rep}");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}

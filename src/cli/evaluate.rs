@@ -118,13 +118,14 @@ pub(crate) fn evaluate(a: EvaluateArgs) -> Result<()> {
         })
     })?;
     staged.commit()?;
-    print!("{md}");
-    println!(
+    crate::say!("{}", md.trim_end());
+    crate::say!(
         "simulate {t_sim:.1} s, train {t_train:.1} s ({} epochs), total {:.1} s → {}",
         model.info.history.len(),
         t0.elapsed().as_secs_f64(),
         a.out.display()
     );
+    super::json::emit("evaluate", super::json::FileReport::read(&a.out, "results.json")?)?;
     if !failed.is_empty() {
         return Err(Error::LowAcceptance(format!(
             "observation(s) {failed:?}: rejection sampling gave up (see above); the other observations are in {} \

@@ -31,6 +31,11 @@ mod util;
 
 pub use flags::describe_error;
 
+/// Whether `--json` was given (for [`say!`](crate::say)).
+pub fn json_enabled() -> bool {
+    json::enabled()
+}
+
 /// Flow Matching Posterior Estimation on the GPU (wgpu + WGSL).
 #[derive(Parser, Debug)]
 #[command(name = "fmpe", version, about, long_about = None, args_override_self = true)]
@@ -41,6 +46,14 @@ pub struct Cli {
     /// MODEL_DIR/config.toml.
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
+    /// Print one JSON document on stdout (`schema_version`, `command`, then the
+    /// command's results); messages for people go to stderr.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Use the adapter with this index in `fmpe devices` (as WGPU_ADAPTER_INDEX does;
+    /// the flag wins).
+    #[arg(long, global = true, value_name = "N")]
+    adapter: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,6 +89,8 @@ enum Command {
 /// Runs a parsed command line; returns the process exit code of a command that
 /// succeeded (0, or 128 + signal for a training run stopped by SIGINT / SIGTERM).
 pub fn run(cli: Cli) -> Result<i32> {
+    json::enable(cli.json);
+    util::set_adapter_index(cli.adapter);
     if let Command::Train(a) = cli.command {
         return train::train(a);
     }

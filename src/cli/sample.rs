@@ -63,7 +63,19 @@ pub(crate) fn sample(a: SampleArgs) -> Result<()> {
         (s, d, rep)
     };
     write_matrix(&a.out, &Matrix::new(a.num_samples, cols, data).with_header(names))?;
-    println!("{} → {}", report_line(&rep), a.out.display());
-    Ok(())
+    crate::say!("{} → {}", report_line(&rep), a.out.display());
+    super::json::emit("sample", SampleJson { out: a.out.clone(), columns: cols, with_log_prob: a.with_log_prob, report: rep })
+}
+
+/// `fmpe sample --json`.
+#[derive(serde::Serialize, Debug)]
+struct SampleJson {
+    /// The samples file written.
+    out: PathBuf,
+    /// Its columns (dim θ, + 1 with --with-log-prob).
+    columns: usize,
+    with_log_prob: bool,
+    /// What sampling did (returned, proposed, acceptance rate, ODE steps, seconds).
+    report: fmpe::posterior::SampleReport,
 }
 

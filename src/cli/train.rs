@@ -56,10 +56,6 @@ pub(crate) struct TrainArgs {
     #[arg(long)]
     #[serde(skip)]
     resume: Option<PathBuf>,
-    /// Print one JSON document (a TrainReport) on stdout instead of the summary line.
-    #[arg(long)]
-    #[serde(skip)]
-    json: bool,
     #[command(flatten)]
     #[serde(flatten)]
     transform: TransformArgs,
@@ -71,10 +67,6 @@ pub(crate) struct TrainArgs {
 /// `fmpe train --json`: what was trained and where it went.
 #[derive(Serialize, Debug)]
 pub(crate) struct TrainReport {
-    /// [`super::json::SCHEMA_VERSION`].
-    schema_version: u32,
-    /// "train".
-    command: &'static str,
     /// The model directory written.
     model_dir: PathBuf,
     /// Training and validation rows.
@@ -259,14 +251,8 @@ fn report(a: &TrainArgs, model: &Model, t0: Instant, rollbacks: usize, signal: O
             a.out.display()
         ),
     };
-    if !a.json {
-        println!("{line}");
-        return Ok(());
-    }
-    eprintln!("{line}");
+    crate::say!("{line}");
     let rep = TrainReport {
-        schema_version: super::json::SCHEMA_VERSION,
-        command: "train",
         model_dir: a.out.clone(),
         n_train: info.n_train,
         n_val: info.n_val,
@@ -280,7 +266,7 @@ fn report(a: &TrainArgs, model: &Model, t0: Instant, rollbacks: usize, signal: O
         checkpoint: ck.then(|| a.out.join(CHECKPOINT_FILE)),
         resumed_at_epoch: resumed,
     };
-    super::json::print(&rep)
+    super::json::emit("train", rep)
 }
 
 /// Every θ row inside the parameter transform's support, or an error naming the file,

@@ -226,7 +226,7 @@ fn every_command_prints_one_json_document_on_stdout() {
         &rk4,
     ]
     .concat();
-    let bench = ["bench", "--dim-theta", "2", "--num-simulations", "200", "--train-steps", "3", "--num-samples", "20", "--hidden", "8", "--blocks", "1", "--batch-size", "50", "--rk4-steps", "4"];
+    let bench = ["bench", "--dim-theta", "2", "--num-simulations", "200", "--train-steps", "3", "--num-samples", "20", "--hidden", "8", "--blocks", "1", "--batch-size", "50", "--rk4-steps", "4", "--log-prob-points", "0"];
     let cases: Vec<(&str, Vec<&str>, &str)> = vec![
         ("devices", vec!["devices"], "adapters"),
         ("simulate", sim.to_vec(), "num_simulations"),

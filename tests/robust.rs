@@ -250,3 +250,38 @@ fn every_command_prints_one_json_document_on_stdout() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A second run into an output a running fmpe is writing is refused, naming the lock
+/// and the first run's process id; a lock whose process is gone is taken over.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_second_run_into_the_same_output_is_refused_naming_the_lock_and_pid() {
+    let d = tmpdir("lock");
+    let (t, x) = toy(&d, 600);
+    let out = d.join("m");
+    let lock = d.join(".m.fmpe-lock");
+    let first = Command::new(env!("CARGO_BIN_EXE_fmpe"))
+        .args(tiny(&t, &x, &s(&out), "500"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !lock.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no lock file appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let o = fmpe(&tiny(&t, &x, &s(&out), "1"));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("process {}", first.id())) && err.contains(".m.fmpe-lock"), "{err}");
+    Command::new("kill").args(["-INT", &first.id().to_string()]).status().unwrap();
+    let o = first.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "SIGINT exits with 128 + 2");
+    assert!(!lock.exists(), "the lock goes with the run");
+    // A stale lock (no such process) is taken over.
+    std::fs::write(&lock, "4000000000\n").unwrap();
+    let o = fmpe(&tiny(&t, &x, &s(&out), "1"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&d);
+}

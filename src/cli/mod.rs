@@ -54,6 +54,10 @@ pub struct Cli {
     /// the flag wins).
     #[arg(long, global = true, value_name = "N")]
     adapter: Option<usize>,
+    /// Without a terminal (a log file, a batch job), print a training progress line at
+    /// most every this many seconds.
+    #[arg(long, global = true, value_name = "S", default_value_t = 10)]
+    progress_seconds: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -91,6 +95,7 @@ enum Command {
 pub fn run(cli: Cli) -> Result<i32> {
     json::enable(cli.json);
     util::set_adapter_index(cli.adapter);
+    progress::set_line_seconds(cli.progress_seconds);
     if let Command::Train(a) = cli.command {
         return train::train(a);
     }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use clap::Args;
 use fmpe::error::{Error, Result};
-use fmpe::io::{drop_nonfinite_rows, read_matrix, Matrix};
+use fmpe::io::{drop_nonfinite_rows, read_matrix, Matrix, OutputLock};
 use fmpe::model::{Model, ModelMeta};
 use fmpe::tasks::task_by_name;
 use fmpe::train::{Checkpoint, Control, Trainer, CHECKPOINT_FILE};
@@ -178,10 +178,13 @@ fn stop_on_signals() -> Result<(Arc<AtomicBool>, Arc<AtomicUsize>)> {
 /// and a checkpoint are written first).
 pub(crate) fn train(a: TrainArgs) -> Result<i32> {
     let t0 = Instant::now();
+    // First, so that a signal at any later point stops the run cleanly.
+    let (stop, which) = stop_on_signals()?;
     let (job, theta, x) = load_job(&a)?;
     let resume = a.resume.as_ref().map(|d| Checkpoint::load(&d.join(CHECKPOINT_FILE))).transpose()?;
-    // Refuse an unusable --out before spending time on training.
+    // Refuse an unusable --out, or one another run is writing, before training.
     check_model_out(&a.out)?;
+    let _lock = OutputLock::acquire(&a.out)?;
     let config = effective_config(&a)?;
     let gpu = open_gpu()?;
     let mut tr = pipeline::trainer(&gpu, &job, &theta.data, &x.data)?;
@@ -189,7 +192,6 @@ pub(crate) fn train(a: TrainArgs) -> Result<i32> {
         tr.restore(ck)?;
         eprintln!("resuming after epoch {} (step {})", ck.state.epoch, ck.state.step);
     }
-    let (stop, which) = stop_on_signals()?;
     tr.set_stop_flag(stop);
     let periodic = a.checkpoint_every.is_some() || a.checkpoint_seconds.is_some();
     let mut last_save = Instant::now();

@@ -110,6 +110,21 @@ fn read_npy(path: &Path) -> Result<Matrix> {
         DType::Plain(ts) if ts.type_char() == TypeChar::Float => ts.num_bytes(),
         _ => None,
     };
+    // A header may claim any shape: check it against the file's length before
+    // anything is allocated for the data.
+    let file_len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    let claimed = rows.checked_mul(cols).and_then(|n| n.checked_mul(bytes.unwrap_or(1)));
+    if claimed.is_none_or(|b| b as u64 > file_len) {
+        return Err(Error::data(
+            path,
+            None,
+            None,
+            format!(
+                "the header claims shape {shape:?} ({}), more data than the whole file holds ({file_len} bytes): truncated or corrupt",
+                claimed.map_or("more bytes than this machine can address".to_string(), |b| format!("{b} bytes"))
+            ),
+        ));
+    }
     let raw: Vec<f64> = match bytes {
         Some(4) => npy
             .into_vec::<f32>()

@@ -11,6 +11,7 @@ use clap::Parser;
 fn main() {
     // Before any thread or GPU instance exists: see `private_runtime_dir`.
     let runtime_dir = private_runtime_dir();
+    init_logger();
     let code = match cli::config::expand_args(std::env::args_os().collect()) {
         Err(e) => {
             eprintln!("error: {}", cli::describe_error(&e));
@@ -26,6 +27,20 @@ fn main() {
     };
     drop(runtime_dir);
     std::process::exit(code);
+}
+
+/// Messages for people go to stderr through `log`: `warning: ` before warnings, plain
+/// text for information; `RUST_LOG` filters them (default `error,fmpe=info`: fmpe's messages and other crates' errors; `RUST_LOG=warn`
+/// keeps warnings only, `RUST_LOG=off` silences them; errors are printed regardless).
+fn init_logger() {
+    use std::io::Write;
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("error,fmpe=info"))
+        .format(|buf, rec| match rec.level() {
+            log::Level::Error => writeln!(buf, "error: {}", rec.args()),
+            log::Level::Warn => writeln!(buf, "warning: {}", rec.args()),
+            _ => writeln!(buf, "{}", rec.args()),
+        })
+        .init();
 }
 
 /// Vulkan's window-system layer (Mesa's, among others) prints `error: XDG_RUNTIME_DIR

@@ -57,7 +57,7 @@ pub(crate) fn calibrate(a: CalibrateArgs) -> Result<()> {
                 )));
             }
             if dropped > 0 {
-                eprintln!("warning: dropped {dropped} held-out pairs with non-finite x");
+                log::warn!("dropped {dropped} held-out pairs with non-finite x");
             }
             (t.data, x.data)
         }

@@ -189,7 +189,7 @@ fn score_observation(a: &EvaluateArgs, task: &dyn Task, on_gpu: &GpuModel, input
         }
         Err(Error::LowAcceptance(msg)) => {
             let msg = super::flags::with_flags(&msg);
-            eprintln!("observation {k}: failed: {msg}");
+            log::warn!("observation {k}: failed: {msg}");
             return Ok(serde_json::json!({
                 "observation": k, "c2st": serde_json::Value::Null, "error": msg,
                 "sample_seconds": ts.elapsed().as_secs_f64(),
@@ -208,7 +208,7 @@ fn score_observation(a: &EvaluateArgs, task: &dyn Task, on_gpu: &GpuModel, input
         fmpe::metrics::c2st(gpu, &input.reference.data, &s, dt, &fmpe::metrics::C2stOptions::default())?
     };
     let t_c2st = tc.elapsed().as_secs_f64();
-    eprintln!(
+    log::info!(
         "observation {k}: C2ST {} (sample {t_sample:.1} s, acceptance {:.3}, C2ST {t_c2st:.1} s)",
         if a.no_c2st { "not scored".to_string() } else { format!("{score:.4}") },
         rep.acceptance_rate

@@ -79,7 +79,7 @@ pub(crate) fn fit(gpu: &Arc<Gpu>, job: Job, theta: &[f64], x: &[f64]) -> Result<
     announce_x_transform(job.meta.x_transform);
     let fmpe = Fmpe::new(gpu.clone(), job.net, job.meta).append_simulations(theta, x)?;
     for w in fmpe.warnings() {
-        eprintln!("warning: {w}");
+        log::warn!("{w}");
     }
     let mut bar = EpochBar::new(job.train.max_epochs);
     fmpe.train(&job.train, &mut |p| bar.update(p))
@@ -94,7 +94,7 @@ pub(crate) fn trainer<'g>(gpu: &'g Gpu, job: &Job, theta: &[f64], x: &[f64]) -> 
     job.meta.validate(job.net.dim_theta)?;
     let fmpe = Fmpe::new(gpu, job.net.clone(), job.meta.clone()).append_simulations(theta, x)?;
     for w in fmpe.warnings() {
-        eprintln!("warning: {w}");
+        log::warn!("{w}");
     }
     let sims = fmpe.simulations();
     Trainer::with_transform(gpu, job.net.clone(), job.train.clone(), sims.theta(), sims.x(), None, &job.meta.transform)
@@ -111,7 +111,7 @@ pub(crate) fn simulate_finite(task: &dyn Task, n: usize, seed: u64) -> Result<(M
         Path::new("(simulated x)"),
     )?;
     if dropped > 0 {
-        eprintln!("warning: dropped {dropped} failed simulations (non-finite x)");
+        log::warn!("dropped {dropped} failed simulations (non-finite x)");
     }
     Ok((theta, x, dropped))
 }
@@ -119,14 +119,14 @@ pub(crate) fn simulate_finite(task: &dyn Task, n: usize, seed: u64) -> Result<(M
 /// Says on stderr which x transform training uses (nothing for none).
 fn announce_x_transform(t: XTransform) {
     if !t.is_identity() {
-        eprintln!("x transform (applied before z-scoring, and to observations; --x-transform none to turn off): {t}");
+        log::info!("x transform (applied before z-scoring, and to observations; --x-transform none to turn off): {t}");
     }
 }
 
 /// Says on stderr which parameter transform training uses.
 fn announce_transform(t: &ThetaTransform) {
     if !t.is_identity() {
-        eprintln!("parameter transform (training space θ' = T(θ); --no-transform to turn off): {t}");
+        log::info!("parameter transform (training space θ' = T(θ); --no-transform to turn off): {t}");
     }
 }
 

@@ -38,7 +38,7 @@ impl EpochBar {
         let due = self.last_line.is_none_or(|t| t.elapsed().as_secs() >= LINE_SECONDS.load(Ordering::SeqCst));
         if self.bar.is_hidden() && (due || p.last) {
             self.last_line = Some(Instant::now());
-            eprintln!(
+            log::info!(
                 "epoch {:>4}/{}  train {:.4}  val {:.4}  lr {:.1e}  best epoch {}  {:.0} s",
                 rec.epoch, p.max_epochs, rec.train_loss, rec.val_loss, rec.learning_rate, p.best_epoch, rec.seconds
             );

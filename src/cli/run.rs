@@ -86,14 +86,14 @@ pub(crate) fn run_task(a: RunArgs) -> Result<()> {
     let t0 = Instant::now();
     let (theta, x, dropped) = pipeline::simulate_finite(task.as_ref(), a.num_simulations, a.seed)?;
     let t_sim = t0.elapsed().as_secs_f64();
-    eprintln!("simulated {} × {} in {t_sim:.1} s", a.num_simulations, task.name());
+    log::info!("simulated {} × {} in {t_sim:.1} s", a.num_simulations, task.name());
 
     let t1 = Instant::now();
     job.meta.dropped_rows = dropped;
     let model = pipeline::fit(&gpu, job, &theta.data, &x.data)?;
     let t_train = t1.elapsed().as_secs_f64();
     let (best, last) = (&model.info.history[model.info.best_epoch - 1], model.info.history.last().expect("one epoch"));
-    eprintln!(
+    log::info!(
         "trained {} epochs in {t_train:.1} s (best epoch {}, validation loss {:.4})",
         last.epoch, model.info.best_epoch, best.val_loss
     );

@@ -117,7 +117,7 @@ fn load_job(a: &TrainArgs) -> Result<(Job, Matrix, Matrix)> {
     check_theta_support(&job.meta.transform, &theta, &a.theta)?;
     let (theta, x, dropped) = drop_nonfinite_rows(&theta, &x, &a.theta, &a.x)?;
     if dropped > 0 {
-        eprintln!("warning: dropped {dropped} simulations whose x contains NaN or ±inf ({} left)", x.rows);
+        log::warn!("dropped {dropped} simulations whose x contains NaN or ±inf ({} left)", x.rows);
     }
     job.meta.dropped_rows = dropped;
     check_x_domain(job.meta.x_transform, &x, &a.x)?;
@@ -190,7 +190,7 @@ pub(crate) fn train(a: TrainArgs) -> Result<i32> {
     let mut tr = pipeline::trainer(&gpu, &job, &theta.data, &x.data)?;
     if let Some(ck) = &resume {
         tr.restore(ck)?;
-        eprintln!("resuming after epoch {} (step {})", ck.state.epoch, ck.state.step);
+        log::info!("resuming after epoch {} (step {})", ck.state.epoch, ck.state.step);
     }
     tr.set_stop_flag(stop);
     let periodic = a.checkpoint_every.is_some() || a.checkpoint_seconds.is_some();
@@ -202,7 +202,7 @@ pub(crate) fn train(a: TrainArgs) -> Result<i32> {
         let ctl = bar.update(p);
         if tr.rollbacks() > rollbacks_seen {
             rollbacks_seen = tr.rollbacks();
-            eprintln!(
+            log::info!(
                 "warning: epoch {} diverged (non-finite loss or gradient) and was rolled back and retried; the learning rate is now {:.3e} ({} rollbacks so far)",
                 p.record.epoch, p.record.learning_rate, rollbacks_seen
             );

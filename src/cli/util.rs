@@ -33,7 +33,7 @@ pub(crate) fn gpu_options() -> fmpe::gpu::GpuOptions {
 pub(crate) fn open_gpu() -> Result<Arc<Gpu>> {
     let gpu = Gpu::with_options(&gpu_options())?;
     if let Some(a) = gpu.adapter() {
-        eprintln!("GPU: {a}");
+        log::info!("GPU: {a}");
     }
     Ok(Arc::new(gpu))
 }

@@ -285,3 +285,40 @@ fn a_second_run_into_the_same_output_is_refused_naming_the_lock_and_pid() {
     assert!(o.status.success(), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `fmpe sample` streams a request larger than its chunk to the output chunk by chunk,
+/// with progress and an estimate of the time left, and refuses up front a request the
+/// output format cannot hold.
+#[test]
+fn sample_streams_large_requests_in_chunks_and_refuses_impossible_ones() {
+    let d = tmpdir("stream");
+    let (t, x) = toy(&d, 200);
+    let model = s(&d.join("m"));
+    let o = fmpe(&tiny(&t, &x, &model, "1"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let obs = d.join("obs.csv");
+    std::fs::write(&obs, "x_1,x_2\n0.1,-0.2\n").unwrap();
+    for (out, lp) in [("s.npy", false), ("s.csv", true)] {
+        let out = s(&d.join(out));
+        let mut args = vec!["sample", "--model", &model, "--observation", obs.to_str().unwrap(), "--num-samples", "50", "--out", &out];
+        args.extend(["--solver", "rk4", "--steps", "4", "--stream-rows", "16", "--json"]);
+        if lp {
+            args.push("--with-log-prob");
+        }
+        let o = fmpe(&args);
+        let err = stderr(&o);
+        assert!(o.status.success(), "{err}");
+        assert!(err.contains("sampled 16 / 50 (32%)") && err.contains("sampled 50 / 50 (100%)") && err.contains("s left"), "{err}");
+        let rep = json(&o);
+        assert_eq!(rep["report"]["returned"], 50);
+        let m = fmpe::io::read_matrix(std::path::Path::new(&out)).unwrap();
+        assert_eq!((m.rows, m.cols), (50, 2 + usize::from(lp)));
+        assert!(m.data.iter().all(|v| v.is_finite()));
+        // Chunks are seeded apart: no chunk repeats the first.
+        assert_ne!(m.row(0), m.row(16));
+    }
+    let o = fmpe(&["sample", "--model", &model, "--observation", obs.to_str().unwrap(), "--num-samples", "18446744073709551615", "--out", &s(&d.join("x.csv"))]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("exceed what the output format can hold"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -148,11 +148,15 @@ fn too_few_simulations_for_a_validation_set_is_an_error_stating_the_minimum() {
     assert!(!out.exists());
     // Without validation the same data trains, watching the training loss.
     let mut args = tiny(&t, &x, out.to_str().unwrap(), "2");
-    args.extend(["--validation-fraction", "0", "--json"]);
+    args.extend(["--validation-fraction", "0", "--json", "--checkpoint-seconds", "0"]);
     let o = fmpe(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     let rep = json(&o);
     assert!(rep["best_val_loss"].is_null() && rep["best_train_loss"].as_f64().unwrap().is_finite(), "{rep}");
+    // --checkpoint-seconds: the checkpoint is kept with the finished model.
+    let ck = fmpe::train::Checkpoint::load(&out.join("checkpoint.safetensors")).unwrap();
+    assert_eq!((ck.state.epoch, ck.state.history.len(), ck.state.step_in_epoch), (2, 2, 0));
+    assert_eq!(rep["checkpoint"].as_str().map(|c| c.ends_with("checkpoint.safetensors")), Some(true));
     let _ = std::fs::remove_dir_all(&d);
 }
 

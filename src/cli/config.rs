@@ -23,7 +23,7 @@ use fmpe::error::{Error, Result};
 /// [`Error::Io`] / [`Error::Data`] naming the file when it cannot be read or is not
 /// valid TOML, or holds a value that is no flag value (a date, a nested array).
 pub fn expand_args(args: Vec<OsString>) -> Result<Vec<OsString>> {
-    let Some(sub_at) = args.iter().skip(1).position(|a| !a.to_string_lossy().starts_with('-')).map(|i| i + 1) else {
+    let Some(sub_at) = subcommand_at(&args) else {
         return Ok(args);
     };
     let command = args[sub_at].to_string_lossy().to_string();
@@ -38,6 +38,21 @@ pub fn expand_args(args: Vec<OsString>) -> Result<Vec<OsString>> {
     out.extend(flags);
     out.extend_from_slice(&args[sub_at + 1..]);
     Ok(out)
+}
+
+/// Index of the subcommand: the first argument after the program name that is neither
+/// a flag nor the value of a global flag given before it (`fmpe --config F train`).
+fn subcommand_at(args: &[OsString]) -> Option<usize> {
+    const GLOBAL_WITH_VALUE: [&str; 3] = ["--config", "--adapter", "--progress-seconds"];
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        if !a.starts_with('-') {
+            return Some(i);
+        }
+        i += if GLOBAL_WITH_VALUE.contains(&a.as_ref()) { 2 } else { 1 };
+    }
+    None
 }
 
 /// The value of `--name VALUE` or `--name=VALUE` in `args`, if present.
@@ -79,6 +94,33 @@ pub fn flags_from_file(path: &Path, command: &str) -> Result<Vec<OsString>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn file_flags_go_after_the_subcommand_and_before_the_command_line_flags() {
+        let dir = std::env::temp_dir().join(format!("fmpe-config-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(&f, "seed = 3\nno_transform = true\nno_reject = false\nprior_low = [-1, 2.5]\n[train]\nhidden = \"8,8\"\n[sample]\nsteps = 4\n").unwrap();
+        let fs = f.to_str().unwrap();
+        let got = expand_args(args(&["fmpe", "--config", fs, "train", "--seed", "5"])).unwrap();
+        let want = args(&["fmpe", "--config", fs, "train", "--no-transform", "--prior-low=-1,2.5", "--seed=3", "--hidden=8,8", "--seed", "5"]);
+        assert_eq!(got, want);
+        // No --config: unchanged; a bad file is an error naming it and the line.
+        assert_eq!(expand_args(args(&["fmpe", "sample", "--x", "1"])).unwrap(), args(&["fmpe", "sample", "--x", "1"]));
+        std::fs::write(&f, "seed = 3\nhidden = [\n").unwrap();
+        let e = expand_args(args(&["fmpe", "train", "--config", fs])).unwrap_err().to_string();
+        assert!(e.contains("c.toml") && e.contains("not a valid TOML"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 fn push_flag(out: &mut Vec<OsString>, path: &Path, key: &str, value: &toml::Value) -> Result<()> {

@@ -88,7 +88,7 @@ fn sigterm_leaves_a_loadable_model_and_resume_is_bitwise_equal_to_an_uninterrupt
     assert_eq!(rep["schema_version"], 1);
     assert_eq!(rep["interrupted_by"], 15);
     let done = rep["epochs"].as_u64().unwrap();
-    assert!(done >= 1 && done < 12, "the run was cut mid-training: {done} epochs");
+    assert!((1..12).contains(&done), "the run was cut mid-training: {done} epochs");
     // The model it left loads, is finite, and samples.
     assert!(all_finite(&d.join("cut")));
     let obs = d.join("obs.csv");

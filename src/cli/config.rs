@@ -96,33 +96,6 @@ pub fn flags_from_file(path: &Path, command: &str) -> Result<Vec<OsString>> {
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(v: &[&str]) -> Vec<OsString> {
-        v.iter().map(OsString::from).collect()
-    }
-
-    #[test]
-    fn file_flags_go_after_the_subcommand_and_before_the_command_line_flags() {
-        let dir = std::env::temp_dir().join(format!("fmpe-config-unit-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("c.toml");
-        std::fs::write(&f, "seed = 3\nno_transform = true\nno_reject = false\nprior_low = [-1, 2.5]\n[train]\nhidden = \"8,8\"\n[sample]\nsteps = 4\n").unwrap();
-        let fs = f.to_str().unwrap();
-        let got = expand_args(args(&["fmpe", "--config", fs, "train", "--seed", "5"])).unwrap();
-        let want = args(&["fmpe", "--config", fs, "train", "--no-transform", "--prior-low=-1,2.5", "--seed=3", "--hidden=8,8", "--seed", "5"]);
-        assert_eq!(got, want);
-        // No --config: unchanged; a bad file is an error naming it and the line.
-        assert_eq!(expand_args(args(&["fmpe", "sample", "--x", "1"])).unwrap(), args(&["fmpe", "sample", "--x", "1"]));
-        std::fs::write(&f, "seed = 3\nhidden = [\n").unwrap();
-        let e = expand_args(args(&["fmpe", "train", "--config", fs])).unwrap_err().to_string();
-        assert!(e.contains("c.toml") && e.contains("not a valid TOML"), "{e}");
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-}
-
 fn push_flag(out: &mut Vec<OsString>, path: &Path, key: &str, value: &toml::Value) -> Result<()> {
     let flag = format!("--{}", key.replace('_', "-"));
     if flag == "--config" || flag == "--resume" {
@@ -148,4 +121,31 @@ fn push_flag(out: &mut Vec<OsString>, path: &Path, key: &str, value: &toml::Valu
     let text = text.ok_or_else(|| Error::data(path, None, None, format!("{key}: not a flag value (use a string, number, boolean or array)")))?;
     out.push(format!("{flag}={text}").into());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn file_flags_go_after_the_subcommand_and_before_the_command_line_flags() {
+        let dir = std::env::temp_dir().join(format!("fmpe-config-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(&f, "seed = 3\nno_transform = true\nno_reject = false\nprior_low = [-1, 2.5]\n[train]\nhidden = \"8,8\"\n[sample]\nsteps = 4\n").unwrap();
+        let fs = f.to_str().unwrap();
+        let got = expand_args(args(&["fmpe", "--config", fs, "train", "--seed", "5"])).unwrap();
+        let want = args(&["fmpe", "--config", fs, "train", "--no-transform", "--prior-low=-1,2.5", "--seed=3", "--hidden=8,8", "--seed", "5"]);
+        assert_eq!(got, want);
+        // No --config: unchanged; a bad file is an error naming it and the line.
+        assert_eq!(expand_args(args(&["fmpe", "sample", "--x", "1"])).unwrap(), args(&["fmpe", "sample", "--x", "1"]));
+        std::fs::write(&f, "seed = 3\nhidden = [\n").unwrap();
+        let e = expand_args(args(&["fmpe", "train", "--config", fs])).unwrap_err().to_string();
+        assert!(e.contains("c.toml") && e.contains("not a valid TOML"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

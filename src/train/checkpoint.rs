@@ -169,7 +169,7 @@ impl Checkpoint {
             epoch_losses: get("epoch_losses")?,
             state,
         };
-        ck.check_lengths().map_err(|m| bad(m))?;
+        ck.check_lengths().map_err(bad)?;
         Ok(ck)
     }
 

@@ -35,3 +35,62 @@ fn adam(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     v[i] = vi;
     p[i] = p[i] - st.lr * (mi / st.bias_corr1) / (sqrt(vi / st.bias_corr2) + ap.eps);
 }
+
+// Non-finite guard of the training step (two entry points over the same bindings; the
+// moments buffer `m` then holds two more floats after the `off + n` parameters):
+//   m[off + n]     the step's flag: 1.0 when any g + weight_decay * p is NaN or ±inf;
+//   m[off + n + 1] the count of flagged steps in the epoch (reset at step_in_epoch 0).
+// `grad_check` (one workgroup) writes them; `adam_guarded` is `adam` that leaves p, m
+// and v untouched when the step's flag is set. No atomics: the count is bitwise the
+// same on every run.
+var<workgroup> bad_partial: array<u32, 256>;
+
+fn non_finite(x: f32) -> bool {
+    // Exponent bits all ones: ±inf or NaN (a bit test, safe from fast-math folding).
+    return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u;
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn grad_check(@builtin(local_invocation_id) lid: vec3<u32>) {
+    var bad = 0u;
+    for (var k = lid.x; k < ap.n; k = k + 256u) {
+        let i = ap.off + k;
+        if (non_finite(g[i] + ap.weight_decay * p[i]) || non_finite(g[i])) {
+            bad = 1u;
+        }
+    }
+    bad_partial[lid.x] = bad;
+    workgroupBarrier();
+    for (var w = 128u; w > 0u; w = w >> 1u) {
+        if (lid.x < w) {
+            bad_partial[lid.x] = bad_partial[lid.x] | bad_partial[lid.x + w];
+        }
+        workgroupBarrier();
+    }
+    if (lid.x == 0u) {
+        let flag = f32(bad_partial[0]);
+        let at = ap.off + ap.n;
+        m[at] = flag;
+        if (st.step_in_epoch == 0u) {
+            m[at + 1u] = flag;
+        } else {
+            m[at + 1u] = m[at + 1u] + flag;
+        }
+    }
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn adam_guarded(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_id) lid: vec3<u32>) {
+    let k = flat_id(wg, nwg, lid);
+    if (k >= ap.n || m[ap.off + ap.n] != 0.0) {
+        return;
+    }
+    let i = ap.off + k;
+    let gi = g[i] + ap.weight_decay * p[i];
+    let mi = ap.beta1 * m[i] + (1.0 - ap.beta1) * gi;
+    let vi = ap.beta2 * v[i] + (1.0 - ap.beta2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = p[i] - st.lr * (mi / st.bias_corr1) / (sqrt(vi / st.bias_corr2) + ap.eps);
+}

@@ -63,6 +63,12 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Optional wall-clock budget for training, in seconds (best weights are kept).
     pub max_seconds: Option<f64>,
+    /// Divergence: how many times in a row an epoch whose loss or gradient is not
+    /// finite is rolled back to the last good epoch and retried before training fails.
+    pub max_rollbacks: usize,
+    /// Divergence: the learning rate is multiplied by this factor at each rollback
+    /// (0 < f < 1).
+    pub rollback_lr_factor: f64,
 }
 
 impl Default for TrainConfig {
@@ -85,6 +91,8 @@ impl Default for TrainConfig {
             eps: 1e-8,
             seed: 0,
             max_seconds: None,
+            max_rollbacks: 3,
+            rollback_lr_factor: 0.1,
         }
     }
 }
@@ -95,7 +103,7 @@ impl TrainConfig {
     /// # Errors
     /// [`Error::InvalidOption`] named after the offending field (`batch_size`,
     /// `learning_rate`, `validation_fraction`, `time_prior_exponent`, `sigma_min`,
-    /// `max_epochs`, `lr_factor`, `min_lr`, `weight_decay`, `beta1`, `beta2`, `eps`);
+    /// `max_epochs`, `rollback_lr_factor`, `lr_factor`, `min_lr`, `weight_decay`, `beta1`, `beta2`, `eps`);
     /// a negative or NaN `max_seconds` is named `max_train_seconds`, since
     /// [`crate::posterior::PosteriorOptions`] has a `max_seconds` of its own.
     pub fn validate(&self) -> Result<()> {
@@ -122,6 +130,9 @@ impl TrainConfig {
         }
         if self.max_epochs == 0 {
             return Err(Error::option("max_epochs", "must be positive"));
+        }
+        if !(self.rollback_lr_factor > 0.0 && self.rollback_lr_factor < 1.0) {
+            return Err(Error::option("rollback_lr_factor", format!("must be in (0, 1), got {}", self.rollback_lr_factor)));
         }
         Ok(())
     }
@@ -193,6 +204,7 @@ mod tests {
             ("beta1", TrainConfig { beta1: 1.0, ..Default::default() }),
             ("beta2", TrainConfig { beta2: -0.1, ..Default::default() }),
             ("eps", TrainConfig { eps: 0.0, ..Default::default() }),
+            ("rollback_lr_factor", TrainConfig { rollback_lr_factor: 1.0, ..Default::default() }),
             ("max_train_seconds", TrainConfig { max_seconds: Some(-1.0), ..Default::default() }),
             ("max_train_seconds", TrainConfig { max_seconds: Some(f64::NAN), ..Default::default() }),
         ];

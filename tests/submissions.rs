@@ -26,6 +26,8 @@ fn resizes(cfg: &NetConfig) -> u64 {
 ///   its input is data), and with an embedding the gradient into the last embedding
 ///   output (1), then per embedding layer its weight gradient and, but for the first,
 ///   its data gradient;
+/// * the non-finite check of the gradient (one workgroup; its flag makes Adam skip the
+///   step): 1;
 /// * Adam over all parameters: 1.
 fn train_step_dispatches(cfg: &NetConfig) -> u64 {
     let glu = u64::from(cfg.conditioning == Conditioning::Glu);
@@ -34,7 +36,7 @@ fn train_step_dispatches(cfg: &NetConfig) -> u64 {
     let forward = emb + 1 + blocks * (2 + glu) + resizes(cfg) + 1;
     let embedding_backward = if emb > 0 { 1 + emb + (emb - 1) } else { 0 };
     let backward = 2 + blocks * (4 + 2 * glu) + 2 * resizes(cfg) + 1 + embedding_backward;
-    1 + forward + 1 + backward + 1
+    1 + forward + 1 + backward + 1 + 1
 }
 
 /// Dispatches of one evaluation of the vector field `v(t, θ; x_o)` for a fixed
@@ -104,7 +106,7 @@ fn one_submission_per_training_step() {
     }
     eprintln!("dispatches per training step (glu, concat; then with a 2-layer embedding): {per_step_counts:?}");
     // Written out for the configurations above (hidden [16, 24]: 2 blocks, 1 resize).
-    assert_eq!(per_step_counts, vec![29, 23, 35, 29]);
+    assert_eq!(per_step_counts, vec![30, 24, 36, 30]);
 }
 
 /// The GPU's dispatch counter per ODE step against the counts by hand: rk4 from two solves

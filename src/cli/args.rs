@@ -11,8 +11,9 @@ use fmpe::tasks::Task;
 use fmpe::train::{LrSchedule, TrainConfig};
 use fmpe::transform::{ThetaTransform, XTransform};
 
-/// Network and training flags shared by `train`, `run` and `bench`.
-#[derive(Args, Debug, Clone)]
+/// Network and training flags shared by `train`, `run` and `bench`. Serialised (by
+/// flag name, snake_case) into the effective `config.toml` a command writes.
+#[derive(Args, Debug, Clone, serde::Serialize)]
 pub(crate) struct NetTrainArgs {
     /// Width of the residual blocks, or a comma-separated list of widths (one block each).
     #[arg(long, default_value = "64")]
@@ -57,11 +58,18 @@ pub(crate) struct NetTrainArgs {
     /// cosine (annealed to 1e-6 over --max-epochs or --max-train-seconds).
     #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
     pub(crate) lr_schedule: ScheduleArg,
+    /// Divergence: times in a row a diverged epoch (non-finite loss or gradient) is
+    /// rolled back to the last good epoch and retried with a lower learning rate.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) max_rollbacks: usize,
+    /// Divergence: factor applied to the learning rate at each rollback.
+    #[arg(long, default_value_t = 0.1)]
+    pub(crate) rollback_lr_factor: f64,
 }
 
 /// The parameter-transform flag of the commands that train a model (`train`, `run`,
 /// `evaluate`).
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, serde::Serialize)]
 pub(crate) struct TransformArgs {
     /// Train and sample in θ itself. By default a bounded prior is trained in an
     /// unbounded space (sbi's bijections for bounded priors): logit for box (uniform) components, log for
@@ -102,13 +110,15 @@ impl TransformArgs {
 }
 
 
-#[derive(ValueEnum, Clone, Copy, Debug)]
+#[derive(ValueEnum, Clone, Copy, Debug, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub(crate) enum ScheduleArg {
     Plateau,
     Cosine,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug)]
+#[derive(ValueEnum, Clone, Copy, Debug, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub(crate) enum CondArg {
     Concat,
     Glu,
@@ -200,6 +210,8 @@ impl NetTrainArgs {
             sigma_min: self.sigma_min,
             seed,
             max_seconds: self.max_train_seconds,
+            max_rollbacks: self.max_rollbacks,
+            rollback_lr_factor: self.rollback_lr_factor,
             lr_schedule: match self.lr_schedule {
                 ScheduleArg::Plateau => LrSchedule::Plateau,
                 ScheduleArg::Cosine => LrSchedule::Cosine,

@@ -55,7 +55,8 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
     let net = a.net.net(d, d)?;
     let mut tc = a.net.train(0)?;
     let params = net.layout().len;
-    println!(
+    let mut out = BenchJson::default();
+    crate::say!(
         "network: {} blocks {:?}, {} conditioning, {}{params} parameters; batch {}; dim θ = dim x = {d}",
         net.hidden.len(),
         net.hidden,
@@ -90,7 +91,14 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
     let secs = t0.elapsed().as_secs_f64();
     let subs = (gpu.submission_count() - s0 - epoch_subs) as f64 / k as f64;
     let disp = tr.dispatches_per_step() as f64;
-    println!(
+    out.training = TrainingFigures {
+        steps_per_second: k as f64 / secs,
+        examples_per_second: (k * tr.batch_size()) as f64 / secs,
+        submissions_per_step: subs,
+        dispatches_per_step: disp,
+        epoch_end_submissions: epoch_subs,
+    };
+    crate::say!(
         "training: {:.1} steps/s, {:.0} examples/s; {:.2} submissions and {:.0} dispatches per training step; {epoch_subs} more submissions for {epoch_subs} epoch ends (validation + loss readback)",
         k as f64 / secs,
         (k * tr.batch_size()) as f64 / secs,
@@ -114,7 +122,17 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         let rep = post.sample(a.num_samples, &opts)?.report().clone();
         let secs = t0.elapsed().as_secs_f64();
         let (per_step, steps_per_sub) = post.ode_step_dispatches(solver, None);
-        println!(
+        out.sampling.push(SamplingFigures {
+            solver: format!("{solver:?}"),
+            samples_per_second: a.num_samples as f64 / secs,
+            mean_steps: rep.mean_steps,
+            mean_rejected_steps: rep.mean_rejected_steps,
+            dispatches_per_ode_step: per_step as f64,
+            steps_per_submission: steps_per_sub as f64,
+            submissions: gpu.submission_count() - s0,
+            dispatches: gpu.dispatch_count() - d0,
+        });
+        crate::say!(
             "sampling {solver:?}: {:.0} posterior samples/s; {:.1} accepted + {:.1} rejected ODE steps per sample; {per_step} dispatches per ODE step (whole chunk), 1 submission per {steps_per_sub} steps; {} submissions and {} dispatches in all",
             a.num_samples as f64 / secs,
             rep.mean_steps,
@@ -125,11 +143,46 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
     }
     if a.log_prob_points > 0 {
         for b in fmpe::posterior::bench_log_prob(&gpu, a.log_prob_points)? {
-            println!(
+            crate::say!(
                 "log_prob dim θ = {:>2} {:<14}: {:.0} evaluations/s ({} points in {:.2} s); {} dispatches per dopri5 step",
                 b.dim_theta, b.divergence, b.evals_per_second, b.points, b.seconds, b.dispatches_per_step
             );
+            out.log_prob.push(b);
         }
     }
-    Ok(())
+    super::json::emit("bench", out)
+}
+
+/// `fmpe bench --json`: the figures printed, by name.
+#[derive(serde::Serialize, Debug, Default)]
+struct BenchJson {
+    training: TrainingFigures,
+    /// One entry per solver (rk4, dopri5).
+    sampling: Vec<SamplingFigures>,
+    /// With --log-prob-points.
+    log_prob: Vec<fmpe::posterior::LogProbBench>,
+}
+
+/// Training throughput and GPU work per step.
+#[derive(serde::Serialize, Debug, Default)]
+struct TrainingFigures {
+    steps_per_second: f64,
+    examples_per_second: f64,
+    submissions_per_step: f64,
+    dispatches_per_step: f64,
+    /// Submissions of the epoch ends (validation + loss readback) in the timed steps.
+    epoch_end_submissions: u64,
+}
+
+/// Sampling throughput and GPU work of one solver.
+#[derive(serde::Serialize, Debug, Default)]
+struct SamplingFigures {
+    solver: String,
+    samples_per_second: f64,
+    mean_steps: f64,
+    mean_rejected_steps: f64,
+    dispatches_per_ode_step: f64,
+    steps_per_submission: f64,
+    submissions: u64,
+    dispatches: u64,
 }

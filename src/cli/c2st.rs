@@ -38,7 +38,15 @@ pub(crate) fn c2st(a: C2stArgs) -> Result<()> {
     let gpu = open_gpu()?;
     let opts = fmpe::metrics::C2stOptions { seed: a.seed, max_rows: a.max_rows, ..Default::default() };
     let score = fmpe::metrics::c2st(&gpu, &x.data, &y.data, x.cols, &opts)?;
-    println!("{score:.6}");
+    crate::say!("{score:.6}");
+    super::json::emit("c2st", C2stJson { score })?;
     Ok(())
 }
 
+
+/// `fmpe c2st --json`.
+#[derive(serde::Serialize, Debug)]
+struct C2stJson {
+    /// Classifier accuracy: 0.5 indistinguishable, 1 separable.
+    score: f64,
+}

@@ -57,7 +57,7 @@ pub(crate) fn calibrate(a: CalibrateArgs) -> Result<()> {
                 )));
             }
             if dropped > 0 {
-                eprintln!("warning: dropped {dropped} held-out pairs with non-finite x");
+                log::warn!("dropped {dropped} held-out pairs with non-finite x");
             }
             (t.data, x.data)
         }
@@ -93,25 +93,51 @@ pub(crate) fn calibrate(a: CalibrateArgs) -> Result<()> {
     }
     let ranks = fmpe::metrics::sbc_ranks(&theta, &samples, dt, a.num_samples)?;
     let cov = fmpe::metrics::expected_coverage(&ranks, dt, a.num_samples, &[])?;
-    println!("expected coverage over {m} held-out pairs, {} samples each", a.num_samples);
-    print!("level ");
+    crate::say!("expected coverage over {m} held-out pairs, {} samples each", a.num_samples);
+    let mut table = String::from("level ");
     for n in &model.info.theta_names {
-        print!(" {n:>10}");
+        table += &format!(" {n:>10}");
     }
-    println!();
     for (k, lv) in cov.levels.iter().enumerate() {
-        print!("{lv:>5.2} ");
+        table += &format!("\n{lv:>5.2} ");
         for j in 0..dt {
-            print!(" {:>10.3}", cov.coverage[k * dt + j]);
+            table += &format!(" {:>10.3}", cov.coverage[k * dt + j]);
         }
-        println!();
     }
+    crate::say!("{table}");
     fmpe::plot::coverage_plot(&cov.levels, &cov.coverage, &model.info.theta_names, &a.out)?;
-    println!(
+    crate::say!(
         "max |coverage − level| = {:.4}; mean (coverage − level) = {:+.4} (negative: over-confident) → {}",
         cov.max_abs_error,
         cov.mean_error,
         a.out.display()
     );
-    Ok(())
+    let body = CalibrateJson {
+        pairs: m,
+        num_samples: a.num_samples,
+        theta_names: model.info.theta_names.clone(),
+        levels: cov.levels.clone(),
+        coverage: cov.coverage.chunks(dt).map(|r| r.to_vec()).collect(),
+        max_abs_error: cov.max_abs_error,
+        mean_error: cov.mean_error,
+        plot: a.out.clone(),
+    };
+    super::json::emit("calibrate", body)
+}
+
+/// `fmpe calibrate --json`.
+#[derive(serde::Serialize, Debug)]
+struct CalibrateJson {
+    /// Held-out pairs and posterior samples per pair.
+    pairs: usize,
+    num_samples: usize,
+    theta_names: Vec<String>,
+    /// Credible levels and, per level, the coverage of each θ component.
+    levels: Vec<f64>,
+    coverage: Vec<Vec<f64>>,
+    max_abs_error: f64,
+    /// Mean (coverage − level): negative is over-confident.
+    mean_error: f64,
+    /// The coverage plot written.
+    plot: std::path::PathBuf,
 }

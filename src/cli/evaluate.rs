@@ -82,6 +82,7 @@ pub(crate) fn evaluate(a: EvaluateArgs) -> Result<()> {
     // Read every observation and reference first, so bad data fails before training.
     let inputs = read_inputs(&a, task.as_ref())?;
     let mut job = Job::new(Source::task(task.as_ref(), 0), &a.transform, &a.net, a.seed, (dt, dx))?;
+    let _lock = fmpe::io::OutputLock::acquire(&a.out)?;
     let staged = stage_out_dir(&a.out)?;
     let gpu = open_gpu()?;
     let t0 = Instant::now();
@@ -118,13 +119,14 @@ pub(crate) fn evaluate(a: EvaluateArgs) -> Result<()> {
         })
     })?;
     staged.commit()?;
-    print!("{md}");
-    println!(
+    crate::say!("{}", md.trim_end());
+    crate::say!(
         "simulate {t_sim:.1} s, train {t_train:.1} s ({} epochs), total {:.1} s → {}",
         model.info.history.len(),
         t0.elapsed().as_secs_f64(),
         a.out.display()
     );
+    super::json::emit("evaluate", super::json::FileReport::read(&a.out, "results.json")?)?;
     if !failed.is_empty() {
         return Err(Error::LowAcceptance(format!(
             "observation(s) {failed:?}: rejection sampling gave up (see above); the other observations are in {} \
@@ -187,7 +189,7 @@ fn score_observation(a: &EvaluateArgs, task: &dyn Task, on_gpu: &GpuModel, input
         }
         Err(Error::LowAcceptance(msg)) => {
             let msg = super::flags::with_flags(&msg);
-            eprintln!("observation {k}: failed: {msg}");
+            log::warn!("observation {k}: failed: {msg}");
             return Ok(serde_json::json!({
                 "observation": k, "c2st": serde_json::Value::Null, "error": msg,
                 "sample_seconds": ts.elapsed().as_secs_f64(),
@@ -206,7 +208,7 @@ fn score_observation(a: &EvaluateArgs, task: &dyn Task, on_gpu: &GpuModel, input
         fmpe::metrics::c2st(gpu, &input.reference.data, &s, dt, &fmpe::metrics::C2stOptions::default())?
     };
     let t_c2st = tc.elapsed().as_secs_f64();
-    eprintln!(
+    log::info!(
         "observation {k}: C2ST {} (sample {t_sample:.1} s, acceptance {:.3}, C2ST {t_c2st:.1} s)",
         if a.no_c2st { "not scored".to_string() } else { format!("{score:.4}") },
         rep.acceptance_rate

@@ -91,13 +91,25 @@ pub(crate) fn log_prob(a: LogProbArgs) -> Result<()> {
     let lp = post.log_prob(&theta.data, &opts)?;
     write_matrix(&a.out, &Matrix::new(theta.rows, 1, lp.clone()).with_header(vec!["log_prob".into()]))?;
     let outside = lp.iter().filter(|v| **v == f64::NEG_INFINITY).count();
-    println!(
+    let seconds = t0.elapsed().as_secs_f64();
+    crate::say!(
         "log_prob of {} points in {:.2} s{} → {}",
         theta.rows,
         t0.elapsed().as_secs_f64(),
         if outside > 0 { format!(" ({outside} outside the prior support: -inf)") } else { String::new() },
         a.out.display()
     );
-    Ok(())
+    super::json::emit("log-prob", LogProbJson { out: a.out.clone(), points: theta.rows, outside_support: outside, seconds })
+}
+
+/// `fmpe log-prob --json`.
+#[derive(serde::Serialize, Debug)]
+struct LogProbJson {
+    /// The file of log-densities written.
+    out: std::path::PathBuf,
+    points: usize,
+    /// Points outside the prior support (log_prob -inf).
+    outside_support: usize,
+    seconds: f64,
 }
 

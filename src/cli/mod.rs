@@ -15,9 +15,11 @@ mod bench;
 mod bench_suite;
 mod c2st;
 mod calibrate;
+pub mod config;
 mod devices;
 mod evaluate;
 mod flags;
+mod json;
 mod log_prob;
 mod pipeline;
 mod plot;
@@ -30,10 +32,33 @@ mod util;
 
 pub use flags::describe_error;
 
+/// Whether `--json` was given (for [`say!`](crate::say)).
+pub fn json_enabled() -> bool {
+    json::enabled()
+}
+
 /// Flow Matching Posterior Estimation on the GPU (wgpu + WGSL).
 #[derive(Parser, Debug)]
-#[command(name = "fmpe", version, about, long_about = None)]
+#[command(name = "fmpe", version, about, long_about = None, args_override_self = true)]
 pub struct Cli {
+    /// TOML file of flag values for the command (keys are flag names, `-` or `_`;
+    /// top-level keys and a table named after the command apply; flags given on the
+    /// command line override it). `fmpe train` writes its effective one as
+    /// MODEL_DIR/config.toml.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// Print one JSON document on stdout (`schema_version`, `command`, then the
+    /// command's results); messages for people go to stderr.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Use the adapter with this index in `fmpe devices` (as WGPU_ADAPTER_INDEX does;
+    /// the flag wins).
+    #[arg(long, global = true, value_name = "N")]
+    adapter: Option<usize>,
+    /// Without a terminal (a log file, a batch job), print a training progress line at
+    /// most every this many seconds.
+    #[arg(long, global = true, value_name = "S", default_value_t = 10)]
+    progress_seconds: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -66,12 +91,23 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-/// Runs a parsed command line.
-pub fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+/// Runs a parsed command line; returns the process exit code of a command that
+/// succeeded (0, or 128 + signal for a training run stopped by SIGINT / SIGTERM).
+pub fn run(cli: Cli) -> Result<i32> {
+    json::enable(cli.json);
+    util::set_adapter_index(cli.adapter);
+    progress::set_line_seconds(cli.progress_seconds);
+    if let Command::Train(a) = cli.command {
+        return train::train(a);
+    }
+    run_other(cli.command).map(|()| 0)
+}
+
+fn run_other(command: Command) -> Result<()> {
+    match command {
         Command::Devices => devices::devices(),
         Command::Simulate(a) => simulate::simulate(a),
-        Command::Train(a) => train::train(a),
+        Command::Train(a) => train::train(a).map(|_| ()),
         Command::Sample(a) => sample::sample(a),
         Command::LogProb(a) => log_prob::log_prob(a),
         Command::Run(a) => run::run_task(a),

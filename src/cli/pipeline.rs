@@ -11,7 +11,7 @@ use fmpe::model::{Model, ModelMeta};
 use fmpe::net::NetConfig;
 use fmpe::prior::BoxPrior;
 use fmpe::tasks::Task;
-use fmpe::train::{Fmpe, TrainConfig};
+use fmpe::train::{Fmpe, TrainConfig, Trainer};
 use fmpe::transform::{ThetaTransform, XTransform};
 use fmpe::Gpu;
 
@@ -79,10 +79,25 @@ pub(crate) fn fit(gpu: &Arc<Gpu>, job: Job, theta: &[f64], x: &[f64]) -> Result<
     announce_x_transform(job.meta.x_transform);
     let fmpe = Fmpe::new(gpu.clone(), job.net, job.meta).append_simulations(theta, x)?;
     for w in fmpe.warnings() {
-        eprintln!("warning: {w}");
+        log::warn!("{w}");
     }
     let mut bar = EpochBar::new(job.train.max_epochs);
     fmpe.train(&job.train, &mut |p| bar.update(p))
+}
+
+/// The trainer of `job` on `theta [n, dim_theta]` and `x [n, dim_x]` (finite, x not
+/// yet transformed), for a command that drives the loop itself (checkpoints, signals):
+/// says which transforms are used and prints data warnings, as [`fit`] does.
+pub(crate) fn trainer<'g>(gpu: &'g Gpu, job: &Job, theta: &[f64], x: &[f64]) -> Result<Trainer<'g>> {
+    announce_transform(&job.meta.transform);
+    announce_x_transform(job.meta.x_transform);
+    job.meta.validate(job.net.dim_theta)?;
+    let fmpe = Fmpe::new(gpu, job.net.clone(), job.meta.clone()).append_simulations(theta, x)?;
+    for w in fmpe.warnings() {
+        log::warn!("{w}");
+    }
+    let sims = fmpe.simulations();
+    Trainer::with_transform(gpu, job.net.clone(), job.train.clone(), sims.theta(), sims.x(), None, &job.meta.transform)
 }
 
 /// Simulates `n` pairs of `task` with `seed` and drops the failed ones (non-finite x),
@@ -96,7 +111,7 @@ pub(crate) fn simulate_finite(task: &dyn Task, n: usize, seed: u64) -> Result<(M
         Path::new("(simulated x)"),
     )?;
     if dropped > 0 {
-        eprintln!("warning: dropped {dropped} failed simulations (non-finite x)");
+        log::warn!("dropped {dropped} failed simulations (non-finite x)");
     }
     Ok((theta, x, dropped))
 }
@@ -104,14 +119,14 @@ pub(crate) fn simulate_finite(task: &dyn Task, n: usize, seed: u64) -> Result<(M
 /// Says on stderr which x transform training uses (nothing for none).
 fn announce_x_transform(t: XTransform) {
     if !t.is_identity() {
-        eprintln!("x transform (applied before z-scoring, and to observations; --x-transform none to turn off): {t}");
+        log::info!("x transform (applied before z-scoring, and to observations; --x-transform none to turn off): {t}");
     }
 }
 
 /// Says on stderr which parameter transform training uses.
 fn announce_transform(t: &ThetaTransform) {
     if !t.is_identity() {
-        eprintln!("parameter transform (training space θ' = T(θ); --no-transform to turn off): {t}");
+        log::info!("parameter transform (training space θ' = T(θ); --no-transform to turn off): {t}");
     }
 }
 

@@ -44,7 +44,15 @@ pub(crate) fn plot(a: PlotArgs) -> Result<()> {
     }
     let names = s.header.clone().unwrap_or_else(|| (1..=s.cols).map(|i| format!("theta_{i}")).collect());
     fmpe::plot::pair_plot(&s.data, r.as_ref().map(|r| r.data.as_slice()), s.cols, &names, &a.out)?;
-    println!("pair plot → {}", a.out.display());
+    crate::say!("pair plot → {}", a.out.display());
+    super::json::emit("plot", PlotJson { out: a.out.clone() })?;
     Ok(())
 }
 
+
+/// `fmpe plot --json`.
+#[derive(serde::Serialize, Debug)]
+struct PlotJson {
+    /// The PNG written.
+    out: std::path::PathBuf,
+}

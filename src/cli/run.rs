@@ -79,20 +79,21 @@ pub(crate) fn run_task(a: RunArgs) -> Result<()> {
         return Err(Error::usage("--num-samples must be positive"));
     }
     let mut job = Job::new(Source::task(task.as_ref(), 0), &a.transform, &a.net, a.seed, (dt, dx))?;
+    let _lock = fmpe::io::OutputLock::acquire(&out)?;
     let staged = stage_out_dir(&out)?;
     let gpu = open_gpu()?;
 
     let t0 = Instant::now();
     let (theta, x, dropped) = pipeline::simulate_finite(task.as_ref(), a.num_simulations, a.seed)?;
     let t_sim = t0.elapsed().as_secs_f64();
-    eprintln!("simulated {} × {} in {t_sim:.1} s", a.num_simulations, task.name());
+    log::info!("simulated {} × {} in {t_sim:.1} s", a.num_simulations, task.name());
 
     let t1 = Instant::now();
     job.meta.dropped_rows = dropped;
     let model = pipeline::fit(&gpu, job, &theta.data, &x.data)?;
     let t_train = t1.elapsed().as_secs_f64();
     let (best, last) = (&model.info.history[model.info.best_epoch - 1], model.info.history.last().expect("one epoch"));
-    eprintln!(
+    log::info!(
         "trained {} epochs in {t_train:.1} s (best epoch {}, validation loss {:.4})",
         last.epoch, model.info.best_epoch, best.val_loss
     );
@@ -119,7 +120,7 @@ pub(crate) fn run_task(a: RunArgs) -> Result<()> {
     write_summary(&o, &a, &staged.path().join("summary.json"))?;
     staged.commit()?;
     print_report(&o, &a, &out);
-    Ok(())
+    super::json::emit("run", super::json::FileReport::read(&out, "summary.json")?)
 }
 
 /// Writes summary.json.
@@ -159,17 +160,17 @@ fn print_report(o: &Outcome<'_>, a: &RunArgs, out: &Path) {
     let (model, [t_sim, t_train, t_sample, _]) = (o.model, o.seconds);
     let (best, last) = (&model.info.history[model.info.best_epoch - 1], model.info.history.last().expect("one epoch"));
     let (mean, std) = mean_std(o.samples, dt);
-    println!("fmpe run --task {}", o.task.name());
-    println!("  adapter         {}", o.gpu.adapter().map(|a| a.to_string()).unwrap_or_default());
-    println!("  simulations     {} ({} dropped), dim θ = {dt}, dim x = {dx}", a.num_simulations, o.dropped);
+    crate::say!("fmpe run --task {}", o.task.name());
+    crate::say!("  adapter         {}", o.gpu.adapter().map(|a| a.to_string()).unwrap_or_default());
+    crate::say!("  simulations     {} ({} dropped), dim θ = {dt}, dim x = {dx}", a.num_simulations, o.dropped);
     let net = &model.info.net;
     let emb = if net.embedding.is_empty() { String::new() } else { format!("x-embedding {:?}, ", net.embedding) };
-    println!("  network         {} blocks {:?}, {} conditioning, {emb}{} parameters", net.hidden.len(), net.hidden, net.conditioning, model.params.len());
-    println!("  time            simulate {t_sim:.1} s, train {t_train:.1} s, sample {t_sample:.1} s");
-    println!("  training        {} epochs, final train loss {:.4}, best validation loss {:.4} (epoch {})", last.epoch, last.train_loss, best.val_loss, model.info.best_epoch);
-    println!("  sampling        {}", report_line(o.report));
+    crate::say!("  network         {} blocks {:?}, {} conditioning, {emb}{} parameters", net.hidden.len(), net.hidden, net.conditioning, model.params.len());
+    crate::say!("  time            simulate {t_sim:.1} s, train {t_train:.1} s, sample {t_sample:.1} s");
+    crate::say!("  training        {} epochs, final train loss {:.4}, best validation loss {:.4} (epoch {})", last.epoch, last.train_loss, best.val_loss, model.info.best_epoch);
+    crate::say!("  sampling        {}", report_line(o.report));
     for j in 0..dt {
-        println!("  {:<15} mean {:>10.4}  std {:>9.4}", o.task.theta_names()[j], mean[j], std[j]);
+        crate::say!("  {:<15} mean {:>10.4}  std {:>9.4}", o.task.theta_names()[j], mean[j], std[j]);
     }
-    println!("  output          {}/samples.csv, pairplot.png, model/, summary.json", out.display());
+    crate::say!("  output          {}/samples.csv, pairplot.png, model/, summary.json", out.display());
 }

@@ -40,7 +40,8 @@ pub(crate) fn simulate(a: SimulateArgs) -> Result<()> {
     write_matrix(&staged.path().join("x.npy"), &Matrix::new(n, task.dim_x(), x.clone()))?;
     staged.commit()?;
     let failed = x.chunks(task.dim_x()).filter(|r| r.iter().any(|v| !v.is_finite())).count();
-    println!(
+    let seconds = t0.elapsed().as_secs_f64();
+    crate::say!(
         "simulated {n} × {} ({} θ, {} x) in {:.2} s → {}/theta.npy, x.npy{}",
         task.name(),
         task.dim_theta(),
@@ -49,6 +50,31 @@ pub(crate) fn simulate(a: SimulateArgs) -> Result<()> {
         a.out.display(),
         if failed > 0 { format!(" ({failed} failed simulations have NaN x)") } else { String::new() }
     );
-    Ok(())
+    let body = SimulateReport {
+        task: task.name().to_string(),
+        num_simulations: n,
+        dim_theta: task.dim_theta(),
+        dim_x: task.dim_x(),
+        failed_simulations: failed,
+        seconds,
+        theta: a.out.join("theta.npy"),
+        x: a.out.join("x.npy"),
+    };
+    super::json::emit("simulate", body)
+}
+
+/// `fmpe simulate --json`.
+#[derive(serde::Serialize, Debug)]
+struct SimulateReport {
+    task: String,
+    num_simulations: usize,
+    dim_theta: usize,
+    dim_x: usize,
+    /// Simulations whose x has a NaN.
+    failed_simulations: usize,
+    seconds: f64,
+    /// The files written.
+    theta: std::path::PathBuf,
+    x: std::path::PathBuf,
 }
 

@@ -1,19 +1,27 @@
 //! `fmpe train`: an FMPE model from θ / x files.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
 use fmpe::error::{Error, Result};
-use fmpe::io::{drop_nonfinite_rows, read_matrix, Matrix};
+use fmpe::io::{drop_nonfinite_rows, read_matrix, Matrix, OutputLock};
+use fmpe::model::{Model, ModelMeta};
 use fmpe::tasks::task_by_name;
+use fmpe::train::{Checkpoint, Control, Trainer, CHECKPOINT_FILE};
 use fmpe::transform::{ThetaTransform, XTransform};
+use serde::Serialize;
 
 use super::args::{NetTrainArgs, TransformArgs};
 use super::pipeline::{self, task_box, user_box, Job, Source};
+use super::progress::EpochBar;
 use super::util::{check_model_out, open_gpu};
 
-#[derive(Args, Debug)]
+/// `fmpe train`'s flags. Serialised (flag names in snake_case) into the effective
+/// `config.toml` of the model directory, which `--config` (or `--resume`) reads back.
+#[derive(Args, Debug, Serialize)]
 pub(crate) struct TrainArgs {
     /// θ file `[n, dim_theta]` (.npy or .csv).
     #[arg(long)]
@@ -36,14 +44,55 @@ pub(crate) struct TrainArgs {
     /// Upper bounds of a box prior, comma-separated, one per θ component.
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     prior_high: Option<Vec<f64>>,
+    /// Write the model so far (best weights) and a checkpoint into --out every N epochs.
+    #[arg(long)]
+    checkpoint_every: Option<usize>,
+    /// Write the model so far and a checkpoint into --out at the first epoch end after
+    /// this many seconds since the last one.
+    #[arg(long)]
+    checkpoint_seconds: Option<f64>,
+    /// Continue the run checkpointed in this model directory (its config.toml gives the
+    /// flags; flags given here override them, e.g. a larger --max-epochs).
+    #[arg(long)]
+    #[serde(skip)]
+    resume: Option<PathBuf>,
     #[command(flatten)]
+    #[serde(flatten)]
     transform: TransformArgs,
     #[command(flatten)]
+    #[serde(flatten)]
     net: NetTrainArgs,
 }
 
+/// `fmpe train --json`: what was trained and where it went.
+#[derive(Serialize, Debug)]
+pub(crate) struct TrainReport {
+    /// The model directory written.
+    model_dir: PathBuf,
+    /// Training and validation rows.
+    n_train: usize,
+    n_val: usize,
+    /// Epochs completed and the 1-based epoch whose weights were kept.
+    epochs: usize,
+    best_epoch: usize,
+    /// The kept epoch's losses (`null` without validation rows / before any epoch).
+    best_val_loss: Option<f64>,
+    best_train_loss: Option<f64>,
+    /// Wall-clock seconds of this invocation.
+    seconds: f64,
+    /// Divergence rollbacks over the run.
+    rollbacks: usize,
+    /// The signal (2 SIGINT, 15 SIGTERM) that stopped training early, if any; the
+    /// process then exits with 128 + that number.
+    interrupted_by: Option<i32>,
+    /// The checkpoint written into the model directory, if any.
+    checkpoint: Option<PathBuf>,
+    /// Epochs already done in the checkpoint resumed from (`--resume`).
+    resumed_at_epoch: Option<usize>,
+}
 
-pub(crate) fn train(a: TrainArgs) -> Result<()> {
+/// Reads and checks the data of `a`: θ, x (rows with non-finite x dropped) and the job.
+fn load_job(a: &TrainArgs) -> Result<(Job, Matrix, Matrix)> {
     let task = a.task.as_deref().map(task_by_name).transpose()?;
     let theta = read_matrix(&a.theta)?;
     let x = read_matrix(&a.x)?;
@@ -68,28 +117,158 @@ pub(crate) fn train(a: TrainArgs) -> Result<()> {
     check_theta_support(&job.meta.transform, &theta, &a.theta)?;
     let (theta, x, dropped) = drop_nonfinite_rows(&theta, &x, &a.theta, &a.x)?;
     if dropped > 0 {
-        eprintln!("warning: dropped {dropped} simulations whose x contains NaN or ±inf ({} left)", x.rows);
+        log::warn!("dropped {dropped} simulations whose x contains NaN or ±inf ({} left)", x.rows);
     }
     job.meta.dropped_rows = dropped;
     check_x_domain(job.meta.x_transform, &x, &a.x)?;
-    // Refuse an unusable --out before spending time on training.
-    check_model_out(&a.out)?;
-    let gpu = open_gpu()?;
+    Ok((job, theta, x))
+}
+
+/// The effective configuration of `a` as TOML, with absolute data paths.
+fn effective_config(a: &TrainArgs) -> Result<String> {
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut v = toml::Value::try_from(a).map_err(|e| Error::invalid(format!("cannot write config.toml: {e}")))?;
+    if let Some(t) = v.as_table_mut() {
+        for (k, p) in [("theta", &a.theta), ("x", &a.x), ("out", &a.out)] {
+            t.insert(k.into(), toml::Value::String(abs(p).display().to_string()));
+        }
+    }
+    let body = toml::to_string_pretty(&v).map_err(|e| Error::invalid(format!("cannot write config.toml: {e}")))?;
+    Ok(format!("# fmpe train: the effective configuration of this model (fmpe train --config FILE repeats it;\n# fmpe train --resume DIR continues it from checkpoint.safetensors)\n{body}"))
+}
+
+/// Writes the model so far (best weights, complete and loadable) into `out` with its
+/// config.toml and, when `checkpoint` is set, checkpoint.safetensors: one atomic
+/// directory swap.
+fn save(tr: &Trainer<'_>, meta: &ModelMeta, out: &Path, config: &str, checkpoint: bool) -> Result<Model> {
+    let ck = if checkpoint { Some(tr.checkpoint()?) } else { None };
+    let model = tr.outcome()?.into_model(meta.clone());
+    model.save_with(out, &mut |d| {
+        if !model.info.history.is_empty() {
+            fmpe::plot::training_curve(&model.info.history, &d.join("training_curve.png"))?;
+        }
+        let cpath = d.join("config.toml");
+        std::fs::write(&cpath, config).map_err(|e| Error::io(&cpath, e))?;
+        match &ck {
+            Some(ck) => ck.save(&d.join(CHECKPOINT_FILE)),
+            None => Ok(()),
+        }
+    })?;
+    Ok(model)
+}
+
+/// SIGINT and SIGTERM set the returned stop flag (training stops at the next step
+/// boundary) and record which signal came; a second one ends the process at once
+/// (exit code 1).
+fn stop_on_signals() -> Result<(Arc<AtomicBool>, Arc<AtomicUsize>)> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = Arc::new(AtomicBool::new(false));
+    let which = Arc::new(AtomicUsize::new(0));
+    for sig in [SIGINT, SIGTERM] {
+        let err = |e: std::io::Error| Error::invalid(format!("cannot install the handler of signal {sig}: {e}"));
+        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone()).map_err(err)?;
+        signal_hook::flag::register_usize(sig, which.clone(), sig as usize).map_err(err)?;
+        signal_hook::flag::register(sig, stop.clone()).map_err(err)?;
+    }
+    Ok((stop, which))
+}
+
+/// Runs `fmpe train`; returns the process exit code: 0, or 128 + the signal number
+/// (130 SIGINT, 143 SIGTERM) when a signal stopped training (the best weights so far
+/// and a checkpoint are written first).
+pub(crate) fn train(a: TrainArgs) -> Result<i32> {
     let t0 = Instant::now();
-    let model = pipeline::fit(&gpu, job, &theta.data, &x.data)?;
-    model.save_with(&a.out, &mut |d| fmpe::plot::training_curve(&model.info.history, &d.join("training_curve.png")))?;
-    let last = model.info.history.last().expect("at least one epoch");
-    println!(
-        "trained on {} simulations ({} validation) for {} epochs in {:.1} s; best epoch {} (validation loss {:.4}); model → {}",
-        model.info.n_train,
-        model.info.n_val,
-        last.epoch,
-        t0.elapsed().as_secs_f64(),
-        model.info.best_epoch,
-        model.info.history[model.info.best_epoch - 1].val_loss,
-        a.out.display()
-    );
-    Ok(())
+    // First, so that a signal at any later point stops the run cleanly.
+    let (stop, which) = stop_on_signals()?;
+    let (job, theta, x) = load_job(&a)?;
+    let resume = a.resume.as_ref().map(|d| Checkpoint::load(&d.join(CHECKPOINT_FILE))).transpose()?;
+    // Refuse an unusable --out, or one another run is writing, before training.
+    check_model_out(&a.out)?;
+    let _lock = OutputLock::acquire(&a.out)?;
+    let config = effective_config(&a)?;
+    let gpu = open_gpu()?;
+    let mut tr = pipeline::trainer(&gpu, &job, &theta.data, &x.data)?;
+    if let Some(ck) = &resume {
+        tr.restore(ck)?;
+        log::info!("resuming after epoch {} (step {})", ck.state.epoch, ck.state.step);
+    }
+    tr.set_stop_flag(stop);
+    let periodic = a.checkpoint_every.is_some() || a.checkpoint_seconds.is_some();
+    let mut last_save = Instant::now();
+    let mut bar = EpochBar::new(job.train.max_epochs);
+    let mut failed = None;
+    let mut rollbacks_seen = tr.rollbacks();
+    let interrupted = tr.run(&mut |tr, p| {
+        let ctl = bar.update(p);
+        if tr.rollbacks() > rollbacks_seen {
+            rollbacks_seen = tr.rollbacks();
+            log::info!(
+                "warning: epoch {} diverged (non-finite loss or gradient) and was rolled back and retried; the learning rate is now {:.3e} ({} rollbacks so far)",
+                p.record.epoch, p.record.learning_rate, rollbacks_seen
+            );
+        }
+        let by_epochs = a.checkpoint_every.is_some_and(|n| n > 0 && p.record.epoch.is_multiple_of(n));
+        let by_time = a.checkpoint_seconds.is_some_and(|s| last_save.elapsed().as_secs_f64() >= s);
+        if (by_epochs || by_time) && !p.last {
+            if let Err(e) = save(tr, &job.meta, &a.out, &config, true) {
+                failed = Some(e);
+                return Control::Stop;
+            }
+            last_save = Instant::now();
+        }
+        ctl
+    })?;
+    drop(bar);
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let model = save(&tr, &job.meta, &a.out, &config, periodic || interrupted)?;
+    let signal = interrupted.then(|| which.load(Ordering::SeqCst) as i32);
+    report(&a, &model, t0, tr.rollbacks(), signal, resume.map(|c| c.state.epoch), periodic || interrupted)?;
+    Ok(signal.map_or(0, |s| 128 + s))
+}
+
+/// Prints the summary line (stderr with --json, else stdout) and, with --json, the
+/// [`TrainReport`].
+fn report(a: &TrainArgs, model: &Model, t0: Instant, rollbacks: usize, signal: Option<i32>, resumed: Option<usize>, ck: bool) -> Result<()> {
+    let info = &model.info;
+    let best = info.best_epoch.checked_sub(1).and_then(|i| info.history.get(i));
+    let best_val = best.map(|b| b.val_loss).filter(|v| v.is_finite());
+    let line = match (signal, best) {
+        (Some(s), _) => format!(
+            "stopped by signal {s} after {} epochs; best weights so far and a checkpoint → {} (fmpe train --resume {} continues)",
+            info.history.len(),
+            a.out.display(),
+            a.out.display()
+        ),
+        (None, _) => format!(
+            "trained on {} simulations ({} validation) for {} epochs in {:.1} s; best epoch {} ({} {:.4}); model → {}",
+            info.n_train,
+            info.n_val,
+            info.history.len(),
+            t0.elapsed().as_secs_f64(),
+            info.best_epoch,
+            if best_val.is_some() { "validation loss" } else { "training loss" },
+            best_val.or(best.map(|b| b.train_loss)).unwrap_or(f64::NAN),
+            a.out.display()
+        ),
+    };
+    crate::say!("{line}");
+    let rep = TrainReport {
+        model_dir: a.out.clone(),
+        n_train: info.n_train,
+        n_val: info.n_val,
+        epochs: info.history.len(),
+        best_epoch: info.best_epoch,
+        best_val_loss: best_val,
+        best_train_loss: best.map(|b| b.train_loss),
+        seconds: t0.elapsed().as_secs_f64(),
+        rollbacks,
+        interrupted_by: signal,
+        checkpoint: ck.then(|| a.out.join(CHECKPOINT_FILE)),
+        resumed_at_epoch: resumed,
+    };
+    super::json::emit("train", rep)
 }
 
 /// Every θ row inside the parameter transform's support, or an error naming the file,

@@ -9,18 +9,31 @@ use fmpe::io::{read_matrix, StagedDir};
 use fmpe::posterior::SampleReport;
 use fmpe::Gpu;
 
+/// `--adapter N`, when given (`usize::MAX`: not given).
+static ADAPTER_INDEX: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(usize::MAX);
+
+/// Records the global `--adapter N` flag for [`gpu_options`].
+pub(crate) fn set_adapter_index(index: Option<usize>) {
+    ADAPTER_INDEX.store(index.unwrap_or(usize::MAX), std::sync::atomic::Ordering::SeqCst);
+}
+
 /// Adapter selection from the environment (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME`,
-/// `WGPU_ADAPTER_INDEX`, `WGPU_POWER_PREF`) and the kernel choice (`FMPE_KERNELS`):
-/// only the binary reads environment variables.
+/// `WGPU_ADAPTER_INDEX`, `WGPU_POWER_PREF`), the kernel choice (`FMPE_KERNELS`) and the
+/// `--adapter N` flag, which wins: only the binary reads environment variables.
 pub(crate) fn gpu_options() -> Result<fmpe::gpu::GpuOptions> {
-    fmpe::gpu::GpuOptions::from_vars(|k| std::env::var(k).ok())
+    let mut o = fmpe::gpu::GpuOptions::from_vars(|k| std::env::var(k).ok())?;
+    let i = ADAPTER_INDEX.load(std::sync::atomic::Ordering::SeqCst);
+    if i != usize::MAX {
+        o.adapter = fmpe::gpu::AdapterSelector::Index(i);
+    }
+    Ok(o)
 }
 
 /// Opens the GPU and says which adapter is used.
 pub(crate) fn open_gpu() -> Result<Arc<Gpu>> {
     let gpu = Gpu::with_options(&gpu_options()?)?;
     if let Some(a) = gpu.adapter() {
-        eprintln!("GPU: {a}");
+        log::info!("GPU: {a}");
     }
     Ok(Arc::new(gpu))
 }

@@ -110,6 +110,21 @@ fn read_npy(path: &Path) -> Result<Matrix> {
         DType::Plain(ts) if ts.type_char() == TypeChar::Float => ts.num_bytes(),
         _ => None,
     };
+    // A header may claim any shape: check it against the file's length before
+    // anything is allocated for the data.
+    let file_len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    let claimed = rows.checked_mul(cols).and_then(|n| n.checked_mul(bytes.unwrap_or(1)));
+    if claimed.is_none_or(|b| b as u64 > file_len) {
+        return Err(Error::data(
+            path,
+            None,
+            None,
+            format!(
+                "the header claims shape {shape:?} ({}), more data than the whole file holds ({file_len} bytes): truncated or corrupt",
+                claimed.map_or("more bytes than this machine can address".to_string(), |b| format!("{b} bytes"))
+            ),
+        ));
+    }
     let raw: Vec<f64> = match bytes {
         Some(4) => npy
             .into_vec::<f32>()
@@ -317,6 +332,82 @@ fn write_npy_to(w: &mut impl Write, m: &Matrix) -> std::io::Result<()> {
         .begin_nd()?;
     wr.extend(m.data.iter().map(|&v| v as f32))?;
     wr.finish()
+}
+
+/// Writes a `[rows, cols]` matrix whose rows arrive in chunks, as `.csv` (with the
+/// optional `header`) or `.npy` (f32, like [`write_matrix`]), atomically, holding one
+/// chunk at a time: `next_chunk` returns the next rows (row-major, a whole number of
+/// rows) until all `rows` are written; it is not called again after that.
+///
+/// # Errors
+/// [`Error::Data`] for an unsupported extension; [`Error::Invalid`] when a chunk is not
+/// a whole number of rows, would pass `rows`, is empty before the end, or the header
+/// length is wrong; whatever `next_chunk` returns; [`Error::Io`] on write failure. The
+/// file is not created on error.
+pub fn write_matrix_chunks(
+    path: &Path,
+    rows: usize,
+    cols: usize,
+    header: Option<&[String]>,
+    next_chunk: &mut dyn FnMut() -> Result<Vec<f64>>,
+) -> Result<()> {
+    let ext = extension(path);
+    if !matches!(ext.as_deref(), Some("csv") | Some("npy")) {
+        return Err(Error::data(path, None, None, "unsupported file extension; accepted extensions are .npy and .csv"));
+    }
+    if cols == 0 || header.is_some_and(|h| h.len() != cols) {
+        return Err(Error::invalid(format!("cannot write {}: {cols} columns and a header of another length", path.display())));
+    }
+    let mut failure: Option<Error> = None;
+    let mut pull = |done: usize| -> std::io::Result<Vec<f64>> {
+        let chunk = next_chunk().map_err(|e| {
+            failure = Some(e);
+            std::io::Error::other("chunk failed")
+        })?;
+        if chunk.is_empty() || !chunk.len().is_multiple_of(cols) || done + chunk.len() / cols > rows {
+            failure = Some(Error::invalid(format!(
+                "cannot write {}: a chunk of {} values does not fit the remaining {} rows of {cols} columns",
+                path.display(),
+                chunk.len(),
+                rows - done
+            )));
+            return Err(std::io::Error::other("bad chunk"));
+        }
+        Ok(chunk)
+    };
+    let res = write_file_atomic(path, |w| {
+        let mut done = 0;
+        if ext.as_deref() == Some("csv") {
+            let mut wr = csv::WriterBuilder::new().from_writer(w);
+            if let Some(h) = header {
+                wr.write_record(h)?;
+            }
+            let mut cells: Vec<String> = Vec::with_capacity(cols);
+            while done < rows {
+                let chunk = pull(done)?;
+                for row in chunk.chunks(cols) {
+                    cells.clear();
+                    cells.extend(row.iter().map(|&v| format!("{}", v as f32)));
+                    wr.write_record(&cells)?;
+                }
+                done += chunk.len() / cols;
+            }
+            wr.flush()
+        } else {
+            use npyz::WriterBuilder;
+            let mut wr = npyz::WriteOptions::new().default_dtype().shape(&[rows as u64, cols as u64]).writer(w).begin_nd()?;
+            while done < rows {
+                let chunk = pull(done)?;
+                wr.extend(chunk.iter().map(|&v| v as f32))?;
+                done += chunk.len() / cols;
+            }
+            wr.finish()
+        }
+    });
+    match (res, failure) {
+        (_, Some(e)) => Err(e),
+        (r, None) => r,
+    }
 }
 
 /// Checks a training set read from two files and removes failed simulations.

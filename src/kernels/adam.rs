@@ -9,7 +9,7 @@ use super::registry::{param_block, Family, KernelSpec, Layout, ShaderModule, Str
 pub(crate) static FAMILY: Family = Family {
     name: "adam",
     modules: &[ShaderModule { name: "adam", source: include_str!("../../shaders/adam.wgsl") }],
-    kernels: &[&ADAM],
+    kernels: &[&ADAM, &GRAD_CHECK, &ADAM_GUARDED],
     constants: &[],
     structs: &[StructLayout::of::<super::StepState>],
 };
@@ -19,6 +19,32 @@ pub static ADAM: KernelSpec = KernelSpec {
     name: "adam",
     module: "adam",
     entry_point: "adam",
+    layout: Layout::Adam,
+    params: StructLayout::of::<AdamParams>,
+    variant: "",
+    constants: &[],
+};
+
+/// `grad_check`: one workgroup flags a step whose gradient `g + weight_decay * p` over
+/// `params[off .. off + n]` has a NaN or ±inf: writes the flag (0 or 1) to
+/// `m[off + n]` and adds it to the epoch's count of flagged steps in `m[off + n + 1]`
+/// (reset when `step_in_epoch` is 0). The moments buffer needs those two extra floats.
+pub static GRAD_CHECK: KernelSpec = KernelSpec {
+    name: "grad_check",
+    module: "adam",
+    entry_point: "grad_check",
+    layout: Layout::Adam,
+    params: StructLayout::of::<AdamParams>,
+    variant: "",
+    constants: &[],
+};
+
+/// `adam_guarded`: [`ADAM`] that skips the whole update (p, m and v unchanged) when
+/// [`GRAD_CHECK`] flagged the step (`m[off + n] != 0`).
+pub static ADAM_GUARDED: KernelSpec = KernelSpec {
+    name: "adam_guarded",
+    module: "adam",
+    entry_point: "adam_guarded",
     layout: Layout::Adam,
     params: StructLayout::of::<AdamParams>,
     variant: "",
@@ -52,4 +78,12 @@ param_block!(AdamParams as "AdamParams" { n, off, pad, beta1, beta2, eps, weight
 /// Records `adam` over the `p.n` parameters from `p.off` (one thread each).
 pub fn adam(b: &mut ProgramBuilder, p: &AdamParams) {
     b.push_1d(&ADAM, p, p.n as usize);
+}
+
+/// Records the guarded step: `grad_check` (one workgroup) then `adam_guarded` (one
+/// thread per parameter). The update is skipped when a gradient is not finite; the
+/// moments buffer must hold `off + n + 2` floats (see [`GRAD_CHECK`]).
+pub fn adam_guarded(b: &mut ProgramBuilder, p: &AdamParams) {
+    b.push_groups(&GRAD_CHECK, p, (1, 1, 1));
+    b.push_1d(&ADAM_GUARDED, p, p.n as usize);
 }

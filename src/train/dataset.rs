@@ -138,6 +138,18 @@ impl Split {
     pub(crate) fn new(gpu: &Gpu, cfg: &NetConfig, tc: &TrainConfig, n: usize) -> Result<Split> {
         let (dt, dx) = (cfg.dim_theta, cfg.dim_x);
         let n_val = ((n as f64) * tc.validation_fraction).round() as usize;
+        if tc.validation_fraction > 0.0 && (n_val == 0 || n - n_val < 2) {
+            let min = min_rows(tc.validation_fraction);
+            return Err(Error::option(
+                "validation_fraction",
+                format!(
+                    "{n} simulations are too few to hold out a validation fraction of {}: at least {min} are needed \
+                     (1 validation row and 2 training rows); simulate more, or use a validation fraction of 0 to \
+                     train without validation (early stopping then watches the training loss)",
+                    tc.validation_fraction
+                ),
+            ));
+        }
         let n_train = n - n_val;
         if n_train < 2 {
             return Err(Error::invalid(format!("need at least 2 training rows, have {n_train}")));
@@ -163,6 +175,18 @@ impl Split {
     pub(crate) fn val_chunks(&self) -> usize {
         self.n_val.div_ceil(self.batch)
     }
+}
+
+/// The fewest rows that give at least one validation row and two training rows for
+/// a validation fraction `f` in (0, 1) (rows are split as `round(n f)` validation).
+pub(crate) fn min_rows(f: f64) -> usize {
+    // round(n f) >= 1  <=>  n f >= 0.5; then n - round(n f) >= 2 for the first such n
+    // at most a few rows later.
+    let mut n = ((0.5 / f).ceil() as usize).max(3);
+    while n < usize::MAX / 2 && (((n as f64) * f).round() < 1.0 || n - ((n as f64) * f).round() as usize <= 1) {
+        n += 1;
+    }
+    n
 }
 
 /// Shuffles the rows once (a host permutation drawn from `rng`) and lays them out as the
@@ -200,6 +224,19 @@ pub struct ZscoreStats {
 #[cfg(test)]
 mod tests {
     use super::constant_column_warnings;
+
+    #[test]
+    fn min_rows_gives_one_validation_and_two_training_rows() {
+        for (f, want) in [(0.05, 10), (0.1, 5), (0.5, 4), (0.9, 16), (0.01, 50)] {
+            assert_eq!(super::min_rows(f), want, "fraction {f}");
+            let n = want;
+            let n_val = ((n as f64) * f).round() as usize;
+            assert!(n_val >= 1 && n - n_val >= 2, "fraction {f}: {n} rows give {n_val} validation rows");
+            let m = n - 1;
+            let m_val = ((m as f64) * f).round() as usize;
+            assert!(m_val == 0 || m - m_val < 2, "fraction {f}: {m} rows would already do");
+        }
+    }
 
     #[test]
     fn constant_columns_are_reported_and_no_rows_is_no_warning() {

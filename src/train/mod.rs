@@ -16,10 +16,12 @@
 //!
 //! Files: `builder` ([`Fmpe`]), `trainer` ([`Trainer`], [`TrainOutcome`], the callback's
 //! [`Progress`] and [`Control`]), `dataset` ([`Simulations`], [`ZscoreStats`], the split and the
-//! upload layout), `programs` (buffers, workspace and every kernel call of training).
+//! upload layout), `checkpoint` ([`Checkpoint`]: the state
+//! a resumed run continues from, and its file), `programs` (buffers, workspace and every kernel call of training).
 //! Submodules import only their siblings, never this file.
 
 mod builder;
+mod checkpoint;
 mod dataset;
 mod programs;
 mod trainer;
@@ -27,5 +29,6 @@ mod trainer;
 pub use crate::train_config::{EpochRecord, LrSchedule, TrainConfig};
 pub use builder::Fmpe;
 pub use dataset::{Simulations, ZscoreStats};
-pub use trainer::{Control, Progress, TrainOutcome, Trainer};
+pub use checkpoint::{Checkpoint, TrainerState, CHECKPOINT_FILE, CHECKPOINT_VERSION};
+pub use trainer::{Control, EpochEnd, Progress, Rollback, TrainOutcome, Trainer};
 

@@ -25,12 +25,20 @@ pub(crate) struct Buffers {
     pub best: wgpu::Buffer,
     /// Gradients `[layout.len]`.
     pub grads: wgpu::Buffer,
-    /// Adam first moments.
+    /// Adam first moments `[layout.len + 2]`: the last two floats are the step's
+    /// non-finite flag and the epoch's count of skipped steps (`grad_check` in
+    /// `shaders/adam.wgsl`).
     pub m: wgpu::Buffer,
     /// Adam second moments.
     pub v: wgpu::Buffer,
     /// The step-state uniform ([`StepState`]).
     pub step: wgpu::Buffer,
+    /// Parameters at the end of the last good epoch (the rollback target).
+    pub good_params: wgpu::Buffer,
+    /// Adam first moments (with the two flag floats) at the end of the last good epoch.
+    pub good_m: wgpu::Buffer,
+    /// Adam second moments at the end of the last good epoch.
+    pub good_v: wgpu::Buffer,
     /// The workspace (see [`Workspace`]).
     pub acts: wgpu::Buffer,
 }
@@ -44,9 +52,12 @@ impl Buffers {
             params: gpu.storage_from("fmpe params", params0),
             best: gpu.storage_from("fmpe best params", params0),
             grads: gpu.storage("fmpe grads", len),
-            m: gpu.storage("fmpe adam m", len),
+            m: gpu.storage("fmpe adam m", len + 8),
             v: gpu.storage("fmpe adam v", len),
             step: gpu.uniform_from("fmpe step", bytemuck::bytes_of(&StepState::default())),
+            good_params: gpu.storage_from("fmpe good params", params0),
+            good_m: gpu.storage("fmpe good adam m", len + 8),
+            good_v: gpu.storage("fmpe good adam v", len),
             acts: gpu.storage("fmpe train workspace", ws.len as u64 * 4),
         }
     }
@@ -72,7 +83,9 @@ pub(crate) struct Workspace {
     pub tab_off: usize,
     /// The network's activations for one minibatch.
     pub graph: TrainGraph,
-    /// Loss slots: one per step of an epoch, then one per validation chunk.
+    /// Loss slots: one per step of an epoch, then one per validation chunk, then one
+    /// for the epoch's count of skipped (non-finite) steps, copied there from the
+    /// moments buffer before the epoch's readback.
     pub loss_off: usize,
     /// Total length.
     pub len: usize,
@@ -86,7 +99,7 @@ impl Workspace {
         let stats_off = arena.alloc(2 * (dt + dx));
         let tab_off = arena.alloc(4 * dt);
         let graph = TrainGraph::new(cfg, layout, split.batch, &mut arena);
-        let loss_off = arena.alloc(split.steps_per_epoch + split.val_chunks());
+        let loss_off = arena.alloc(split.steps_per_epoch + split.val_chunks() + 1);
         let len = arena.len();
         if len as u64 > gpu.max_binding_floats() {
             return Err(Error::option(
@@ -183,7 +196,7 @@ fn gather(cfg: &NetConfig, tc: &TrainConfig, ws: &Workspace, split: &Split, rows
 }
 
 /// Records the optimiser step: gather + OT path → forward → loss (into the step's slot)
-/// → backward → Adam.
+/// → backward → the non-finite check → Adam (skipped when the check flags the step).
 pub(crate) fn record_step(
     gpu: &Gpu,
     cfg: &NetConfig,
@@ -220,7 +233,7 @@ pub(crate) fn record_step(
         eps: tc.eps as f32,
         weight_decay: tc.weight_decay as f32,
     };
-    adam::adam(&mut b, &adam);
+    adam::adam_guarded(&mut b, &adam);
     b.build(gpu, binds)
 }
 

@@ -2,6 +2,8 @@
 //! learning-rate schedule), its per-epoch progress callback ([`Progress`] →
 //! [`Control`]) and its [`TrainOutcome`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rand::SeedableRng;
@@ -14,6 +16,7 @@ use crate::net::{NetConfig, ParamLayout};
 use crate::train_config::{EpochRecord, LrSchedule, TrainConfig};
 use crate::transform::ThetaTransform;
 
+use super::checkpoint::{fingerprint, Checkpoint, TrainerState, CHECKPOINT_VERSION};
 use super::dataset::{check_rows, constant_column_warnings, shuffled_upload, Split, ZscoreStats};
 use super::programs::{self, Buffers, Workspace};
 
@@ -41,6 +44,39 @@ pub struct Progress<'a> {
     pub last: bool,
 }
 
+/// How an epoch ended ([`Trainer::finish_epoch`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum EpochEnd {
+    /// The epoch completed with finite losses and no skipped step.
+    Completed {
+        /// The epoch's record.
+        record: EpochRecord,
+        /// Whether training stops here by itself (early stopping, `max_epochs`,
+        /// `max_seconds`).
+        stop: bool,
+    },
+    /// The epoch diverged and was rolled back; step through it again.
+    RolledBack(Rollback),
+}
+
+/// A divergence rollback: the epoch's loss or a gradient was not finite, so the
+/// parameters, the Adam moments and the step counter went back to the end of the last
+/// good epoch and the learning rate was multiplied by `rollback_lr_factor`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rollback {
+    /// The 1-based epoch that diverged (and is retried).
+    pub epoch: usize,
+    /// Its mean training loss (not finite, or finite with skipped steps).
+    pub train_loss: f64,
+    /// Steps of the epoch whose gradient was not finite (their updates were skipped
+    /// on the GPU).
+    pub skipped_steps: usize,
+    /// The retry this is (1-based, at most `max_rollbacks`).
+    pub retry: usize,
+    /// The learning rate of the retry.
+    pub learning_rate: f64,
+}
+
 /// What training produced.
 #[derive(Clone, Debug)]
 pub struct TrainOutcome {
@@ -65,6 +101,11 @@ pub struct TrainOutcome {
     pub net: NetConfig,
     /// The hyper-parameters used.
     pub train: TrainConfig,
+    /// Divergence rollbacks over the run.
+    pub rollbacks: usize,
+    /// True when the run was stopped by its stop flag ([`Trainer::set_stop_flag`])
+    /// before it ended by itself.
+    pub interrupted: bool,
 }
 
 impl TrainOutcome {
@@ -124,6 +165,13 @@ pub struct Trainer<'g> {
     step_in_epoch: usize,
     lr: f64,
     pending_best_copy: bool,
+    pending_good_copy: bool,
+    lr_scale: f64,
+    retries: usize,
+    rollbacks: usize,
+    stop_flag: Option<Arc<AtomicBool>>,
+    seconds_before: f64,
+    data_fingerprint: u64,
     best_loss: f64,
     best_epoch: usize,
     since_best: usize,
@@ -185,6 +233,7 @@ impl<'g> Trainer<'g> {
         // Shuffle once, then draw the initial parameters from the same generator.
         let mut rng = rand::rngs::StdRng::seed_from_u64(tc.seed);
         let data = shuffled_upload(theta, x, dt, dx, &mut rng);
+        let data_fingerprint = fingerprint(&data);
         let layout = cfg.layout();
         let params0 = match init {
             Some(p) if p.len() == layout.len => p,
@@ -221,6 +270,13 @@ impl<'g> Trainer<'g> {
             epoch: 0,
             step_in_epoch: 0,
             pending_best_copy: false,
+            pending_good_copy: false,
+            lr_scale: 1.0,
+            retries: 0,
+            rollbacks: 0,
+            stop_flag: None,
+            seconds_before: 0.0,
+            data_fingerprint,
             best_loss: f64::INFINITY,
             best_epoch: 0,
             since_best: 0,
@@ -277,9 +333,16 @@ impl<'g> Trainer<'g> {
         };
         self.gpu.queue.write_buffer(&self.bufs.step, 0, bytemuck::bytes_of(&st));
         let mut enc = self.gpu.encoder();
+        let bytes = self.layout.len as u64 * 4;
         if self.pending_best_copy {
-            enc.copy_buffer_to_buffer(&self.bufs.params, 0, &self.bufs.best, 0, self.layout.len as u64 * 4);
+            enc.copy_buffer_to_buffer(&self.bufs.params, 0, &self.bufs.best, 0, bytes);
             self.pending_best_copy = false;
+        }
+        if self.pending_good_copy {
+            enc.copy_buffer_to_buffer(&self.bufs.params, 0, &self.bufs.good_params, 0, bytes);
+            enc.copy_buffer_to_buffer(&self.bufs.m, 0, &self.bufs.good_m, 0, bytes + 8);
+            enc.copy_buffer_to_buffer(&self.bufs.v, 0, &self.bufs.good_v, 0, bytes);
+            self.pending_good_copy = false;
         }
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
@@ -290,20 +353,42 @@ impl<'g> Trainer<'g> {
         Ok(())
     }
 
-    /// Runs the validation pass, reads the epoch's losses (one submission, one
-    /// readback), and updates early stopping and the learning-rate schedule.
-    /// Returns the epoch's record and whether training should stop.
+    /// As [`Trainer::finish_epoch`], for callers that do not handle rollbacks: a
+    /// rolled-back epoch is reported as an error (the trainer has rolled back by then;
+    /// stepping on retries the epoch).
     ///
     /// # Errors
-    /// [`Error::Invalid`] if the training loss is not finite (diverged), GPU errors.
+    /// As [`Trainer::finish_epoch`]; [`Error::Invalid`] for a rolled-back epoch.
     pub fn end_epoch(&mut self) -> Result<(EpochRecord, bool)> {
-        let (train_loss, val_loss) = self.read_epoch_losses()?;
-        if !train_loss.is_finite() {
-            return Err(Error::invalid(format!(
-                "training diverged: the loss is {train_loss} in epoch {}; try a smaller learning rate",
-                self.epoch + 1
-            )));
+        match self.finish_epoch()? {
+            EpochEnd::Completed { record, stop } => Ok((record, stop)),
+            EpochEnd::RolledBack(r) => Err(Error::invalid(format!(
+                "epoch {} diverged (training loss {}) and was rolled back; the learning rate is now {:.3e}",
+                r.epoch, r.train_loss, r.learning_rate
+            ))),
         }
+    }
+
+    /// Runs the validation pass, reads the epoch's losses and its count of skipped
+    /// steps (one submission, one readback), and updates early stopping and the
+    /// learning-rate schedule.
+    ///
+    /// An epoch whose training or validation loss is not finite, or with a step whose
+    /// gradient was not finite (the GPU skipped that update), diverged: the trainer
+    /// rolls back to the end of the last good epoch (parameters, Adam moments, step
+    /// counter), multiplies the learning rate by `rollback_lr_factor` and returns
+    /// [`EpochEnd::RolledBack`]; step through the epoch again.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the epoch when it diverged more than `max_rollbacks`
+    /// times in a row; GPU errors.
+    pub fn finish_epoch(&mut self) -> Result<EpochEnd> {
+        let (train_loss, val_loss, skipped) = self.read_epoch_losses()?;
+        let val_bad = self.split.n_val > 0 && !val_loss.is_finite();
+        if !train_loss.is_finite() || val_bad || skipped > 0 {
+            return self.roll_back(train_loss, skipped).map(EpochEnd::RolledBack);
+        }
+        self.retries = 0;
         self.epoch += 1;
         self.step_in_epoch = 0;
         let rec = EpochRecord {
@@ -311,19 +396,56 @@ impl<'g> Trainer<'g> {
             train_loss,
             val_loss,
             learning_rate: self.lr,
-            seconds: self.started.elapsed().as_secs_f64(),
+            seconds: self.seconds(),
         };
         self.history.push(rec.clone());
         let watched = if self.split.n_val > 0 { val_loss } else { train_loss };
         self.update_schedule(watched, rec.seconds);
+        self.pending_good_copy = true;
         let out_of_time = self.tc.max_seconds.is_some_and(|s| rec.seconds >= s);
         let stop = self.since_best >= self.tc.patience || self.epoch >= self.tc.max_epochs || out_of_time;
-        Ok((rec, stop))
+        Ok(EpochEnd::Completed { record: rec, stop })
     }
 
-    /// Runs validation and reads the loss slots (one submission, one readback): returns
-    /// the epoch's mean training and validation losses (NaN without validation rows).
-    fn read_epoch_losses(&mut self) -> Result<(f64, f64)> {
+    /// Seconds of training, checkpointed runs included.
+    fn seconds(&self) -> f64 {
+        self.seconds_before + self.started.elapsed().as_secs_f64()
+    }
+
+    /// Rolls the diverged current epoch back (one submission), or fails after
+    /// `max_rollbacks` retries of it.
+    fn roll_back(&mut self, train_loss: f64, skipped: usize) -> Result<Rollback> {
+        let epoch = self.epoch + 1;
+        if self.retries >= self.tc.max_rollbacks {
+            return Err(Error::invalid(format!(
+                "training diverged in epoch {epoch}: the training loss is {train_loss} and {skipped} of {} steps had a non-finite \
+                 gradient, after {} rollbacks to {} with the learning rate lowered to {:.3e}; \
+                 try a smaller learning rate",
+                self.step_in_epoch,
+                self.retries,
+                if self.epoch == 0 { "the initial weights".to_string() } else { format!("the end of epoch {}", self.epoch) },
+                self.lr
+            )));
+        }
+        self.retries += 1;
+        self.rollbacks += 1;
+        let bytes = self.layout.len as u64 * 4;
+        let mut enc = self.gpu.encoder();
+        enc.copy_buffer_to_buffer(&self.bufs.good_params, 0, &self.bufs.params, 0, bytes);
+        enc.copy_buffer_to_buffer(&self.bufs.good_m, 0, &self.bufs.m, 0, bytes + 8);
+        enc.copy_buffer_to_buffer(&self.bufs.good_v, 0, &self.bufs.v, 0, bytes);
+        self.gpu.submit(enc)?;
+        self.step -= self.step_in_epoch as u64;
+        self.step_in_epoch = 0;
+        self.lr *= self.tc.rollback_lr_factor;
+        self.lr_scale *= self.tc.rollback_lr_factor;
+        Ok(Rollback { epoch, train_loss, skipped_steps: skipped, retry: self.retries, learning_rate: self.lr })
+    }
+
+    /// Runs validation and reads the loss slots and the skipped-step count (one
+    /// submission, one readback): returns the epoch's mean training and validation
+    /// losses (NaN without validation rows) and its count of skipped steps.
+    fn read_epoch_losses(&mut self) -> Result<(f64, f64, usize)> {
         let mut enc = self.gpu.encoder();
         if let Some(vp) = &self.val_prog {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
@@ -331,18 +453,21 @@ impl<'g> Trainer<'g> {
         }
         let spe = self.split.steps_per_epoch;
         let slots = spe + self.split.val_chunks();
-        let staging = self.gpu.copy_to_staging(&mut enc, &self.bufs.acts, self.ws.loss_off as u64, slots);
+        let count_at = (self.layout.len as u64 + 1) * 4;
+        enc.copy_buffer_to_buffer(&self.bufs.m, count_at, &self.bufs.acts, (self.ws.loss_off + slots) as u64 * 4, 4);
+        let staging = self.gpu.copy_to_staging(&mut enc, &self.bufs.acts, self.ws.loss_off as u64, slots + 1);
         self.gpu.submit(enc)?;
-        let l = self.gpu.map_staging(staging, slots)?;
+        let l = self.gpu.map_staging(staging, slots + 1)?;
         let dt = self.cfg.dim_theta as f64;
         let done = self.step_in_epoch;
         let train_loss = l[..done].iter().map(|&v| v as f64).sum::<f64>() / (done as f64 * self.split.batch as f64 * dt);
         let val_loss = if self.split.n_val > 0 {
-            l[spe..].iter().map(|&v| v as f64).sum::<f64>() / (self.split.n_val as f64 * dt)
+            l[spe..slots].iter().map(|&v| v as f64).sum::<f64>() / (self.split.n_val as f64 * dt)
         } else {
             f64::NAN
         };
-        Ok((train_loss, val_loss))
+        let skipped = if done == 0 { 0 } else { l[slots] as usize };
+        Ok((train_loss, val_loss, skipped))
     }
 
     /// Early-stopping bookkeeping and the learning-rate schedule after an epoch whose
@@ -368,7 +493,7 @@ impl<'g> Trainer<'g> {
                 progress = progress.max(seconds / s);
             }
             let c = 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos());
-            self.lr = self.tc.min_lr + (self.tc.learning_rate - self.tc.min_lr) * c;
+            self.lr = (self.tc.min_lr + (self.tc.learning_rate - self.tc.min_lr) * c) * self.lr_scale;
         }
     }
 
@@ -381,47 +506,94 @@ impl<'g> Trainer<'g> {
         self.fit_with_progress(&mut |_| Control::Continue)
     }
 
-    /// As [`Trainer::fit`], calling `progress` after every epoch; when it returns
-    /// [`Control::Stop`] training ends there, keeping the best weights so far.
+    /// As [`Trainer::fit`], calling `progress` after every completed epoch; when it
+    /// returns [`Control::Stop`] training ends there, keeping the best weights so far.
+    /// Diverged epochs are rolled back and retried ([`Trainer::finish_epoch`]). A set
+    /// stop flag ([`Trainer::set_stop_flag`]) ends training at the next step boundary
+    /// ([`TrainOutcome::interrupted`]).
     ///
     /// # Errors
     /// As [`Trainer::fit`].
     pub fn fit_with_progress(mut self, progress: &mut dyn FnMut(&Progress<'_>) -> Control) -> Result<TrainOutcome> {
+        self.run(&mut |_tr, p| progress(p))?;
+        self.finish()
+    }
+
+    /// The training loop without consuming the trainer: steps and epochs until
+    /// training stops by itself, `after_epoch` returns [`Control::Stop`] (it is called
+    /// after every completed epoch with the trainer, e.g. to write a checkpoint), or
+    /// the stop flag is set (checked before every step). Returns true when stopped by
+    /// the flag.
+    ///
+    /// # Errors
+    /// As [`Trainer::step`] and [`Trainer::finish_epoch`], and whatever `after_epoch`
+    /// returns.
+    pub fn run(&mut self, after_epoch: &mut dyn FnMut(&Trainer<'g>, &Progress<'_>) -> Control) -> Result<bool> {
         loop {
-            for _ in 0..self.split.steps_per_epoch {
+            while self.step_in_epoch < self.split.steps_per_epoch {
+                if self.stop_requested() {
+                    return Ok(true);
+                }
                 self.step()?;
             }
-            let (rec, stop) = self.end_epoch()?;
-            let p = Progress { record: &rec, best_epoch: self.best_epoch, max_epochs: self.tc.max_epochs, last: stop };
-            if progress(&p) == Control::Stop || stop {
-                break;
+            match self.finish_epoch()? {
+                EpochEnd::RolledBack(_) => continue,
+                EpochEnd::Completed { record, stop } => {
+                    let p = Progress { record: &record, best_epoch: self.best_epoch, max_epochs: self.tc.max_epochs, last: stop };
+                    if after_epoch(self, &p) == Control::Stop || stop {
+                        return Ok(false);
+                    }
+                }
             }
         }
-        self.finish()
+    }
+
+    /// Stops [`Trainer::run`] / [`Trainer::fit`] at the next step boundary once `flag`
+    /// is set (e.g. by a SIGTERM handler in the binary).
+    pub fn set_stop_flag(&mut self, flag: Arc<AtomicBool>) {
+        self.stop_flag = Some(flag);
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.stop_flag.as_ref().is_some_and(|f| f.load(Ordering::SeqCst))
     }
 
     /// Restores the best weights and returns the outcome (one submission + readback).
     ///
     /// # Errors
-    /// GPU errors.
+    /// GPU errors; [`Error::Invalid`] if the best weights are not finite (never
+    /// returned as a model).
     pub fn finish(self) -> Result<TrainOutcome> {
+        self.outcome()
+    }
+
+    /// The outcome so far without ending the run: the best weights (one submission +
+    /// readback), the statistics and the history up to now.
+    ///
+    /// # Errors
+    /// As [`Trainer::finish`].
+    pub fn outcome(&self) -> Result<TrainOutcome> {
         let len = self.layout.len;
-        let mut enc = self.gpu.encoder();
         let src = if self.pending_best_copy { &self.bufs.params } else { &self.bufs.best };
-        let staging = self.gpu.copy_to_staging(&mut enc, src, 0, len);
-        self.gpu.submit(enc)?;
-        let params = self.gpu.map_staging(staging, len)?;
+        let params = self.gpu.read_f32(src, 0, len)?;
+        if let Some(i) = params.iter().position(|v| !v.is_finite()) {
+            return Err(Error::invalid(format!(
+                "the best weights hold a non-finite value (parameter {i}); no model is written"
+            )));
+        }
         Ok(TrainOutcome {
             params,
-            stats: self.stats,
-            history: self.history,
+            stats: self.stats.clone(),
+            history: self.history.clone(),
             best_epoch: self.best_epoch,
             steps: self.step,
             n_train: self.split.n_train,
             n_val: self.split.n_val,
-            transform: self.transform,
-            net: self.cfg,
-            train: self.tc,
+            transform: self.transform.clone(),
+            net: self.cfg.clone(),
+            train: self.tc.clone(),
+            rollbacks: self.rollbacks,
+            interrupted: self.stop_requested(),
         })
     }
 
@@ -432,6 +604,138 @@ impl<'g> Trainer<'g> {
     /// GPU errors.
     pub fn read_params(&self) -> Result<Vec<f32>> {
         self.gpu.read_f32(&self.bufs.params, 0, self.layout.len)
+    }
+
+    /// Everything needed to continue this run bitwise ([`Trainer::restore`]): read back
+    /// from the GPU in one submission. Call it at a step or epoch boundary.
+    ///
+    /// # Errors
+    /// GPU errors.
+    pub fn checkpoint(&self) -> Result<Checkpoint> {
+        let len = self.layout.len;
+        let mut enc = self.gpu.encoder();
+        let b = &self.bufs;
+        let reads = [
+            (&b.params, 0, len),
+            (&b.best, 0, len),
+            (&b.m, 0, len + 2),
+            (&b.v, 0, len),
+            (&b.good_params, 0, len),
+            (&b.good_m, 0, len + 2),
+            (&b.good_v, 0, len),
+            (&b.acts, self.ws.loss_off, self.step_in_epoch),
+        ];
+        let staged: Vec<_> = reads.iter().map(|&(buf, off, n)| (self.gpu.copy_to_staging(&mut enc, buf, off as u64, n), n)).collect();
+        self.gpu.submit(enc)?;
+        let mut arrays = Vec::with_capacity(staged.len());
+        for (st, n) in staged {
+            arrays.push(self.gpu.map_staging(st, n)?);
+        }
+        let mut it = arrays.into_iter();
+        let mut next = || it.next().unwrap_or_default();
+        Ok(Checkpoint {
+            state: self.state(),
+            params: next(),
+            best: next(),
+            m: next(),
+            v: next(),
+            good_params: next(),
+            good_m: next(),
+            good_v: next(),
+            epoch_losses: next(),
+        })
+    }
+
+    /// The scalar state of the run.
+    fn state(&self) -> TrainerState {
+        TrainerState {
+            checkpoint_version: CHECKPOINT_VERSION,
+            net: self.cfg.clone(),
+            train: self.tc.clone(),
+            data_fingerprint: self.data_fingerprint,
+            step: self.step,
+            epoch: self.epoch,
+            step_in_epoch: self.step_in_epoch,
+            lr: self.lr,
+            lr_scale: self.lr_scale,
+            pending_best_copy: self.pending_best_copy,
+            pending_good_copy: self.pending_good_copy,
+            best_loss: self.best_loss.is_finite().then_some(self.best_loss),
+            best_epoch: self.best_epoch,
+            since_best: self.since_best,
+            since_lr: self.since_lr,
+            retries: self.retries,
+            rollbacks: self.rollbacks,
+            history: self.history.clone(),
+            seconds: self.seconds(),
+        }
+    }
+
+    /// Continues the run saved in `ck` on this trainer, built with the same network,
+    /// data and seed: uploads its arrays and takes over its counters, schedule and
+    /// history. The rest of `ck`'s training configuration may differ where it does not
+    /// change what was already done (e.g. a larger `max_epochs`); this trainer's is
+    /// used from here on.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the network, the seed or the data differ from the
+    /// checkpointed run's, or when the split differs (another batch size or validation
+    /// fraction).
+    pub fn restore(&mut self, ck: &Checkpoint) -> Result<()> {
+        let s = &ck.state;
+        if s.net != self.cfg {
+            return Err(Error::invalid("the checkpoint was written for another network configuration"));
+        }
+        if s.data_fingerprint != self.data_fingerprint || s.train.seed != self.tc.seed {
+            return Err(Error::invalid("the checkpoint was written for other simulations or another seed"));
+        }
+        let same_split = s.train.batch_size == self.tc.batch_size && s.train.validation_fraction == self.tc.validation_fraction;
+        if !same_split || s.step_in_epoch > self.split.steps_per_epoch {
+            return Err(Error::invalid("the checkpoint was written with another batch size or validation fraction"));
+        }
+        let q = &self.gpu.queue;
+        let b = &self.bufs;
+        for (buf, data) in [
+            (&b.params, &ck.params),
+            (&b.best, &ck.best),
+            (&b.m, &ck.m),
+            (&b.v, &ck.v),
+            (&b.good_params, &ck.good_params),
+            (&b.good_m, &ck.good_m),
+            (&b.good_v, &ck.good_v),
+        ] {
+            q.write_buffer(buf, 0, bytemuck::cast_slice(data));
+        }
+        if !ck.epoch_losses.is_empty() {
+            q.write_buffer(&b.acts, self.ws.loss_off as u64 * 4, bytemuck::cast_slice(&ck.epoch_losses));
+        }
+        self.step = s.step;
+        self.epoch = s.epoch;
+        self.step_in_epoch = s.step_in_epoch;
+        self.lr = s.lr;
+        self.lr_scale = s.lr_scale;
+        self.pending_best_copy = s.pending_best_copy;
+        self.pending_good_copy = s.pending_good_copy;
+        self.best_loss = s.best_loss.unwrap_or(f64::INFINITY);
+        self.best_epoch = s.best_epoch;
+        self.since_best = s.since_best;
+        self.since_lr = s.since_lr;
+        self.retries = s.retries;
+        self.rollbacks = s.rollbacks;
+        self.history = s.history.clone();
+        self.seconds_before = s.seconds;
+        self.started = Instant::now();
+        Ok(())
+    }
+
+    /// Epochs completed.
+    pub fn epochs_done(&self) -> usize {
+        self.epoch
+    }
+
+    /// Divergence rollbacks so far.
+    pub fn rollbacks(&self) -> usize {
+        self.rollbacks
     }
 
     /// Data warnings found while loading (e.g. constant columns).

@@ -9,8 +9,8 @@
 //! is written to a PNG (8-bit grey: each point adds 8 / 255, so a pixel's value is
 //! 8 × the number of samples on it).
 //!
-//! `cargo run --release --example posterior_viewer [-- OUT.png]` (default
-//! `posterior_viewer.png`). Runs headless (e.g. on Mesa lavapipe).
+//! `cargo run --release --example posterior_viewer [-- OUT.png [CHUNK]]` (default
+//! `posterior_viewer.png`, chunk 1024). Runs headless (e.g. on Mesa lavapipe).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -39,11 +39,13 @@ pub struct Config {
     pub frames: usize,
     /// The observation x_o.
     pub observation: [f64; 2],
+    /// fmpe's chunk size (rows integrated together).
+    pub chunk: usize,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { out: PathBuf::from("posterior_viewer.png"), size: 512, n: 20_000, frames: 4, observation: [0.0, 0.0] }
+        Config { out: PathBuf::from("posterior_viewer.png"), size: 512, n: 20_000, frames: 2, observation: [0.0, 0.0], chunk: 1024 }
     }
 }
 
@@ -110,7 +112,7 @@ fn train(gpu: &Arc<fmpe::Gpu>) -> AnyResult<fmpe::model::Model> {
         prior: Some(prior),
         ..Default::default()
     };
-    let net = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![64; 3], conditioning: Conditioning::Concat, embedding: vec![] };
+    let net = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![32; 2], conditioning: Conditioning::Concat, embedding: vec![] };
     let cfg = TrainConfig { max_epochs: 20, batch_size: 64, learning_rate: 2e-3, seed: 1, ..Default::default() };
     Ok(Fmpe::new(gpu.clone(), net, meta).append_simulations(&theta, &x)?.train(&cfg, &mut |_| Control::Continue)?)
 }
@@ -281,7 +283,10 @@ pub fn run(cfg: &Config) -> AnyResult<Report> {
     let model = train(&gpu)?;
     let train_seconds = t.elapsed().as_secs_f64();
     let posterior = GpuModel::new(gpu.clone(), &model)?.posterior(&cfg.observation)?;
-    let opts = PosteriorOptions { solver: Solver::Rk4 { steps: 16 }, seed: 7, ..Default::default() };
+    // A borrowed device tells fmpe nothing about the adapter, so the application picks
+    // the chunk size: 1,024 rows is cache-sized on a CPU rasteriser (lavapipe); a GPU
+    // wants all 20,000 rows in one chunk.
+    let opts = PosteriorOptions { solver: Solver::Rk4 { steps: 4 }, seed: 7, chunk_size: Some(cfg.chunk), ..Default::default() };
     let layout = posterior.resident_layout(cfg.n, &opts, false, 0);
     let vertices = device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("posterior samples"),
@@ -332,8 +337,10 @@ pub fn run(cfg: &Config) -> AnyResult<Report> {
 
 #[allow(dead_code)]
 fn main() -> AnyResult<()> {
-    let out = std::env::args().nth(1).map_or_else(|| PathBuf::from("posterior_viewer.png"), PathBuf::from);
-    let cfg = Config { out, ..Default::default() };
+    let mut args = std::env::args().skip(1);
+    let out = args.next().map_or_else(|| PathBuf::from("posterior_viewer.png"), PathBuf::from);
+    let chunk = args.next().map_or(Ok(1024), |c| c.parse()).map_err(|e| format!("chunk size: {e}"))?;
+    let cfg = Config { out, chunk, ..Default::default() };
     let t = Instant::now();
     let r = run(&cfg)?;
     println!("trained in {:.1} s", r.train_seconds);

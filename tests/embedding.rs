@@ -4,8 +4,8 @@
 //! `posterior_viewer` example's picture.
 //!
 //! The bitwise checks use the model fixture of `tests/fixtures_model.rs` (small and
-//! fast) with `reject_outside_prior: false`: a resident draw never redraws, so the host
-//! path is compared on a draw in which it rejects nothing either.
+//! fast; trained with the logit transform of its box, so no sample is ever rejected),
+//! with `reject_outside_prior: false` as well.
 
 mod common;
 
@@ -180,16 +180,17 @@ fn checks_come_before_recording() {
     assert_eq!(name(post.sample_to_buffer(10, &rk4, &DrawTarget::new(&no_dst))), "buffer");
     let dopri = opts(Solver::Dopri5 { atol: 1e-5, rtol: 1e-5 });
     assert_eq!(name(post.sample_to_buffer(10, &dopri, &DrawTarget { dopri5_steps: 0, ..DrawTarget::new(&ok) })), "dopri5_steps");
-    // The fixture has a box prior and no transform: rejection would be needed.
+    // The fixture was trained with the logit transform of its box (fmpe train's
+    // default): every sample is inside, so rejection on is fine. The same weights
+    // without the transform would need rejection: refused before recording.
     let reject = PosteriorOptions { reject_outside_prior: true, ..rk4.clone() };
-    assert_eq!(name(post.sample_to_buffer(10, &reject, &DrawTarget::new(&ok))), "reject_outside_prior");
-    assert_eq!(gpu.submission_count(), 0, "nothing submitted by failed calls");
-
-    // With the logit transform of its box, every sample is inside: rejection on is fine.
     let (mut model, obs) = fixture_model();
     let b = model.info.prior.clone().unwrap();
-    model.info.transform = fmpe::transform::ThetaTransform::from_box(&b);
-    let post = GpuModel::new(gpu.clone(), &model).unwrap().posterior(&obs).unwrap();
+    assert!(post.transform().covers(&b), "the fixture's transform is the logit of its box");
+    model.info.transform = fmpe::transform::ThetaTransform::identity();
+    let untransformed = GpuModel::new(gpu.clone(), &model).unwrap().posterior(&obs).unwrap();
+    assert_eq!(name(untransformed.sample_to_buffer(10, &reject, &DrawTarget::new(&ok))), "reject_outside_prior");
+    assert_eq!(gpu.submission_count(), 0, "nothing submitted by failed calls");
     let layout = post.sample_to_buffer(100, &reject, &DrawTarget::new(&ok)).unwrap();
     let got = read(&gpu.device, &gpu.queue, &ok, &layout);
     assert!(got.samples.chunks(2).all(|r| b.contains(&[r[0] as f64, r[1] as f64])), "all inside the box");
@@ -233,7 +234,7 @@ fn a_borrowed_device_keeps_the_apps_error_handler() {
 #[test]
 fn posterior_viewer_draws_the_samples() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = viewer::Config { out: dir.path().join("viewer.png"), frames: 2, ..Default::default() };
+    let cfg = viewer::Config { out: dir.path().join("viewer.png"), frames: 1, ..Default::default() };
     let r = viewer::run(&cfg).unwrap();
     assert_eq!(r.fmpe_submissions_in_frames, 0, "the app submits each frame");
     assert_eq!(r.samples.len(), 2 * cfg.n);

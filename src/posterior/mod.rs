@@ -31,7 +31,7 @@ mod bench;
 mod density;
 mod model;
 mod options;
-mod resident;
+pub mod resident;
 mod sample;
 
 pub use crate::ode::{Divergence, Solver};

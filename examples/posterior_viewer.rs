@@ -45,7 +45,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { out: PathBuf::from("posterior_viewer.png"), size: 512, n: 20_000, frames: 2, observation: [0.0, 0.0], chunk: 1024 }
+        Config { out: PathBuf::from("posterior_viewer.png"), size: 512, n: 20_000, frames: 1, observation: [0.0, 0.0], chunk: 1024 }
     }
 }
 

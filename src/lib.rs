@@ -35,6 +35,10 @@
 //! # }
 //! ```
 //!
+//! Applications that render with wgpu can keep samples on their GPU:
+//! [`posterior::Posterior::record_sample`] records a whole draw into their own command
+//! encoder, straight into their vertex buffer ([`posterior::resident`]).
+//!
 //! Cargo features: `plot` (default; the `plot` module, PNG plots with plotters) and `cli`
 //! (default; the `fmpe` binary's clap and indicatif, implies `plot`). The library itself
 //! needs neither: `default-features = false` drops all three dependencies.

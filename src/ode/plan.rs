@@ -87,6 +87,20 @@ pub(crate) struct ChunkOutput {
     pub rejected: f64,
 }
 
+/// Where [`Plan::record_draw`] copies a chunk's results: byte offsets into `buffer` of
+/// the samples `[n, dim_theta]`, the log-densities `[n]` (divergence fields) and the
+/// per-row dopri5 active flags `[n]` (1.0: not at t = 1 yet).
+pub(crate) struct CopyOut<'a> {
+    /// Destination (needs `COPY_DST`).
+    pub buffer: &'a wgpu::Buffer,
+    /// Byte offset of the samples.
+    pub samples_at: u64,
+    /// Byte offset of the log-densities, if wanted.
+    pub log_prob_at: Option<u64>,
+    /// Byte offset of the active flags, if wanted.
+    pub active_at: Option<u64>,
+}
+
 /// Workspace and programs of one [`PlanKey`].
 pub(crate) struct Plan {
     /// What the plan was built for.
@@ -300,6 +314,50 @@ impl Plan {
         self.upload_start(gpu, start);
         let init = self.init_program(gpu, start)?;
         self.record_pass(gpu, enc, Some(&init), steps, false, true)
+    }
+
+    /// Records a whole forward draw of one chunk into `enc` with no host decision: the
+    /// x-only precompute (always: the caller may never submit `enc`, so the plan's
+    /// precompute flag is left as it was), the per-chunk init, the first dopri5 stage,
+    /// `steps` steps (rk4: its step count; dopri5: a fixed budget, after which finished
+    /// rows are left unchanged by further steps), the finish, and copies of the results
+    /// into `dst`. Nothing is submitted or read back.
+    ///
+    /// # Errors
+    /// GPU errors; [`Error::Invalid`] on a backward plan.
+    pub(crate) fn record_draw(
+        &mut self,
+        gpu: &Gpu,
+        enc: &mut wgpu::CommandEncoder,
+        start: &ChunkStart<'_>,
+        steps: usize,
+        dst: &CopyOut<'_>,
+    ) -> Result<()> {
+        if self.key.direction != Direction::Forward {
+            return Err(Error::invalid("record_draw needs a forward plan"));
+        }
+        let init = self.init_program(gpu, start)?;
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            self.precompute.record(gpu, &mut pass)?;
+            init.record(gpu, &mut pass)?;
+            if let Some(s) = &self.start {
+                s.record(gpu, &mut pass)?;
+            }
+            for _ in 0..steps {
+                self.step.record(gpu, &mut pass)?;
+            }
+            self.finish.record(gpu, &mut pass)?;
+        }
+        let (n, d) = (self.ws.n as u64, self.ws.d as u64);
+        enc.copy_buffer_to_buffer(&self.acts, self.ws.out as u64 * 4, dst.buffer, dst.samples_at, n * d * 4);
+        if let (Some(at), Some(_)) = (dst.log_prob_at, self.ws.field.jvp()) {
+            enc.copy_buffer_to_buffer(&self.acts, self.ws.logq as u64 * 4, dst.buffer, at, n * 4);
+        }
+        if let Some(at) = dst.active_at {
+            enc.copy_buffer_to_buffer(&self.acts, self.ws.active as u64 * 4, dst.buffer, at, n * 4);
+        }
+        Ok(())
     }
 
     fn upload_start(&self, gpu: &Gpu, start: &ChunkStart<'_>) {

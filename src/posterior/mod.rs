@@ -31,12 +31,14 @@ mod bench;
 mod density;
 mod model;
 mod options;
+pub mod resident;
 mod sample;
 
 pub use crate::ode::{Divergence, Solver};
 pub use bench::{bench_log_prob, LogProbBench};
 pub use model::GpuModel;
 pub use options::{PosteriorOptions, SampleReport, Samples};
+pub use resident::{DrawTarget, Readback, ResidentLayout, ResidentValues, DEFAULT_DOPRI5_STEP_BUDGET};
 
 /// Most ODE plans (workspace + recorded programs of one chunk size, field, solver and
 /// direction) a posterior keeps for reuse; the least recently used is dropped first.
@@ -105,6 +107,12 @@ impl Posterior {
     /// Solves one chunk with the plan of `key` (taken from the cache, or built), and
     /// returns the plan to the cache afterwards.
     fn solve_chunk(&self, key: PlanKey, start: &ChunkStart<'_>) -> Result<ChunkOutput> {
+        self.with_plan(key, |plan| plan.solve(self.gpu(), start))
+    }
+
+    /// Runs `f` on the plan of `key` (taken from the cache, or built) and returns the
+    /// plan to the cache afterwards (a failed call drops it).
+    fn with_plan<T>(&self, key: PlanKey, f: impl FnOnce(&mut Plan) -> Result<T>) -> Result<T> {
         let cached = {
             let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
             plans.iter().position(|p| p.key == key).map(|i| plans.remove(i))
@@ -118,7 +126,7 @@ impl Posterior {
                 Plan::new(self.gpu(), &self.net(), &consts, key)?
             }
         };
-        let out = plan.solve(self.gpu(), start)?;
+        let out = f(&mut plan)?;
         let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
         plans.push(plan);
         if plans.len() > MAX_PLANS {

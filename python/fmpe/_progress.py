@@ -26,6 +26,7 @@ class Progress:
         self.callback = callback
         self.history: list = []
         self._last_line = 0.0
+        self._closed = False
 
     def __call__(self, epoch, train_loss, val_loss, lr, seconds, best_epoch, max_epochs, last) -> bool:
         rec = {
@@ -39,12 +40,11 @@ class Progress:
             "last": last,
         }
         self.history.append(rec)
-        self._show(rec)
-        if self.callback is not None:
-            return bool(self.callback(rec))
-        return False
+        stop = bool(self.callback(rec)) if self.callback is not None else False
+        self._show(rec, final=last or stop)
+        return stop
 
-    def _show(self, r: dict) -> None:
+    def _show(self, r: dict, final: bool) -> None:
         text = (
             f"epoch {r['epoch']}/{r['max_epochs']}  train {r['train_loss']:.4f}  "
             f"val {r['val_loss']:.4f}  best epoch {r['best_epoch']}  {r['seconds']:.0f} s"
@@ -53,18 +53,19 @@ class Progress:
             width = 20
             filled = int(width * r["epoch"] / max(1, r["max_epochs"]))
             self.stream.write("\r[" + "#" * filled + "." * (width - filled) + "] " + text + "  ")
-            if r["last"]:
+            if final:
                 self.stream.write("\n")
+                self._closed = True
             self.stream.flush()
         elif self.mode == "lines":
             now = time.monotonic()
             every = max(1, r["max_epochs"] // 10)
-            if r["last"] or r["epoch"] == 1 or r["epoch"] % every == 0 or now - self._last_line > 30:
+            if final or r["epoch"] == 1 or r["epoch"] % every == 0 or now - self._last_line > 30:
                 self._last_line = now
                 self.stream.write(text + "\n")
                 self.stream.flush()
 
     def close(self) -> None:
-        if self.mode == "bar" and self.history and not self.history[-1]["last"]:
+        if self.mode == "bar" and self.history and not self._closed:
             self.stream.write("\n")
             self.stream.flush()

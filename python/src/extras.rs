@@ -59,6 +59,10 @@ pub fn task_prior_sample<'py>(py: Python<'py>, name: &str, n: usize, seed: u64) 
 #[pyfunction]
 pub fn task_simulate<'py>(py: Python<'py>, name: &str, theta: PyReadonlyArray2<'py, f64>, seed: u64) -> PyResult<Bound<'py, PyAny>> {
     let t = task_by_name(name).py_err()?;
+    if theta.shape()[1] != t.dim_theta() {
+        let msg = format!("theta has {} columns, task {name} has dim_theta = {}", theta.shape()[1], t.dim_theta());
+        return Err(crate::errors::array_error("theta", None, None, &msg));
+    }
     let theta = slice_of(&theta, "theta")?.to_vec();
     let n = theta.len() / t.dim_theta();
     let x = py.detach(|| t.simulate(&theta, seed));

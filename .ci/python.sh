@@ -7,8 +7,8 @@
 # build's dependencies through CARGO_TARGET_DIR. Prints the time of each step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export FMPE_BIN="$PWD/target/release/fmpe"
-export CARGO_TARGET_DIR="$PWD/target"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+export FMPE_BIN="$CARGO_TARGET_DIR/release/fmpe"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 

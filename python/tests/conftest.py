@@ -38,9 +38,9 @@ def linear_gaussian_data(n, seed):
 @pytest.fixture(scope="session")
 def gaussian_posterior():
     """FMPE on the linear Gaussian (Gaussian prior: no transform, no box)."""
-    theta, x = linear_gaussian_data(4000, 0)
+    theta, x = linear_gaussian_data(3000, 0)
     inference = fmpe.FMPE(fmpe.Gaussian(np.zeros(2), np.eye(2)), hidden=48, blocks=2, time_prior_exponent=1.0, seed=0)
-    inference.append_simulations(theta, x).train(max_num_epochs=40, show_progress_bars=False)
+    inference.append_simulations(theta, x).train(max_num_epochs=30, show_progress_bars=False)
     return inference.build_posterior()
 
 

@@ -9,11 +9,12 @@ use pyo3::prelude::*;
 
 use crate::errors::IntoPy;
 
-/// Adapter options from the `WGPU_*` environment variables (as the CLI reads them),
+/// Adapter options from the `WGPU_*` and `FMPE_KERNELS` environment variables (as the
+/// CLI reads them),
 /// with the adapter replaced by `device` when given: an `int` (index in
 /// `list_devices()`) or a `str` (case-insensitive name substring).
 fn options(device: Option<&Bound<'_, PyAny>>) -> PyResult<GpuOptions> {
-    let mut o = GpuOptions::from_vars(|k| std::env::var(k).ok());
+    let mut o = GpuOptions::from_vars(|k| std::env::var(k).ok()).map_err(crate::errors::to_py)?;
     if let Some(d) = device {
         o.adapter = if let Ok(i) = d.extract::<usize>() {
             AdapterSelector::Index(i)

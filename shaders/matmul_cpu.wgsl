@@ -185,6 +185,42 @@ fn load_a4(i: u32, k0: u32) -> vec4<f32> {
     return v;
 }
 
+// Columns of C that come from B (the virtual ones column is not one of them).
+fn real_columns() -> u32 {
+    if (has(MATMUL_FLAG_ONES_COL)) {
+        return u.n - 1u;
+    }
+    return u.n;
+}
+
+// A at k0 .. k0 + 3 for the lane's 4 rows, regrouped by k: element kk holds rows
+// row0, row0 + 8, row0 + 16, row0 + 24 at k0 + kk.
+fn a_by_k(row0: u32, k0: u32) -> array<vec4<f32>, 4> {
+    let a0 = load_a4(row0, k0);
+    let a1 = load_a4(row0 + 8u, k0);
+    let a2 = load_a4(row0 + 16u, k0);
+    let a3 = load_a4(row0 + 24u, k0);
+    return array<vec4<f32>, 4>(
+        vec4<f32>(a0.x, a1.x, a2.x, a3.x),
+        vec4<f32>(a0.y, a1.y, a2.y, a3.y),
+        vec4<f32>(a0.z, a1.z, a2.z, a3.z),
+        vec4<f32>(a0.w, a1.w, a2.w, a3.w),
+    );
+}
+
+// The epilogue of the lane's 4 rows × 8·NB columns, unrolled so every accumulator index
+// is a literal (the accumulators stay where the k loop left them).
+fn store_tile(row0: u32, col0: u32, nb: u32, acc: ptr<function, array<vec4<f32>, 64>>) {
+    // #unroll q 64
+    if (8u * NB > {q}u) {
+        store(row0, col0 + {q}u, nb, (*acc)[{q}u].x);
+        store(row0 + 8u, col0 + {q}u, nb, (*acc)[{q}u].y);
+        store(row0 + 16u, col0 + {q}u, nb, (*acc)[{q}u].z);
+        store(row0 + 24u, col0 + {q}u, nb, (*acc)[{q}u].w);
+    }
+    // #end
+}
+
 // Column j of B at k0 .. k0 + 3 (B = Wᵀ: B's row stride is 1), padded like load_b.
 fn load_b_kvec(k0: u32, j: u32, nb: u32) -> vec4<f32> {
     let v = op4(B_OP, ld4(B_BUF, u.b.off + min(j, nb - 1u) * u.b.cs + k0));
@@ -214,38 +250,22 @@ fn main_k4_bk(
 ) {
     let row0 = wg.y * 32u + lane;
     let col0 = wg.x * (8u * NB);
-    var nb = u.n;
-    if (has(MATMUL_FLAG_ONES_COL)) {
-        nb = u.n - 1u;
-    }
+    let nb = real_columns();
     var acc: array<vec4<f32>, 64>;
     for (var k0 = 0u; k0 < u.k; k0 = k0 + 4u) {
-        let a0 = load_a4(row0, k0);
-        let a1 = load_a4(row0 + 8u, k0);
-        let a2 = load_a4(row0 + 16u, k0);
-        let a3 = load_a4(row0 + 24u, k0);
-        // #unroll kk 4
-        let av{kk} = vec4<f32>(a0[{kk}], a1[{kk}], a2[{kk}], a3[{kk}]);
-        // #end
+        let av = a_by_k(row0, k0);
         // #unroll b 8
         if (NB > {b}u) {
             let w{b} = load_b_kvec(k0, col0 + {b}u * 8u + lane, nb);
             // #unroll kk 4
             // #unroll s 8
-            acc[{b}u * 8u + {s}u] = fma(av{kk}, vec4<f32>(subgroupBroadcast(w{b}[{kk}], {s}u)), acc[{b}u * 8u + {s}u]);
+            acc[{b}u * 8u + {s}u] = fma(av[{kk}], vec4<f32>(subgroupBroadcast(w{b}[{kk}], {s}u)), acc[{b}u * 8u + {s}u]);
             // #end
             // #end
         }
         // #end
     }
-    // #unroll q 64
-    if (8u * NB > {q}u) {
-        store(row0, col0 + {q}u, nb, acc[{q}u].x);
-        store(row0 + 8u, col0 + {q}u, nb, acc[{q}u].y);
-        store(row0 + 16u, col0 + {q}u, nb, acc[{q}u].z);
-        store(row0 + 24u, col0 + {q}u, nb, acc[{q}u].w);
-    }
-    // #end
+    store_tile(row0, col0, nb, &acc);
 }
 
 
@@ -257,42 +277,26 @@ fn main_k4_bj(
 ) {
     let row0 = wg.y * 32u + lane;
     let col0 = wg.x * (8u * NB);
-    var nb = u.n;
-    if (has(MATMUL_FLAG_ONES_COL)) {
-        nb = u.n - 1u;
-    }
+    let nb = real_columns();
     var acc: array<vec4<f32>, 64>;
     for (var k0 = 0u; k0 < u.k; k0 = k0 + 4u) {
-        let a0 = load_a4(row0, k0);
-        let a1 = load_a4(row0 + 8u, k0);
-        let a2 = load_a4(row0 + 16u, k0);
-        let a3 = load_a4(row0 + 24u, k0);
-        // #unroll kk 4
-        let av{kk} = vec4<f32>(a0[{kk}], a1[{kk}], a2[{kk}], a3[{kk}]);
-        // #end
+        let av = a_by_k(row0, k0);
         // #unroll kk 4
         // #unroll h 2
         if (NB > {h}u * 4u) {
             let wj{kk}{h} = load_b_jvec(k0 + {kk}u, col0 + {h}u * 32u + 4u * lane, nb);
             // #unroll s 8
             let ws{kk}{h}{s} = subgroupBroadcast(wj{kk}{h}, {s}u);
-            acc[{h}u * 32u + {s}u * 4u] = fma(av{kk}, vec4<f32>(ws{kk}{h}{s}.x), acc[{h}u * 32u + {s}u * 4u]);
-            acc[{h}u * 32u + {s}u * 4u + 1u] = fma(av{kk}, vec4<f32>(ws{kk}{h}{s}.y), acc[{h}u * 32u + {s}u * 4u + 1u]);
-            acc[{h}u * 32u + {s}u * 4u + 2u] = fma(av{kk}, vec4<f32>(ws{kk}{h}{s}.z), acc[{h}u * 32u + {s}u * 4u + 2u]);
-            acc[{h}u * 32u + {s}u * 4u + 3u] = fma(av{kk}, vec4<f32>(ws{kk}{h}{s}.w), acc[{h}u * 32u + {s}u * 4u + 3u]);
+            acc[{h}u * 32u + {s}u * 4u] = fma(av[{kk}], vec4<f32>(ws{kk}{h}{s}.x), acc[{h}u * 32u + {s}u * 4u]);
+            acc[{h}u * 32u + {s}u * 4u + 1u] = fma(av[{kk}], vec4<f32>(ws{kk}{h}{s}.y), acc[{h}u * 32u + {s}u * 4u + 1u]);
+            acc[{h}u * 32u + {s}u * 4u + 2u] = fma(av[{kk}], vec4<f32>(ws{kk}{h}{s}.z), acc[{h}u * 32u + {s}u * 4u + 2u]);
+            acc[{h}u * 32u + {s}u * 4u + 3u] = fma(av[{kk}], vec4<f32>(ws{kk}{h}{s}.w), acc[{h}u * 32u + {s}u * 4u + 3u]);
             // #end
         }
         // #end
         // #end
     }
-    // #unroll q 64
-    if (8u * NB > {q}u) {
-        store(row0, col0 + {q}u, nb, acc[{q}u].x);
-        store(row0 + 8u, col0 + {q}u, nb, acc[{q}u].y);
-        store(row0 + 16u, col0 + {q}u, nb, acc[{q}u].z);
-        store(row0 + 24u, col0 + {q}u, nb, acc[{q}u].w);
-    }
-    // #end
+    store_tile(row0, col0, nb, &acc);
 }
 
 
@@ -304,38 +308,22 @@ fn main_k4_bs(
 ) {
     let row0 = wg.y * 32u + lane;
     let col0 = wg.x * (8u * NB);
-    var nb = u.n;
-    if (has(MATMUL_FLAG_ONES_COL)) {
-        nb = u.n - 1u;
-    }
+    let nb = real_columns();
     var acc: array<vec4<f32>, 64>;
     for (var k0 = 0u; k0 < u.k; k0 = k0 + 4u) {
-        let a0 = load_a4(row0, k0);
-        let a1 = load_a4(row0 + 8u, k0);
-        let a2 = load_a4(row0 + 16u, k0);
-        let a3 = load_a4(row0 + 24u, k0);
-        // #unroll kk 4
-        let av{kk} = vec4<f32>(a0[{kk}], a1[{kk}], a2[{kk}], a3[{kk}]);
-        // #end
+        let av = a_by_k(row0, k0);
         // #unroll kk 4
         // #unroll b 8
         if (NB > {b}u) {
             let w{kk}{b} = load_b(k0 + {kk}u, col0 + {b}u * 8u + lane, nb);
             // #unroll s 8
-            acc[{b}u * 8u + {s}u] = fma(av{kk}, vec4<f32>(subgroupBroadcast(w{kk}{b}, {s}u)), acc[{b}u * 8u + {s}u]);
+            acc[{b}u * 8u + {s}u] = fma(av[{kk}], vec4<f32>(subgroupBroadcast(w{kk}{b}, {s}u)), acc[{b}u * 8u + {s}u]);
             // #end
         }
         // #end
         // #end
     }
-    // #unroll q 64
-    if (8u * NB > {q}u) {
-        store(row0, col0 + {q}u, nb, acc[{q}u].x);
-        store(row0 + 8u, col0 + {q}u, nb, acc[{q}u].y);
-        store(row0 + 16u, col0 + {q}u, nb, acc[{q}u].z);
-        store(row0 + 24u, col0 + {q}u, nb, acc[{q}u].w);
-    }
-    // #end
+    store_tile(row0, col0, nb, &acc);
 }
 
 
@@ -349,10 +337,7 @@ fn main(
 ) {
     let row0 = wg.y * 32u + lane;
     let col0 = wg.x * (8u * NB);
-    var nb = u.n;
-    if (has(MATMUL_FLAG_ONES_COL)) {
-        nb = u.n - 1u;
-    }
+    let nb = real_columns();
     // acc[8 b + s] holds column col0 + 8 b + s of rows row0 + 8 r, r = 0..3 (x, y, z, w).
     var acc: array<vec4<f32>, 64>;
     for (var k = 0u; k < u.k; k = k + 1u) {
@@ -366,12 +351,5 @@ fn main(
         }
         // #end
     }
-    // #unroll q 64
-    if (8u * NB > {q}u) {
-        store(row0, col0 + {q}u, nb, acc[{q}u].x);
-        store(row0 + 8u, col0 + {q}u, nb, acc[{q}u].y);
-        store(row0 + 16u, col0 + {q}u, nb, acc[{q}u].z);
-        store(row0 + 24u, col0 + {q}u, nb, acc[{q}u].w);
-    }
-    // #end
+    store_tile(row0, col0, nb, &acc);
 }

@@ -171,7 +171,7 @@ fn c2st_is_deterministic_and_checks_its_input() {
     let r1 = reference("two_moons", 1);
     let r2 = reference("two_moons", 2);
     let (a, b) = (rows(&r1, 0, 600), rows(&r2, 0, 400));
-    let opts = C2stOptions { max_epochs: 3, ..Default::default() };
+    let opts = C2stOptions { max_epochs: 3, fused_small_net: Some(true), ..Default::default() };
     let s1 = c2st_report(gpu, &a, &b, 2, &opts).unwrap();
     let s2 = c2st_report(gpu, &a, &b, 2, &opts).unwrap();
     assert_eq!(s1.fold_accuracies, s2.fold_accuracies);
@@ -189,7 +189,7 @@ fn c2st_is_deterministic_and_checks_its_input() {
         assert!((acc * 200.0 - (acc * 200.0).round()).abs() <= 1e-3, "{acc} is not k / 200");
     }
     // The tiled-matmul path computes the same training run (up to f32 rounding).
-    let mm = c2st_report(gpu, &a, &b, 2, &C2stOptions { fused_small_net: false, ..opts.clone() }).unwrap();
+    let mm = c2st_report(gpu, &a, &b, 2, &C2stOptions { fused_small_net: Some(false), ..opts.clone() }).unwrap();
     eprintln!("fused {:?} {:?}\nmatmul {:?} {:?}", s1.final_losses, s1.fold_accuracies, mm.final_losses, mm.fold_accuracies);
     for (x, y) in s1.final_losses.iter().zip(&mm.final_losses) {
         assert!((x - y).abs() <= 1e-4 * y.abs(), "fused loss {x} vs matmul loss {y}");

@@ -29,7 +29,8 @@
 //!   also sums the squared weights, copied into the workspace before the step), 5
 //!   matmuls backward (weight and bias gradient in one dispatch, ReLU derivative fused
 //!   as an aux multiply) and two Adam dispatches (weights with L2, biases without);
-//! * narrow networks (default for d ≤ 6): 6 dispatches — gather, one fused per-row
+//! * narrow networks (d ≤ 6; the default except with the CPU matmul variant, see
+//!   [`C2stOptions::fused_small_net`]): 6 dispatches — gather, one fused per-row
 //!   forward/backward kernel, one per-parameter gradient kernel, the loss sum and the
 //!   two Adam dispatches (`shaders/c2st_mlp.wgsl`; the 64×64 matmul tiles would be
 //!   mostly idle at these widths). Both paths compute the same numbers
@@ -91,14 +92,17 @@ pub struct C2stOptions {
     pub z_score: bool,
     /// For narrow networks (hidden width 10·d ≤ 64, i.e. d ≤ 6) run each step on two
     /// fused kernels (`shaders/c2st_mlp.wgsl`: per-row forward/backward, per-parameter
-    /// gradient sums) instead of the tiled matmul, whose 64×64 tiles are mostly idle at
-    /// these widths. Same mathematics; default true. false forces the matmul path.
-    pub fused_small_net: bool,
+    /// gradient sums) instead of the matmul, whose 64×64 tiles are mostly idle at these
+    /// widths. Same mathematics. `None` (default): fused unless the device runs the CPU
+    /// matmul variant ([`crate::gpu::MatmulVariant::Cpu`]), whose products are faster
+    /// there (slcp, d = 5, 10,000 vs 10,000 on lavapipe: 45 s against 118 s);
+    /// `Some(true)` / `Some(false)` force a path.
+    pub fused_small_net: Option<bool>,
 }
 
 impl Default for C2stOptions {
     fn default() -> Self {
-        C2stOptions { seed: 1, folds: 5, max_epochs: 10_000, max_rows: 10_000, z_score: true, fused_small_net: true }
+        C2stOptions { seed: 1, folds: 5, max_epochs: 10_000, max_rows: 10_000, z_score: true, fused_small_net: None }
     }
 }
 
@@ -259,7 +263,8 @@ pub fn c2st_report(gpu: &Gpu, a: &[f64], b: &[f64], d: usize, opts: &C2stOptions
     let n = n_a + n_b;
 
     let net = Net::new(d);
-    let fused = opts.fused_small_net && net.h <= FUSED_MAX_WIDTH;
+    let fused_wanted = opts.fused_small_net.unwrap_or(gpu.matmul_variant() != crate::gpu::MatmulVariant::Cpu);
+    let fused = fused_wanted && net.h <= FUSED_MAX_WIDTH;
     let folds = kfold(n, opts.folds);
     let work = Work::new(&net, n, &folds);
     if work.len as u64 > gpu.max_binding_floats() || (n * d) as u64 > gpu.max_binding_floats() {

@@ -61,7 +61,7 @@ pub struct View {
 impl View {
     /// Pixel coordinates (x right, y down; pixel i covers [i, i + 1)) of θ in a
     /// `size`-pixel square image.
-    pub fn to_pixel(&self, theta: &[f32], size: u32) -> (f64, f64) {
+    pub fn to_pixel(self, theta: &[f32], size: u32) -> (f64, f64) {
         let u = (theta[0] - self.lo[0]) as f64 / (self.hi[0] - self.lo[0]) as f64;
         let v = (self.hi[1] - theta[1]) as f64 / (self.hi[1] - self.lo[1]) as f64;
         (u * size as f64, v * size as f64)

@@ -364,8 +364,11 @@ class Posterior:
         chunk_size: Optional[int] = None,
     ) -> np.ndarray:
         """``n`` samples for each observation of ``x [m, dim x]``: ``[m, n, dim θ]``,
-        each row equal (bitwise) to ``sample((n,), x=x[i], seed=seed)`` (the same seed
-        for every observation; with ``seed=None`` one random seed is drawn for the call)."""
+        from one amortized GPU solve over the rows of all observations (each chunk of
+        rows carries one observation per row; rejection rounds are kept per
+        observation). Row ``i`` equals (bitwise) ``sample((n,), x=x[i], seed=seed)``
+        (the same seed for every observation; with ``seed=None`` one random seed is
+        drawn for the call)."""
         n, shape = num_samples(sample_shape)
         xs = matrix(x, "x", self.dim_x, "dim x")
         opts = self._opts(solver, atol, rtol, steps, seed, reject_outside_prior, max_sampling_time, chunk_size)

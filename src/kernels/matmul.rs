@@ -323,8 +323,8 @@ pub fn cpu_layout(mm: &Matmul) -> CpuLayout {
 }
 
 fn layout_of(p: &MatmulParams) -> CpuLayout {
-    let k4 = p.k % 4 == 0;
-    let aligned = |off: u32, stride: u32| off % 4 == 0 && stride % 4 == 0;
+    let k4 = p.k.is_multiple_of(4);
+    let aligned = |off: u32, stride: u32| off.is_multiple_of(4) && stride.is_multiple_of(4);
     let amul_ok = p.flags & FLAG_AMUL == 0 || (p.amul.cs == 1 && aligned(p.amul.off, p.amul.rs));
     let a_kvec = k4 && p.a.cs == 1 && aligned(p.a.off, p.a.rs) && amul_ok;
     let nb = p.n - (p.flags & FLAG_ONES_COL != 0) as u32;
@@ -332,7 +332,7 @@ fn layout_of(p: &MatmulParams) -> CpuLayout {
         0
     } else if p.b.rs == 1 && aligned(p.b.off, p.b.cs) {
         1
-    } else if p.b.cs == 1 && aligned(p.b.off, p.b.rs) && nb % 4 == 0 && nb >= 4 {
+    } else if p.b.cs == 1 && aligned(p.b.off, p.b.rs) && nb.is_multiple_of(4) && nb >= 4 {
         2
     } else {
         0

@@ -309,21 +309,27 @@ impl TrainGraph {
     }
 }
 
-/// Workspace of the evaluation forward `v(t, θ, x_o)` for a fixed observation.
+/// Workspace of the evaluation forward `v(t, θ, x)`: for one fixed observation
+/// (`x_rows == 1`, its x-only part computed once and broadcast over the rows) or for
+/// an observation per row (`x_rows == capacity`, amortized solves over many
+/// observations).
 #[derive(Clone, Debug)]
 pub struct EvalGraph {
     /// Row capacity.
     pub capacity: usize,
-    /// z-scored observation `[dim_x]`.
+    /// Rows of the observation part: 1 (one observation for every row) or `capacity`
+    /// (one per row).
+    pub x_rows: usize,
+    /// z-scored observations `[x_rows, dim_x]`.
     pub x: usize,
-    /// Output of each x-embedding layer for the observation `[E_{k+1}]` (the last one is
-    /// the embedded observation `e(x_o)`).
+    /// Output of each x-embedding layer `[x_rows, E_{k+1}]` (the last one is the
+    /// embedded observation `e(x)`).
     pub emb: Vec<usize>,
-    /// Precomputed constants: concat: `W_in[:, x-part] e + b_in` `[H_1]` (`e` the
-    /// embedded observation, or x itself without an embedding);
-    /// glu: `h_0` `[H_1]` followed by block 0's pre-gate output `y_0` `[H_1]`.
+    /// Precomputed x-only values, `[x_rows, H_1]` each: concat: `c_0 = W_in[:, x-part] e + b_in`
+    /// (`e` the embedded observation, or x itself without an embedding); glu: `h_0`,
+    /// then block 0's pre-gate output `y_0` at `pre + x_rows · H_1`.
     pub pre: usize,
-    /// Scratch for the precompute (glu: `u_0` `[H_1]`).
+    /// Scratch for the precompute (glu: `u_0` `[x_rows, H_1]`).
     pub pre_u: usize,
     /// Hidden state `[rows, max width]`, updated in place.
     pub h: usize,
@@ -336,16 +342,23 @@ pub struct EvalGraph {
 }
 
 impl EvalGraph {
-    /// Allocates the workspace for `capacity` rows.
+    /// Allocates the workspace for `capacity` rows and one observation.
     pub fn new(cfg: &NetConfig, capacity: usize, arena: &mut Arena) -> EvalGraph {
+        Self::with_x_rows(cfg, capacity, 1, arena)
+    }
+
+    /// Allocates the workspace for `capacity` rows and `x_rows` observation rows (1, or
+    /// `capacity` for an observation per row).
+    pub fn with_x_rows(cfg: &NetConfig, capacity: usize, x_rows: usize, arena: &mut Arena) -> EvalGraph {
         let hmax = *cfg.hidden.iter().max().unwrap();
         let glu = cfg.conditioning == Conditioning::Glu;
         EvalGraph {
             capacity,
-            x: arena.alloc(cfg.dim_x),
-            emb: cfg.embedding.iter().map(|&w| arena.alloc(w)).collect(),
-            pre: arena.alloc(2 * cfg.hidden[0]),
-            pre_u: arena.alloc(cfg.hidden[0]),
+            x_rows,
+            x: arena.alloc(x_rows * cfg.dim_x),
+            emb: cfg.embedding.iter().map(|&w| arena.alloc(x_rows * w)).collect(),
+            pre: arena.alloc(2 * x_rows * cfg.hidden[0]),
+            pre_u: arena.alloc(x_rows * cfg.hidden[0]),
             h: arena.alloc(capacity * hmax),
             h2: arena.alloc(capacity * hmax),
             u: arena.alloc(capacity * hmax),
@@ -353,21 +366,51 @@ impl EvalGraph {
         }
     }
 
-    /// Workspace floats per row (for chunk sizing).
+    /// Workspace floats per row (for chunk sizing), with one observation.
     pub fn floats_per_row(cfg: &NetConfig) -> usize {
         let hmax = *cfg.hidden.iter().max().unwrap();
         4 * hmax
     }
 
-    /// Records the x-only part (run once per ODE plan, after `x` is uploaded): the
-    /// embedding `e(x_o)` (one 1-row dispatch per embedding layer), then the constants
-    /// of [`EvalGraph::pre`] from it.
-    pub fn precompute(&self, b: &mut ProgramBuilder, cfg: &NetConfig, layout: &ParamLayout) {
+    /// Extra workspace floats per row when every row has its own observation (x, its
+    /// embedding and the precomputed values).
+    pub fn x_floats_per_row(cfg: &NetConfig) -> usize {
+        cfg.dim_x + cfg.embedding.iter().sum::<usize>() + 3 * cfg.hidden[0]
+    }
+
+    /// View of precomputed part `part` (0: `c_0` or `h_0`, 1: `y_0`) as a `[rows, H_1]`
+    /// operand: broadcast with one observation, row by row with one per row.
+    pub fn pre_view(&self, cfg: &NetConfig, part: usize) -> Mat {
         let h1 = cfg.hidden[0];
+        let m = Mat::rows(Buf::Acts, self.pre + part * self.x_rows * h1, h1);
+        if self.x_rows == 1 {
+            m.broadcast()
+        } else {
+            m
+        }
+    }
+
+    /// Sets `c_0` of the concat input layer on `mm` (`[t, θ] W_in[:, :1 + dθ]ᵀ + c_0`):
+    /// as the bias with one observation, as the residual with one per row (the input
+    /// layer has no activation, so both add `c_0` to the same sum: the same bits).
+    pub(crate) fn add_concat_c0(&self, cfg: &NetConfig, mm: &mut Matmul) {
+        let c0 = Mat::rows(Buf::Acts, self.pre, cfg.hidden[0]);
+        if self.x_rows == 1 {
+            mm.bias = Some(c0);
+        } else {
+            mm.res = Some(c0);
+        }
+    }
+
+    /// Records the x-only part (run once per ODE plan, after `x` is uploaded, or once
+    /// per chunk with an observation per row): the embedding `e(x)` (one dispatch over
+    /// `x_rows` rows per embedding layer), then the values of [`EvalGraph::pre`] from it.
+    pub fn precompute(&self, b: &mut ProgramBuilder, cfg: &NetConfig, layout: &ParamLayout) {
+        let (h1, xr) = (cfg.hidden[0], self.x_rows);
         let mut x = Mat::rows(Buf::Acts, self.x, cfg.dim_x);
         for (k, l) in layout.embedding.iter().enumerate() {
             let out = Mat::rows(Buf::Acts, self.emb[k], l.fan_out);
-            b.matmul(&linear(1, l, x, if k == 0 { Op::Id } else { Op::Gelu }, out));
+            b.matmul(&linear(xr, l, x, if k == 0 { Op::Id } else { Op::Gelu }, out));
             x = out;
         }
         let de = cfg.x_features();
@@ -377,18 +420,18 @@ impl EvalGraph {
                 let l = &layout.input;
                 // Wᵀ view of the x columns only: element (k, j) = W[j, 1 + dθ + k].
                 let w_x = Mat::strided(Buf::Params, l.weight + cfg.x_column(), 1, l.fan_in);
-                let mut mm = Matmul::new(1, h1, de, x, w_x, Mat::rows(Buf::Acts, self.pre, h1));
+                let mut mm = Matmul::new(xr, h1, de, x, w_x, Mat::rows(Buf::Acts, self.pre, h1));
                 mm.bias = Some(bias(l));
                 b.matmul(&mm);
             }
             Conditioning::Glu => {
                 let blk = &layout.blocks[0];
                 let h0 = Mat::rows(Buf::Acts, self.pre, h1);
-                let y0 = Mat::rows(Buf::Acts, self.pre + h1, h1);
+                let y0 = Mat::rows(Buf::Acts, self.pre + xr * h1, h1);
                 let u0 = Mat::rows(Buf::Acts, self.pre_u, h1);
-                b.matmul(&linear(1, &layout.input, x, Op::Id, h0));
-                b.matmul(&linear(1, &blk.linear1, h0, Op::Gelu, u0));
-                b.matmul(&linear(1, &blk.linear2, u0, Op::Gelu, y0));
+                b.matmul(&linear(xr, &layout.input, x, Op::Id, h0));
+                b.matmul(&linear(xr, &blk.linear1, h0, Op::Gelu, u0));
+                b.matmul(&linear(xr, &blk.linear2, u0, Op::Gelu, y0));
             }
         }
     }
@@ -417,7 +460,7 @@ impl EvalGraph {
                 // h0 = [t, θ] W_in[:, :1 + dθ]ᵀ + c0
                 let l = &layout.input;
                 let mut mm = Matmul::new(rows, h1, ctxd, tin, w_t(l), Mat::rows(Buf::Acts, h, h1));
-                mm.bias = Some(Mat::rows(Buf::Acts, self.pre, h1));
+                self.add_concat_c0(cfg, &mut mm);
                 b.matmul(&mm);
                 first_block = 0;
             }
@@ -426,8 +469,8 @@ impl EvalGraph {
                 let gate = layout.blocks[0].gate.as_ref().expect("glu gate");
                 let mut mm = linear(rows, gate, tin, Op::Id, Mat::rows(Buf::Acts, h, h1));
                 mm.act = Op::Sigmoid;
-                mm.aux = Some((Mat::rows(Buf::Acts, self.pre + h1, h1).broadcast(), Op::Id));
-                mm.res = Some(Mat::rows(Buf::Acts, self.pre, h1).broadcast());
+                mm.aux = Some((self.pre_view(cfg, 1), Op::Id));
+                mm.res = Some(self.pre_view(cfg, 0));
                 b.matmul(&mm);
                 first_block = 1;
             }

@@ -60,9 +60,15 @@ pub struct JvpGraph {
 impl JvpGraph {
     /// Allocates the workspace.
     pub fn new(cfg: &NetConfig, capacity: usize, probes: usize, arena: &mut Arena) -> JvpGraph {
+        Self::with_x_rows(cfg, capacity, probes, 1, arena)
+    }
+
+    /// Allocates the workspace with `x_rows` observation rows (1, or `capacity` for an
+    /// observation per primal row; see [`EvalGraph::with_x_rows`]).
+    pub fn with_x_rows(cfg: &NetConfig, capacity: usize, probes: usize, x_rows: usize, arena: &mut Arena) -> JvpGraph {
         let hmax = *cfg.hidden.iter().max().unwrap();
         let glu = cfg.conditioning == Conditioning::Glu;
-        let eval = EvalGraph::new(cfg, capacity, arena);
+        let eval = EvalGraph::with_x_rows(cfg, capacity, x_rows, arena);
         let tr = probes * capacity;
         JvpGraph {
             eval,
@@ -113,18 +119,18 @@ impl JvpGraph {
             Conditioning::Concat => {
                 let l = &layout.input;
                 let mut mm = Matmul::new(rows, h1, ctxd, tin, w_t(l), Mat::rows(Buf::Acts, h, h1));
-                mm.bias = Some(Mat::rows(Buf::Acts, eg.pre, h1));
+                eg.add_concat_c0(cfg, &mut mm);
                 b.matmul(&mm);
                 b.matmul(&Matmul::new(tr, h1, d, eps, w_theta_t(l.weight, l.fan_in), Mat::rows(Buf::Acts, dh, h1)));
                 first_block = 0;
             }
             Conditioning::Glu => {
                 let gate = layout.blocks[0].gate.as_ref().expect("glu gate");
-                let y0 = Mat::rows(Buf::Acts, eg.pre + h1, h1).broadcast();
+                let y0 = eg.pre_view(cfg, 1);
                 let mut mm = linear(rows, gate, tin, Op::Id, Mat::rows(Buf::Acts, h, h1));
                 mm.act = Op::Sigmoid;
                 mm.aux = Some((y0, Op::Id));
-                mm.res = Some(Mat::rows(Buf::Acts, eg.pre, h1).broadcast());
+                mm.res = Some(eg.pre_view(cfg, 0));
                 b.matmul(&mm);
                 let r = Mat::rows(Buf::Acts, self.r, h1);
                 let mut mr = linear(rows, gate, tin, Op::Id, r);

@@ -87,9 +87,11 @@ impl FieldKind {
         }
     }
 
-    /// Network workspace floats per sample.
-    pub(crate) fn floats_per_row(self, cfg: &NetConfig) -> usize {
-        match self {
+    /// Network workspace floats per sample (with `per_row_x`, each row carries its own
+    /// observation and x-only values).
+    pub(crate) fn floats_per_row(self, cfg: &NetConfig, per_row_x: bool) -> usize {
+        let x = if per_row_x { EvalGraph::x_floats_per_row(cfg) } else { 0 };
+        x + match self {
             FieldKind::Velocity => EvalGraph::floats_per_row(cfg),
             FieldKind::WithDivergence(div) => JvpGraph::floats_per_row(cfg, div.probes(cfg.dim_theta)),
         }
@@ -105,17 +107,19 @@ pub(crate) enum FieldGraph {
 }
 
 impl FieldGraph {
-    /// Allocates the network workspace for `n` rows.
-    pub(crate) fn new(kind: FieldKind, cfg: &NetConfig, n: usize, arena: &mut Arena) -> FieldGraph {
+    /// Allocates the network workspace for `n` rows, with one observation for all rows
+    /// or (`per_row_x`) one per row.
+    pub(crate) fn new(kind: FieldKind, cfg: &NetConfig, n: usize, per_row_x: bool, arena: &mut Arena) -> FieldGraph {
+        let x_rows = if per_row_x { n } else { 1 };
         match kind {
-            FieldKind::Velocity => FieldGraph::Velocity(EvalGraph::new(cfg, n, arena)),
+            FieldKind::Velocity => FieldGraph::Velocity(EvalGraph::with_x_rows(cfg, n, x_rows, arena)),
             FieldKind::WithDivergence(div) => {
-                FieldGraph::WithDivergence(JvpGraph::new(cfg, n, div.probes(cfg.dim_theta), arena), div)
+                FieldGraph::WithDivergence(JvpGraph::with_x_rows(cfg, n, div.probes(cfg.dim_theta), x_rows, arena), div)
             }
         }
     }
 
-    /// Offset of the z-scored observation `[dim_x]`.
+    /// Offset of the z-scored observations `[x_rows, dim_x]`.
     pub(crate) fn x_off(&self) -> usize {
         match self {
             FieldGraph::Velocity(e) => e.x,

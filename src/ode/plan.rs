@@ -61,6 +61,9 @@ pub(crate) struct PlanKey {
     pub solver: Solver,
     /// Direction of the solve.
     pub direction: Direction,
+    /// One observation per row (uploaded with each chunk, see [`Plan::solve_rows`])
+    /// instead of one for the whole plan.
+    pub per_row_x: bool,
 }
 
 /// Where one chunk starts (the only per-chunk inputs).
@@ -75,6 +78,31 @@ pub(crate) struct ChunkStart<'a> {
     pub theta_z: Option<&'a [f32]>,
 }
 
+/// A run of consecutive rows of a chunk drawn for one observation: `rows` rows whose
+/// Philox counters start at `first_index`, in rejection round `round` (the rows a
+/// single-observation draw would give the same indices).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Segment {
+    /// Rows in the run.
+    pub rows: usize,
+    /// Philox counter of the run's first row.
+    pub first_index: u64,
+    /// Rejection round.
+    pub round: u32,
+}
+
+/// The inputs of a chunk with an observation per row ([`Plan::solve_rows`]).
+pub(crate) struct RowsStart<'a> {
+    /// Philox key of θ₀ and of the Hutchinson probes.
+    pub seed: u64,
+    /// The chunk's rows, run by run (their row counts sum to the plan's `n`).
+    pub segments: &'a [Segment],
+    /// z-scored observation of each row `[n, dim_x]`.
+    pub x_z: &'a [f32],
+    /// Backward solves: the z-scored θ' `[n, dim_theta]` to start from.
+    pub theta_z: Option<&'a [f32]>,
+}
+
 /// Results of one chunk.
 pub(crate) struct ChunkOutput {
     /// Samples `[n, dim_theta]` in original units (forward solves; else empty).
@@ -85,6 +113,8 @@ pub(crate) struct ChunkOutput {
     pub accepted: f64,
     /// Rejected steps summed over the rows (dopri5).
     pub rejected: f64,
+    /// Per-row accepted and rejected steps `[n, 2]` (dopri5; empty for rk4).
+    pub row_steps: Vec<f32>,
 }
 
 /// Where [`Plan::record_draw`] copies a chunk's results: byte offsets into `buffer` of
@@ -159,7 +189,7 @@ pub(crate) fn record_step(b: &mut ProgramBuilder, ws: &Workspace, net: &Net<'_>,
 /// Dispatches recorded per step of `solver` for `field` (whole chunk; all rows step
 /// together), from the recording [`Plan`] replays.
 pub(crate) fn step_dispatches(gpu: &Gpu, net: &Net<'_>, field: FieldKind, solver: Solver) -> usize {
-    let ws = Workspace::new(field, net.cfg, 1);
+    let ws = Workspace::new(field, net.cfg, 1, false);
     let mut b = ProgramBuilder::new(gpu);
     record_step(&mut b, &ws, net, solver, 1.0);
     b.len()
@@ -172,9 +202,13 @@ fn build(gpu: &Gpu, binds: Bindings<'_>, f: impl FnOnce(&mut ProgramBuilder)) ->
 }
 
 /// Uploads the observation and the map back to original units into a workspace.
+/// With an observation per row (`c.x_z` empty) the rows' observations are uploaded with
+/// each chunk instead.
 fn write_constants(gpu: &Gpu, acts: &wgpu::Buffer, ws: &Workspace, c: &Constants<'_>) {
     let q = &gpu.queue;
-    q.write_buffer(acts, ws.field.x_off() as u64 * 4, bytemuck::cast_slice(c.x_z));
+    if !c.x_z.is_empty() {
+        q.write_buffer(acts, ws.field.x_off() as u64 * 4, bytemuck::cast_slice(c.x_z));
+    }
     let sc: Vec<f32> = c.theta_std.iter().map(|&v| v as f32).collect();
     let sh: Vec<f32> = c.theta_mean.iter().map(|&v| v as f32).collect();
     q.write_buffer(acts, ws.scale as u64 * 4, bytemuck::cast_slice(&sc));
@@ -197,7 +231,7 @@ impl Plan {
     /// # Errors
     /// GPU errors (e.g. a workspace over a binding limit).
     pub(crate) fn new(gpu: &Gpu, net: &Net<'_>, consts: &Constants<'_>, key: PlanKey) -> Result<Plan> {
-        let ws = Workspace::new(key.field, net.cfg, key.n);
+        let ws = Workspace::new(key.field, net.cfg, key.n, key.per_row_x);
         let acts = gpu.storage("fmpe ode workspace", ws.len as u64 * 4);
         write_constants(gpu, &acts, &ws, consts);
         let binds = Bindings { acts: Some(&acts), params: Some(net.params), ..Default::default() };
@@ -246,14 +280,32 @@ impl Plan {
     /// Records the per-chunk init: the Hutchinson/exact probes (divergence fields) and
     /// the ODE start state (θ₀ for forward solves, the uploaded state otherwise).
     fn init_program(&self, gpu: &Gpu, c: &ChunkStart<'_>) -> Result<Program> {
+        let whole = [Segment { rows: self.ws.n, first_index: c.first_index, round: c.round }];
+        self.segments_init_program(gpu, c.seed, &whole)
+    }
+
+    /// The init of a chunk made of `segments` (one `ode_init` per run of rows; the
+    /// probes of a divergence field need a single run).
+    fn segments_init_program(&self, gpu: &Gpu, seed: u64, segments: &[Segment]) -> Result<Program> {
+        if segments.iter().map(|s| s.rows).sum::<usize>() != self.ws.n {
+            return Err(Error::invalid("the segments of a chunk must cover its rows"));
+        }
+        if self.ws.field.jvp().is_some() && segments.len() != 1 {
+            return Err(Error::invalid("a chunk with log-densities takes one segment"));
+        }
         let binds = Bindings { acts: Some(&self.acts), params: Some(&self.params), ..Default::default() };
         let (t0, _, h0) = span(&self.key);
         build(gpu, binds, |b| {
             if let Some((j, div)) = self.ws.field.jvp() {
-                record::tangent_init(b, j, &DivContext::of(&self.ws), div.mode_scale().0, c.seed, c.first_index);
+                record::tangent_init(b, j, &DivContext::of(&self.ws), div.mode_scale().0, seed, segments[0].first_index);
             }
             let noise = self.key.direction == Direction::Forward;
-            record::ode_init(b, &self.ws, &Init { noise, seed: c.seed, first_index: c.first_index, round: c.round, t0, h0 });
+            let mut r0 = 0usize;
+            for s in segments {
+                let init = Init { noise, seed, first_index: s.first_index, round: s.round, t0, h0 };
+                record::ode_init_rows(b, &self.ws, r0, s.rows, &init);
+                r0 += s.rows;
+            }
         })
     }
 
@@ -299,21 +351,6 @@ impl Plan {
             self.finish.record(gpu, &mut pass)?;
         }
         Ok(())
-    }
-
-    /// Records the whole fixed-step rk4 solve of one chunk from `start` into `enc`, in
-    /// one compute pass (start, all steps, finish; samples at the workspace's `out`, no
-    /// readback). For callers that record fmpe's work into their own encoder.
-    ///
-    /// # Errors
-    /// GPU errors; [`Error::Invalid`] on a dopri5 plan.
-    pub(crate) fn record_rk4(&mut self, gpu: &Gpu, enc: &mut wgpu::CommandEncoder, start: &ChunkStart<'_>) -> Result<()> {
-        let Solver::Rk4 { steps } = self.key.solver else {
-            return Err(Error::invalid("record_rk4 needs an rk4 plan"));
-        };
-        self.upload_start(gpu, start);
-        let init = self.init_program(gpu, start)?;
-        self.record_pass(gpu, enc, Some(&init), steps, false, true)
     }
 
     /// Records a whole forward draw of one chunk into `enc` with no host decision: the
@@ -378,36 +415,59 @@ impl Plan {
     /// [`Error::Invalid`] when dopri5 rows are still active after `DOPRI_MAX_STEPS`
     /// steps; GPU errors.
     pub(crate) fn solve(&mut self, gpu: &Gpu, start: &ChunkStart<'_>) -> Result<ChunkOutput> {
+        if self.key.per_row_x {
+            return Err(Error::invalid("a plan with an observation per row solves through solve_rows"));
+        }
+        self.upload_start(gpu, start);
+        let init = self.init_program(gpu, start)?;
+        self.solve_from(gpu, &init)
+    }
+
+    /// Solves one chunk whose rows each carry their own observation (a plan made with
+    /// `per_row_x`): uploads the rows' observations (the x-only part of the network is
+    /// recomputed for them), starts each run of rows from its own Philox counters, and
+    /// solves as [`Plan::solve`] does. Every row's arithmetic is the one of a
+    /// single-observation plan, so a row's result does not depend on the other rows.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] on a single-observation plan, observations or segments that
+    /// do not match the chunk, several segments with log-densities; as [`Plan::solve`].
+    pub(crate) fn solve_rows(&mut self, gpu: &Gpu, start: &RowsStart<'_>) -> Result<ChunkOutput> {
+        let dx = start.x_z.len() / self.ws.n.max(1);
+        if !self.key.per_row_x || start.x_z.len() != self.ws.n * dx || dx == 0 {
+            return Err(Error::invalid("solve_rows needs a per-row plan and one observation per row"));
+        }
+        let init = self.segments_init_program(gpu, start.seed, start.segments)?;
+        gpu.queue.write_buffer(&self.acts, self.ws.field.x_off() as u64 * 4, bytemuck::cast_slice(start.x_z));
+        self.precomputed = false;
+        let theta = ChunkStart { seed: start.seed, first_index: 0, round: 0, theta_z: start.theta_z };
+        self.upload_start(gpu, &theta);
+        self.solve_from(gpu, &init)
+    }
+
+    /// The solve after the start values are uploaded and the init recorded.
+    fn solve_from(&mut self, gpu: &Gpu, init: &Program) -> Result<ChunkOutput> {
         match self.key.solver {
-            Solver::Rk4 { steps } => self.solve_rk4(gpu, start, steps),
-            Solver::Dopri5 { .. } => {
-                self.upload_start(gpu, start);
-                let init = self.init_program(gpu, start)?;
-                self.solve_dopri5(gpu, &init)
-            }
+            Solver::Rk4 { steps } => self.solve_rk4(gpu, init, steps),
+            Solver::Dopri5 { .. } => self.solve_dopri5(gpu, init),
         }
     }
 
     /// rk4: one submission when the whole solve fits `RK4_STEPS_PER_SUBMIT` steps (then
-    /// exactly [`Plan::record_rk4`]), else one per that many steps; one readback.
-    fn solve_rk4(&mut self, gpu: &Gpu, start: &ChunkStart<'_>, steps: usize) -> Result<ChunkOutput> {
+    /// one compute pass), else one per that many steps; one
+    /// readback.
+    fn solve_rk4(&mut self, gpu: &Gpu, init: &Program, steps: usize) -> Result<ChunkOutput> {
         let mut enc = gpu.encoder();
-        if steps <= RK4_STEPS_PER_SUBMIT {
-            self.record_rk4(gpu, &mut enc, start)?;
-        } else {
-            self.upload_start(gpu, start);
-            let init = self.init_program(gpu, start)?;
-            let mut done = 0usize;
-            loop {
-                let now = RK4_STEPS_PER_SUBMIT.min(steps - done);
-                let last = done + now == steps;
-                self.record_pass(gpu, &mut enc, (done == 0).then_some(&init), now, false, last)?;
-                done += now;
-                if last {
-                    break;
-                }
-                gpu.submit(std::mem::replace(&mut enc, gpu.encoder()))?;
+        let mut done = 0usize;
+        loop {
+            let now = RK4_STEPS_PER_SUBMIT.min(steps - done);
+            let last = done + now == steps;
+            self.record_pass(gpu, &mut enc, (done == 0).then_some(init), now, false, last)?;
+            done += now;
+            if last {
+                break;
             }
+            gpu.submit(std::mem::replace(&mut enc, gpu.encoder()))?;
         }
         let staged = self.stage_results(gpu, &mut enc, false);
         gpu.submit(enc)?;
@@ -458,13 +518,13 @@ impl Plan {
         let (n, d) = (self.ws.n, self.ws.d);
         let log_q = s.log_q.map(|b| gpu.map_staging(b, n)).transpose()?.unwrap_or_default();
         let samples = s.samples.map(|b| gpu.map_staging(b, n * d)).transpose()?.unwrap_or_default();
-        let (mut accepted, mut rejected) = (0.0, 0.0);
+        let (mut accepted, mut rejected, mut row_steps) = (0.0, 0.0, Vec::new());
         if let Some(b) = s.stats {
-            let st = gpu.map_staging(b, 2 * n)?;
-            accepted = st.iter().step_by(2).map(|&v| v as f64).sum();
-            rejected = st.iter().skip(1).step_by(2).map(|&v| v as f64).sum();
+            row_steps = gpu.map_staging(b, 2 * n)?;
+            accepted = row_steps.iter().step_by(2).map(|&v| v as f64).sum();
+            rejected = row_steps.iter().skip(1).step_by(2).map(|&v| v as f64).sum();
         }
-        Ok(ChunkOutput { samples, log_q, accepted, rejected })
+        Ok(ChunkOutput { samples, log_q, accepted, rejected, row_steps })
     }
 }
 
@@ -484,7 +544,7 @@ pub(crate) fn eval_with_divergence(
     tin: &[f32],
 ) -> Result<Vec<f32>> {
     let n = tin.len() / (net.cfg.dim_theta + 1);
-    let ws = Workspace::new(FieldKind::WithDivergence(divergence), net.cfg, n);
+    let ws = Workspace::new(FieldKind::WithDivergence(divergence), net.cfg, n, false);
     let acts = gpu.storage("fmpe divergence workspace", ws.len as u64 * 4);
     gpu.queue.write_buffer(&acts, ws.field.x_off() as u64 * 4, bytemuck::cast_slice(x_z));
     gpu.queue.write_buffer(&acts, ws.tin as u64 * 4, bytemuck::cast_slice(tin));
@@ -521,14 +581,15 @@ mod tests {
         let transform = ThetaTransform::default();
         let consts = Constants { x_z: &[0.3, -0.4], theta_mean: &[0.0, 0.0], theta_std: &[1.0, 1.0], transform: &transform };
         let (n, d) = (37, 2);
-        let key = PlanKey { n, field: FieldKind::Velocity, solver: Solver::Rk4 { steps: 9 }, direction: Direction::Forward };
+        let key = PlanKey { n, field: FieldKind::Velocity, solver: Solver::Rk4 { steps: 9 }, direction: Direction::Forward, per_row_x: false };
         let mut plan = Plan::new(&gpu, &net, &consts, key).unwrap();
         let start = ChunkStart { seed: 11, first_index: 5, round: 1, theta_z: None };
         let host = plan.solve(&gpu, &start).unwrap();
         assert_eq!(host.samples.len(), n * d);
         for _ in 0..2 {
             let mut enc = gpu.encoder();
-            plan.record_rk4(&gpu, &mut enc, &start).unwrap();
+            let init = plan.init_program(&gpu, &start).unwrap();
+            plan.record_pass(&gpu, &mut enc, Some(&init), 9, false, true).unwrap();
             let staging = gpu.copy_to_staging(&mut enc, &plan.acts, plan.ws.out as u64, n * d);
             gpu.submit(enc).unwrap();
             assert_eq!(gpu.map_staging(staging, n * d).unwrap(), host.samples);

@@ -59,18 +59,19 @@ pub(crate) struct Init {
     pub h0: f32,
 }
 
-/// Records `ode_init`: state, t = t0, h = h0, zero step counts, all rows active.
-pub(crate) fn ode_init(b: &mut ProgramBuilder, w: &Workspace, s: &Init) {
+/// Records `ode_init` for rows `r0 .. r0 + rows` of the workspace (θ₀ of row `r0 + i`
+/// keyed by `s.first_index + i`): state, t = t0, h = h0, zero step counts, rows active.
+pub(crate) fn ode_init_rows(b: &mut ProgramBuilder, w: &Workspace, r0: usize, rows: usize, s: &Init) {
     let p = InitParams {
-        n: w.n as u32,
+        n: rows as u32,
         d: w.ds as u32,
         d_noise: w.d as u32,
         noise: s.noise as u32,
-        y_off: w.y as u32,
-        t_off: w.t as u32,
-        h_off: w.h as u32,
-        stats_off: w.stats as u32,
-        active_off: w.active as u32,
+        y_off: (w.y + r0 * w.ds) as u32,
+        t_off: (w.t + r0) as u32,
+        h_off: (w.h + r0) as u32,
+        stats_off: (w.stats + 2 * r0) as u32,
+        active_off: (w.active + r0) as u32,
         first_index: s.first_index as u32,
         round: s.round,
         seed_lo: s.seed as u32,

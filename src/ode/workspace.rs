@@ -54,12 +54,13 @@ fn state_floats_per_row(d: usize, ds: usize) -> usize {
 }
 
 impl Workspace {
-    /// Lays out the workspace of `n` rows.
-    pub(crate) fn new(kind: FieldKind, cfg: &NetConfig, n: usize) -> Workspace {
+    /// Lays out the workspace of `n` rows, with one observation for all rows or
+    /// (`per_row_x`) one per row.
+    pub(crate) fn new(kind: FieldKind, cfg: &NetConfig, n: usize, per_row_x: bool) -> Workspace {
         let d = cfg.dim_theta;
         let ds = kind.state_dim(d);
         let mut a = Arena::default();
-        let field = FieldGraph::new(kind, cfg, n, &mut a);
+        let field = FieldGraph::new(kind, cfg, n, per_row_x, &mut a);
         let mut w = Workspace {
             n,
             d,
@@ -93,10 +94,11 @@ impl Workspace {
 /// The one chunk-sizing rule: the largest number of rows whose workspace fits one
 /// storage binding (with 64 Ki floats to spare) and whose network dispatches (one row
 /// per tangent probe with a divergence) stay within the workgroup limit; `requested`
-/// (default [`Gpu::default_chunk`]) caps it. At least 1.
-pub(crate) fn max_chunk(gpu: &Gpu, cfg: &NetConfig, kind: FieldKind, requested: Option<usize>) -> usize {
+/// (default [`Gpu::default_chunk`]) caps it. At least 1. With `per_row_x`, each row
+/// also holds its own observation.
+pub(crate) fn max_chunk(gpu: &Gpu, cfg: &NetConfig, kind: FieldKind, per_row_x: bool, requested: Option<usize>) -> usize {
     let d = cfg.dim_theta;
-    let per_row = (kind.floats_per_row(cfg) + state_floats_per_row(d, kind.state_dim(d))) as u64;
+    let per_row = (kind.floats_per_row(cfg, per_row_x) + state_floats_per_row(d, kind.state_dim(d))) as u64;
     let by_binding = (gpu.max_binding_floats().saturating_sub(1 << 16) / per_row.max(1)) as usize;
     let by_dispatch = gpu.limits().max_compute_workgroups_per_dimension as usize * 64 / kind.rows_per_sample(d).max(1);
     requested.unwrap_or(gpu.default_chunk()).min(by_binding).min(by_dispatch).max(1)

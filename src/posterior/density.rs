@@ -92,7 +92,7 @@ impl Posterior {
             })
             .collect();
         let field = FieldKind::WithDivergence(opts.divergence);
-        let chunk = max_chunk(self.gpu(), &m.cfg, field, opts.chunk_size);
+        let chunk = max_chunk(self.gpu(), &m.cfg, field, false, opts.chunk_size);
         let mut done = 0usize;
         while done < inside.len() {
             let c = chunk.min(inside.len() - done);
@@ -100,7 +100,7 @@ impl Posterior {
             // θ' = T(θ) and log |dθ'/dθ| in f64 (the identity gives θ and 0), then z-scoring.
             let (y, log_det) = m.transform.forward_rows(&rows, d);
             let z: Vec<f32> = y.iter().enumerate().map(|(k, &v)| ((v - m.theta_mean[k % d]) / m.theta_std[k % d]) as f32).collect();
-            let key = PlanKey { n: c, field, solver: opts.solver, direction: Direction::Backward };
+            let key = PlanKey { n: c, field, solver: opts.solver, direction: Direction::Backward, per_row_x: false };
             let start = ChunkStart { seed: opts.seed, first_index: done as u64, round: 0, theta_z: Some(&z) };
             let lq = self.solve_chunk(key, &start)?.log_q;
             for (r, &i) in inside[done..done + c].iter().enumerate() {
@@ -134,7 +134,7 @@ impl Posterior {
         if theta_z.len() != n * d {
             return Err(Error::invalid(format!("theta has {} values, expected {n} × {d}", theta_z.len())));
         }
-        let chunk = max_chunk(self.gpu(), &self.model.inner.cfg, FieldKind::WithDivergence(divergence), None);
+        let chunk = max_chunk(self.gpu(), &self.model.inner.cfg, FieldKind::WithDivergence(divergence), false, None);
         let (mut v, mut div) = (Vec::with_capacity(n * d), Vec::with_capacity(n));
         let mut done = 0;
         while done < n {

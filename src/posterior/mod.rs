@@ -27,6 +27,7 @@ use crate::prior::BoxPrior;
 use crate::ode::plan::{ChunkOutput, ChunkStart, Constants, Net, Plan, PlanKey};
 use crate::transform::ThetaTransform;
 
+mod batched;
 mod bench;
 mod density;
 mod model;

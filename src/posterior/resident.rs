@@ -320,7 +320,7 @@ impl Posterior {
     ) -> Result<ResidentLayout> {
         let layout = self.check_resident(n, opts, target, with_log_prob)?;
         let field = if with_log_prob { FieldKind::WithDivergence(opts.divergence) } else { FieldKind::Velocity };
-        let chunk = max_chunk(self.gpu(), &self.model.inner.cfg, field, opts.chunk_size);
+        let chunk = max_chunk(self.gpu(), &self.model.inner.cfg, field, false, opts.chunk_size);
         let steps = match opts.solver {
             Solver::Rk4 { steps } => steps,
             Solver::Dopri5 { .. } => target.dopri5_steps,
@@ -329,7 +329,7 @@ impl Posterior {
         let mut done = 0usize;
         while done < n {
             let c = chunk.min(n - done);
-            let key = PlanKey { n: c, field, solver: opts.solver, direction: Direction::Forward };
+            let key = PlanKey { n: c, field, solver: opts.solver, direction: Direction::Forward, per_row_x: false };
             let row = done as u64;
             let dst = CopyOut {
                 buffer: target.buffer,

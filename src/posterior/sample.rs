@@ -13,7 +13,7 @@ use crate::ode::{Direction, Divergence, Solver, DOPRI_STEPS_PER_SUBMIT, RK4_STEP
 /// `proposed` draws of which `accepted` fell inside the prior box: no margin while
 /// nothing was rejected, else `need / rate` with a 10 % margin; a first pilot round of
 /// at most 256 when a time limit must be honoured; never more than 1000 × need.
-fn next_draw(need: usize, proposed: usize, accepted: usize, reject: bool, pilot: bool) -> usize {
+pub(super) fn next_draw(need: usize, proposed: usize, accepted: usize, reject: bool, pilot: bool) -> usize {
     let draw = if !reject {
         need
     } else if proposed > 0 {
@@ -34,7 +34,7 @@ fn next_draw(need: usize, proposed: usize, accepted: usize, reject: bool, pilot:
 /// After a rejection round: with `missing` samples still to draw, stops with
 /// [`Error::LowAcceptance`] when the remaining draws would overrun `max_seconds`
 /// (extrapolated from the time so far) or more than 1000 × n have been proposed.
-fn check_rejection(report: &SampleReport, accepted: usize, missing: usize, n: usize, start: Instant, max_seconds: Option<f64>) -> Result<()> {
+pub(super) fn check_rejection(report: &SampleReport, accepted: usize, missing: usize, n: usize, start: Instant, max_seconds: Option<f64>) -> Result<()> {
     if missing == 0 {
         return Ok(());
     }
@@ -112,7 +112,7 @@ impl Posterior {
         // rejection, so no pilot round either.
         let reject = opts.reject_outside_prior && prior.is_some_and(|p| !self.transform().covers(p));
         let field = if with_log_prob { FieldKind::WithDivergence(opts.divergence) } else { FieldKind::Velocity };
-        let chunk = max_chunk(self.gpu(), &self.model.inner.cfg, field, opts.chunk_size);
+        let chunk = max_chunk(self.gpu(), &self.model.inner.cfg, field, false, opts.chunk_size);
         let mut report = SampleReport::default();
         let (mut next_index, mut round) = (0u64, 0u32);
         let (mut steps_sum, mut rej_sum, mut accepted_total) = (0.0, 0.0, 0usize);
@@ -123,7 +123,7 @@ impl Posterior {
             let mut done = 0usize;
             while done < draw {
                 let c = chunk.min(draw - done);
-                let key = PlanKey { n: c, field, solver: opts.solver, direction: Direction::Forward };
+                let key = PlanKey { n: c, field, solver: opts.solver, direction: Direction::Forward, per_row_x: false };
                 let first_index = next_index + done as u64;
                 let out = self.solve_chunk(key, &ChunkStart { seed: opts.seed, first_index, round, theta_z: None })?;
                 steps_sum += out.accepted;

@@ -289,7 +289,7 @@ class Posterior:
         return observation(x, self.dim_x)
 
     @staticmethod
-    def _opts(solver, atol, rtol, steps, seed, reject, max_time, chunk_size, divergence="exact", probes=1, gaussian=False) -> dict:
+    def _opts(solver, atol, rtol, steps, seed, reject, max_time, chunk_size, divergence="exact", probes=1, gaussian=False, normalize=False) -> dict:
         return {
             "solver": solver,
             "atol": float(atol),
@@ -302,6 +302,7 @@ class Posterior:
             "divergence": divergence,
             "probes": int(probes),
             "gaussian_probes": bool(gaussian),
+            "normalize_to_prior": bool(normalize),
         }
 
     def sample(
@@ -390,16 +391,19 @@ class Posterior:
         seed: int = 0,
         reject_outside_prior: bool = True,
         chunk_size: Optional[int] = None,
+        norm_posterior: bool = False,
     ) -> np.ndarray:
         """log q(θ | x) in nats of each row of ``theta [n, dim θ]`` (or one ``[dim θ]``):
         ``[n]``. ``divergence="exact"`` (the trace of the Jacobian) or ``"hutchinson"``
         (``probes`` random probes, Rademacher or Gaussian). With ``reject_outside_prior``
         points outside the box prior get −inf. The flow's density, not renormalised to
-        the prior's support."""
+        the prior's support, unless ``norm_posterior=True`` (sbi's leakage correction:
+        minus the log of the flow's mass inside the box, estimated once per x, solver
+        and seed from 10,000 samples and cached; sbi's default is True, fmpe's False)."""
         t = as_float(theta, "theta")
         single = t.ndim == 1
         t = matrix(t[None, :] if single else t, "theta", self.dim_theta, "dim theta")
-        opts = self._opts(solver, atol, rtol, steps, seed, reject_outside_prior, None, chunk_size, divergence, probes, gaussian_probes)
+        opts = self._opts(solver, atol, rtol, steps, seed, reject_outside_prior, None, chunk_size, divergence, probes, gaussian_probes, norm_posterior)
         lp = self._flow.log_prob(self._x(x), t, opts)
         return lp[0] if single else lp
 

@@ -31,6 +31,7 @@ pub struct Opts {
     divergence: String,
     probes: usize,
     gaussian_probes: bool,
+    normalize_to_prior: bool,
 }
 
 impl Opts {
@@ -53,6 +54,7 @@ impl Opts {
             seed: self.seed,
             chunk_size: self.chunk_size,
             reject_outside_prior: self.reject_outside_prior,
+            normalize_to_prior: self.normalize_to_prior,
             max_seconds: self.max_seconds,
         };
         o.validate()?;

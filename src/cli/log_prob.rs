@@ -50,6 +50,10 @@ pub(crate) struct LogProbArgs {
     /// Points outside the support of the model's parameter transform stay −inf.
     #[arg(long)]
     ignore_support: bool,
+    /// Renormalise the density to the box prior (sbi's leakage correction): subtract
+    /// the log of the flow's mass inside the box, estimated from 10,000 samples.
+    #[arg(long, conflicts_with = "ignore_support")]
+    normalize_to_prior: bool,
     /// Seed of the Hutchinson probes.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -86,6 +90,7 @@ pub(crate) fn log_prob(a: LogProbArgs) -> Result<()> {
         solver: Solver::Dopri5 { atol: a.atol, rtol: a.rtol },
         seed: a.seed,
         reject_outside_prior: !a.ignore_support,
+        normalize_to_prior: a.normalize_to_prior,
         ..Default::default()
     };
     let lp = post.log_prob(&theta.data, &opts)?;

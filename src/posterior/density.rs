@@ -63,8 +63,13 @@ impl Posterior {
     /// `log |det dθ'/dθ|` is added (T, its Jacobian and the z-scoring are evaluated on
     /// the host in f64).
     ///
+    /// With `opts.normalize_to_prior`, the density is renormalised to the box prior:
+    /// `log P_q(θ ∈ box | x_o)` ([`Posterior::prior_mass`], estimated once and cached)
+    /// is subtracted, so the density integrates to 1 over the box (sbi's leakage
+    /// correction).
+    ///
     /// Points outside the model's box prior get `f64::NEG_INFINITY` when
-    /// `opts.reject_outside_prior` (the default), and so do points outside the
+    /// `opts.reject_outside_prior` (the default) or `opts.normalize_to_prior`, and so do points outside the
     /// transform's support whatever the option says; they are not integrated. Uses
     /// `opts.solver`, `divergence`, `seed` (Hutchinson probes, keyed by a point's index
     /// among the points integrated) and `chunk_size`.
@@ -88,9 +93,12 @@ impl Posterior {
         let inside: Vec<usize> = (0..n)
             .filter(|&i| {
                 let row = &theta[i * d..(i + 1) * d];
-                (!opts.reject_outside_prior || m.prior.as_ref().is_none_or(|p| p.contains(row))) && m.transform.contains(row)
+                let restrict = opts.reject_outside_prior || opts.normalize_to_prior;
+                (!restrict || m.prior.as_ref().is_none_or(|p| p.contains(row))) && m.transform.contains(row)
             })
             .collect();
+        // log P_q(θ ∈ box) (0 unless renormalising).
+        let log_mass = if opts.normalize_to_prior && !inside.is_empty() { self.prior_mass(opts)?.ln() } else { 0.0 };
         let field = FieldKind::WithDivergence(opts.divergence);
         let chunk = max_chunk(self.gpu(), &m.cfg, field, false, opts.chunk_size);
         let mut done = 0usize;
@@ -104,7 +112,7 @@ impl Posterior {
             let start = ChunkStart { seed: opts.seed, first_index: done as u64, round: 0, theta_z: Some(&z) };
             let lq = self.solve_chunk(key, &start)?.log_q;
             for (r, &i) in inside[done..done + c].iter().enumerate() {
-                out[i] = lq[r] as f64 + log_det[r];
+                out[i] = lq[r] as f64 + log_det[r] - log_mass;
             }
             done += c;
         }

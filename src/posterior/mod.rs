@@ -45,6 +45,11 @@ pub use resident::{DrawTarget, Readback, ResidentLayout, ResidentValues, DEFAULT
 /// direction) a posterior keeps for reuse; the least recently used is dropped first.
 pub const MAX_PLANS: usize = 3;
 
+/// Flow samples drawn to estimate the posterior mass inside the box prior (sbi's
+/// leakage correction draws 10,000 as well): the estimate's relative standard error is
+/// `sqrt((1 − p) / (p · 10,000))`, 1 % at p = 0.5.
+pub const LEAKAGE_SAMPLES: usize = 10_000;
+
 /// The flow posterior q(θ | x_o) of a [`GpuModel`] for one observation x_o.
 ///
 /// Holds a shared handle to the model (no weights are uploaded per observation) and a
@@ -54,6 +59,8 @@ pub struct Posterior {
     model: GpuModel,
     x_z: Vec<f32>,
     plans: Mutex<Vec<Plan>>,
+    /// Estimated posterior mass inside the box prior, per solver and seed.
+    prior_mass: Mutex<Vec<(Solver, u64, f64)>>,
 }
 
 impl std::fmt::Debug for Posterior {
@@ -72,7 +79,7 @@ impl Posterior {
     /// or is outside the x transform's domain.
     pub fn new(model: &GpuModel, observation: &[f64]) -> Result<Posterior> {
         let x_z = model.observation_z(observation)?;
-        Ok(Posterior { model: model.clone(), x_z, plans: Mutex::new(Vec::new()) })
+        Ok(Posterior { model: model.clone(), x_z, plans: Mutex::new(Vec::new()), prior_mass: Mutex::new(Vec::new()) })
     }
 
     /// The model this posterior belongs to.
@@ -98,6 +105,40 @@ impl Posterior {
     /// The model's parameter transform (one bijection per component).
     pub fn transform(&self) -> &ThetaTransform {
         self.model.transform()
+    }
+
+    /// The flow's mass inside the model's box prior, `P_q(θ ∈ box | x_o)`: 1 without a
+    /// box prior or when a logit transform on exactly the box keeps every sample inside
+    /// it; else the fraction of [`LEAKAGE_SAMPLES`] flow samples (drawn without
+    /// rejection with `opts.solver` and `opts.seed`) inside the box, computed once per
+    /// solver and seed and cached. The normaliser of `normalize_to_prior` (sbi's leakage
+    /// correction).
+    ///
+    /// # Errors
+    /// [`crate::Error::LowAcceptance`] when no sample falls inside the box; the errors of
+    /// [`Posterior::sample`].
+    pub fn prior_mass(&self, opts: &PosteriorOptions) -> Result<f64> {
+        let Some(prior) = self.prior().filter(|p| !self.transform().covers(p)) else {
+            return Ok(1.0);
+        };
+        let cached = {
+            let c = self.prior_mass.lock().unwrap_or_else(|e| e.into_inner());
+            c.iter().find(|(s, seed, _)| *s == opts.solver && *seed == opts.seed).map(|e| e.2)
+        };
+        if let Some(p) = cached {
+            return Ok(p);
+        }
+        let free = PosteriorOptions { reject_outside_prior: false, max_seconds: None, ..opts.clone() };
+        let s = self.sample(LEAKAGE_SAMPLES, &free)?;
+        let inside = (0..s.n()).filter(|&i| prior.contains(s.row(i))).count();
+        if inside == 0 {
+            return Err(crate::Error::LowAcceptance(format!(
+                "none of {LEAKAGE_SAMPLES} posterior samples falls inside the prior support: the posterior cannot be normalised to it"
+            )));
+        }
+        let p = inside as f64 / s.n() as f64;
+        self.prior_mass.lock().unwrap_or_else(|e| e.into_inner()).push((opts.solver, opts.seed, p));
+        Ok(p)
     }
 
     fn net(&self) -> Net<'_> {

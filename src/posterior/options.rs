@@ -28,9 +28,18 @@ pub struct PosteriorOptions {
     /// outside the box get −∞ without being integrated (with `false`, the flow's own
     /// density is evaluated there). Points outside the support of the model's parameter
     /// transform (outside a logit's box, at or below a log's bound) get −∞ regardless:
-    /// the transformed flow puts no mass there. Log-densities are always the flow's,
-    /// not renormalised to the box.
+    /// the transformed flow puts no mass there. Log-densities are the flow's, not
+    /// renormalised to the box, unless `normalize_to_prior`.
     pub reject_outside_prior: bool,
+    /// `log_prob` and `sample_and_log_prob`: renormalise the density to the box prior
+    /// (sbi's leakage correction, `norm_posterior`): `log q(θ | x_o) − log P_q(θ ∈ box)`
+    /// inside the box and −∞ outside, whatever `reject_outside_prior` says. The mass
+    /// `P_q(θ ∈ box)` is estimated once per posterior, solver and seed from
+    /// [`super::LEAKAGE_SAMPLES`] flow samples and cached
+    /// ([`super::Posterior::prior_mass`]). Exact (mass 1, nothing drawn) without a box
+    /// prior or when a logit transform on exactly the box keeps the flow inside it.
+    /// Default false.
+    pub normalize_to_prior: bool,
     /// Rejection sampling gives up with [`Error::LowAcceptance`] when, extrapolated from
     /// the rounds so far, it would take longer than this many seconds (None: no limit).
     pub max_seconds: Option<f64>,
@@ -44,6 +53,7 @@ impl Default for PosteriorOptions {
             seed: 0,
             chunk_size: None,
             reject_outside_prior: true,
+            normalize_to_prior: false,
             max_seconds: None,
         }
     }

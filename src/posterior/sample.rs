@@ -87,7 +87,9 @@ impl Posterior {
     /// θ steps are the same, so the samples equal `sample`'s (up to rejection rounds).
     /// With a box prior and `opts.reject_outside_prior`, samples outside the box are
     /// rejected and redrawn; the log-density returned is the flow's (not renormalised to
-    /// the box), i.e. the value [`Posterior::log_prob`] gives.
+    /// the box), i.e. the value [`Posterior::log_prob`] gives; with
+    /// `opts.normalize_to_prior` samples are always restricted to the box and the
+    /// log-densities renormalised to it, as `log_prob` does.
     ///
     /// # Errors
     /// As [`Posterior::sample`].
@@ -110,7 +112,10 @@ impl Posterior {
         let prior = self.prior();
         // A logit transform on exactly the prior box keeps every sample inside it: no
         // rejection, so no pilot round either.
-        let reject = opts.reject_outside_prior && prior.is_some_and(|p| !self.transform().covers(p));
+        let normalize = with_log_prob && opts.normalize_to_prior;
+        let reject = (opts.reject_outside_prior || normalize) && prior.is_some_and(|p| !self.transform().covers(p));
+        // log P_q(θ ∈ box) for renormalised log-densities (estimated before drawing).
+        let log_mass = if normalize { self.prior_mass(opts)?.ln() } else { 0.0 };
         let field = if with_log_prob { FieldKind::WithDivergence(opts.divergence) } else { FieldKind::Velocity };
         let chunk = max_chunk(self.gpu(), &self.model.inner.cfg, field, false, opts.chunk_size);
         let mut report = SampleReport::default();
@@ -135,7 +140,7 @@ impl Posterior {
                         if values.len() < n * d {
                             values.extend_from_slice(&row);
                             if with_log_prob {
-                                log_q.push(out.log_q[i] as f64);
+                                log_q.push(out.log_q[i] as f64 - log_mass);
                             }
                         }
                     }

@@ -136,6 +136,25 @@ pub struct ModelInfo {
     pub best_epoch: usize,
     /// Per-epoch losses.
     pub history: Vec<EpochRecord>,
+    /// Held-out negative log-likelihood of the kept weights on the validation pairs
+    /// ([`crate::metrics::held_out_nll`]); absent when not computed (no validation
+    /// rows, or models written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_out: Option<HeldOutNll>,
+}
+
+/// The held-out negative log-likelihood of a model: `−mean_i log q(θ_i | x_i)` over
+/// simulations it did not train on (see [`crate::metrics::held_out_nll`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeldOutNll {
+    /// `−mean log q(θ_i | x_i)` over the pairs with a finite log-density (nats, θ in
+    /// original units).
+    pub nll: f64,
+    /// Pairs evaluated.
+    pub pairs: usize,
+    /// Pairs whose θ lies outside the parameter transform's support (log q = −∞),
+    /// left out of the mean.
+    pub outside_support: usize,
 }
 
 /// A trained model: metadata, flat parameters and z-score statistics (of θ' = T(θ)
@@ -190,6 +209,7 @@ impl Model {
                 dropped_rows: 0,
                 best_epoch: 0,
                 history: vec![],
+                held_out: None,
             },
             params,
             theta_mean: vec![0.0; dt],

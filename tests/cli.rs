@@ -160,6 +160,11 @@ fn train_drops_failed_simulations_then_sample_checks_the_observation() {
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
     assert_eq!(json["dropped_rows"], 2);
     assert_eq!(json["theta_names"][1], "theta_2");
+    // The held-out NLL of the kept weights on every validation pair.
+    let nll = json["held_out"]["nll"].as_f64().expect("held_out.nll in model.json");
+    assert!(nll.is_finite(), "{nll}");
+    assert_eq!(json["held_out"]["pairs"], json["n_val"]);
+    assert!(stderr(&o).contains("held-out NLL"), "{}", stderr(&o));
 
     let m = out.to_str().unwrap();
     let samples = d.join("s.csv");

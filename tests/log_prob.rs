@@ -443,6 +443,32 @@ fn normalize_to_prior_divides_by_the_mass_inside_the_box() {
     assert_eq!(free.prior_mass(&opts).unwrap(), 1.0);
 }
 
+/// The held-out NLL of a flow with a known density (the constant field `c`: q = N(c, I)
+/// for every x) is the analytic `−mean log N(θ_r; c, I)` over exactly the rows given.
+#[test]
+fn held_out_nll_is_the_mean_negative_log_density_of_the_given_rows() {
+    let cfg = NetConfig { dim_theta: 2, dim_x: 3, hidden: vec![8], conditioning: Conditioning::Glu, embedding: vec![] };
+    let layout = cfg.layout();
+    let mut p = vec![0f32; layout.len];
+    let c = [0.7, -0.2];
+    p[layout.output.bias] = c[0] as f32;
+    p[layout.output.bias + 1] = c[1] as f32;
+    let on_gpu = GpuModel::new(common::gpu_arc().clone(), &model(cfg, p, None)).unwrap();
+    let theta = rand_vec(2 * 50, 3);
+    let x = rand_vec(3 * 50, 4);
+    let rows: Vec<usize> = (0..50).filter(|r| r % 3 != 0).collect();
+    let h = fmpe::metrics::held_out_nll(&on_gpu, &theta, &x, &rows).unwrap();
+    let analytic = rows
+        .iter()
+        .map(|&r| (0..2).map(|j| 0.5 * (theta[2 * r + j] - c[j]).powi(2) + 0.5 * (2.0 * std::f64::consts::PI).ln()).sum::<f64>())
+        .sum::<f64>()
+        / rows.len() as f64;
+    assert_eq!((h.pairs, h.outside_support), (rows.len(), 0));
+    assert!((h.nll - analytic).abs() <= 1e-4, "held-out NLL {} vs analytic {analytic}", h.nll);
+    assert!(fmpe::metrics::held_out_nll(&on_gpu, &theta, &x, &[]).is_err());
+    assert!(fmpe::metrics::held_out_nll(&on_gpu, &theta, &x, &[50]).unwrap_err().to_string().contains("out of range"));
+}
+
 #[test]
 fn low_acceptance_stops_within_the_time_limit() {
     // An untrained field is near zero: samples ≈ θ₀ ~ N(0, I), and a box of half-width

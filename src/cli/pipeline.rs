@@ -11,7 +11,9 @@ use fmpe::model::{Model, ModelMeta};
 use fmpe::net::NetConfig;
 use fmpe::prior::BoxPrior;
 use fmpe::tasks::Task;
-use fmpe::train::{Fmpe, TrainConfig, Trainer};
+use fmpe::metrics::{held_out_nll, HeldOutNll};
+use fmpe::posterior::GpuModel;
+use fmpe::train::{Fmpe, Simulations, TrainConfig, Trainer};
 use fmpe::transform::{ThetaTransform, XTransform};
 use fmpe::Gpu;
 
@@ -74,21 +76,43 @@ impl Job {
 /// Trains `job` on `theta [n, dim_theta]` and `x [n, dim_x]` (finite, x not yet
 /// transformed), saying which transforms are used, printing data warnings, and drawing
 /// the progress bar.
+/// The model keeps the best weights and their held-out negative log-likelihood
+/// ([`held_out`]).
 pub(crate) fn fit(gpu: &Arc<Gpu>, job: Job, theta: &[f64], x: &[f64]) -> Result<Model> {
-    announce_transform(&job.meta.transform);
-    announce_x_transform(job.meta.x_transform);
-    let fmpe = Fmpe::new(gpu.clone(), job.net, job.meta).append_simulations(theta, x)?;
-    for w in fmpe.warnings() {
-        log::warn!("{w}");
-    }
+    let (mut tr, sims) = trainer(gpu, &job, theta, x)?;
     let mut bar = EpochBar::new(job.train.max_epochs);
-    fmpe.train(&job.train, &mut |p| bar.update(p))
+    tr.run(&mut |_, p| bar.update(p))?;
+    drop(bar);
+    let rows = tr.validation_rows().to_vec();
+    let mut model = tr.finish()?.into_model(job.meta);
+    model.info.held_out = held_out(gpu, &model, &sims, &rows)?;
+    Ok(model)
+}
+
+/// The held-out negative log-likelihood of `model` on the validation `rows` of `sims`
+/// (None without validation rows), said on stderr with its time.
+pub(crate) fn held_out(gpu: &Arc<Gpu>, model: &Model, sims: &Simulations, rows: &[usize]) -> Result<Option<HeldOutNll>> {
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let t0 = std::time::Instant::now();
+    let on_gpu = GpuModel::new(gpu.clone(), model)?;
+    let h = held_out_nll(&on_gpu, sims.theta(), sims.x(), rows)?;
+    log::info!(
+        "held-out NLL {:.4} nats on {} validation pairs{} ({:.1} s)",
+        h.nll,
+        h.pairs,
+        if h.outside_support > 0 { format!(" ({} outside the transform's support, left out)", h.outside_support) } else { String::new() },
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(Some(h))
 }
 
 /// The trainer of `job` on `theta [n, dim_theta]` and `x [n, dim_x]` (finite, x not
-/// yet transformed), for a command that drives the loop itself (checkpoints, signals):
-/// says which transforms are used and prints data warnings, as [`fit`] does.
-pub(crate) fn trainer<'g>(gpu: &'g Gpu, job: &Job, theta: &[f64], x: &[f64]) -> Result<Trainer<'g>> {
+/// yet transformed), for a command that drives the loop itself (checkpoints, signals),
+/// and the simulations it trains on (x transformed): says which transforms are used
+/// and prints data warnings.
+pub(crate) fn trainer<'g>(gpu: &'g Gpu, job: &Job, theta: &[f64], x: &[f64]) -> Result<(Trainer<'g>, Simulations)> {
     announce_transform(&job.meta.transform);
     announce_x_transform(job.meta.x_transform);
     job.meta.validate(job.net.dim_theta)?;
@@ -97,7 +121,8 @@ pub(crate) fn trainer<'g>(gpu: &'g Gpu, job: &Job, theta: &[f64], x: &[f64]) -> 
         log::warn!("{w}");
     }
     let sims = fmpe.simulations();
-    Trainer::with_transform(gpu, job.net.clone(), job.train.clone(), sims.theta(), sims.x(), None, &job.meta.transform)
+    let tr = Trainer::with_transform(gpu, job.net.clone(), job.train.clone(), sims.theta(), sims.x(), None, &job.meta.transform)?;
+    Ok((tr, sims.clone()))
 }
 
 /// Simulates `n` pairs of `task` with `seed` and drops the failed ones (non-finite x),

@@ -8,7 +8,7 @@ use std::time::Instant;
 use clap::Args;
 use fmpe::error::{Error, Result};
 use fmpe::io::{drop_nonfinite_rows, read_matrix, Matrix, OutputLock};
-use fmpe::model::{Model, ModelMeta};
+use fmpe::model::{HeldOutNll, Model, ModelMeta};
 use fmpe::tasks::task_by_name;
 use fmpe::train::{Checkpoint, Control, Trainer, CHECKPOINT_FILE};
 use fmpe::transform::{ThetaTransform, XTransform};
@@ -140,9 +140,10 @@ fn effective_config(a: &TrainArgs) -> Result<String> {
 /// Writes the model so far (best weights, complete and loadable) into `out` with its
 /// config.toml and, when `checkpoint` is set, checkpoint.safetensors: one atomic
 /// directory swap.
-fn save(tr: &Trainer<'_>, meta: &ModelMeta, out: &Path, config: &str, checkpoint: bool) -> Result<Model> {
+fn save(tr: &Trainer<'_>, meta: &ModelMeta, out: &Path, config: &str, checkpoint: bool, held_out: Option<HeldOutNll>) -> Result<Model> {
     let ck = if checkpoint { Some(tr.checkpoint()?) } else { None };
-    let model = tr.outcome()?.into_model(meta.clone());
+    let mut model = tr.outcome()?.into_model(meta.clone());
+    model.info.held_out = held_out;
     model.save_with(out, &mut |d| {
         if !model.info.history.is_empty() {
             fmpe::plot::training_curve(&model.info.history, &d.join("training_curve.png"))?;
@@ -187,7 +188,7 @@ pub(crate) fn train(a: TrainArgs) -> Result<i32> {
     let _lock = OutputLock::acquire(&a.out)?;
     let config = effective_config(&a)?;
     let gpu = open_gpu()?;
-    let mut tr = pipeline::trainer(&gpu, &job, &theta.data, &x.data)?;
+    let (mut tr, sims) = pipeline::trainer(&gpu, &job, &theta.data, &x.data)?;
     if let Some(ck) = &resume {
         tr.restore(ck)?;
         log::info!("resuming after epoch {} (step {})", ck.state.epoch, ck.state.step);
@@ -210,7 +211,7 @@ pub(crate) fn train(a: TrainArgs) -> Result<i32> {
         let by_epochs = a.checkpoint_every.is_some_and(|n| n > 0 && p.record.epoch.is_multiple_of(n));
         let by_time = a.checkpoint_seconds.is_some_and(|s| last_save.elapsed().as_secs_f64() >= s);
         if (by_epochs || by_time) && !p.last {
-            if let Err(e) = save(tr, &job.meta, &a.out, &config, true) {
+            if let Err(e) = save(tr, &job.meta, &a.out, &config, true, None) {
                 failed = Some(e);
                 return Control::Stop;
             }
@@ -222,7 +223,14 @@ pub(crate) fn train(a: TrainArgs) -> Result<i32> {
     if let Some(e) = failed {
         return Err(e);
     }
-    let model = save(&tr, &job.meta, &a.out, &config, periodic || interrupted)?;
+    // The held-out NLL of the kept weights (not for a run stopped by a signal: it
+    // should end at once).
+    let held_out = if interrupted {
+        None
+    } else {
+        pipeline::held_out(&gpu, &tr.outcome()?.into_model(job.meta.clone()), &sims, tr.validation_rows())?
+    };
+    let model = save(&tr, &job.meta, &a.out, &config, periodic || interrupted, held_out)?;
     let signal = interrupted.then(|| which.load(Ordering::SeqCst) as i32);
     report(&a, &model, t0, tr.rollbacks(), signal, resume.map(|c| c.state.epoch), periodic || interrupted)?;
     Ok(signal.map_or(0, |s| 128 + s))

@@ -4,8 +4,12 @@
 //!   it (its "C2ST_Z" metric), run on the GPU with fmpe's own kernels.
 //! * [`calibration`]: simulation-based calibration ranks and expected coverage from
 //!   posterior samples read back to the host.
+//! * [`held_out_nll()`]: the held-out negative log-likelihood of (θ, x) pairs, a score
+//!   that needs no reference posterior.
 pub mod c2st;
 pub mod calibration;
+pub mod held_out;
 
 pub use c2st::{c2st, c2st_report, C2stOptions, C2stReport};
+pub use held_out::{held_out_nll, HeldOutNll, HELD_OUT_MAX_PAIRS};
 pub use calibration::{expected_coverage, sbc_ranks, Coverage};

@@ -29,6 +29,16 @@ fn plan_for<'p>(model: &GpuModel, plans: &'p mut Vec<Plan>, key: PlanKey) -> Res
     Ok(&mut plans[at])
 }
 
+/// Units of the observations given to [`GpuModel::log_prob_pairs_in`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum XUnits {
+    /// Original units (the model's x transform is applied).
+    Original,
+    /// Already x-transformed, as [`crate::train::Simulations::x`] holds them (only
+    /// z-scored here).
+    Transformed,
+}
+
 /// The rejection state of one observation (what [`super::Posterior::sample`] keeps for
 /// its single observation).
 struct Draw {
@@ -61,6 +71,11 @@ impl GpuModel {
     /// the row and column), an observation is outside the x transform's domain; the
     /// errors of [`super::Posterior::log_prob`].
     pub fn log_prob_pairs(&self, theta: &[f64], observations: &[f64], opts: &PosteriorOptions) -> Result<Vec<f64>> {
+        self.log_prob_pairs_in(theta, observations, XUnits::Original, opts)
+    }
+
+    /// [`GpuModel::log_prob_pairs`] with the observations in `units`.
+    pub(crate) fn log_prob_pairs_in(&self, theta: &[f64], observations: &[f64], units: XUnits, opts: &PosteriorOptions) -> Result<Vec<f64>> {
         opts.validate()?;
         let m = &self.inner;
         let (d, dx) = (m.cfg.dim_theta, m.cfg.dim_x);
@@ -94,10 +109,14 @@ impl GpuModel {
             let z: Vec<f32> = y.iter().enumerate().map(|(k, &v)| ((v - m.theta_mean[k % d]) / m.theta_std[k % d]) as f32).collect();
             let mut x_z = Vec::with_capacity(c * dx);
             for &i in idx {
-                x_z.extend(self.observation_z(&observations[i * dx..(i + 1) * dx]).map_err(|e| match e {
-                    Error::Invalid(msg) => Error::Invalid(format!("observations row {}: {msg}", i + 1)),
-                    e => e,
-                })?);
+                let x = &observations[i * dx..(i + 1) * dx];
+                match units {
+                    XUnits::Original => x_z.extend(self.observation_z(x).map_err(|e| match e {
+                        Error::Invalid(msg) => Error::Invalid(format!("observations row {}: {msg}", i + 1)),
+                        e => e,
+                    })?),
+                    XUnits::Transformed => x_z.extend(x.iter().zip(m.x_mean.iter().zip(&m.x_std)).map(|(&v, (&mu, &s))| ((v - mu) / s) as f32)),
+                }
             }
             let key = PlanKey { n: c, field, solver: opts.solver, direction: Direction::Backward, per_row_x: true };
             let segs = [Segment { rows: c, first_index: done as u64, round: 0 }];

@@ -36,6 +36,7 @@ pub mod resident;
 mod sample;
 
 pub use crate::ode::{Divergence, Solver};
+pub(crate) use batched::XUnits;
 pub use bench::{bench_log_prob, LogProbBench};
 pub use model::GpuModel;
 pub use options::{PosteriorOptions, SampleReport, Samples};

@@ -190,8 +190,9 @@ pub(crate) fn min_rows(f: f64) -> usize {
 }
 
 /// Shuffles the rows once (a host permutation drawn from `rng`) and lays them out as the
-/// dataset buffer: θ `[n, dt]` then x `[n, dx]`, f32.
-pub(crate) fn shuffled_upload(theta: &[f64], x: &[f64], dt: usize, dx: usize, rng: &mut impl rand::Rng) -> Vec<f32> {
+/// dataset buffer: θ `[n, dt]` then x `[n, dx]`, f32. Returns the buffer and the
+/// permutation (`order[r]` is the input row at shuffled row `r`).
+pub(crate) fn shuffled_upload(theta: &[f64], x: &[f64], dt: usize, dx: usize, rng: &mut impl rand::Rng) -> (Vec<f32>, Vec<usize>) {
     let n = theta.len() / dt;
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(rng);
@@ -204,7 +205,7 @@ pub(crate) fn shuffled_upload(theta: &[f64], x: &[f64], dt: usize, dx: usize, rn
             data[n * dt + r * dx + j] = x[src * dx + j] as f32;
         }
     }
-    data
+    (data, order)
 }
 
 /// z-score statistics of the training rows (ddof = 1; a zero standard deviation is

@@ -132,6 +132,7 @@ impl TrainOutcome {
             dropped_rows: meta.dropped_rows,
             best_epoch: self.best_epoch,
             history: self.history,
+            held_out: None,
         };
         let s = self.stats;
         Model {
@@ -153,6 +154,7 @@ pub struct Trainer<'g> {
     tc: TrainConfig,
     layout: ParamLayout,
     split: Split,
+    validation_rows: Vec<usize>,
     bufs: Buffers,
     ws: Workspace,
     step_prog: Program,
@@ -232,7 +234,8 @@ impl<'g> Trainer<'g> {
         let (dt, dx) = (cfg.dim_theta, cfg.dim_x);
         // Shuffle once, then draw the initial parameters from the same generator.
         let mut rng = rand::rngs::StdRng::seed_from_u64(tc.seed);
-        let data = shuffled_upload(theta, x, dt, dx, &mut rng);
+        let (data, order) = shuffled_upload(theta, x, dt, dx, &mut rng);
+        let validation_rows = order[split.n_train..].to_vec();
         let data_fingerprint = fingerprint(&data);
         let layout = cfg.layout();
         let params0 = match init {
@@ -260,6 +263,7 @@ impl<'g> Trainer<'g> {
             tc,
             layout,
             split,
+            validation_rows,
             bufs,
             ws,
             step_prog,
@@ -284,6 +288,12 @@ impl<'g> Trainer<'g> {
             history: Vec::new(),
             started: Instant::now(),
         })
+    }
+
+    /// The input rows (0-based, into the `theta` and `x` given to the constructor) held
+    /// out for validation, in the order the validation pass reads them.
+    pub fn validation_rows(&self) -> &[usize] {
+        &self.validation_rows
     }
 
     /// Minibatch size actually used.

@@ -53,6 +53,7 @@ pub mod net;
 #[cfg(feature = "plot")]
 pub mod plot;
 pub mod ode;
+pub mod policy;
 pub mod posterior;
 pub mod prior;
 pub mod reference;

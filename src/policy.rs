@@ -396,7 +396,7 @@ mod tests {
         // An explicit list of widths beats width and blocks; explicit epochs are kept.
         let o = AutoOptions { hidden: Some(vec![16, 8]), blocks: Some(9), max_epochs: Some(5), patience: Some(2), ..Default::default() };
         let r = o.resolve(b, &base).unwrap();
-        assert_eq!((r.net.hidden, r.train.max_epochs, r.train.patience), (vec![16, 8], 5, 2));
+        assert_eq!((r.net.hidden.clone(), r.train.max_epochs, r.train.patience), (vec![16, 8], 5, 2));
         let s = r.summary();
         assert!(s.starts_with("policy medium (10000 simulations, dim θ 2, dim x 2): network [16, 8] concat"), "{s}");
         assert!(s.contains("over 5 epochs (37 steps each)") && s.ends_with("explicit: hidden, blocks, max_epochs, patience"), "{s}");

@@ -8,20 +8,22 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use fmpe::model::ModelMeta;
-//! use fmpe::net::{Conditioning, NetConfig};
+//! use fmpe::policy::{Budget, Policy};
 //! use fmpe::posterior::{GpuModel, PosteriorOptions, Solver};
 //! use fmpe::tasks::{simulate_dataset, task_by_name};
-//! use fmpe::train::{Control, Fmpe, TrainConfig};
+//! use fmpe::train::{Control, Fmpe};
 //! use fmpe::Gpu;
 //!
 //! # fn main() -> fmpe::Result<()> {
 //! let gpu = Arc::new(Gpu::new()?); // or Gpu::with_options(..), Gpu::from_device(device, queue)
 //! let task = task_by_name("two_moons")?;
 //! let (theta, x) = simulate_dataset(task.as_ref(), 10_000, 1); // [n, 2], [n, 2] row-major
-//! let net = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![64; 4], conditioning: Conditioning::Concat, embedding: vec![] };
+//! // The budget policy: network and training options from the budget and dims (4 × 64,
+//! // batch 256, 200 epochs here); fmpe::policy::AutoOptions overrides any of them.
+//! let (net, train) = Policy::resolve(Budget { num_simulations: 10_000, dim_theta: 2, dim_x: 2 })?;
 //! let model = Fmpe::new(gpu.clone(), net, ModelMeta::default())
 //!     .append_simulations(&theta, &x)?
-//!     .train(&TrainConfig::default(), &mut |p| {
+//!     .train(&train, &mut |p| {
 //!         eprintln!("epoch {} validation loss {:.4}", p.record.epoch, p.record.val_loss);
 //!         Control::Continue // or Control::Stop: the best weights are kept
 //!     })?;
@@ -53,6 +55,7 @@ pub mod net;
 #[cfg(feature = "plot")]
 pub mod plot;
 pub mod ode;
+pub mod policy;
 pub mod posterior;
 pub mod prior;
 pub mod reference;

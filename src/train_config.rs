@@ -69,6 +69,28 @@ pub struct TrainConfig {
     /// Divergence: the learning rate is multiplied by this factor at each rollback
     /// (0 < f < 1).
     pub rollback_lr_factor: f64,
+    /// How the budget policy ([`crate::policy`]) resolved these options, when it did
+    /// (`None` for options set by hand, and in model files written before the policy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyRecord>,
+}
+
+/// What [`crate::policy::AutoOptions::resolve`] records in [`TrainConfig::policy`] (and
+/// so in `model.json`): the budget tier, the budget it was resolved for, the steps per
+/// epoch the schedule was counted with, and which options were given explicitly (all
+/// others are the policy's).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(default)]
+pub struct PolicyRecord {
+    /// Budget tier (`small`, `medium`, `large`).
+    pub tier: String,
+    /// Simulations the policy was resolved for.
+    pub num_simulations: usize,
+    /// Optimiser steps per epoch at the resolved batch size and validation fraction.
+    pub steps_per_epoch: usize,
+    /// Options given explicitly (snake_case field names); every other covered option
+    /// is the policy's.
+    pub explicit: Vec<String>,
 }
 
 impl Default for TrainConfig {
@@ -93,6 +115,7 @@ impl Default for TrainConfig {
             max_seconds: None,
             max_rollbacks: 3,
             rollback_lr_factor: 0.1,
+            policy: None,
         }
     }
 }

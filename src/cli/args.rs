@@ -3,48 +3,62 @@
 //! the library's configuration types.
 
 use clap::{Args, ValueEnum};
+use fmpe::policy::{AutoOptions, Budget, Resolved};
 use fmpe::error::{Error, Result};
-use fmpe::net::{Conditioning, NetConfig};
+use fmpe::net::Conditioning;
 use fmpe::posterior::{PosteriorOptions, Solver};
 use fmpe::prior::BoxPrior;
 use fmpe::tasks::Task;
 use fmpe::train::{LrSchedule, TrainConfig};
 use fmpe::transform::{ThetaTransform, XTransform};
 
-/// Network and training flags shared by `train`, `run` and `bench`. Serialised (by
-/// flag name, snake_case) into the effective `config.toml` a command writes.
+/// Network and training flags shared by `train`, `run`, `evaluate` and `bench`.
+/// Serialised (by flag name, snake_case) into the effective `config.toml` a command
+/// writes. The options the budget policy covers ([`fmpe::policy`]) default to `auto`:
+/// resolved at training time from the number of simulations and the dimensions of θ
+/// and x; an explicit value overrides the policy.
 #[derive(Args, Debug, Clone, serde::Serialize)]
 pub(crate) struct NetTrainArgs {
-    /// Width of the residual blocks, or a comma-separated list of widths (one block each).
-    #[arg(long, default_value = "64")]
+    /// Width of the residual blocks, a comma-separated list of widths (one block each),
+    /// or auto (the budget policy: 64 below 31,623 simulations, else 128).
+    #[arg(long, default_value = "auto")]
     pub(crate) hidden: String,
-    /// Number of residual blocks when --hidden is a single width.
-    #[arg(long, default_value_t = 4)]
-    pub(crate) blocks: usize,
-    /// How (t, θ_t) enters the network: concat (input [t, θ_t, x]) or glu (input x,
-    /// blocks gated by [t, θ_t]).
-    #[arg(long, value_enum, default_value_t = CondArg::Concat)]
-    pub(crate) conditioning: CondArg,
+    /// Number of residual blocks when --hidden is a single width or auto (auto: 4 below
+    /// 31,623 simulations, else 5).
+    #[arg(long, default_value = "auto")]
+    pub(crate) blocks: Auto<usize>,
+    /// How (t, θ_t) enters the network: concat (input [t, θ_t, x]), glu (input x,
+    /// blocks gated by [t, θ_t]) or auto (concat).
+    #[arg(long, default_value = "auto")]
+    pub(crate) conditioning: Auto<Conditioning>,
     /// x-embedding MLP trained jointly with the vector field, whose output replaces x as
     /// the network's input: auto (none for dim x ≤ 32, else 128,128,32), none, or
     /// comma-separated layer widths such as 128,128,32 (GELU between layers).
     #[arg(long, default_value = "auto")]
     pub(crate) embedding: String,
-    /// Minibatch size.
-    #[arg(long, default_value_t = 256)]
-    pub(crate) batch_size: usize,
-    /// Initial Adam learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    pub(crate) learning_rate: f64,
-    /// Maximum number of epochs (the cosine schedule anneals over them).
-    #[arg(long, default_value_t = 200)]
-    pub(crate) max_epochs: usize,
-    /// Early-stopping patience in epochs (best weights are restored).
-    #[arg(long, default_value_t = 30)]
-    pub(crate) patience: usize,
-    /// Fraction of simulations held out for validation.
-    #[arg(long, default_value_t = 0.05)]
-    pub(crate) validation_fraction: f64,
+    /// Minibatch size, or auto (the budget policy: 64 below 3,163 simulations, 256
+    /// below 31,623, else 512).
+    #[arg(long, default_value = "auto")]
+    pub(crate) batch_size: Auto<usize>,
+    /// Initial Adam learning rate, or auto (1e-3).
+    #[arg(long, default_value = "auto")]
+    pub(crate) learning_rate: Auto<f64>,
+    /// Maximum number of epochs (the cosine schedule anneals over them), or auto: the
+    /// budget policy's schedule length in optimiser steps (4,000 below 3,163
+    /// simulations, 7,400 below 31,623, else 40,000) over the steps per epoch.
+    #[arg(long, default_value = "auto")]
+    pub(crate) max_epochs: Auto<usize>,
+    /// Early-stopping patience in epochs (best weights are restored), or auto (15 % of
+    /// the epochs, at least 20).
+    #[arg(long, default_value = "auto")]
+    pub(crate) patience: Auto<usize>,
+    /// Fraction of simulations held out for validation, or auto (0.2 below 3,163
+    /// simulations, else 0.05).
+    #[arg(long, default_value = "auto")]
+    pub(crate) validation_fraction: Auto<f64>,
+    /// Adam L2 weight decay, or auto (0).
+    #[arg(long, default_value = "auto")]
+    pub(crate) weight_decay: Auto<f64>,
     /// Time prior exponent α: t has density ∝ t^α (t = u^(1/(1+α))).
     #[arg(long, default_value_t = 4.0)]
     pub(crate) time_prior_exponent: f64,
@@ -54,10 +68,11 @@ pub(crate) struct NetTrainArgs {
     /// Stop training after this many seconds (best weights are kept).
     #[arg(long)]
     pub(crate) max_train_seconds: Option<f64>,
-    /// Learning-rate schedule: plateau (ReduceLROnPlateau, factor 0.5, patience 10) or
-    /// cosine (annealed to 1e-6 over --max-epochs or --max-train-seconds).
-    #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
-    pub(crate) lr_schedule: ScheduleArg,
+    /// Learning-rate schedule: plateau (ReduceLROnPlateau, factor 0.5, patience 10),
+    /// cosine (annealed to 1e-6 over --max-epochs or --max-train-seconds) or auto
+    /// (cosine).
+    #[arg(long, default_value = "auto")]
+    pub(crate) lr_schedule: Auto<ScheduleArg>,
     /// Divergence: times in a row a diverged epoch (non-finite loss or gradient) is
     /// rolled back to the last good epoch and retried with a lower learning rate.
     #[arg(long, default_value_t = 3)]
@@ -65,6 +80,57 @@ pub(crate) struct NetTrainArgs {
     /// Divergence: factor applied to the learning rate at each rollback.
     #[arg(long, default_value_t = 0.1)]
     pub(crate) rollback_lr_factor: f64,
+}
+
+/// A flag value that is `auto` (the budget policy's choice, resolved at training time)
+/// or an explicit value. Written into `config.toml` as the string `"auto"` or the value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Auto<T> {
+    /// The policy's value.
+    Auto,
+    /// An explicit value.
+    Value(T),
+}
+
+impl<T: Clone> Auto<T> {
+    /// The explicit value, or `None` for `auto`.
+    pub(crate) fn get(&self) -> Option<T> {
+        match self {
+            Auto::Auto => None,
+            Auto::Value(v) => Some(v.clone()),
+        }
+    }
+}
+
+impl<T: std::str::FromStr> std::str::FromStr for Auto<T>
+where
+    T::Err: std::fmt::Display,
+{
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim() {
+            "auto" => Ok(Auto::Auto),
+            v => v.parse().map(Auto::Value).map_err(|e| format!("expected auto or a value ({e})")),
+        }
+    }
+}
+
+impl<T: std::fmt::Display> std::fmt::Display for Auto<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auto::Auto => f.write_str("auto"),
+            Auto::Value(v) => v.fmt(f),
+        }
+    }
+}
+
+impl<T: serde::Serialize> serde::Serialize for Auto<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Auto::Auto => s.serialize_str("auto"),
+            Auto::Value(v) => v.serialize(s),
+        }
+    }
 }
 
 /// The parameter-transform flag of the commands that train a model (`train`, `run`,
@@ -110,18 +176,22 @@ impl TransformArgs {
 }
 
 
-#[derive(ValueEnum, Clone, Copy, Debug, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum ScheduleArg {
     Plateau,
     Cosine,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum CondArg {
-    Concat,
-    Glu,
+impl std::str::FromStr for ScheduleArg {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "plateau" => Ok(ScheduleArg::Plateau),
+            "cosine" => Ok(ScheduleArg::Cosine),
+            other => Err(format!("unknown schedule '{other}' (expected plateau or cosine)")),
+        }
+    }
 }
 
 
@@ -158,16 +228,18 @@ pub(crate) struct SolverArgs {
 }
 
 
-/// Parses `--embedding`: `auto`, `none`, or comma-separated positive widths.
-fn parse_embedding(s: &str, dim_x: usize) -> Result<Vec<usize>> {
+/// Parses `--embedding`: `auto` (`None`, the policy's choice), `none`, or
+/// comma-separated positive widths.
+fn parse_embedding(s: &str) -> Result<Option<Vec<usize>>> {
     match s.trim() {
-        "auto" => return Ok(fmpe::net::auto_embedding(dim_x)),
-        "none" => return Ok(Vec::new()),
+        "auto" => return Ok(None),
+        "none" => return Ok(Some(Vec::new())),
         _ => {}
     }
     s.split(',')
         .map(|w| w.trim().parse::<usize>().ok().filter(|&w| w > 0))
         .collect::<Option<Vec<usize>>>()
+        .map(Some)
         .ok_or_else(|| {
             Error::usage(format!(
                 "--embedding: expected auto, none or a comma list of positive widths (e.g. 128,128,32), got '{s}'"
@@ -176,50 +248,66 @@ fn parse_embedding(s: &str, dim_x: usize) -> Result<Vec<usize>> {
 }
 
 impl NetTrainArgs {
-    pub(crate) fn net(&self, dim_theta: usize, dim_x: usize) -> Result<NetConfig> {
-        let widths: Vec<usize> = self
-            .hidden
-            .split(',')
-            .map(|s| s.trim().parse::<usize>())
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|_| Error::usage(format!("--hidden: expected a width or a comma list of widths, got '{}'", self.hidden)))?;
-        let hidden = if widths.len() == 1 { vec![widths[0]; self.blocks] } else { widths };
-        let embedding = parse_embedding(&self.embedding, dim_x)?;
-        let cfg = NetConfig {
-            dim_theta,
-            dim_x,
-            hidden,
-            conditioning: match self.conditioning {
-                CondArg::Concat => Conditioning::Concat,
-                CondArg::Glu => Conditioning::Glu,
-            },
-            embedding,
+    /// The explicit choices among the options the budget policy covers (`None` = auto).
+    ///
+    /// # Errors
+    /// [`Error::Usage`] naming `--hidden` or `--embedding` when they do not parse.
+    pub(crate) fn auto_options(&self) -> Result<AutoOptions> {
+        let (hidden, width) = match self.hidden.trim() {
+            "auto" => (None, None),
+            h => {
+                let widths: Vec<usize> = h
+                    .split(',')
+                    .map(|s| s.trim().parse::<usize>())
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|_| Error::usage(format!("--hidden: expected auto, a width or a comma list of widths, got '{h}'")))?;
+                if widths.len() == 1 {
+                    (None, Some(widths[0]))
+                } else {
+                    (Some(widths), None)
+                }
+            }
         };
-        cfg.validate()?;
-        Ok(cfg)
+        Ok(AutoOptions {
+            hidden,
+            width,
+            blocks: self.blocks.get(),
+            conditioning: self.conditioning.get(),
+            embedding: parse_embedding(&self.embedding)?,
+            batch_size: self.batch_size.get(),
+            learning_rate: self.learning_rate.get(),
+            lr_schedule: self.lr_schedule.get().map(|s| match s {
+                ScheduleArg::Plateau => LrSchedule::Plateau,
+                ScheduleArg::Cosine => LrSchedule::Cosine,
+            }),
+            max_epochs: self.max_epochs.get(),
+            patience: self.patience.get(),
+            validation_fraction: self.validation_fraction.get(),
+            weight_decay: self.weight_decay.get(),
+        })
     }
 
-    pub(crate) fn train(&self, seed: u64) -> Result<TrainConfig> {
-        let tc = TrainConfig {
-            batch_size: self.batch_size,
-            learning_rate: self.learning_rate,
-            max_epochs: self.max_epochs,
-            patience: self.patience,
-            validation_fraction: self.validation_fraction,
+    /// The training options the policy does not cover (seeded with `seed`).
+    fn base_train(&self, seed: u64) -> TrainConfig {
+        TrainConfig {
             time_prior_exponent: self.time_prior_exponent,
             sigma_min: self.sigma_min,
             seed,
             max_seconds: self.max_train_seconds,
             max_rollbacks: self.max_rollbacks,
             rollback_lr_factor: self.rollback_lr_factor,
-            lr_schedule: match self.lr_schedule {
-                ScheduleArg::Plateau => LrSchedule::Plateau,
-                ScheduleArg::Cosine => LrSchedule::Cosine,
-            },
             ..Default::default()
-        };
-        tc.validate()?;
-        Ok(tc)
+        }
+    }
+
+    /// The network and training options for `num_simulations` simulations of
+    /// `dim_theta` × `dim_x`: the explicit flags, the budget policy for the rest.
+    ///
+    /// # Errors
+    /// As [`NetTrainArgs::auto_options`] and [`AutoOptions::resolve`].
+    pub(crate) fn resolve(&self, num_simulations: usize, dim_theta: usize, dim_x: usize, seed: u64) -> Result<Resolved> {
+        let budget = Budget { num_simulations, dim_theta, dim_x };
+        self.auto_options()?.resolve(budget, &self.base_train(seed))
     }
 }
 

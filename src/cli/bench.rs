@@ -52,8 +52,9 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
     let nd = Normal::new(0.0, 0.1f64.sqrt()).expect("valid normal");
     let theta: Vec<f64> = (0..n * d).map(|_| nd.sample(&mut rng)).collect();
     let x: Vec<f64> = theta.iter().map(|t| t + nd.sample(&mut rng)).collect();
-    let net = a.net.net(d, d)?;
-    let mut tc = a.net.train(0)?;
+    let resolved = a.net.resolve(n, d, d, 0)?;
+    crate::say!("{}", resolved.summary());
+    let (net, mut tc) = (resolved.net, resolved.train);
     let params = net.layout().len;
     let mut out = BenchJson::default();
     crate::say!(

@@ -81,7 +81,7 @@ pub(crate) fn evaluate(a: EvaluateArgs) -> Result<()> {
     let (dt, dx) = (task.dim_theta(), task.dim_x());
     // Read every observation and reference first, so bad data fails before training.
     let inputs = read_inputs(&a, task.as_ref())?;
-    let mut job = Job::new(Source::task(task.as_ref(), 0), &a.transform, &a.net, a.seed, (dt, dx))?;
+    let mut job = Job::new(Source::task(task.as_ref(), 0), &a.transform, &a.net, a.seed, (dt, dx), a.num_simulations)?;
     let _lock = fmpe::io::OutputLock::acquire(&a.out)?;
     let staged = stage_out_dir(&a.out)?;
     let gpu = open_gpu()?;

@@ -46,13 +46,24 @@ pub(crate) struct Job {
     pub net: NetConfig,
     pub train: TrainConfig,
     pub meta: ModelMeta,
+    /// The resolved network and training options in one line, said before training.
+    pub summary: String,
 }
 
 impl Job {
-    /// Resolves the flags for data of `dim_theta` × `dim_x`: the network, the
-    /// hyper-parameters (seeded with `seed`), the parameter transform (logit on the
-    /// prior box, or the task prior's, unless `--no-transform`) and the x transform.
-    pub(crate) fn new(src: Source<'_>, targs: &TransformArgs, nargs: &NetTrainArgs, seed: u64, dims: (usize, usize)) -> Result<Job> {
+    /// Resolves the flags for `num_simulations` simulations (the budget given, before
+    /// failed simulations are dropped) of `dim_theta` × `dim_x`: the network and the
+    /// hyper-parameters (explicit flags, else the budget policy; seeded with `seed`),
+    /// the parameter transform (logit on the prior box, or the task prior's, unless
+    /// `--no-transform`) and the x transform.
+    pub(crate) fn new(
+        src: Source<'_>,
+        targs: &TransformArgs,
+        nargs: &NetTrainArgs,
+        seed: u64,
+        dims: (usize, usize),
+        num_simulations: usize,
+    ) -> Result<Job> {
         let (dt, dx) = dims;
         let transform = targs.transform(src.prior.as_ref(), src.task);
         transform.validate(dt)?;
@@ -69,7 +80,9 @@ impl Job {
             x_transform,
             dropped_rows: src.dropped,
         };
-        Ok(Job { net: nargs.net(dt, dx)?, train: nargs.train(seed)?, meta })
+        let resolved = nargs.resolve(num_simulations, dt, dx, seed)?;
+        let summary = resolved.summary();
+        Ok(Job { net: resolved.net, train: resolved.train, meta, summary })
     }
 }
 
@@ -110,9 +123,10 @@ pub(crate) fn held_out(gpu: &Arc<Gpu>, model: &Model, sims: &Simulations, rows: 
 
 /// The trainer of `job` on `theta [n, dim_theta]` and `x [n, dim_x]` (finite, x not
 /// yet transformed), for a command that drives the loop itself (checkpoints, signals),
-/// and the simulations it trains on (x transformed): says which transforms are used
-/// and prints data warnings.
+/// and the simulations it trains on (x transformed): says the resolved options and
+/// which transforms are used, and prints data warnings.
 pub(crate) fn trainer<'g>(gpu: &'g Gpu, job: &Job, theta: &[f64], x: &[f64]) -> Result<(Trainer<'g>, Simulations)> {
+    log::info!("{}", job.summary);
     announce_transform(&job.meta.transform);
     announce_x_transform(job.meta.x_transform);
     job.meta.validate(job.net.dim_theta)?;

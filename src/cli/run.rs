@@ -78,7 +78,7 @@ pub(crate) fn run_task(a: RunArgs) -> Result<()> {
     if a.num_samples == 0 {
         return Err(Error::usage("--num-samples must be positive"));
     }
-    let mut job = Job::new(Source::task(task.as_ref(), 0), &a.transform, &a.net, a.seed, (dt, dx))?;
+    let mut job = Job::new(Source::task(task.as_ref(), 0), &a.transform, &a.net, a.seed, (dt, dx), a.num_simulations)?;
     let _lock = fmpe::io::OutputLock::acquire(&out)?;
     let staged = stage_out_dir(&out)?;
     let gpu = open_gpu()?;

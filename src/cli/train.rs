@@ -113,7 +113,7 @@ fn load_job(a: &TrainArgs) -> Result<(Job, Matrix, Matrix)> {
         None => task.as_deref().and_then(task_box),
     };
     let source = Source { task: task.as_deref(), prior, theta_names: theta.header.clone(), x_names: x.header.clone(), dropped: 0 };
-    let mut job = Job::new(source, &a.transform, &a.net, a.seed, (theta.cols, x.cols))?;
+    let mut job = Job::new(source, &a.transform, &a.net, a.seed, (theta.cols, x.cols), theta.rows)?;
     check_theta_support(&job.meta.transform, &theta, &a.theta)?;
     let (theta, x, dropped) = drop_nonfinite_rows(&theta, &x, &a.theta, &a.x)?;
     if dropped > 0 {

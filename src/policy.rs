@@ -1,0 +1,434 @@
+//! The budget policy (issue 11): the network and training options that follow from the
+//! number of simulations and the dimensions of θ and x — never from a task's name.
+//!
+//! [`Policy::resolve`] maps a [`Budget`] to a [`NetConfig`] and a [`TrainConfig`];
+//! [`AutoOptions`] holds the caller's explicit choices (`None` = `auto`, the policy's
+//! value) and [`AutoOptions::resolve`] fills the rest in at training time. The result
+//! is an ordinary [`NetConfig`] + [`TrainConfig`], which [`crate::model::Model`] stores
+//! in `model.json`; [`Resolved::summary`] is the line the command-line tool prints
+//! before training.
+//!
+//! The policy has three budget tiers, split at the geometric midpoints between the
+//! sbibm budgets 10³, 10⁴ and 10⁵ (3,163 and 31,623 simulations):
+//!
+//! | tier | blocks × width | batch | learning rate | validation | weight decay | schedule (optimiser steps) |
+//! |---|---|---|---|---|---|---|
+//! | small (< 3,163) | 4 × 64 | 64 | 1e-3 | 20 % | 0 | 4,000 |
+//! | medium (< 31,623) | 4 × 64 | 256 | 1e-3 | 5 % | 0 | 7,400 |
+//! | large | 5 × 128 | 512 | 1e-3 | 5 % | 0 | 40,000 |
+//!
+//! Every tier uses concat conditioning and the cosine schedule. The schedule is counted
+//! in optimiser steps: `max_epochs = ⌈steps / steps_per_epoch⌉` (at most
+//! [`MAX_AUTO_EPOCHS`]), with `steps_per_epoch = ⌊n_train / batch⌋` as the trainer
+//! computes it, so a smaller batch or a larger validation share does not silently
+//! change how far the cosine schedule anneals. Early-stopping patience is 15 % of the
+//! epochs, at least [`MIN_AUTO_PATIENCE`]. The dimensions enter through the
+//! x-embedding ([`crate::net::auto_embedding`]: none for dim x ≤ 32, else
+//! `[128, 128, 32]`). The medium tier is the pre-policy default (4 × 64, batch 256,
+//! 200 epochs at 10⁴ simulations, 5 % validation), measured on every sbibm task at 10⁴;
+//! the small tier was tuned on two_moons and slcp at 10³ (BENCHMARKS.md, "Budget policy
+//! (issue 11)"); the large tier follows the FMPE paper's direction (larger network and
+//! batch) and is not yet measured.
+//!
+//! A change of policy is a visible, deliberate change: the unit test below pins the
+//! resolved values for every (budget, task dimensions) row of the sbibm table.
+
+use crate::error::{Error, Result};
+use crate::net::{auto_embedding, Conditioning, NetConfig};
+use crate::train_config::{LrSchedule, TrainConfig};
+
+/// Lower tier boundary: budgets below this many simulations use the small tier
+/// (⌈√10 · 10³⌉, the geometric midpoint of 10³ and 10⁴).
+pub const SMALL_BUDGET_BELOW: usize = 3_163;
+/// Upper tier boundary: budgets from this many simulations on use the large tier
+/// (⌈√10 · 10⁴⌉, the geometric midpoint of 10⁴ and 10⁵).
+pub const LARGE_BUDGET_FROM: usize = 31_623;
+/// Upper bound on the epochs the step-counted schedule resolves to (tiny datasets
+/// would otherwise get tens of thousands of one-step epochs).
+pub const MAX_AUTO_EPOCHS: usize = 2_000;
+/// Lower bound on the automatic early-stopping patience, in epochs.
+pub const MIN_AUTO_PATIENCE: usize = 20;
+
+/// What the policy reads: the simulation budget and the dimensions of θ and x.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    /// Simulations available for training and validation together.
+    pub num_simulations: usize,
+    /// Dimension of θ.
+    pub dim_theta: usize,
+    /// Dimension of x as fed to the network.
+    pub dim_x: usize,
+}
+
+/// The policy's values for one budget tier (see the module docs' table).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tier {
+    /// Tier name (`small`, `medium`, `large`), printed and stored in `model.json`.
+    pub name: &'static str,
+    /// Width of each residual block.
+    pub width: usize,
+    /// Number of residual blocks.
+    pub blocks: usize,
+    /// Minibatch size.
+    pub batch_size: usize,
+    /// Initial Adam learning rate.
+    pub learning_rate: f64,
+    /// Fraction of the simulations held out for validation.
+    pub validation_fraction: f64,
+    /// Adam L2 weight decay.
+    pub weight_decay: f64,
+    /// Length of the cosine schedule in optimiser steps.
+    pub steps: usize,
+}
+
+/// The budget policy. Stateless: every value follows from a [`Budget`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Policy;
+
+impl Policy {
+    /// The tier of a budget of `num_simulations` (see [`SMALL_BUDGET_BELOW`],
+    /// [`LARGE_BUDGET_FROM`]).
+    pub fn tier(num_simulations: usize) -> Tier {
+        if num_simulations < SMALL_BUDGET_BELOW {
+            Tier {
+                name: "small",
+                width: 64,
+                blocks: 4,
+                batch_size: 64,
+                learning_rate: 1e-3,
+                validation_fraction: 0.2,
+                weight_decay: 0.0,
+                steps: 4_000,
+            }
+        } else if num_simulations < LARGE_BUDGET_FROM {
+            Tier {
+                name: "medium",
+                width: 64,
+                blocks: 4,
+                batch_size: 256,
+                learning_rate: 1e-3,
+                validation_fraction: 0.05,
+                weight_decay: 0.0,
+                steps: 7_400,
+            }
+        } else {
+            Tier {
+                name: "large",
+                width: 128,
+                blocks: 5,
+                batch_size: 512,
+                learning_rate: 1e-3,
+                validation_fraction: 0.05,
+                weight_decay: 0.0,
+                steps: 40_000,
+            }
+        }
+    }
+
+    /// The network and training options of the policy for `budget`, with every other
+    /// training option at [`TrainConfig::default`]. Same as
+    /// `AutoOptions::default().resolve(budget, &TrainConfig::default())`.
+    ///
+    /// # Errors
+    /// As [`AutoOptions::resolve`].
+    pub fn resolve(budget: Budget) -> Result<(NetConfig, TrainConfig)> {
+        let r = AutoOptions::default().resolve(budget, &TrainConfig::default())?;
+        Ok((r.net, r.train))
+    }
+}
+
+/// The options the policy covers; each `None` means `auto` (the policy's value), each
+/// `Some` is the caller's explicit choice and wins.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AutoOptions {
+    /// Widths of the residual blocks, one block each (overrides `width` and `blocks`).
+    pub hidden: Option<Vec<usize>>,
+    /// Width of every residual block (with `blocks` blocks).
+    pub width: Option<usize>,
+    /// Number of residual blocks (of `width`).
+    pub blocks: Option<usize>,
+    /// How (t, θ_t) enters the network.
+    pub conditioning: Option<Conditioning>,
+    /// x-embedding widths (`Some(vec![])`: none).
+    pub embedding: Option<Vec<usize>>,
+    /// Minibatch size.
+    pub batch_size: Option<usize>,
+    /// Initial Adam learning rate.
+    pub learning_rate: Option<f64>,
+    /// Learning-rate schedule.
+    pub lr_schedule: Option<LrSchedule>,
+    /// Upper bound on epochs (the cosine schedule anneals over them).
+    pub max_epochs: Option<usize>,
+    /// Early-stopping patience in epochs.
+    pub patience: Option<usize>,
+    /// Fraction of the simulations held out for validation.
+    pub validation_fraction: Option<f64>,
+    /// Adam L2 weight decay.
+    pub weight_decay: Option<f64>,
+}
+
+/// The outcome of [`AutoOptions::resolve`]: the options to train with, and where they
+/// came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resolved {
+    /// The network.
+    pub net: NetConfig,
+    /// The training options (with [`TrainConfig::policy`] set).
+    pub train: TrainConfig,
+}
+
+/// `⌊n_train / batch⌋` for `n` simulations, as the trainer splits them (at least 1).
+pub fn steps_per_epoch(n: usize, batch_size: usize, validation_fraction: f64) -> usize {
+    let n_val = ((n as f64) * validation_fraction).round() as usize;
+    let n_train = n.saturating_sub(n_val).max(1);
+    (n_train / batch_size.clamp(1, n_train)).max(1)
+}
+
+impl AutoOptions {
+    /// Fills every `None` with the policy's value for `budget`; fields the policy does
+    /// not cover (seed, σ_min, time prior exponent, Adam's constants, wall-clock limit,
+    /// rollbacks) come from `base`. When `max_epochs` is `auto` it is the tier's step
+    /// count over the steps per epoch of the resolved batch size and validation
+    /// fraction; when `patience` is `auto` it is 15 % of the resolved `max_epochs` (at
+    /// least [`MIN_AUTO_PATIENCE`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] naming the field (`num_simulations`, `hidden`,
+    /// `blocks`, `embedding`, `batch_size`, …) when a dimension or the budget is zero
+    /// or an explicit value is out of range ([`NetConfig::validate`],
+    /// [`TrainConfig::validate`]).
+    pub fn resolve(&self, budget: Budget, base: &TrainConfig) -> Result<Resolved> {
+        if budget.num_simulations == 0 {
+            return Err(Error::option("num_simulations", "must be positive"));
+        }
+        let tier = Policy::tier(budget.num_simulations);
+        let hidden = match &self.hidden {
+            Some(h) => h.clone(),
+            None => vec![self.width.unwrap_or(tier.width); self.blocks.unwrap_or(tier.blocks)],
+        };
+        if self.blocks == Some(0) {
+            return Err(Error::option("blocks", "must be positive"));
+        }
+        let net = NetConfig {
+            dim_theta: budget.dim_theta,
+            dim_x: budget.dim_x,
+            hidden,
+            conditioning: self.conditioning.unwrap_or(Conditioning::Concat),
+            embedding: self.embedding.clone().unwrap_or_else(|| auto_embedding(budget.dim_x)),
+        };
+        net.validate()?;
+        let batch_size = self.batch_size.unwrap_or(tier.batch_size);
+        let validation_fraction = self.validation_fraction.unwrap_or(tier.validation_fraction);
+        let spe = steps_per_epoch(budget.num_simulations, batch_size, validation_fraction);
+        let max_epochs = self.max_epochs.unwrap_or_else(|| tier.steps.div_ceil(spe).clamp(1, MAX_AUTO_EPOCHS));
+        let patience = self.patience.unwrap_or_else(|| (max_epochs * 3).div_ceil(20).max(MIN_AUTO_PATIENCE));
+        let train = TrainConfig {
+            batch_size,
+            learning_rate: self.learning_rate.unwrap_or(tier.learning_rate),
+            lr_schedule: self.lr_schedule.unwrap_or(LrSchedule::Cosine),
+            max_epochs,
+            patience,
+            validation_fraction,
+            weight_decay: self.weight_decay.unwrap_or(tier.weight_decay),
+            policy: Some(crate::train_config::PolicyRecord {
+                tier: tier.name.to_string(),
+                num_simulations: budget.num_simulations,
+                steps_per_epoch: spe,
+                explicit: self.explicit_fields(),
+            }),
+            ..base.clone()
+        };
+        train.validate()?;
+        Ok(Resolved { net, train })
+    }
+
+    /// Names of the fields given explicitly (not `auto`), in declaration order.
+    pub fn explicit_fields(&self) -> Vec<String> {
+        let given = [
+            ("hidden", self.hidden.is_some()),
+            ("width", self.width.is_some()),
+            ("blocks", self.blocks.is_some()),
+            ("conditioning", self.conditioning.is_some()),
+            ("embedding", self.embedding.is_some()),
+            ("batch_size", self.batch_size.is_some()),
+            ("learning_rate", self.learning_rate.is_some()),
+            ("lr_schedule", self.lr_schedule.is_some()),
+            ("max_epochs", self.max_epochs.is_some()),
+            ("patience", self.patience.is_some()),
+            ("validation_fraction", self.validation_fraction.is_some()),
+            ("weight_decay", self.weight_decay.is_some()),
+        ];
+        given.iter().filter(|(_, g)| *g).map(|(n, _)| n.to_string()).collect()
+    }
+}
+
+impl Resolved {
+    /// One readable line with the resolved network and training options, e.g.
+    /// `policy medium (10000 simulations, dim θ 2, dim x 2): network 4 × [64] concat, no
+    /// x-embedding; batch 256, learning rate 1e-3 cosine over 200 epochs (37 steps
+    /// each), patience 30, validation 5 %, weight decay 0`; explicit choices are listed
+    /// at the end.
+    pub fn summary(&self) -> String {
+        let (n, t) = (&self.net, &self.train);
+        let emb = if n.embedding.is_empty() { "no x-embedding".to_string() } else { format!("x-embedding {:?}", n.embedding) };
+        let widths = if n.hidden.iter().all(|&w| w == n.hidden[0]) {
+            format!("{} × {}", n.hidden.len(), n.hidden[0])
+        } else {
+            format!("{:?}", n.hidden)
+        };
+        let sched = match t.lr_schedule {
+            LrSchedule::Cosine => "cosine",
+            LrSchedule::Plateau => "plateau",
+        };
+        let (head, spe, explicit) = match &t.policy {
+            Some(p) => (
+                format!("policy {} ({} simulations, dim θ {}, dim x {})", p.tier, p.num_simulations, n.dim_theta, n.dim_x),
+                format!(" ({} steps each)", p.steps_per_epoch),
+                if p.explicit.is_empty() { String::new() } else { format!("; explicit: {}", p.explicit.join(", ")) },
+            ),
+            None => (format!("options (dim θ {}, dim x {})", n.dim_theta, n.dim_x), String::new(), String::new()),
+        };
+        format!(
+            "{head}: network {widths} {} conditioning, {emb}; batch {}, learning rate {:e} {sched} over {} epochs{spe}, \
+             patience {}, validation {} %, weight decay {}{explicit}",
+            n.conditioning,
+            t.batch_size,
+            t.learning_rate,
+            t.max_epochs,
+            t.patience,
+            t.validation_fraction * 100.0,
+            if t.weight_decay == 0.0 { "0".to_string() } else { format!("{:e}", t.weight_decay) },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One pinned row: budget, dims → blocks × width, embedding, batch, lr, epochs,
+    /// patience, validation fraction, weight decay.
+    struct Row {
+        task: &'static str,
+        n: usize,
+        dims: (usize, usize),
+        hidden: (usize, usize),
+        embedding: &'static [usize],
+        batch: usize,
+        lr: f64,
+        epochs: usize,
+        patience: usize,
+        val: f64,
+        wd: f64,
+    }
+
+    const EMB: &[usize] = &[128, 128, 32];
+
+    /// The policy's output for every sbibm task (dim θ / dim x) at 10³, 10⁴ and 10⁵
+    /// simulations. Changing the policy means changing this table, deliberately.
+    fn table() -> Vec<Row> {
+        let tasks: [(&str, (usize, usize)); 10] = [
+            ("two_moons", (2, 2)),
+            ("gaussian_linear", (10, 10)),
+            ("gaussian_linear_uniform", (10, 10)),
+            ("gaussian_mixture", (2, 2)),
+            ("slcp", (5, 8)),
+            ("slcp_distractors", (5, 100)),
+            ("bernoulli_glm", (10, 10)),
+            ("bernoulli_glm_raw", (10, 100)),
+            ("sir", (2, 10)),
+            ("lotka_volterra", (4, 20)),
+        ];
+        let mut rows = Vec::new();
+        for (task, dims) in tasks {
+            let embedding: &'static [usize] = if dims.1 > 32 { EMB } else { &[] };
+            // 10³: 800 training rows / 64 = 12 steps per epoch, ⌈4000 / 12⌉ = 334 epochs.
+            rows.push(Row { task, n: 1_000, dims, hidden: (4, 64), embedding, batch: 64, lr: 1e-3, epochs: 334, patience: 51, val: 0.2, wd: 0.0 });
+            // 10⁴: 9500 / 256 = 37 steps per epoch, ⌈7400 / 37⌉ = 200 epochs.
+            rows.push(Row { task, n: 10_000, dims, hidden: (4, 64), embedding, batch: 256, lr: 1e-3, epochs: 200, patience: 30, val: 0.05, wd: 0.0 });
+            // 10⁵: 95000 / 512 = 185 steps per epoch, ⌈40000 / 185⌉ = 217 epochs.
+            rows.push(Row { task, n: 100_000, dims, hidden: (5, 128), embedding, batch: 512, lr: 1e-3, epochs: 217, patience: 33, val: 0.05, wd: 0.0 });
+        }
+        rows
+    }
+
+    #[test]
+    fn the_policy_is_pinned_for_every_sbibm_budget_and_task() {
+        let rows = table();
+        assert_eq!(rows.len(), 30);
+        for r in rows {
+            let b = Budget { num_simulations: r.n, dim_theta: r.dims.0, dim_x: r.dims.1 };
+            let (net, tc) = Policy::resolve(b).unwrap();
+            let what = format!("{} at {}", r.task, r.n);
+            assert_eq!(net.hidden, vec![r.hidden.1; r.hidden.0], "{what}: hidden");
+            assert_eq!(net.conditioning, Conditioning::Concat, "{what}");
+            assert_eq!(net.embedding, r.embedding, "{what}: embedding");
+            assert_eq!((net.dim_theta, net.dim_x), r.dims, "{what}");
+            assert_eq!(tc.batch_size, r.batch, "{what}: batch");
+            assert_eq!(tc.learning_rate, r.lr, "{what}: learning rate");
+            assert_eq!(tc.lr_schedule, LrSchedule::Cosine, "{what}");
+            assert_eq!(tc.max_epochs, r.epochs, "{what}: epochs");
+            assert_eq!(tc.patience, r.patience, "{what}: patience");
+            assert_eq!(tc.validation_fraction, r.val, "{what}: validation");
+            assert_eq!(tc.weight_decay, r.wd, "{what}: weight decay");
+            // Fields outside the policy keep the defaults.
+            let d = TrainConfig::default();
+            assert_eq!((tc.sigma_min, tc.time_prior_exponent, tc.seed), (d.sigma_min, d.time_prior_exponent, d.seed), "{what}");
+            assert!(tc.policy.as_ref().is_some_and(|p| p.explicit.is_empty() && p.num_simulations == r.n), "{what}");
+        }
+    }
+
+    #[test]
+    fn explicit_values_win_and_the_schedule_follows_the_batch() {
+        let b = Budget { num_simulations: 10_000, dim_theta: 2, dim_x: 2 };
+        let base = TrainConfig { seed: 7, sigma_min: 1e-3, ..Default::default() };
+        let o = AutoOptions { width: Some(32), batch_size: Some(128), weight_decay: Some(1e-4), ..Default::default() };
+        let r = o.resolve(b, &base).unwrap();
+        assert_eq!(r.net.hidden, vec![32; 4]);
+        assert_eq!((r.train.batch_size, r.train.weight_decay), (128, 1e-4));
+        // 9500 / 128 = 74 steps per epoch: ⌈7400 / 74⌉ = 100 epochs, patience 15.
+        assert_eq!(r.train.max_epochs, 100);
+        assert_eq!(r.train.patience, MIN_AUTO_PATIENCE);
+        assert_eq!((r.train.seed, r.train.sigma_min), (7, 1e-3));
+        let p = r.train.policy.as_ref().unwrap();
+        assert_eq!(p.explicit, ["width", "batch_size", "weight_decay"]);
+        assert_eq!((p.tier.as_str(), p.steps_per_epoch), ("medium", 74));
+        // An explicit list of widths beats width and blocks; explicit epochs are kept.
+        let o = AutoOptions { hidden: Some(vec![16, 8]), blocks: Some(9), max_epochs: Some(5), patience: Some(2), ..Default::default() };
+        let r = o.resolve(b, &base).unwrap();
+        assert_eq!((r.net.hidden.clone(), r.train.max_epochs, r.train.patience), (vec![16, 8], 5, 2));
+        let s = r.summary();
+        assert!(s.starts_with("policy medium (10000 simulations, dim θ 2, dim x 2): network [16, 8] concat"), "{s}");
+        assert!(s.contains("over 5 epochs (37 steps each)") && s.ends_with("explicit: hidden, blocks, max_epochs, patience"), "{s}");
+    }
+
+    #[test]
+    fn tier_boundaries_and_tiny_budgets() {
+        assert_eq!(Policy::tier(SMALL_BUDGET_BELOW - 1).name, "small");
+        assert_eq!(Policy::tier(SMALL_BUDGET_BELOW).name, "medium");
+        assert_eq!(Policy::tier(LARGE_BUDGET_FROM - 1).name, "medium");
+        assert_eq!(Policy::tier(LARGE_BUDGET_FROM).name, "large");
+        // 10 simulations: 2 validation rows, 8 training rows, one step per epoch; the
+        // epochs are capped.
+        let (_, tc) = Policy::resolve(Budget { num_simulations: 10, dim_theta: 1, dim_x: 1 }).unwrap();
+        assert_eq!((tc.max_epochs, tc.patience), (MAX_AUTO_EPOCHS, 300));
+    }
+
+    #[test]
+    fn bad_values_are_named_by_their_field() {
+        let b = Budget { num_simulations: 1000, dim_theta: 2, dim_x: 2 };
+        let name = |o: AutoOptions, b: Budget| match o.resolve(b, &TrainConfig::default()) {
+            Err(Error::InvalidOption { name, .. }) => name,
+            other => panic!("expected InvalidOption, got {other:?}"),
+        };
+        assert_eq!(name(AutoOptions::default(), Budget { num_simulations: 0, ..b }), "num_simulations");
+        assert_eq!(name(AutoOptions { blocks: Some(0), ..Default::default() }, b), "blocks");
+        assert_eq!(name(AutoOptions { width: Some(0), ..Default::default() }, b), "hidden");
+        assert_eq!(name(AutoOptions { embedding: Some(vec![0]), ..Default::default() }, b), "embedding");
+        assert_eq!(name(AutoOptions { batch_size: Some(0), ..Default::default() }, b), "batch_size");
+        assert_eq!(name(AutoOptions { learning_rate: Some(-1.0), ..Default::default() }, b), "learning_rate");
+        assert_eq!(name(AutoOptions { validation_fraction: Some(1.0), ..Default::default() }, b), "validation_fraction");
+        assert_eq!(name(AutoOptions { weight_decay: Some(-1.0), ..Default::default() }, b), "weight_decay");
+        assert_eq!(name(AutoOptions { max_epochs: Some(0), ..Default::default() }, b), "max_epochs");
+    }
+}

@@ -13,6 +13,10 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("fmpe-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -313,33 +317,55 @@ fn evaluate_args<'a>(sbibm: &'a str, out: &'a str, obs: &'a str) -> Vec<&'a str>
     ]
 }
 
+/// The cells of an `evaluate` results.json.
+fn eval_cells(out: &Path) -> Vec<serde_json::Value> {
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    json["cells"].as_array().unwrap().clone()
+}
+
 #[test]
 #[ignore = "needs ../shared/sbibm (CI runs it with --include-ignored)"]
-fn evaluate_writes_samples_tables_and_plots_per_observation() {
+fn evaluate_writes_cells_tables_and_plots_and_resumes_by_key() {
     let dir = tmpdir("evaluate");
     let sbibm = sbibm_dir();
     let (sb, out) = (sbibm.to_str().unwrap(), dir.join("eval"));
-    let o = fmpe(&evaluate_args(sb, out.to_str().unwrap(), "1,3"));
+    let os = out.to_str().unwrap();
+    let o = fmpe(&evaluate_args(sb, os, "1,3"));
     assert!(o.status.success(), "{}", stderr(&o));
-    for k in [1, 3] {
-        let s = fmpe::io::read_matrix(&out.join(format!("samples_obs{k}.csv"))).unwrap();
+    let cells = eval_cells(&out);
+    let obs: Vec<u64> = cells.iter().map(|r| r["observation"].as_u64().unwrap()).collect();
+    assert_eq!(obs, vec![1, 3]);
+    for c in &cells {
+        assert!(c["c2st"].is_null(), "--no-c2st must not report a score");
+        assert_eq!((c["npe"].as_f64(), c["num_simulations"].as_u64()), (None, Some(400)), "no anchor at 400 simulations");
+        let model = PathBuf::from(c["model"].as_str().unwrap());
+        let k = c["observation"].as_u64().unwrap();
+        let s = fmpe::io::read_matrix(&model.join(format!("samples_obs{k}.csv"))).unwrap();
         assert_eq!((s.rows, s.cols), (300, 2));
         // Default logit transform: every sample lies strictly inside two_moons' prior box.
         assert!(s.data.iter().all(|v| v.abs() < 1.0), "sample outside [-1, 1]");
-        assert!(out.join(format!("pairplot_obs{k}.png")).is_file());
+        assert!(model.join(format!("pairplot_obs{k}.png")).is_file() && model.join("model.json").is_file());
+        assert!(c["held_out_nll"].as_f64().unwrap().is_finite());
     }
-    assert!(!out.join("samples_obs2.csv").exists());
-    assert!(out.join("model").join("model.json").is_file() && out.join("model").join("training_curve.png").is_file());
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
-    let obs: Vec<u64> = json["observations"].as_array().unwrap().iter().map(|r| r["observation"].as_u64().unwrap()).collect();
-    assert_eq!(obs, vec![1, 3]);
-    assert!(json["c2st_mean"].is_null(), "--no-c2st must not report a score");
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
-    // Refuses to overwrite a non-empty --out.
-    assert_fails(&fmpe(&evaluate_args(sb, out.to_str().unwrap(), "1")), 1, &["exists and is not an empty directory"]);
-    // Bad --observations is a usage error naming the flag.
+    // The same command again reuses both cells (and trains nothing).
+    let o = fmpe(&evaluate_args(sb, os, "1,3"));
+    assert!(o.status.success() && stdout(&o).contains("2 cells (2 reused)"), "{}", stdout(&o));
+    assert_eq!(eval_cells(&out), cells);
+    // Another observation reuses the trained model; a changed option makes new cells.
+    let o = fmpe(&evaluate_args(sb, os, "1-2"));
+    assert!(o.status.success() && stdout(&o).contains("(1 reused)") && stderr(&o).contains("reusing the model"), "{}", stderr(&o));
+    let mut args = evaluate_args(sb, os, "1");
+    args.extend(["--num-samples", "200"]);
+    let o = fmpe(&args);
+    assert!(o.status.success() && stdout(&o).contains("1 cells (0 reused)"), "{}", stdout(&o));
+    // --tasks all and a budget list parse; a bad list is a usage error naming the flag.
     assert_fails(&fmpe(&evaluate_args(sb, dir.join("e2").to_str().unwrap(), "0-3")), 2, &["--observations"]);
+    let e3 = dir.join("e3");
+    let mut args = evaluate_args(sb, e3.to_str().unwrap(), "1");
+    args.extend(["--num-simulations", "400,x"]);
+    assert_fails(&fmpe(&args), 2, &["--num-simulations"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -355,13 +381,12 @@ fn evaluate_records_observations_whose_rejection_gives_up_and_still_writes_its_o
     let mut args = evaluate_args(sbibm.to_str().unwrap(), out.to_str().unwrap(), "1-2");
     args.extend(["--no-transform", "--max-sampling-time", "0.000001"]);
     let o = fmpe(&args);
-    assert_fails(&o, 4, &["observation 1: failed", "observation(s) [1, 2]", "--max-sampling-time"]);
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
-    for r in json["observations"].as_array().unwrap() {
+    assert_fails(&o, 4, &["observation 1: failed", "two_moons 400 observation 1, two_moons 400 observation 2", "--max-sampling-time"]);
+    for r in eval_cells(&out) {
         assert!(r["error"].as_str().unwrap().contains("prior support"), "{r}");
+        assert!(PathBuf::from(r["model"].as_str().unwrap()).join("model.json").is_file());
     }
     assert!(std::fs::read_to_string(out.join("results.md")).unwrap().contains("failed"));
-    assert!(out.join("model").join("model.json").is_file());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

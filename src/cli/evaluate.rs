@@ -1,28 +1,37 @@
-//! `fmpe evaluate`: the SBI benchmark for one task — train once, sample 10,000 posterior
-//! samples per observation (rejected to the prior support), score each against sbibm's
-//! reference posterior with the GPU C2ST, and write a table and pair plots.
+//! `fmpe evaluate`: the SBI benchmark table — for each task and simulation budget, train
+//! once, sample 10,000 posterior samples per observation (rejected to the prior
+//! support), score each against sbibm's reference posterior with the GPU C2ST, and
+//! write the table with sbibm's published anchors beside each cell.
+//!
+//! Resumable: every cell (task, budget, observation) is a file under `OUT/cells/`,
+//! keyed by the task, budget, observation, seed and a hash of everything that made it
+//! (the resolved network and training options, transforms, sampling options, the
+//! binary's version and a hash of the binary itself). A later run with the same `--out`
+//! reuses a cell only when its key matches, and a trained model likewise
+//! (`OUT/models/`); the tables are rebuilt from the cells of the grid asked for.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
 use fmpe::error::{Error, Result};
-use fmpe::io::{read_matrix, write_matrix, Matrix};
+use fmpe::io::{read_matrix, write_file_atomic, write_matrix, Matrix};
+use fmpe::model::Model;
 use fmpe::posterior::GpuModel;
-use fmpe::tasks::{task_by_name, Task};
+use fmpe::tasks::{sbibm_anchor, task_by_name, Task, TASK_NAMES};
 
 use super::args::{NetTrainArgs, SolverArgs, TransformArgs};
 use super::pipeline::{self, Job, Source};
-use super::util::{open_gpu, read_observation, stage_out_dir};
+use super::util::{open_gpu, read_observation};
 
 #[derive(Args, Debug)]
 pub(crate) struct EvaluateArgs {
-    /// Benchmark task.
-    #[arg(long)]
-    task: String,
-    /// Simulation budget.
-    #[arg(long, default_value_t = 10_000)]
-    num_simulations: usize,
+    /// Benchmark tasks: a comma list, or `all` for the ten sbibm tasks.
+    #[arg(long, alias = "task")]
+    tasks: String,
+    /// Simulation budgets, a comma list (e.g. 1000,10000,100000).
+    #[arg(long, default_value = "10000")]
+    num_simulations: String,
     /// Observations to evaluate: a range `1-10` or a comma list `1,3,5`.
     #[arg(long, default_value = "1-10")]
     observations: String,
@@ -30,7 +39,8 @@ pub(crate) struct EvaluateArgs {
     /// $FMPE_SBIBM_DIR or ../shared/sbibm.
     #[arg(long)]
     sbibm_dir: Option<PathBuf>,
-    /// Output directory (replaced atomically at the end).
+    /// Output directory: created if missing; a directory from an earlier `evaluate`
+    /// is resumed (cells whose key matches are reused).
     #[arg(long)]
     out: PathBuf,
     /// Seed of everything.
@@ -73,68 +83,60 @@ fn parse_observations(s: &str) -> Result<Vec<usize>> {
     Ok(out)
 }
 
-pub(crate) fn evaluate(a: EvaluateArgs) -> Result<()> {
-    let task = task_by_name(&a.task)?;
-    if a.num_samples == 0 {
-        return Err(Error::usage("--num-samples must be positive"));
+fn parse_tasks(s: &str) -> Result<Vec<String>> {
+    if s.trim() == "all" {
+        return Ok(TASK_NAMES.iter().map(|t| t.to_string()).collect());
     }
-    let (dt, dx) = (task.dim_theta(), task.dim_x());
-    // Read every observation and reference first, so bad data fails before training.
-    let inputs = read_inputs(&a, task.as_ref())?;
-    let mut job = Job::new(Source::task(task.as_ref(), 0), &a.transform, &a.net, a.seed, (dt, dx), a.num_simulations)?;
-    let _lock = fmpe::io::OutputLock::acquire(&a.out)?;
-    let staged = stage_out_dir(&a.out)?;
-    let gpu = open_gpu()?;
-    let t0 = Instant::now();
-    let (theta, x, dropped) = pipeline::simulate_finite(task.as_ref(), a.num_simulations, a.seed)?;
-    let t_sim = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
-    job.meta.dropped_rows = dropped;
-    let model = pipeline::fit(&gpu, job, &theta.data, &x.data)?;
-    let t_train = t1.elapsed().as_secs_f64();
-    model.save(&staged.path().join("model"))?;
-    fmpe::plot::training_curve(&model.info.history, &staged.path().join("model").join("training_curve.png"))?;
+    let names: Vec<String> = s.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
+    if names.is_empty() {
+        return Err(Error::usage("--tasks: expected a comma list of task names, or all"));
+    }
+    for n in &names {
+        task_by_name(n).map_err(|e| Error::usage(format!("--tasks: {e}")))?;
+    }
+    Ok(names)
+}
 
-    let on_gpu = GpuModel::new(gpu.clone(), &model)?;
-    // An observation whose rejection sampling gives up (too few samples inside the prior
-    // support within --max-sampling-time) is recorded as failed; the others are still
-    // scored and written, and the command exits with status 4 afterwards.
-    let mut rows = Vec::new();
-    let mut failed = Vec::new();
-    for input in &inputs {
-        let row = score_observation(&a, task.as_ref(), &on_gpu, input, staged.path())?;
-        if row.get("error").is_some() {
-            failed.push(input.k);
-        }
-        rows.push(row);
+fn parse_budgets(s: &str) -> Result<Vec<usize>> {
+    let bad = || Error::usage(format!("--num-simulations: expected a comma list of positive counts, got '{s}'"));
+    let v: Vec<usize> = s.split(',').map(|p| p.trim().parse::<usize>().map_err(|_| bad())).collect::<Result<_>>()?;
+    if v.is_empty() || v.contains(&0) {
+        return Err(bad());
     }
-    let md = write_results(&a, task.name(), &rows, staged.path(), |mean, sd| {
-        serde_json::json!({
-            "task": task.name(), "num_simulations": a.num_simulations, "dropped_simulations": dropped,
-            "adapter": gpu.adapter().map(|a| a.to_string()), "network": model.info.net,
-            "transform": model.info.transform, "x_transform": model.info.x_transform,
-            "epochs": model.info.history.len(), "best_epoch": model.info.best_epoch,
-            "seconds": {"simulate": t_sim, "train": t_train, "total": t0.elapsed().as_secs_f64()},
-            "c2st_mean": mean, "c2st_std": sd, "observations": rows,
-        })
-    })?;
-    staged.commit()?;
-    crate::say!("{}", md.trim_end());
-    crate::say!(
-        "simulate {t_sim:.1} s, train {t_train:.1} s ({} epochs), total {:.1} s → {}",
-        model.info.history.len(),
-        t0.elapsed().as_secs_f64(),
-        a.out.display()
-    );
-    super::json::emit("evaluate", super::json::FileReport::read(&a.out, "results.json")?)?;
-    if !failed.is_empty() {
-        return Err(Error::LowAcceptance(format!(
-            "observation(s) {failed:?}: rejection sampling gave up (see above); the other observations are in {} \
-             (raise --max-sampling-time, or use --no-reject)",
-            a.out.display()
-        )));
+    Ok(v)
+}
+
+/// FNV-1a, 64 bit: a stable hash for cell keys (the same bytes give the same key on
+/// every machine and compiler version).
+fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100_0000_01b3);
     }
-    Ok(())
+    h
+}
+
+/// The hash of this binary's bytes (so a rebuilt binary never reuses old cells), once.
+fn binary_hash() -> Result<u64> {
+    static HASH: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    if let Some(h) = HASH.get() {
+        return Ok(*h);
+    }
+    let exe = std::env::current_exe().map_err(|e| Error::invalid(format!("cannot locate the fmpe binary: {e}")))?;
+    let bytes = std::fs::read(&exe).map_err(|e| Error::io(&exe, e))?;
+    Ok(*HASH.get_or_init(|| fnv1a(&bytes, 0xcbf2_9ce4_8422_2325)))
+}
+
+/// The key of everything that makes a (task, budget)'s model and cells besides the
+/// observation: 16 hex digits.
+fn config_hash(a: &EvaluateArgs, job: &Job) -> Result<String> {
+    let desc = serde_json::json!({
+        "net": job.net, "train": job.train, "transform": job.meta.transform, "x_transform": job.meta.x_transform,
+        "prior": job.meta.prior, "sampling": a.solver.options(a.seed), "num_samples": a.num_samples,
+        "c2st": !a.no_c2st, "version": env!("CARGO_PKG_VERSION"),
+    });
+    let text = serde_json::to_string(&desc).map_err(|e| Error::invalid(e.to_string()))?;
+    Ok(format!("{:016x}", fnv1a(text.as_bytes(), binary_hash()?)))
 }
 
 /// One sbibm observation: its number, x_o and the reference posterior samples.
@@ -144,15 +146,16 @@ struct Input {
     reference: Matrix,
 }
 
-/// Reads the observations `--observations` names and their reference posteriors.
-fn read_inputs(a: &EvaluateArgs, task: &dyn Task) -> Result<Vec<Input>> {
-    let obs = parse_observations(&a.observations)?;
-    let sbibm = a
-        .sbibm_dir
+fn sbibm_root(a: &EvaluateArgs) -> PathBuf {
+    a.sbibm_dir
         .clone()
         .or_else(|| std::env::var_os("FMPE_SBIBM_DIR").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("../shared/sbibm"));
-    let tdir = sbibm.join(task.name());
+        .unwrap_or_else(|| PathBuf::from("../shared/sbibm"))
+}
+
+/// Reads the observations `obs` of `task` and their reference posteriors.
+fn read_inputs(root: &Path, task: &dyn Task, obs: &[usize]) -> Result<Vec<Input>> {
+    let tdir = root.join(task.name());
     if !tdir.is_dir() {
         return Err(Error::invalid(format!(
             "{} not found: pass --sbibm-dir (the folder with one sub-folder per task)",
@@ -161,7 +164,7 @@ fn read_inputs(a: &EvaluateArgs, task: &dyn Task) -> Result<Vec<Input>> {
     }
     let (dt, dx) = (task.dim_theta(), task.dim_x());
     let mut inputs = Vec::new();
-    for k in obs {
+    for &k in obs {
         let od = tdir.join(format!("num_observation_{k}"));
         let xo = read_observation(&od.join("observation.csv"), dx)?;
         let rp = od.join("reference_posterior_samples.csv");
@@ -174,12 +177,126 @@ fn read_inputs(a: &EvaluateArgs, task: &dyn Task) -> Result<Vec<Input>> {
     Ok(inputs)
 }
 
-/// Samples one observation, writes its samples and pair plot into `dir`, scores them
-/// with the C2ST (unless `--no-c2st`): returns its row of results.json (with an
-/// `error` when rejection sampling gave up).
-fn score_observation(a: &EvaluateArgs, task: &dyn Task, on_gpu: &GpuModel, input: &Input, dir: &Path) -> Result<serde_json::Value> {
-    let gpu = on_gpu.gpu();
-    let (k, dt) = (input.k, task.dim_theta());
+/// Writes `value` as pretty JSON to `path`, atomically.
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::invalid(e.to_string()))?;
+    write_file_atomic(path, |w| std::io::Write::write_all(w, text.as_bytes()))
+}
+
+fn read_json(path: &Path) -> Option<serde_json::Value> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+/// One (task, budget) of the grid: where its model and cells live.
+struct Unit<'a> {
+    task: &'a dyn Task,
+    budget: usize,
+    hash: String,
+    model_dir: PathBuf,
+}
+
+impl Unit<'_> {
+    fn cell_path(&self, out: &Path, k: usize, seed: u64) -> PathBuf {
+        out.join("cells").join(format!("{}_{}_obs{k}_seed{seed}_{}.json", self.task.name(), self.budget, self.hash))
+    }
+}
+
+pub(crate) fn evaluate(a: EvaluateArgs) -> Result<()> {
+    if a.num_samples == 0 {
+        return Err(Error::usage("--num-samples must be positive"));
+    }
+    let (tasks, budgets, obs) = (parse_tasks(&a.tasks)?, parse_budgets(&a.num_simulations)?, parse_observations(&a.observations)?);
+    // Read every observation and reference first, so bad data fails before training.
+    let root = sbibm_root(&a);
+    let mut inputs = Vec::new();
+    for t in &tasks {
+        let task = task_by_name(t)?;
+        inputs.push(read_inputs(&root, task.as_ref(), &obs)?);
+    }
+    std::fs::create_dir_all(a.out.join("cells")).map_err(|e| Error::io(&a.out, e))?;
+    std::fs::create_dir_all(a.out.join("models")).map_err(|e| Error::io(&a.out, e))?;
+    let _lock = fmpe::io::OutputLock::acquire(&a.out)?;
+    let gpu = open_gpu()?;
+    let t0 = Instant::now();
+    let (mut rows, mut failed, mut reused) = (Vec::new(), Vec::new(), 0usize);
+    for (t, task_inputs) in tasks.iter().zip(&inputs) {
+        let task = task_by_name(t)?;
+        for &budget in &budgets {
+            let (dt, dx) = (task.dim_theta(), task.dim_x());
+            let job = Job::new(Source::task(task.as_ref(), 0), &a.transform, &a.net, a.seed, (dt, dx), budget)?;
+            let hash = config_hash(&a, &job)?;
+            let model_dir = a.out.join("models").join(format!("{t}_{budget}_seed{}_{hash}", a.seed));
+            let unit = Unit { task: task.as_ref(), budget, hash, model_dir };
+            let todo: Vec<&Input> = task_inputs.iter().filter(|i| read_json(&unit.cell_path(&a.out, i.k, a.seed)).is_none()).collect();
+            reused += task_inputs.len() - todo.len();
+            if !todo.is_empty() {
+                let (model, train_seconds) = unit_model(&a, &gpu, &unit, job)?;
+                let on_gpu = GpuModel::new(gpu.clone(), &model)?;
+                for input in todo {
+                    let cell = score_cell(&a, &unit, &on_gpu, &model, train_seconds, input)?;
+                    write_json(&unit.cell_path(&a.out, input.k, a.seed), &cell)?;
+                }
+            }
+            for input in task_inputs {
+                let cell = read_json(&unit.cell_path(&a.out, input.k, a.seed))
+                    .ok_or_else(|| Error::invalid(format!("cell {t} {budget} observation {} was not written", input.k)))?;
+                if cell.get("error").is_some() {
+                    failed.push(format!("{t} {budget} observation {}", input.k));
+                }
+                rows.push(cell);
+            }
+        }
+    }
+    let md = write_results(&a.out, &rows)?;
+    crate::say!("{}", md.trim_end());
+    crate::say!("{} cells ({reused} reused) in {:.1} s → {}", rows.len(), t0.elapsed().as_secs_f64(), a.out.display());
+    super::json::emit("evaluate", super::json::FileReport::read(&a.out, "results.json")?)?;
+    if !failed.is_empty() {
+        return Err(Error::LowAcceptance(format!(
+            "{}: rejection sampling gave up (see above); the other cells are in {} \
+             (raise --max-sampling-time, or use --no-reject)",
+            failed.join(", "),
+            a.out.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The model of a (task, budget): loaded when an earlier run trained it with the same
+/// key, else simulated, trained and saved (with `evaluate.json`: the seconds spent).
+/// Returns it and its simulation + training seconds.
+fn unit_model(a: &EvaluateArgs, gpu: &std::sync::Arc<fmpe::Gpu>, unit: &Unit<'_>, mut job: Job) -> Result<(Model, f64)> {
+    let info = unit.model_dir.join("evaluate.json");
+    if let (Ok(model), Some(j)) = (Model::load(&unit.model_dir), read_json(&info)) {
+        log::info!("{} at {} simulations: reusing the model in {}", unit.task.name(), unit.budget, unit.model_dir.display());
+        return Ok((model, j["train_seconds"].as_f64().unwrap_or(f64::NAN)));
+    }
+    let t0 = Instant::now();
+    let (theta, x, dropped) = pipeline::simulate_finite(unit.task, unit.budget, a.seed)?;
+    job.meta.dropped_rows = dropped;
+    let model = pipeline::fit(gpu, job, &theta.data, &x.data)?;
+    let seconds = t0.elapsed().as_secs_f64();
+    model.save_with(&unit.model_dir, &mut |d| {
+        fmpe::plot::training_curve(&model.info.history, &d.join("training_curve.png"))?;
+        write_json(&d.join("evaluate.json"), &serde_json::json!({"train_seconds": seconds, "dropped_simulations": dropped}))
+    })?;
+    Ok((model, seconds))
+}
+
+/// Samples one observation, writes its samples and pair plot beside the model, scores
+/// them with the C2ST (unless `--no-c2st`): returns the cell (with an `error` when
+/// rejection sampling gave up).
+fn score_cell(a: &EvaluateArgs, unit: &Unit<'_>, on_gpu: &GpuModel, model: &Model, train_seconds: f64, input: &Input) -> Result<serde_json::Value> {
+    let (task, k, dt) = (unit.task, input.k, unit.task.dim_theta());
+    let anchor = sbibm_anchor(task.name(), unit.budget);
+    let mut cell = serde_json::json!({
+        "task": task.name(), "num_simulations": unit.budget, "observation": k, "seed": a.seed, "config_hash": unit.hash,
+        "version": env!("CARGO_PKG_VERSION"), "c2st": null, "train_seconds": train_seconds,
+        "epochs": model.info.history.len(), "best_epoch": model.info.best_epoch,
+        "held_out_nll": model.info.held_out.as_ref().map(|h| h.nll),
+        "npe": anchor.map(|x| x.npe), "best_amortized": anchor.map(|x| x.best_amortized),
+        "model": unit.model_dir,
+    });
     let ts = Instant::now();
     let post = on_gpu.posterior(&input.xo)?;
     let (s, rep) = match post.sample(a.num_samples, &a.solver.options(a.seed.wrapping_add(k as u64))) {
@@ -189,71 +306,127 @@ fn score_observation(a: &EvaluateArgs, task: &dyn Task, on_gpu: &GpuModel, input
         }
         Err(Error::LowAcceptance(msg)) => {
             let msg = super::flags::with_flags(&msg);
-            log::warn!("observation {k}: failed: {msg}");
-            return Ok(serde_json::json!({
-                "observation": k, "c2st": serde_json::Value::Null, "error": msg,
-                "sample_seconds": ts.elapsed().as_secs_f64(),
-            }));
+            log::warn!("{} at {}, observation {k}: failed: {msg}", task.name(), unit.budget);
+            cell["error"] = msg.into();
+            cell["sample_seconds"] = ts.elapsed().as_secs_f64().into();
+            return Ok(cell);
         }
         Err(e) => return Err(e),
     };
     let t_sample = ts.elapsed().as_secs_f64();
-    let name = format!("samples_obs{k}.csv");
-    write_matrix(&dir.join(&name), &Matrix::new(a.num_samples, dt, s.clone()).with_header(task.theta_names()))?;
-    fmpe::plot::pair_plot(&s, Some(&input.reference.data), dt, &task.theta_names(), &dir.join(format!("pairplot_obs{k}.png")))?;
+    write_matrix(&unit.model_dir.join(format!("samples_obs{k}.csv")), &Matrix::new(a.num_samples, dt, s.clone()).with_header(task.theta_names()))?;
+    let plot = unit.model_dir.join(format!("pairplot_obs{k}.png"));
+    fmpe::plot::pair_plot(&s, Some(&input.reference.data), dt, &task.theta_names(), &plot)?;
     let tc = Instant::now();
-    let score = if a.no_c2st {
-        f64::NAN
-    } else {
-        fmpe::metrics::c2st(gpu, &input.reference.data, &s, dt, &fmpe::metrics::C2stOptions::default())?
-    };
+    if !a.no_c2st {
+        let score = fmpe::metrics::c2st(on_gpu.gpu(), &input.reference.data, &s, dt, &fmpe::metrics::C2stOptions::default())?;
+        cell["c2st"] = score.into();
+    }
     let t_c2st = tc.elapsed().as_secs_f64();
     log::info!(
-        "observation {k}: C2ST {} (sample {t_sample:.1} s, acceptance {:.3}, C2ST {t_c2st:.1} s)",
-        if a.no_c2st { "not scored".to_string() } else { format!("{score:.4}") },
+        "{} at {}, observation {k}: C2ST {} (sample {t_sample:.1} s, acceptance {:.3}, C2ST {t_c2st:.1} s)",
+        task.name(),
+        unit.budget,
+        cell["c2st"].as_f64().map_or("not scored".to_string(), |v| format!("{v:.4}")),
         rep.acceptance_rate
     );
-    Ok(serde_json::json!({
-        "observation": k, "c2st": if a.no_c2st { serde_json::Value::Null } else { score.into() }, "acceptance_rate": rep.acceptance_rate,
-        "sample_seconds": t_sample, "c2st_seconds": t_c2st, "mean_ode_steps": rep.mean_steps,
-    }))
+    cell["acceptance_rate"] = rep.acceptance_rate.into();
+    cell["sample_seconds"] = t_sample.into();
+    cell["c2st_seconds"] = t_c2st.into();
+    cell["mean_ode_steps"] = rep.mean_steps.into();
+    Ok(cell)
 }
 
-/// Writes results.json (built by `summary(c2st_mean, c2st_std)`), results.csv and
-/// results.md into `dir`; returns the markdown table.
-fn write_results(
-    a: &EvaluateArgs,
-    task: &str,
-    rows: &[serde_json::Value],
-    dir: &Path,
-    summary: impl FnOnce(serde_json::Value, serde_json::Value) -> serde_json::Value,
-) -> Result<String> {
-    let scores: Vec<f64> = rows.iter().map(|r| r["c2st"].as_f64().unwrap_or(f64::NAN)).collect();
-    // Mean and spread over the scored observations (NaN under --no-c2st or when every
-    // observation failed).
-    let scored: Vec<f64> = scores.iter().copied().filter(|s| s.is_finite()).collect();
-    let mean = if scored.is_empty() { f64::NAN } else { scored.iter().sum::<f64>() / scored.len() as f64 };
-    let sd = (scored.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (scored.len().max(2) - 1) as f64).sqrt();
-    let num = |v: f64| if v.is_finite() { serde_json::Value::from(v) } else { serde_json::Value::Null };
-    let cell = |v: f64| if v.is_finite() { format!("{v:.4}") } else { "not scored".into() };
-    let text = serde_json::to_string_pretty(&summary(num(mean), num(sd))).map_err(|e| Error::invalid(e.to_string()))?;
-    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).map_err(|e| Error::io(dir.join(name), e));
-    write("results.json", &text)?;
-    let mut csv = String::from("task,num_simulations,observation,c2st\n");
-    let mut md = String::from("| task | simulations | observation | C2ST |\n|---|---|---|---|\n");
-    for (r, s) in rows.iter().zip(&scores) {
-        let c = if s.is_finite() { format!("{s:.4}") } else { String::new() };
-        csv += &format!("{task},{},{},{c}\n", a.num_simulations, r["observation"]);
-        let shown = if r.get("error").is_some() { "failed (too few samples inside the prior support)".into() } else { cell(*s) };
-        md += &format!("| {task} | {} | {} | {shown} |\n", a.num_simulations, r["observation"]);
+/// Mean and sample standard deviation of the finite values (NaN when there are none).
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if s.is_empty() {
+        return (f64::NAN, f64::NAN);
     }
-    let summary_cell = match (mean.is_finite(), scored.len() < rows.len()) {
-        (true, false) => format!("{} ± {}", cell(mean), cell(sd)),
-        (true, true) => format!("{} ± {} ({} of {} observations)", cell(mean), cell(sd), scored.len(), rows.len()),
-        (false, _) => cell(mean),
-    };
-    md += &format!("| {task} | {} | mean ± sd | {summary_cell} |\n", a.num_simulations);
-    write("results.csv", &csv)?;
-    write("results.md", &md)?;
+    let m = s.iter().sum::<f64>() / s.len() as f64;
+    (m, (s.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (s.len().max(2) - 1) as f64).sqrt())
+}
+
+fn fmt(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.4}")
+    } else {
+        String::new()
+    }
+}
+
+/// Writes results.json (every cell and one summary per task and budget), results.csv
+/// (one line per cell) and results.md (one row per task and budget: C2ST per
+/// observation, mean ± sd, the anchors and the wall time) into `out`; returns the
+/// markdown table.
+fn write_results(out: &Path, cells: &[serde_json::Value]) -> Result<String> {
+    let c2st = |c: &serde_json::Value| c["c2st"].as_f64().unwrap_or(f64::NAN);
+    let mut groups: Vec<(String, u64, Vec<&serde_json::Value>)> = Vec::new();
+    for c in cells {
+        let (t, b) = (c["task"].as_str().unwrap_or_default().to_string(), c["num_simulations"].as_u64().unwrap_or(0));
+        match groups.iter_mut().find(|g| g.0 == t && g.1 == b) {
+            Some(g) => g.2.push(c),
+            None => groups.push((t, b, vec![c])),
+        }
+    }
+    let mut csv = String::from("task,num_simulations,observation,c2st,npe,best_amortized,held_out_nll,train_seconds,sample_seconds,c2st_seconds\n");
+    for c in cells {
+        let f = |k: &str| c[k].as_f64().map_or(String::new(), |v| format!("{v}"));
+        csv += &format!(
+            "{},{},{},{},{},{},{},{},{},{}\n",
+            c["task"].as_str().unwrap_or_default(),
+            c["num_simulations"],
+            c["observation"],
+            f("c2st"),
+            f("npe"),
+            f("best_amortized"),
+            f("held_out_nll"),
+            f("train_seconds"),
+            f("sample_seconds"),
+            f("c2st_seconds")
+        );
+    }
+    let mut md = String::from("| task | simulations | C2ST per observation | mean ± sd | NPE | best amortized | held-out NLL | wall (train + cells) |\n|---|---|---|---|---|---|---|---|\n");
+    let mut summaries = Vec::new();
+    for (t, b, cs) in &groups {
+        let scores: Vec<f64> = cs.iter().map(|c| c2st(c)).collect();
+        let (m, sd) = mean_sd(&scores);
+        let per: Vec<String> = cs
+            .iter()
+            .map(|c| if c.get("error").is_some() { format!("{}: failed", c["observation"]) } else { format!("{}: {}", c["observation"], fmt(c2st(c))) })
+            .collect();
+        let secs = |k: &str| cs.iter().map(|c| c[k].as_f64().unwrap_or(0.0)).sum::<f64>();
+        let wall = cs[0]["train_seconds"].as_f64().unwrap_or(0.0) + secs("sample_seconds") + secs("c2st_seconds");
+        let (npe, best) = (cs[0]["npe"].as_f64().unwrap_or(f64::NAN), cs[0]["best_amortized"].as_f64().unwrap_or(f64::NAN));
+        let nll = cs[0]["held_out_nll"].as_f64().unwrap_or(f64::NAN);
+        let mean_cell = if m.is_finite() { format!("{} ± {}", fmt(m), fmt(sd)) } else { "not scored".into() };
+        md += &format!("| {t} | {b} | {} | {mean_cell} | {} | {} | {} | {wall:.0} s |\n", per.join(", "), fmt(npe), fmt(best), fmt(nll));
+        let num = |v: f64| if v.is_finite() { serde_json::Value::from(v) } else { serde_json::Value::Null };
+        summaries.push(serde_json::json!({
+            "task": t, "num_simulations": b, "c2st_mean": num(m), "c2st_std": num(sd), "npe": num(npe),
+            "best_amortized": num(best), "held_out_nll": num(nll), "wall_seconds": wall, "observations": cs.len(),
+        }));
+    }
+    write_json(&out.join("results.json"), &serde_json::json!({"summary": summaries, "cells": cells}))?;
+    write_file_atomic(&out.join("results.csv"), |w| std::io::Write::write_all(w, csv.as_bytes()))?;
+    write_file_atomic(&out.join("results.md"), |w| std::io::Write::write_all(w, md.as_bytes()))?;
     Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grids_parse_and_bad_values_name_their_flag() {
+        assert_eq!(parse_budgets("1000, 10000").unwrap(), vec![1000, 10000]);
+        assert!(parse_budgets("1000,0").unwrap_err().to_string().contains("--num-simulations"));
+        assert_eq!(parse_tasks("all").unwrap().len(), 10);
+        assert_eq!(parse_tasks("slcp,two_moons").unwrap(), vec!["slcp", "two_moons"]);
+        assert!(parse_tasks("slcp,nope").unwrap_err().to_string().contains("--tasks"));
+        assert_eq!(parse_observations("1-3,7").unwrap(), vec![1, 2, 3, 7]);
+        assert!(parse_observations("0-3").is_err());
+        // FNV-1a test vector ("a").
+        assert_eq!(fnv1a(b"a", 0xcbf2_9ce4_8422_2325), 0xaf63_dc4c_8601_ec8c);
+    }
 }

@@ -10,12 +10,14 @@
 //! slcp_distractors mixture and permutation) are embedded in the crate
 //! (`data/sbibm/`, MIT-licensed, see `NOTICE-sbibm.md`).
 
+pub mod anchors;
 mod bernoulli_glm;
 mod constants;
 mod ode;
 mod simple;
 mod slcp;
 
+pub use anchors::{sbibm_anchor, Anchor, ANCHOR_BUDGETS};
 pub use bernoulli_glm::{bernoulli_glm_design_matrix, BernoulliGlm};
 pub use ode::{lotka_volterra_solve, sir_solve, LotkaVolterra, Sir};
 pub use crate::prior::Prior;

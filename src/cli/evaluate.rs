@@ -274,7 +274,7 @@ fn unit_model(a: &EvaluateArgs, gpu: &std::sync::Arc<fmpe::Gpu>, unit: &Unit<'_>
     let t0 = Instant::now();
     let (theta, x, dropped) = pipeline::simulate_finite(unit.task, unit.budget, a.seed)?;
     job.meta.dropped_rows = dropped;
-    let model = pipeline::fit(gpu, job, &theta.data, &x.data)?;
+    let model = pipeline::fit(gpu, job, &theta.data, &x.data, true)?;
     let seconds = t0.elapsed().as_secs_f64();
     model.save_with(&unit.model_dir, &mut |d| {
         fmpe::plot::training_curve(&model.info.history, &d.join("training_curve.png"))?;

@@ -89,16 +89,18 @@ impl Job {
 /// Trains `job` on `theta [n, dim_theta]` and `x [n, dim_x]` (finite, x not yet
 /// transformed), saying which transforms are used, printing data warnings, and drawing
 /// the progress bar.
-/// The model keeps the best weights and their held-out negative log-likelihood
-/// ([`held_out`]).
-pub(crate) fn fit(gpu: &Arc<Gpu>, job: Job, theta: &[f64], x: &[f64]) -> Result<Model> {
+/// The model keeps the best weights and, with `with_held_out`, their held-out negative
+/// log-likelihood ([`held_out`]).
+pub(crate) fn fit(gpu: &Arc<Gpu>, job: Job, theta: &[f64], x: &[f64], with_held_out: bool) -> Result<Model> {
     let (mut tr, sims) = trainer(gpu, &job, theta, x)?;
     let mut bar = EpochBar::new(job.train.max_epochs);
     tr.run(&mut |_, p| bar.update(p))?;
     drop(bar);
     let rows = tr.validation_rows().to_vec();
     let mut model = tr.finish()?.into_model(job.meta);
-    model.info.held_out = held_out(gpu, &model, &sims, &rows)?;
+    if with_held_out {
+        model.info.held_out = held_out(gpu, &model, &sims, &rows)?;
+    }
     Ok(model)
 }
 

@@ -32,6 +32,11 @@ pub(crate) struct RunArgs {
     /// Output directory (default runs/TASK); replaced atomically at the end.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Also compute the held-out NLL of the validation pairs (stored in model.json;
+    /// `train` and `evaluate` always do). Off by default to keep the main job short:
+    /// on lavapipe the density kernels take about 10 s to compile at first use.
+    #[arg(long)]
+    held_out_nll: bool,
     /// Posterior samples to draw.
     #[arg(long, default_value_t = 10_000)]
     num_samples: usize,
@@ -90,7 +95,7 @@ pub(crate) fn run_task(a: RunArgs) -> Result<()> {
 
     let t1 = Instant::now();
     job.meta.dropped_rows = dropped;
-    let model = pipeline::fit(&gpu, job, &theta.data, &x.data)?;
+    let model = pipeline::fit(&gpu, job, &theta.data, &x.data, a.held_out_nll)?;
     let t_train = t1.elapsed().as_secs_f64();
     let (best, last) = (&model.info.history[model.info.best_epoch - 1], model.info.history.last().expect("one epoch"));
     log::info!(

@@ -353,13 +353,18 @@ fn evaluate_writes_cells_tables_and_plots_and_resumes_by_key() {
     let o = fmpe(&evaluate_args(sb, os, "1,3"));
     assert!(o.status.success() && stdout(&o).contains("2 cells (2 reused)"), "{}", stdout(&o));
     assert_eq!(eval_cells(&out), cells);
-    // Another observation reuses the trained model; a changed option makes new cells.
+    // Another observation, or another sample count, reuses the trained model; a
+    // changed sampling option makes new cells, a changed training option a new model.
     let o = fmpe(&evaluate_args(sb, os, "1-2"));
     assert!(o.status.success() && stdout(&o).contains("(1 reused)") && stderr(&o).contains("reusing the model"), "{}", stderr(&o));
     let mut args = evaluate_args(sb, os, "1");
     args.extend(["--num-samples", "200"]);
     let o = fmpe(&args);
-    assert!(o.status.success() && stdout(&o).contains("1 cells (0 reused)"), "{}", stdout(&o));
+    assert!(o.status.success() && stdout(&o).contains("1 cells (0 reused)") && stderr(&o).contains("reusing the model"), "{}", stdout(&o));
+    let mut args = evaluate_args(sb, os, "1");
+    args.extend(["--learning-rate", "2e-3"]);
+    let o = fmpe(&args);
+    assert!(o.status.success() && stdout(&o).contains("1 cells (0 reused)") && !stderr(&o).contains("reusing the model"), "{}", stderr(&o));
     // --tasks all and a budget list parse; a bad list is a usage error naming the flag.
     assert_fails(&fmpe(&evaluate_args(sb, dir.join("e2").to_str().unwrap(), "0-3")), 2, &["--observations"]);
     let e3 = dir.join("e3");

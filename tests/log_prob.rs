@@ -430,7 +430,8 @@ fn normalize_to_prior_divides_by_the_mass_inside_the_box() {
             assert_eq!(lp[i], f64::NEG_INFINITY, "point {i} is outside the box");
         }
     }
-    // Cached: the same estimate again; sample_and_log_prob renormalises the same way.
+    // The same estimate again (cached, and deterministic for the seed);
+    // sample_and_log_prob renormalises the same way.
     assert_eq!(post.prior_mass(&opts).unwrap(), mass);
     let s = post.sample_and_log_prob(50, &opts).unwrap();
     let again = post.log_prob(s.as_slice(), &opts).unwrap();
@@ -467,6 +468,29 @@ fn held_out_nll_is_the_mean_negative_log_density_of_the_given_rows() {
     assert!((h.nll - analytic).abs() <= 1e-4, "held-out NLL {} vs analytic {analytic}", h.nll);
     assert!(fmpe::metrics::held_out_nll(&on_gpu, &theta, &x, &[]).is_err());
     assert!(fmpe::metrics::held_out_nll(&on_gpu, &theta, &x, &[50]).unwrap_err().to_string().contains("out of range"));
+
+    // A field that depends on x, with a log1p x transform and z-scoring: the held-out
+    // NLL (x given after the transform, as training holds it) is minus the mean of
+    // log_prob_pairs on the same rows with x in original units.
+    let cfg = NetConfig { dim_theta: 2, dim_x: 3, hidden: vec![8, 8], conditioning: Conditioning::Glu, embedding: vec![] };
+    let mut m = model(cfg.clone(), params_for(&cfg, 12).iter().map(|&v| v as f32).collect(), None);
+    m.info.x_transform = fmpe::transform::XTransform::Log1p;
+    m.x_mean = vec![0.5, 0.2, 0.9];
+    m.x_std = vec![0.3, 0.6, 0.4];
+    let on_gpu = GpuModel::new(common::gpu_arc().clone(), &m).unwrap();
+    let x_orig: Vec<f64> = x.iter().map(|v| v.abs() * 3.0).collect();
+    let x_t: Vec<f64> = x_orig.iter().map(|v| v.ln_1p()).collect();
+    let h = fmpe::metrics::held_out_nll(&on_gpu, &theta, &x_t, &rows).unwrap();
+    let th: Vec<f64> = rows.iter().flat_map(|&r| theta[2 * r..2 * r + 2].to_vec()).collect();
+    let xs: Vec<f64> = rows.iter().flat_map(|&r| x_orig[3 * r..3 * r + 3].to_vec()).collect();
+    let opts = PosteriorOptions { reject_outside_prior: false, ..Default::default() };
+    let lq = on_gpu.log_prob_pairs(&th, &xs, &opts).unwrap();
+    let want = -lq.iter().sum::<f64>() / lq.len() as f64;
+    assert!((h.nll - want).abs() <= 1e-9, "held-out NLL {} vs log_prob_pairs {want}", h.nll);
+    // Observations differ, so a row mapping that ignored x would differ too.
+    let same_x: Vec<f64> = (0..rows.len()).flat_map(|_| x_orig[..3].to_vec()).collect();
+    let lq0 = on_gpu.log_prob_pairs(&th, &same_x, &opts).unwrap();
+    assert!(lq0.iter().zip(&lq).any(|(a, b)| (a - b).abs() > 1e-3), "the field should depend on x");
 }
 
 #[test]

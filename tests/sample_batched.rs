@@ -92,3 +92,21 @@ fn log_prob_pairs_equal_separate_log_prob_calls() {
     let err = on_gpu.log_prob_pairs(&[0.0; 4], &[0.0; 3], &PosteriorOptions::default()).unwrap_err().to_string();
     assert!(err.contains("same n"), "{err}");
 }
+
+/// The time limit covers the whole batched call, and `log_prob_pairs` refuses to
+/// renormalise (that needs a sampling run per observation).
+#[test]
+fn batched_limits_and_unsupported_options_are_errors() {
+    let on_gpu = model(Conditioning::Glu, vec![], 2);
+    let xs = observations(4);
+    let opts = PosteriorOptions { max_seconds: Some(1e-9), ..Default::default() };
+    match on_gpu.sample_batched(&xs, 200, &opts) {
+        Err(fmpe::Error::LowAcceptance(msg)) => assert!(msg.contains("whole call") && msg.contains("max_seconds"), "{msg}"),
+        other => panic!("expected LowAcceptance, got {other:?}"),
+    }
+    let opts = PosteriorOptions { normalize_to_prior: true, ..Default::default() };
+    match on_gpu.log_prob_pairs(&[0.0, 0.0], &xs[..3], &opts) {
+        Err(fmpe::Error::InvalidOption { name, .. }) => assert_eq!(name, "normalize_to_prior"),
+        other => panic!("expected InvalidOption, got {other:?}"),
+    }
+}

@@ -3,12 +3,15 @@
 //! support), score each against sbibm's reference posterior with the GPU C2ST, and
 //! write the table with sbibm's published anchors beside each cell.
 //!
-//! Resumable: every cell (task, budget, observation) is a file under `OUT/cells/`,
-//! keyed by the task, budget, observation, seed and a hash of everything that made it
-//! (the resolved network and training options, transforms, sampling options, the
-//! binary's version and a hash of the binary itself). A later run with the same `--out`
-//! reuses a cell only when its key matches, and a trained model likewise
-//! (`OUT/models/`); the tables are rebuilt from the cells of the grid asked for.
+//! Resumable: a trained model is a directory under `OUT/models/`, keyed by the task,
+//! budget, seed and a hash of what made it (the resolved network and training options,
+//! the transforms, the binary's version and a hash of the binary itself); every cell
+//! (task, budget, observation) is a file under `OUT/cells/`, keyed by its model's key,
+//! the observation and a hash of the sampling options, the sample count, whether it is
+//! scored and the bytes of its observation and reference files. A later run with the
+//! same `--out` reuses a model or a cell only when its key matches (a cell whose
+//! rejection sampling gave up is tried again); the tables are rebuilt from the cells of
+//! the grid asked for.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -127,23 +130,35 @@ fn binary_hash() -> Result<u64> {
     Ok(*HASH.get_or_init(|| fnv1a(&bytes, 0xcbf2_9ce4_8422_2325)))
 }
 
-/// The key of everything that makes a (task, budget)'s model and cells besides the
-/// observation: 16 hex digits.
-fn config_hash(a: &EvaluateArgs, job: &Job) -> Result<String> {
+/// The key of everything that makes a (task, budget)'s model besides the task, budget
+/// and seed: 16 hex digits.
+fn model_hash(job: &Job) -> Result<String> {
     let desc = serde_json::json!({
         "net": job.net, "train": job.train, "transform": job.meta.transform, "x_transform": job.meta.x_transform,
-        "prior": job.meta.prior, "sampling": a.solver.options(a.seed), "num_samples": a.num_samples,
-        "c2st": !a.no_c2st, "version": env!("CARGO_PKG_VERSION"),
+        "prior": job.meta.prior, "version": env!("CARGO_PKG_VERSION"),
     });
     let text = serde_json::to_string(&desc).map_err(|e| Error::invalid(e.to_string()))?;
     Ok(format!("{:016x}", fnv1a(text.as_bytes(), binary_hash()?)))
 }
 
-/// One sbibm observation: its number, x_o and the reference posterior samples.
+/// The key of a cell besides its model's key and the observation: the sampling and
+/// scoring options and the observation's and reference's file contents.
+fn cell_hash(a: &EvaluateArgs, model_hash: &str, input: &Input) -> Result<String> {
+    let desc = serde_json::json!({
+        "model": model_hash, "sampling": a.solver.options(a.seed), "num_samples": a.num_samples, "c2st": !a.no_c2st,
+        "data": format!("{:016x}", input.data_hash),
+    });
+    let text = serde_json::to_string(&desc).map_err(|e| Error::invalid(e.to_string()))?;
+    Ok(format!("{:016x}", fnv1a(text.as_bytes(), 0xcbf2_9ce4_8422_2325)))
+}
+
+/// One sbibm observation: its number, x_o, the reference posterior samples and a hash
+/// of both files' bytes.
 struct Input {
     k: usize,
     xo: Vec<f64>,
     reference: Matrix,
+    data_hash: u64,
 }
 
 fn sbibm_root(a: &EvaluateArgs) -> PathBuf {
@@ -166,13 +181,18 @@ fn read_inputs(root: &Path, task: &dyn Task, obs: &[usize]) -> Result<Vec<Input>
     let mut inputs = Vec::new();
     for &k in obs {
         let od = tdir.join(format!("num_observation_{k}"));
-        let xo = read_observation(&od.join("observation.csv"), dx)?;
+        let op = od.join("observation.csv");
+        let xo = read_observation(&op, dx)?;
         let rp = od.join("reference_posterior_samples.csv");
         let reference = read_matrix(&rp)?;
         if reference.cols != dt {
             return Err(Error::data(&rp, None, None, format!("has {} columns, the task has dim_theta = {dt}", reference.cols)));
         }
-        inputs.push(Input { k, xo, reference });
+        let mut data_hash = 0xcbf2_9ce4_8422_2325;
+        for p in [&op, &rp] {
+            data_hash = fnv1a(&std::fs::read(p).map_err(|e| Error::io(p, e))?, data_hash);
+        }
+        inputs.push(Input { k, xo, reference, data_hash });
     }
     Ok(inputs)
 }
@@ -196,9 +216,16 @@ struct Unit<'a> {
 }
 
 impl Unit<'_> {
-    fn cell_path(&self, out: &Path, k: usize, seed: u64) -> PathBuf {
-        out.join("cells").join(format!("{}_{}_obs{k}_seed{seed}_{}.json", self.task.name(), self.budget, self.hash))
+    /// The cell file of `input` (named by its full key).
+    fn cell_path(&self, a: &EvaluateArgs, input: &Input) -> Result<PathBuf> {
+        let h = cell_hash(a, &self.hash, input)?;
+        Ok(a.out.join("cells").join(format!("{}_{}_obs{}_seed{}_{h}.json", self.task.name(), self.budget, input.k, a.seed)))
     }
+}
+
+/// A cell of an earlier run that can be reused: present and not failed.
+fn done_cell(path: &Path) -> Option<serde_json::Value> {
+    read_json(path).filter(|c| c.get("error").is_none())
 }
 
 pub(crate) fn evaluate(a: EvaluateArgs) -> Result<()> {
@@ -224,21 +251,26 @@ pub(crate) fn evaluate(a: EvaluateArgs) -> Result<()> {
         for &budget in &budgets {
             let (dt, dx) = (task.dim_theta(), task.dim_x());
             let job = Job::new(Source::task(task.as_ref(), 0), &a.transform, &a.net, a.seed, (dt, dx), budget)?;
-            let hash = config_hash(&a, &job)?;
+            let hash = model_hash(&job)?;
             let model_dir = a.out.join("models").join(format!("{t}_{budget}_seed{}_{hash}", a.seed));
             let unit = Unit { task: task.as_ref(), budget, hash, model_dir };
-            let todo: Vec<&Input> = task_inputs.iter().filter(|i| read_json(&unit.cell_path(&a.out, i.k, a.seed)).is_none()).collect();
+            let mut todo = Vec::new();
+            for input in task_inputs {
+                if done_cell(&unit.cell_path(&a, input)?).is_none() {
+                    todo.push(input);
+                }
+            }
             reused += task_inputs.len() - todo.len();
             if !todo.is_empty() {
                 let (model, train_seconds) = unit_model(&a, &gpu, &unit, job)?;
                 let on_gpu = GpuModel::new(gpu.clone(), &model)?;
                 for input in todo {
                     let cell = score_cell(&a, &unit, &on_gpu, &model, train_seconds, input)?;
-                    write_json(&unit.cell_path(&a.out, input.k, a.seed), &cell)?;
+                    write_json(&unit.cell_path(&a, input)?, &cell)?;
                 }
             }
             for input in task_inputs {
-                let cell = read_json(&unit.cell_path(&a.out, input.k, a.seed))
+                let cell = read_json(&unit.cell_path(&a, input)?)
                     .ok_or_else(|| Error::invalid(format!("cell {t} {budget} observation {} was not written", input.k)))?;
                 if cell.get("error").is_some() {
                     failed.push(format!("{t} {budget} observation {}", input.k));
@@ -290,7 +322,7 @@ fn score_cell(a: &EvaluateArgs, unit: &Unit<'_>, on_gpu: &GpuModel, model: &Mode
     let (task, k, dt) = (unit.task, input.k, unit.task.dim_theta());
     let anchor = sbibm_anchor(task.name(), unit.budget);
     let mut cell = serde_json::json!({
-        "task": task.name(), "num_simulations": unit.budget, "observation": k, "seed": a.seed, "config_hash": unit.hash,
+        "task": task.name(), "num_simulations": unit.budget, "observation": k, "seed": a.seed, "model_hash": unit.hash, "cell_hash": cell_hash(a, &unit.hash, input)?,
         "version": env!("CARGO_PKG_VERSION"), "c2st": null, "train_seconds": train_seconds,
         "epochs": model.info.history.len(), "best_epoch": model.info.best_epoch,
         "held_out_nll": model.info.held_out.as_ref().map(|h| h.nll),

@@ -35,7 +35,7 @@ pub fn held_out_nll(model: &GpuModel, theta: &[f64], x: &[f64], rows: &[usize]) 
         return Err(Error::invalid("held-out pairs: no validation rows (set a validation fraction above 0)"));
     }
     if let Some(&r) = rows.iter().find(|&&r| r >= n) {
-        return Err(Error::invalid(format!("held-out pairs: row {r} is out of range ({n} rows)")));
+        return Err(Error::invalid(format!("held-out pairs: row {} is out of range ({n} rows)", r + 1)));
     }
     let th: Vec<f64> = rows.iter().flat_map(|&r| theta[r * d..(r + 1) * d].iter().copied()).collect();
     let xs: Vec<f64> = rows.iter().flat_map(|&r| x[r * dx..(r + 1) * dx].iter().copied()).collect();

@@ -135,8 +135,9 @@ impl FieldGraph {
         }
     }
 
-    /// Records the x-only precompute of the network (once per workspace, after the
-    /// observation is uploaded).
+    /// Records the x-only precompute of the network (after the observations are
+    /// uploaded: once per workspace with one observation, with each chunk with an
+    /// observation per row).
     pub(crate) fn record_precompute(&self, b: &mut ProgramBuilder, cfg: &NetConfig, layout: &ParamLayout) {
         match self {
             FieldGraph::Velocity(e) => e.precompute(b, cfg, layout),

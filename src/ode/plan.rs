@@ -5,8 +5,9 @@
 //! 1. [`record_step`] records one step of either solver (the only place the tableaus
 //!    are turned into dispatches; [`step_dispatches`] counts the same recording).
 //! 2. [`Plan::record_pass`] records one compute pass of a chunk into a caller's
-//!    `wgpu::CommandEncoder`: the start (x-only precompute the first time, the per-chunk
-//!    init, the first stage), any number of steps, the dopri5 active-row count, the
+//!    `wgpu::CommandEncoder`: the start (x-only precompute the first time, or with
+//!    each chunk of a plan with an observation per row; the per-chunk init, the first
+//!    stage), any number of steps, the dopri5 active-row count, the
 //!    finish (map to original units, log-density). A whole fixed-step rk4 solve is one
 //!    such pass; nothing in it reads back or submits.
 //! 3. [`Plan::solve`] is the host-driven loop: submissions of at most
@@ -38,9 +39,10 @@ pub(crate) struct Net<'a> {
     pub params: &'a wgpu::Buffer,
 }
 
-/// Per-observation constants uploaded into each new workspace.
+/// Constants uploaded into each new workspace.
 pub(crate) struct Constants<'a> {
-    /// z-scored (transformed) observation `[dim_x]`.
+    /// z-scored (transformed) observation `[dim_x]`; empty for a plan with an
+    /// observation per row (uploaded with each chunk by [`Plan::solve_rows`]).
     pub x_z: &'a [f32],
     /// Mean of θ' `[dim_theta]`.
     pub theta_mean: &'a [f64],
@@ -311,7 +313,8 @@ impl Plan {
 
     /// Records one compute pass of this plan's chunk into `enc`: with `init` (from the
     /// chunk's [`ChunkStart`]), the start of the solve (the x-only precompute the first
-    /// time the workspace is used, the init, the first dopri5 stage); then `steps` steps;
+    /// time the workspace is used or after new per-row observations were uploaded, the
+    /// init, the first dopri5 stage); then `steps` steps;
     /// the dopri5 active-row count into the workspace when `count`; the finish (samples
     /// in original units, log-densities) when `finish`. Records only: the caller submits
     /// `enc` (before recording the next pass of the same plan).
@@ -370,8 +373,8 @@ impl Plan {
         steps: usize,
         dst: &CopyOut<'_>,
     ) -> Result<()> {
-        if self.key.direction != Direction::Forward {
-            return Err(Error::invalid("record_draw needs a forward plan"));
+        if self.key.direction != Direction::Forward || self.key.per_row_x {
+            return Err(Error::invalid("record_draw needs a forward plan with one observation"));
         }
         let init = self.init_program(gpu, start)?;
         {
@@ -454,8 +457,7 @@ impl Plan {
     }
 
     /// rk4: one submission when the whole solve fits `RK4_STEPS_PER_SUBMIT` steps (then
-    /// one compute pass), else one per that many steps; one
-    /// readback.
+    /// one compute pass), else one per that many steps; one readback.
     fn solve_rk4(&mut self, gpu: &Gpu, init: &Program, steps: usize) -> Result<ChunkOutput> {
         let mut enc = gpu.encoder();
         let mut done = 0usize;

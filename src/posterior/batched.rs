@@ -13,20 +13,24 @@ use crate::ode::plan::{Constants, Net, Plan, PlanKey, RowsStart, Segment};
 use crate::ode::workspace::max_chunk;
 use crate::ode::{Direction, Solver};
 
-/// The plan of `key` from a call's own cache (built on first use): per-row plans are
+/// The plan of `key` from a call's own cache (built on first use; at most
+/// [`super::MAX_PLANS`], the least recently used dropped first): per-row plans are
 /// made per call, they hold no observation.
 fn plan_for<'p>(model: &GpuModel, plans: &'p mut Vec<Plan>, key: PlanKey) -> Result<&'p mut Plan> {
-    let at = match plans.iter().position(|p| p.key == key) {
-        Some(i) => i,
+    let plan = match plans.iter().position(|p| p.key == key) {
+        Some(i) => plans.remove(i),
         None => {
             let m = &model.inner;
             let net = Net { cfg: &m.cfg, layout: &m.layout, params: &m.params };
             let consts = Constants { x_z: &[], theta_mean: &m.theta_mean, theta_std: &m.theta_std, transform: &m.transform };
-            plans.push(Plan::new(&m.gpu, &net, &consts, key)?);
-            plans.len() - 1
+            Plan::new(&m.gpu, &net, &consts, key)?
         }
     };
-    Ok(&mut plans[at])
+    if plans.len() >= super::MAX_PLANS {
+        plans.remove(0);
+    }
+    plans.push(plan);
+    Ok(plans.last_mut().expect("just pushed"))
 }
 
 /// Units of the observations given to [`GpuModel::log_prob_pairs_in`].
@@ -37,6 +41,29 @@ pub(crate) enum XUnits {
     /// Already x-transformed, as [`crate::train::Simulations::x`] holds them (only
     /// z-scored here).
     Transformed,
+}
+
+/// Rejection over many observations gives up with [`Error::LowAcceptance`] when the
+/// rows still to draw for every observation (missing samples over its acceptance
+/// rate), at the call's time per row so far, would overrun `max_seconds` for the
+/// whole call.
+fn check_call_time(draws: &[Draw], n: usize, d: usize, start: Instant, max_seconds: Option<f64>) -> Result<()> {
+    let Some(limit) = max_seconds else { return Ok(()) };
+    let proposed: usize = draws.iter().map(|s| s.report.proposed).sum();
+    let el = start.elapsed().as_secs_f64();
+    let per_row = el / proposed.max(1) as f64;
+    let remaining: f64 = draws.iter().map(|s| (n - s.values.len() / d) as f64 / s.report.acceptance_rate.max(1e-9)).sum();
+    if remaining > 0.0 && el + per_row * remaining > limit {
+        let worst = draws.iter().enumerate().min_by(|a, b| a.1.report.acceptance_rate.total_cmp(&b.1.report.acceptance_rate));
+        let (j, rate) = worst.map_or((0, 0.0), |(j, s)| (j + 1, s.report.acceptance_rate));
+        return Err(Error::LowAcceptance(format!(
+            "the remaining rejection rounds would take about {:.0} s, over the limit of {limit} s for the whole call \
+             (lowest acceptance: observation {j}, {:.3}%; raise the time limit max_seconds, or set reject_outside_prior to false)",
+            per_row * remaining,
+            100.0 * rate
+        )));
+    }
+    Ok(())
 }
 
 /// The rejection state of one observation (what [`super::Posterior::sample`] keeps for
@@ -67,6 +94,8 @@ impl GpuModel {
     /// outside the transform's support get `f64::NEG_INFINITY` and are not integrated.
     ///
     /// # Errors
+    /// [`Error::InvalidOption`] `normalize_to_prior` (not supported here: it needs a
+    /// sampling run per observation);
     /// [`Error::Invalid`] when the row counts differ or a value is not finite (naming
     /// the row and column), an observation is outside the x transform's domain; the
     /// errors of [`super::Posterior::log_prob`].
@@ -77,6 +106,12 @@ impl GpuModel {
     /// [`GpuModel::log_prob_pairs`] with the observations in `units`.
     pub(crate) fn log_prob_pairs_in(&self, theta: &[f64], observations: &[f64], units: XUnits, opts: &PosteriorOptions) -> Result<Vec<f64>> {
         opts.validate()?;
+        if opts.normalize_to_prior {
+            return Err(Error::option(
+                "normalize_to_prior",
+                "log_prob_pairs evaluates the flow's density: renormalising needs one sampling run per observation (use Posterior::log_prob)",
+            ));
+        }
         let m = &self.inner;
         let (d, dx) = (m.cfg.dim_theta, m.cfg.dim_x);
         let n = theta.len() / d;
@@ -142,7 +177,8 @@ impl GpuModel {
     /// each sample is keyed by the seed, the sample's index and its rejection round
     /// exactly as there, each row's arithmetic does not depend on the other rows, and
     /// rejection rounds are kept per observation. Each report's `seconds` is the time
-    /// of the whole call.
+    /// of the whole call, and `opts.max_seconds` limits the whole call (the rounds
+    /// still to draw for all observations, extrapolated at the call's time per row).
     ///
     /// # Errors
     /// [`Error::Invalid`] when `observations` is empty or not a whole number of rows
@@ -159,6 +195,11 @@ impl GpuModel {
                 observations.len()
             )));
         }
+        let m_obs = observations.len() / dx;
+        n.checked_mul(d)
+            .and_then(|v| v.checked_mul(m_obs))
+            .filter(|&v| v <= isize::MAX as usize / 8)
+            .ok_or_else(|| Error::invalid(format!("{m_obs} × {n} samples of dimension {d} do not fit in memory")))?;
         let mut draws = observations
             .chunks(dx)
             .enumerate()
@@ -167,7 +208,8 @@ impl GpuModel {
                     Error::Invalid(m) => Error::Invalid(format!("observation {}: {m}", j + 1)),
                     e => e,
                 })?;
-                let values = Vec::new();
+                let mut values = Vec::new();
+                values.try_reserve_exact(n * d).map_err(|_| Error::invalid(format!("{n} samples of dimension {d} do not fit in memory")))?;
                 Ok(Draw { x_z, values, report: SampleReport::default(), next_index: 0, round: 0, steps: 0.0, rejected: 0.0, accepted: 0 })
             })
             .collect::<Result<Vec<Draw>>>()?;
@@ -208,11 +250,13 @@ impl GpuModel {
                 s.report.proposed += seg.rows;
                 s.report.returned = s.values.len() / d;
                 s.report.acceptance_rate = s.accepted as f64 / s.report.proposed as f64;
-                check_rejection(&s.report, s.accepted, n - s.values.len() / d, n, start, opts.max_seconds).map_err(|e| match e {
+                // The proposal cap per observation; the time limit over the whole call.
+                check_rejection(&s.report, s.accepted, n - s.values.len() / d, n, start, None).map_err(|e| match e {
                     Error::LowAcceptance(msg) => Error::LowAcceptance(format!("observation {}: {msg}", j + 1)),
                     e => e,
                 })?;
             }
+            check_call_time(&draws, n, d, start, opts.max_seconds)?;
         }
         let seconds = start.elapsed().as_secs_f64();
         Ok(draws

@@ -365,6 +365,20 @@ fn evaluate_writes_cells_tables_and_plots_and_resumes_by_key() {
     args.extend(["--learning-rate", "2e-3"]);
     let o = fmpe(&args);
     assert!(o.status.success() && stdout(&o).contains("1 cells (0 reused)") && !stderr(&o).contains("reusing the model"), "{}", stderr(&o));
+    // Model selection by held-out NLL trains with and without the transform and keeps
+    // the lower one (recorded beside the model and in the cell).
+    let mut args = evaluate_args(sb, os, "1");
+    args.push("--select-transform");
+    let o = fmpe(&args);
+    assert!(o.status.success() && stderr(&o).contains("without the parameter transform"), "{}", stderr(&o));
+    let cell = eval_cells(&out).remove(0);
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(PathBuf::from(cell["model"].as_str().unwrap()).join("evaluate.json")).unwrap()).unwrap();
+    let sel = &info["transform_selection"];
+    let (with, without) = (sel["nll_with_transform"].as_f64().unwrap(), sel["nll_without_transform"].as_f64().unwrap());
+    let chosen = if without < with { "none" } else { "transform" };
+    assert_eq!((sel["chosen"].as_str(), cell["parameter_transform"].as_str()), (Some(chosen), Some(chosen)), "{info}");
+    assert_eq!(cell["held_out_nll"].as_f64().unwrap(), with.min(without));
     // --tasks all and a budget list parse; a bad list is a usage error naming the flag.
     assert_fails(&fmpe(&evaluate_args(sb, dir.join("e2").to_str().unwrap(), "0-3")), 2, &["--observations"]);
     let e3 = dir.join("e3");

@@ -42,6 +42,7 @@ impl<'a> Source<'a> {
 }
 
 /// A training job: network, hyper-parameters and metadata (with the transforms).
+#[derive(Clone)]
 pub(crate) struct Job {
     pub net: NetConfig,
     pub train: TrainConfig,

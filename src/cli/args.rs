@@ -36,7 +36,7 @@ pub(crate) struct NetTrainArgs {
     /// comma-separated layer widths such as 128,128,32 (GELU between layers).
     #[arg(long, default_value = "auto")]
     pub(crate) embedding: String,
-    /// Minibatch size, or auto (the budget policy: 64 below 3,163 simulations, 256
+    /// Minibatch size, or auto (the budget policy: 32 below 3,163 simulations, 256
     /// below 31,623, else 512).
     #[arg(long, default_value = "auto")]
     pub(crate) batch_size: Auto<usize>,

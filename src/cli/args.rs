@@ -44,7 +44,7 @@ pub(crate) struct NetTrainArgs {
     #[arg(long, default_value = "auto")]
     pub(crate) learning_rate: Auto<f64>,
     /// Maximum number of epochs (the cosine schedule anneals over them), or auto: the
-    /// budget policy's schedule length in optimiser steps (4,000 below 3,163
+    /// budget policy's schedule length in optimiser steps (8,000 below 3,163
     /// simulations, 7,400 below 31,623, else 40,000) over the steps per epoch.
     #[arg(long, default_value = "auto")]
     pub(crate) max_epochs: Auto<usize>,

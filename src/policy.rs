@@ -26,7 +26,7 @@
 //! x-embedding ([`crate::net::auto_embedding`]: none for dim x ≤ 32, else
 //! `[128, 128, 32]`). The medium tier is the pre-policy default (4 × 64, batch 256,
 //! 200 epochs at 10⁴ simulations, 5 % validation), measured on every sbibm task at 10⁴;
-//! the small tier was tuned on two_moons and slcp at 10³ (BENCHMARKS.md, "Budget policy
+//! the small tier was tuned on two_moons, slcp and sir at 10³ (BENCHMARKS.md, "Budget policy
 //! (issue 11)"); the large tier follows the FMPE paper's direction (larger network and
 //! batch) and is not yet measured.
 //!

@@ -13,7 +13,7 @@
 //!
 //! | tier | blocks × width | batch | learning rate | validation | weight decay | schedule (optimiser steps) |
 //! |---|---|---|---|---|---|---|
-//! | small (< 3,163) | 4 × 64 | 64 | 1e-3 | 20 % | 0 | 4,000 |
+//! | small (< 3,163) | 4 × 64 | 32 | 1e-3 | 20 % | 0 | 8,000 |
 //! | medium (< 31,623) | 4 × 64 | 256 | 1e-3 | 5 % | 0 | 7,400 |
 //! | large | 5 × 128 | 512 | 1e-3 | 5 % | 0 | 40,000 |
 //!
@@ -26,7 +26,7 @@
 //! x-embedding ([`crate::net::auto_embedding`]: none for dim x ≤ 32, else
 //! `[128, 128, 32]`). The medium tier is the pre-policy default (4 × 64, batch 256,
 //! 200 epochs at 10⁴ simulations, 5 % validation), measured on every sbibm task at 10⁴;
-//! the small tier was tuned on two_moons and slcp at 10³ (BENCHMARKS.md, "Budget policy
+//! the small tier was tuned on two_moons, slcp and sir at 10³ (BENCHMARKS.md, "Budget policy
 //! (issue 11)"); the large tier follows the FMPE paper's direction (larger network and
 //! batch) and is not yet measured.
 //!
@@ -94,11 +94,11 @@ impl Policy {
                 name: "small",
                 width: 64,
                 blocks: 4,
-                batch_size: 64,
+                batch_size: 32,
                 learning_rate: 1e-3,
                 validation_fraction: 0.2,
                 weight_decay: 0.0,
-                steps: 4_000,
+                steps: 8_000,
             }
         } else if num_simulations < LARGE_BUDGET_FROM {
             Tier {
@@ -342,8 +342,8 @@ mod tests {
         let mut rows = Vec::new();
         for (task, dims) in tasks {
             let embedding: &'static [usize] = if dims.1 > 32 { EMB } else { &[] };
-            // 10³: 800 training rows / 64 = 12 steps per epoch, ⌈4000 / 12⌉ = 334 epochs.
-            rows.push(Row { task, n: 1_000, dims, hidden: (4, 64), embedding, batch: 64, lr: 1e-3, epochs: 334, patience: 51, val: 0.2, wd: 0.0 });
+            // 10³: 800 training rows / 32 = 25 steps per epoch, ⌈8000 / 25⌉ = 320 epochs.
+            rows.push(Row { task, n: 1_000, dims, hidden: (4, 64), embedding, batch: 32, lr: 1e-3, epochs: 320, patience: 48, val: 0.2, wd: 0.0 });
             // 10⁴: 9500 / 256 = 37 steps per epoch, ⌈7400 / 37⌉ = 200 epochs.
             rows.push(Row { task, n: 10_000, dims, hidden: (4, 64), embedding, batch: 256, lr: 1e-3, epochs: 200, patience: 30, val: 0.05, wd: 0.0 });
             // 10⁵: 95000 / 512 = 185 steps per epoch, ⌈40000 / 185⌉ = 217 epochs.

@@ -24,7 +24,9 @@ pub enum LrSchedule {
 }
 
 /// Training hyper-parameters. Defaults follow the FMPE paper's sbibm setup where it
-/// states them (σ_min = 1e-4, α = 4) and sbi's conventions elsewhere.
+/// states them (σ_min = 1e-4, α = 4) and sbi's conventions elsewhere; the options the
+/// budget policy covers equal its medium tier at 10⁴ simulations
+/// ([`crate::policy::Policy::resolve`] chooses them from the budget and dimensions).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct TrainConfig {

@@ -36,7 +36,7 @@ pub(crate) struct NetTrainArgs {
     /// comma-separated layer widths such as 128,128,32 (GELU between layers).
     #[arg(long, default_value = "auto")]
     pub(crate) embedding: String,
-    /// Minibatch size, or auto (the budget policy: 64 below 3,163 simulations, 256
+    /// Minibatch size, or auto (the budget policy: 32 below 3,163 simulations, 256
     /// below 31,623, else 512).
     #[arg(long, default_value = "auto")]
     pub(crate) batch_size: Auto<usize>,
@@ -44,7 +44,7 @@ pub(crate) struct NetTrainArgs {
     #[arg(long, default_value = "auto")]
     pub(crate) learning_rate: Auto<f64>,
     /// Maximum number of epochs (the cosine schedule anneals over them), or auto: the
-    /// budget policy's schedule length in optimiser steps (4,000 below 3,163
+    /// budget policy's schedule length in optimiser steps (8,000 below 3,163
     /// simulations, 7,400 below 31,623, else 40,000) over the steps per epoch.
     #[arg(long, default_value = "auto")]
     pub(crate) max_epochs: Auto<usize>,
@@ -327,3 +327,52 @@ impl SolverArgs {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `auto` and explicit values parse, print and serialise (into config.toml) back to
+    /// what was given; a bad value says what was expected.
+    #[test]
+    fn auto_flag_values_round_trip() {
+        assert_eq!("auto".parse::<Auto<usize>>(), Ok(Auto::Auto));
+        assert_eq!(" 32".parse::<Auto<usize>>(), Ok(Auto::Value(32)));
+        assert_eq!("2e-3".parse::<Auto<f64>>(), Ok(Auto::Value(2e-3)));
+        assert_eq!("glu".parse::<Auto<Conditioning>>(), Ok(Auto::Value(Conditioning::Glu)));
+        assert_eq!("plateau".parse::<Auto<ScheduleArg>>(), Ok(Auto::Value(ScheduleArg::Plateau)));
+        let e = "many".parse::<Auto<usize>>().unwrap_err();
+        assert!(e.starts_with("expected auto or a value"), "{e}");
+        assert!("cosine2".parse::<Auto<ScheduleArg>>().unwrap_err().contains("expected plateau or cosine"));
+        assert_eq!((Auto::<usize>::Auto.get(), Auto::Value(7usize).get()), (None, Some(7)));
+        assert_eq!((Auto::<f64>::Auto.to_string(), Auto::Value(0.5).to_string()), ("auto".to_string(), "0.5".to_string()));
+        #[derive(serde::Serialize)]
+        struct T {
+            a: Auto<usize>,
+            b: Auto<f64>,
+            c: Auto<Conditioning>,
+        }
+        let t = toml::to_string(&T { a: Auto::Auto, b: Auto::Value(0.25), c: Auto::Value(Conditioning::Concat) }).unwrap();
+        assert_eq!(t, "a = \"auto\"\nb = 0.25\nc = \"concat\"\n");
+    }
+
+    /// `--hidden` maps onto the policy's width, list of widths or auto; a bad list names
+    /// the flag.
+    #[test]
+    fn hidden_maps_onto_width_or_widths() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct P {
+            #[command(flatten)]
+            net: NetTrainArgs,
+        }
+        let opts = |args: &[&str]| P::try_parse_from(std::iter::once("p").chain(args.iter().copied())).unwrap().net.auto_options();
+        let o = opts(&[]).unwrap();
+        assert_eq!(o, AutoOptions::default());
+        let o = opts(&["--hidden", "48", "--blocks", "6"]).unwrap();
+        assert_eq!((o.hidden, o.width, o.blocks), (None, Some(48), Some(6)));
+        let o = opts(&["--hidden", "32,16", "--embedding", "none", "--lr-schedule", "plateau"]).unwrap();
+        assert_eq!((o.hidden, o.embedding, o.lr_schedule), (Some(vec![32, 16]), Some(vec![]), Some(LrSchedule::Plateau)));
+        assert!(opts(&["--hidden", "wide"]).unwrap_err().to_string().contains("--hidden"));
+    }
+}

@@ -82,11 +82,15 @@ class FMPE:
         if prior is not None and not isinstance(prior, Prior):
             raise TypeError("prior must be fmpe.BoxUniform, fmpe.Gaussian, a task's prior or None")
         self.prior = prior
-        widths = 64 if hidden is None else hidden
-        nblocks = 4 if blocks is None else int(blocks)
-        if isinstance(widths, (int, np.integer)):
-            widths = [int(widths)] * nblocks
-        self._hidden = [int(w) for w in widths]
+        # None: the budget policy's network, resolved by train() from the number of
+        # simulations and the dimensions (as the CLI's `auto`).
+        self._hidden_list: Optional[List[int]] = None
+        self._width: Optional[int] = None
+        if isinstance(hidden, (int, np.integer)):
+            self._width = int(hidden)
+        elif hidden is not None:
+            self._hidden_list = [int(w) for w in hidden]
+        self._blocks = None if blocks is None else int(blocks)
         self._conditioning = "concat" if conditioning is None else str(conditioning)
         if embedding is None or embedding == "auto":
             self._embedding: Optional[List[int]] = None
@@ -104,6 +108,8 @@ class FMPE:
         self._dropped = 0
         self._flow: Optional[_fmpe.Flow] = None
         self.summary: Optional[TrainResult] = None
+        #: The budget policy's resolved options of the last ``train()`` (one line).
+        self.policy: Optional[str] = None
 
     @property
     def device(self) -> str:
@@ -154,9 +160,12 @@ class FMPE:
         callback: Optional[Callable[[dict], object]] = None,
         show_progress_bars: bool = True,
     ) -> TrainResult:
-        """Trains on every simulation appended (None = the library default: batch 256,
-        learning rate 1e-3 with cosine annealing, 200 epochs, early stopping after 30
-        epochs without a better validation loss, 5 % validation). ``max_train_seconds``
+        """Trains on every simulation appended. None = the budget policy's value, as the
+        CLI's ``auto`` resolves it from the number of simulations and the dimensions
+        (at 10⁴ simulations: 4 × 64, batch 256, learning rate 1e-3 with cosine
+        annealing, 200 epochs, early stopping after 30 epochs without a better
+        validation loss, 5 % validation; at 10³: batch 32, 20 % validation, 320
+        epochs); the resolved line is in ``self.policy``. ``max_train_seconds``
         caps the wall time. ``callback(record)`` is called after each epoch with a dict
         (epoch, train_loss, val_loss, learning_rate, seconds, best_epoch, max_epochs,
         last) and stops training by returning True. Ctrl-C stops training after the
@@ -166,25 +175,30 @@ class FMPE:
             raise DataError("no simulations: call append_simulations(theta, x) first", array="theta")
         theta = np.concatenate(self._theta) if len(self._theta) > 1 else self._theta[0]
         x = np.concatenate(self._x) if len(self._x) > 1 else self._x[0]
-        config = json.loads(_fmpe.default_train_config())
-        for key, value in [
-            ("batch_size", training_batch_size),
-            ("learning_rate", learning_rate),
-            ("max_epochs", max_num_epochs),
-            ("patience", stop_after_epochs),
-            ("validation_fraction", validation_fraction),
-            ("time_prior_exponent", self._time_prior_exponent),
-            ("sigma_min", self._sigma_min),
-        ]:
+        base = json.loads(_fmpe.default_train_config())
+        for key, value in [("time_prior_exponent", self._time_prior_exponent), ("sigma_min", self._sigma_min)]:
             if value is not None:
-                config[key] = value
-        config["seed"] = self._seed
-        config["max_seconds"] = max_train_seconds
-        for key in ("batch_size", "max_epochs", "patience"):
-            if not isinstance(config[key], (int, np.integer)) or config[key] < 0:
-                raise OptionError(f"{key}: must be a non-negative integer, got {config[key]!r}", name=key)
+                base[key] = value
+        base["seed"] = self._seed
+        base["max_seconds"] = max_train_seconds
+        for key, value in [("batch_size", training_batch_size), ("max_epochs", max_num_epochs), ("patience", stop_after_epochs)]:
+            if value is not None and (not isinstance(value, (int, np.integer)) or value < 0):
+                raise OptionError(f"{key}: must be a non-negative integer, got {value!r}", name=key)
+        explicit = {
+            "hidden": self._hidden_list,
+            "width": self._width,
+            "blocks": self._blocks,
+            "batch_size": None if training_batch_size is None else int(training_batch_size),
+            "learning_rate": None if learning_rate is None else float(learning_rate),
+            "max_epochs": None if max_num_epochs is None else int(max_num_epochs),
+            "patience": None if stop_after_epochs is None else int(stop_after_epochs),
+            "validation_fraction": None if validation_fraction is None else float(validation_fraction),
+        }
+        # The budget policy (the CLI's `auto`) for what the caller left at None.
+        hidden, config_json, self.policy = _fmpe.resolve_policy(len(theta), theta.shape[1], x.shape[1], explicit, json.dumps(base))
+        config = json.loads(config_json)
         meta = self._meta()
-        net = {"hidden": self._hidden, "conditioning": self._conditioning, "embedding": self._embedding}
+        net = {"hidden": hidden, "conditioning": self._conditioning, "embedding": self._embedding}
         progress = Progress(show_progress_bars, callback)
         try:
             flow, interrupted, data_warnings = _fmpe.train(self._device, theta, x, net, meta, json.dumps(config), progress)

@@ -131,3 +131,42 @@ pub fn pair_plot(
 pub fn default_train_config() -> String {
     serde_json::to_string(&fmpe::train::TrainConfig::default()).unwrap_or_default()
 }
+
+/// The options the caller fixed (None: the budget policy's value).
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+pub struct Explicit {
+    hidden: Option<Vec<usize>>,
+    width: Option<usize>,
+    blocks: Option<usize>,
+    batch_size: Option<usize>,
+    learning_rate: Option<f64>,
+    max_epochs: Option<usize>,
+    patience: Option<usize>,
+    validation_fraction: Option<f64>,
+}
+
+/// The budget policy (`fmpe::policy`, as the CLI resolves it) for `num_simulations`
+/// simulations of `dim_theta` × `dim_x`, with the caller's `explicit` values winning
+/// and the rest of `base_json` (a `TrainConfig`) kept: `(hidden widths, training
+/// options as JSON, the one-line summary)`. Raises `OptionError` naming the option.
+#[pyfunction]
+pub fn resolve_policy(num_simulations: usize, dim_theta: usize, dim_x: usize, explicit: Explicit, base_json: &str) -> PyResult<(Vec<usize>, String, String)> {
+    let base: fmpe::train::TrainConfig =
+        serde_json::from_str(base_json).map_err(|e| fmpe::Error::invalid(format!("training options: {e}"))).py_err()?;
+    let auto = fmpe::policy::AutoOptions {
+        hidden: explicit.hidden,
+        width: explicit.width,
+        blocks: explicit.blocks,
+        batch_size: explicit.batch_size,
+        learning_rate: explicit.learning_rate,
+        max_epochs: explicit.max_epochs,
+        patience: explicit.patience,
+        validation_fraction: explicit.validation_fraction,
+        ..Default::default()
+    };
+    let budget = fmpe::policy::Budget { num_simulations, dim_theta, dim_x };
+    let r = auto.resolve(budget, &base).py_err()?;
+    let json = serde_json::to_string(&r.train).map_err(|e| fmpe::Error::invalid(e.to_string())).py_err()?;
+    Ok((r.net.hidden.clone(), json, r.summary()))
+}

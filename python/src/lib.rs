@@ -26,5 +26,6 @@ fn _fmpe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(extras::coverage, m)?)?;
     m.add_function(wrap_pyfunction!(extras::pair_plot, m)?)?;
     m.add_function(wrap_pyfunction!(extras::default_train_config, m)?)?;
+    m.add_function(wrap_pyfunction!(extras::resolve_policy, m)?)?;
     Ok(())
 }

@@ -382,6 +382,17 @@ fn log_prob_is_minus_infinity_outside_the_box_prior() {
     assert_eq!(rep.returned, 200);
 }
 
+/// Parameters whose field is the constant `c` `[dim_theta]` (everything zero but the
+/// output bias): the flow carries N(0, I) to N(c, I) for every x.
+fn constant_field(cfg: &NetConfig, c: &[f64]) -> Vec<f32> {
+    let layout = cfg.layout();
+    let mut p = vec![0f32; layout.len];
+    for (j, &v) in c.iter().enumerate() {
+        p[layout.output.bias + j] = v as f32;
+    }
+    p
+}
+
 /// Standard normal CDF by Simpson's rule on [−10, z] (|error| < 1e-12 here).
 fn normal_cdf(z: f64) -> f64 {
     let (a, n) = (-10.0, 20_000);
@@ -403,13 +414,9 @@ fn normal_cdf(z: f64) -> f64 {
 #[test]
 fn normalize_to_prior_divides_by_the_mass_inside_the_box() {
     let cfg = NetConfig { dim_theta: 2, dim_x: 1, hidden: vec![8], conditioning: Conditioning::Concat, embedding: vec![] };
-    let layout = cfg.layout();
-    let mut p = vec![0f32; layout.len];
     let c = [0.4, -0.3];
-    p[layout.output.bias] = c[0] as f32;
-    p[layout.output.bias + 1] = c[1] as f32;
     let (lo, hi) = ([-0.5, -1.5], [1.0, 0.2]);
-    let post = posterior(&model(cfg, p, Some(BoxPrior { low: lo.to_vec(), high: hi.to_vec() })), &[0.0]);
+    let post = posterior(&model(cfg.clone(), constant_field(&cfg, &c), Some(BoxPrior { low: lo.to_vec(), high: hi.to_vec() })), &[0.0]);
     let truth: f64 = (0..2).map(|j| normal_cdf(hi[j] - c[j]) - normal_cdf(lo[j] - c[j])).product();
     let opts = PosteriorOptions { normalize_to_prior: true, ..Default::default() };
     let mass = post.prior_mass(&opts).unwrap();
@@ -440,7 +447,7 @@ fn normalize_to_prior_divides_by_the_mass_inside_the_box() {
         assert!((lq[i] - again[i]).abs() <= 2e-3, "sample {i}: {} vs {}", lq[i], again[i]);
     }
     // Without a box prior nothing is drawn: the mass is exactly 1.
-    let free = posterior(&model(NetConfig { dim_theta: 2, dim_x: 1, hidden: vec![8], conditioning: Conditioning::Concat, embedding: vec![] }, vec![0f32; layout.len], None), &[0.0]);
+    let free = posterior(&model(cfg.clone(), constant_field(&cfg, &[0.0, 0.0]), None), &[0.0]);
     assert_eq!(free.prior_mass(&opts).unwrap(), 1.0);
 }
 
@@ -449,12 +456,8 @@ fn normalize_to_prior_divides_by_the_mass_inside_the_box() {
 #[test]
 fn held_out_nll_is_the_mean_negative_log_density_of_the_given_rows() {
     let cfg = NetConfig { dim_theta: 2, dim_x: 3, hidden: vec![8], conditioning: Conditioning::Glu, embedding: vec![] };
-    let layout = cfg.layout();
-    let mut p = vec![0f32; layout.len];
     let c = [0.7, -0.2];
-    p[layout.output.bias] = c[0] as f32;
-    p[layout.output.bias + 1] = c[1] as f32;
-    let on_gpu = GpuModel::new(common::gpu_arc().clone(), &model(cfg, p, None)).unwrap();
+    let on_gpu = GpuModel::new(common::gpu_arc().clone(), &model(cfg.clone(), constant_field(&cfg, &c), None)).unwrap();
     let theta = rand_vec(2 * 50, 3);
     let x = rand_vec(3 * 50, 4);
     let rows: Vec<usize> = (0..50).filter(|r| r % 3 != 0).collect();

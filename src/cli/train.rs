@@ -8,7 +8,7 @@ use std::time::Instant;
 use clap::Args;
 use fmpe::error::{Error, Result};
 use fmpe::io::{drop_nonfinite_rows, read_matrix, Matrix, OutputLock};
-use fmpe::model::{HeldOutNll, Model, ModelMeta};
+use fmpe::model::Model;
 use fmpe::tasks::task_by_name;
 use fmpe::train::{Checkpoint, Control, Trainer, CHECKPOINT_FILE};
 use fmpe::transform::{ThetaTransform, XTransform};
@@ -137,13 +137,11 @@ fn effective_config(a: &TrainArgs) -> Result<String> {
     Ok(format!("# fmpe train: the effective configuration of this model (fmpe train --config FILE repeats it;\n# fmpe train --resume DIR continues it from checkpoint.safetensors)\n{body}"))
 }
 
-/// Writes the model so far (best weights, complete and loadable) into `out` with its
+/// Writes `model` (the best weights so far, complete and loadable) into `out` with its
 /// config.toml and, when `checkpoint` is set, checkpoint.safetensors: one atomic
 /// directory swap.
-fn save(tr: &Trainer<'_>, meta: &ModelMeta, out: &Path, config: &str, checkpoint: bool, held_out: Option<HeldOutNll>) -> Result<Model> {
+fn save(tr: &Trainer<'_>, model: Model, out: &Path, config: &str, checkpoint: bool) -> Result<Model> {
     let ck = if checkpoint { Some(tr.checkpoint()?) } else { None };
-    let mut model = tr.outcome()?.into_model(meta.clone());
-    model.info.held_out = held_out;
     model.save_with(out, &mut |d| {
         if !model.info.history.is_empty() {
             fmpe::plot::training_curve(&model.info.history, &d.join("training_curve.png"))?;
@@ -211,7 +209,7 @@ pub(crate) fn train(a: TrainArgs) -> Result<i32> {
         let by_epochs = a.checkpoint_every.is_some_and(|n| n > 0 && p.record.epoch.is_multiple_of(n));
         let by_time = a.checkpoint_seconds.is_some_and(|s| last_save.elapsed().as_secs_f64() >= s);
         if (by_epochs || by_time) && !p.last {
-            if let Err(e) = save(tr, &job.meta, &a.out, &config, true, None) {
+            if let Err(e) = tr.outcome().and_then(|o| save(tr, o.into_model(job.meta.clone()), &a.out, &config, true)) {
                 failed = Some(e);
                 return Control::Stop;
             }
@@ -225,12 +223,11 @@ pub(crate) fn train(a: TrainArgs) -> Result<i32> {
     }
     // The held-out NLL of the kept weights (not for a run stopped by a signal: it
     // should end at once).
-    let held_out = if interrupted {
-        None
-    } else {
-        pipeline::held_out(&gpu, &tr.outcome()?.into_model(job.meta.clone()), &sims, tr.validation_rows())?
-    };
-    let model = save(&tr, &job.meta, &a.out, &config, periodic || interrupted, held_out)?;
+    let mut model = tr.outcome()?.into_model(job.meta.clone());
+    if !interrupted {
+        model.info.held_out = pipeline::held_out(&gpu, &model, &sims, tr.validation_rows())?;
+    }
+    let model = save(&tr, model, &a.out, &config, periodic || interrupted)?;
     let signal = interrupted.then(|| which.load(Ordering::SeqCst) as i32);
     report(&a, &model, t0, tr.rollbacks(), signal, resume.map(|c| c.state.epoch), periodic || interrupted)?;
     Ok(signal.map_or(0, |s| 128 + s))

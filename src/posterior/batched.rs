@@ -126,12 +126,7 @@ impl GpuModel {
             return Err(Error::invalid(format!("theta row {}, column {} is not finite", i / d + 1, i % d + 1)));
         }
         let mut out = vec![f64::NEG_INFINITY; n];
-        let inside: Vec<usize> = (0..n)
-            .filter(|&i| {
-                let row = &theta[i * d..(i + 1) * d];
-                (!opts.reject_outside_prior || m.prior.as_ref().is_none_or(|p| p.contains(row))) && m.transform.contains(row)
-            })
-            .collect();
+        let inside = m.integrable_rows(theta, opts.reject_outside_prior);
         let field = FieldKind::WithDivergence(opts.divergence);
         let chunk = max_chunk(&m.gpu, &m.cfg, field, true, opts.chunk_size);
         let mut plans = Vec::new();
@@ -139,9 +134,7 @@ impl GpuModel {
         while done < inside.len() {
             let c = chunk.min(inside.len() - done);
             let idx = &inside[done..done + c];
-            let rows: Vec<f64> = idx.iter().flat_map(|&i| theta[i * d..(i + 1) * d].iter().copied()).collect();
-            let (y, log_det) = m.transform.forward_rows(&rows, d);
-            let z: Vec<f32> = y.iter().enumerate().map(|(k, &v)| ((v - m.theta_mean[k % d]) / m.theta_std[k % d]) as f32).collect();
+            let (z, log_det) = m.backward_start(theta, idx);
             let mut x_z = Vec::with_capacity(c * dx);
             for &i in idx {
                 let x = &observations[i * dx..(i + 1) * dx];
@@ -150,7 +143,7 @@ impl GpuModel {
                         Error::Invalid(msg) => Error::Invalid(format!("observations row {}: {msg}", i + 1)),
                         e => e,
                     })?),
-                    XUnits::Transformed => x_z.extend(x.iter().zip(m.x_mean.iter().zip(&m.x_std)).map(|(&v, (&mu, &s))| ((v - mu) / s) as f32)),
+                    XUnits::Transformed => x_z.extend(m.z_score_x(x)),
                 }
             }
             let key = PlanKey { n: c, field, solver: opts.solver, direction: Direction::Backward, per_row_x: true };

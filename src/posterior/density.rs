@@ -90,13 +90,7 @@ impl Posterior {
         let n = theta.len() / d;
         let m = &self.model.inner;
         let mut out = vec![f64::NEG_INFINITY; n];
-        let inside: Vec<usize> = (0..n)
-            .filter(|&i| {
-                let row = &theta[i * d..(i + 1) * d];
-                let restrict = opts.reject_outside_prior || opts.normalize_to_prior;
-                (!restrict || m.prior.as_ref().is_none_or(|p| p.contains(row))) && m.transform.contains(row)
-            })
-            .collect();
+        let inside = m.integrable_rows(theta, opts.reject_outside_prior || opts.normalize_to_prior);
         // log P_q(θ ∈ box) (0 unless renormalising).
         let log_mass = if opts.normalize_to_prior && !inside.is_empty() { self.prior_mass(opts)?.ln() } else { 0.0 };
         let field = FieldKind::WithDivergence(opts.divergence);
@@ -104,10 +98,7 @@ impl Posterior {
         let mut done = 0usize;
         while done < inside.len() {
             let c = chunk.min(inside.len() - done);
-            let rows: Vec<f64> = inside[done..done + c].iter().flat_map(|&i| theta[i * d..(i + 1) * d].iter().copied()).collect();
-            // θ' = T(θ) and log |dθ'/dθ| in f64 (the identity gives θ and 0), then z-scoring.
-            let (y, log_det) = m.transform.forward_rows(&rows, d);
-            let z: Vec<f32> = y.iter().enumerate().map(|(k, &v)| ((v - m.theta_mean[k % d]) / m.theta_std[k % d]) as f32).collect();
+            let (z, log_det) = m.backward_start(theta, &inside[done..done + c]);
             let key = PlanKey { n: c, field, solver: opts.solver, direction: Direction::Backward, per_row_x: false };
             let start = ChunkStart { seed: opts.seed, first_index: done as u64, round: 0, theta_z: Some(&z) };
             let lq = self.solve_chunk(key, &start)?.log_q;

@@ -144,6 +144,37 @@ impl GpuModel {
             Error::Invalid(msg) => Error::Invalid(format!("observation: {msg}")),
             e => e,
         })?;
-        Ok(observation.iter().zip(m.x_mean.iter().zip(&m.x_std)).map(|(&x, (&mu, &s))| ((x - mu) / s) as f32).collect())
+        Ok(m.z_score_x(&observation))
+    }
+}
+
+impl Inner {
+    /// x `[dim_x]` after the x transform, z-scored as the network saw it in training.
+    pub(crate) fn z_score_x(&self, x: &[f64]) -> Vec<f32> {
+        x.iter().zip(self.x_mean.iter().zip(&self.x_std)).map(|(&v, (&mu, &s))| ((v - mu) / s) as f32).collect()
+    }
+
+    /// The rows of `theta` `[n, dim_theta]` a density solve integrates: inside the
+    /// transform's support and, when `restrict`, inside the box prior (the others get
+    /// −∞ without a solve).
+    pub(crate) fn integrable_rows(&self, theta: &[f64], restrict: bool) -> Vec<usize> {
+        let d = self.cfg.dim_theta;
+        (0..theta.len() / d)
+            .filter(|&i| {
+                let row = &theta[i * d..(i + 1) * d];
+                (!restrict || self.prior.as_ref().is_none_or(|p| p.contains(row))) && self.transform.contains(row)
+            })
+            .collect()
+    }
+
+    /// The start of a backward density solve for rows `idx` of `theta`: θ' = T(θ) and
+    /// log |dθ'/dθ| in f64 (the identity gives θ and 0), then z-scored θ' as f32.
+    /// Returns (`[idx.len(), dim_theta]`, `[idx.len()]`).
+    pub(crate) fn backward_start(&self, theta: &[f64], idx: &[usize]) -> (Vec<f32>, Vec<f64>) {
+        let d = self.cfg.dim_theta;
+        let rows: Vec<f64> = idx.iter().flat_map(|&i| theta[i * d..(i + 1) * d].iter().copied()).collect();
+        let (y, log_det) = self.transform.forward_rows(&rows, d);
+        let z = y.iter().enumerate().map(|(k, &v)| ((v - self.theta_mean[k % d]) / self.theta_std[k % d]) as f32).collect();
+        (z, log_det)
     }
 }

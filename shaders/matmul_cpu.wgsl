@@ -8,7 +8,8 @@
 // a scalar loop over the 8 lanes and a barrier is a coroutine switch
 // (../shared/notes/lavapipe-kernels.md):
 //  - no workgroup memory and no barrier: a workgroup is one subgroup of 8 lanes;
-//  - lanes own rows: lane l computes rows row0 + 8 r + l (r < 4) and 8·NB columns, so
+//  - lanes own rows: lane l computes rows base + 8 r + l (r < 4; or base + 4 l + r when
+//    A's rows are contiguous, A_IVEC) and 8·NB columns, so
 //    every load of A is useful in all 8 lanes;
 //  - B is loaded lane-distinct (lane l loads column col0 + 8 b + l) and handed out to
 //    all lanes with subgroupBroadcast at constant lane indices (an extract and a splat);
@@ -63,12 +64,19 @@ override NB: u32 = 8u;        // 8-column groups per invocation (1..8)
 
 @group(0) @binding(0) var<uniform> u: MatmulParams;
 override A_KVEC: bool = false;  // A (and M) k-contiguous, 16-byte aligned: vec4 loads along k
+override A_IVEC: bool = false;  // A row-contiguous, 16-byte aligned, M % 4 == 0, no M: vec4 loads along i
 
 // The buffers as vec4 arrays (fmpe's storage buffers are multiples of 16 bytes): a
 // scalar is one component of a vec4, and aligned operands load four at once.
 @group(0) @binding(1) var<storage, read_write> acts: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> params: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> grads: array<vec4<f32>>;
+// The texture mirror of `params` (src/gpu/texture.rs): vec4 q at texel
+// (q % PARAMS_TEX_WIDTH, q / PARAMS_TEX_WIDTH). Read instead of `params` for vec4 loads when PARAMS_TEX is set:
+// a storage-texture load is a vector gather on lavapipe, a buffer load a scalar loop.
+@group(0) @binding(4) var params_tex: texture_storage_2d<rgba32float, read>;
+override PARAMS_TEX: bool = false;
+override C_VEC: bool = false;   // vec4 epilogue (see store4)
 
 fn ld(buf: u32, idx: u32) -> f32 {
     let q = idx >> 2u;
@@ -84,6 +92,9 @@ fn ld(buf: u32, idx: u32) -> f32 {
 // Four consecutive floats from a multiple of 4.
 fn ld4(buf: u32, idx: u32) -> vec4<f32> {
     let q = idx >> 2u;
+    if (buf == BUF_PARAMS && PARAMS_TEX) {
+        return textureLoad(params_tex, vec2<u32>(q % PARAMS_TEX_WIDTH, q / PARAMS_TEX_WIDTH));
+    }
     if (buf == BUF_PARAMS) {
         return params[q];
     } else if (buf == BUF_GRADS) {
@@ -122,22 +133,29 @@ fn load_a(i: u32, k: u32) -> f32 {
 // 0 beyond. The load is clamped into the matrix and always made.
 fn load_b(k: u32, j: u32, nb: u32) -> f32 {
     let v = apply_op(B_OP, ld(B_BUF, u.b.off + k * u.b.rs + min(j, nb - 1u) * u.b.cs));
-    let pad = select(0.0, 1.0, has(MATMUL_FLAG_ONES_COL) && j == nb);
-    return select(pad, v, j < nb);
+    return select(0.0, v, j < nb);
 }
 
-fn store(i: u32, j: u32, nb: u32, acc: f32) {
-    if (i >= u.m || j >= u.n) {
-        return;
+// The bias of column j (0 without one), read once per column of a tile.
+fn bias_at(j: u32) -> f32 {
+    if (!has(MATMUL_FLAG_BIAS)) {
+        return 0.0;
     }
-    if (has(MATMUL_FLAG_ONES_COL) && j == nb) {
-        let g = u.extra.x + i;
-        grads[g >> 2u][g & 3u] = acc;
+    let idx = u.bias.off + min(j, real_columns() - 1u) * u.bias.cs;
+    if (BIAS_BUF == BUF_PARAMS && PARAMS_TEX) {
+        let q = idx >> 2u;
+        return textureLoad(params_tex, vec2<u32>(q % PARAMS_TEX_WIDTH, q / PARAMS_TEX_WIDTH))[idx & 3u];
+    }
+    return ld(BIAS_BUF, idx);
+}
+
+fn store(i: u32, j: u32, nb: u32, acc: f32, bias: f32) {
+    if (i >= u.m || j >= nb) {
         return;
     }
     var v = acc;
     if (has(MATMUL_FLAG_BIAS)) {
-        v = v + ld(BIAS_BUF, u.bias.off + j * u.bias.cs);
+        v = v + bias;
     }
     v = apply_op(ACT, v);
     if (has(MATMUL_FLAG_PRE)) {
@@ -156,6 +174,50 @@ fn store(i: u32, j: u32, nb: u32, acc: f32) {
     } else {
         acts[o >> 2u][o & 3u] = v;
     }
+}
+
+// The bias of columns j0 .. j0 + 3 (C_VEC: the bias is contiguous and 16-byte aligned).
+fn bias4_at(j0: u32) -> vec4<f32> {
+    if (!has(MATMUL_FLAG_BIAS)) {
+        return vec4<f32>(0.0);
+    }
+    return ld4(BIAS_BUF, u.bias.off + min(j0, real_columns() - 4u));
+}
+
+// The epilogue of `store` for columns j0 .. j0 + 3 of row i, with vec4 loads and stores
+// (C_VEC: C, pre, aux and res are column-contiguous and 16-byte aligned, N is a
+// multiple of 4, no ones column).
+fn store4(i: u32, j0: u32, acc: vec4<f32>, bias: vec4<f32>) {
+    if (i >= u.m || j0 >= real_columns()) {
+        return;
+    }
+    var v = op4(ACT, acc + bias);
+    if (has(MATMUL_FLAG_PRE)) {
+        let p = u.pre.off + i * u.pre.rs + j0;
+        acts[p >> 2u] = v;
+    }
+    if (has(MATMUL_FLAG_AUX)) {
+        v = v * op4(AUX_OP, ld4(AUX_BUF, u.aux.off + prow(i) * u.aux.rs + j0));
+    }
+    if (has(MATMUL_FLAG_RES)) {
+        v = v + ld4(RES_BUF, u.res.off + i * u.res.rs + j0);
+    }
+    let o = u.c.off + i * u.c.rs + j0;
+    if (C_BUF == BUF_GRADS) {
+        grads[o >> 2u] = v;
+    } else {
+        acts[o >> 2u] = v;
+    }
+}
+
+// The lane's four rows of C (x, y, z, w): lane l of the workgroup's 32 rows from
+// `base` owns rows base + l + 8 r, or, with A_IVEC, the consecutive rows
+// base + 4 l + r (A's rows contiguous: one vec4 load gives the lane's rows at one k).
+fn lane_rows(base: u32, lane: u32) -> vec4<u32> {
+    if (A_IVEC) {
+        return vec4<u32>(base + 4u * lane) + vec4<u32>(0u, 1u, 2u, 3u);
+    }
+    return vec4<u32>(base + lane) + vec4<u32>(0u, 8u, 16u, 24u);
 }
 
 // Rows i of A at k0 .. k0 + 3 (k0 a multiple of 4, K a multiple of 4), row clamped.
@@ -193,13 +255,24 @@ fn real_columns() -> u32 {
     return u.n;
 }
 
-// A at k0 .. k0 + 3 for the lane's 4 rows, regrouped by k: element kk holds rows
-// row0, row0 + 8, row0 + 16, row0 + 24 at k0 + kk.
-fn a_by_k(row0: u32, k0: u32) -> array<vec4<f32>, 4> {
-    let a0 = load_a4(row0, k0);
-    let a1 = load_a4(row0 + 8u, k0);
-    let a2 = load_a4(row0 + 16u, k0);
-    let a3 = load_a4(row0 + 24u, k0);
+// A at k0 .. k0 + 3 for the lane's 4 rows, regrouped by k: element kk holds the rows
+// `rows` at k0 + kk.
+fn a_by_k(rows: vec4<u32>, k0: u32) -> array<vec4<f32>, 4> {
+    if (A_IVEC) {
+        // Rows past the end read the last four rows (M is a multiple of 4); they are
+        // never stored.
+        let base = u.a.off + min(rows.x, u.m - 4u);
+        return array<vec4<f32>, 4>(
+            op4(A_OP, ld4(A_BUF, base + k0 * u.a.cs)),
+            op4(A_OP, ld4(A_BUF, base + (k0 + 1u) * u.a.cs)),
+            op4(A_OP, ld4(A_BUF, base + (k0 + 2u) * u.a.cs)),
+            op4(A_OP, ld4(A_BUF, base + (k0 + 3u) * u.a.cs)),
+        );
+    }
+    let a0 = load_a4(rows.x, k0);
+    let a1 = load_a4(rows.y, k0);
+    let a2 = load_a4(rows.z, k0);
+    let a3 = load_a4(rows.w, k0);
     return array<vec4<f32>, 4>(
         vec4<f32>(a0.x, a1.x, a2.x, a3.x),
         vec4<f32>(a0.y, a1.y, a2.y, a3.y),
@@ -208,15 +281,42 @@ fn a_by_k(row0: u32, k0: u32) -> array<vec4<f32>, 4> {
     );
 }
 
+// The virtual ones column: the row sums of A (a bias gradient) to grads[extra.x + i],
+// written by the first column block.
+fn store_ones(rows: vec4<u32>, col: u32, ones: vec4<f32>) {
+    if (!has(MATMUL_FLAG_ONES_COL) || col != 0u) {
+        return;
+    }
+    // #unroll r 4
+    if (rows[{r}u] < u.m) {
+        let g = u.extra.x + rows[{r}u];
+        grads[g >> 2u][g & 3u] = ones[{r}u];
+    }
+    // #end
+}
+
 // The epilogue of the lane's 4 rows × 8·NB columns, unrolled so every accumulator index
 // is a literal (the accumulators stay where the k loop left them).
-fn store_tile(row0: u32, col0: u32, nb: u32, acc: ptr<function, array<vec4<f32>, 64>>) {
+fn store_tile(rows: vec4<u32>, col0: u32, nb: u32, acc: ptr<function, array<vec4<f32>, 64>>) {
+    if (C_VEC) {
+        // #unroll g 16
+        if (8u * NB > {g}u * 4u) {
+            let bv{g} = bias4_at(col0 + {g}u * 4u);
+            store4(rows.x, col0 + {g}u * 4u, vec4<f32>((*acc)[{g}u * 4u].x, (*acc)[{g}u * 4u + 1u].x, (*acc)[{g}u * 4u + 2u].x, (*acc)[{g}u * 4u + 3u].x), bv{g});
+            store4(rows.y, col0 + {g}u * 4u, vec4<f32>((*acc)[{g}u * 4u].y, (*acc)[{g}u * 4u + 1u].y, (*acc)[{g}u * 4u + 2u].y, (*acc)[{g}u * 4u + 3u].y), bv{g});
+            store4(rows.z, col0 + {g}u * 4u, vec4<f32>((*acc)[{g}u * 4u].z, (*acc)[{g}u * 4u + 1u].z, (*acc)[{g}u * 4u + 2u].z, (*acc)[{g}u * 4u + 3u].z), bv{g});
+            store4(rows.w, col0 + {g}u * 4u, vec4<f32>((*acc)[{g}u * 4u].w, (*acc)[{g}u * 4u + 1u].w, (*acc)[{g}u * 4u + 2u].w, (*acc)[{g}u * 4u + 3u].w), bv{g});
+        }
+        // #end
+        return;
+    }
     // #unroll q 64
     if (8u * NB > {q}u) {
-        store(row0, col0 + {q}u, nb, (*acc)[{q}u].x);
-        store(row0 + 8u, col0 + {q}u, nb, (*acc)[{q}u].y);
-        store(row0 + 16u, col0 + {q}u, nb, (*acc)[{q}u].z);
-        store(row0 + 24u, col0 + {q}u, nb, (*acc)[{q}u].w);
+        let b{q} = bias_at(col0 + {q}u);
+        store(rows.x, col0 + {q}u, nb, (*acc)[{q}u].x, b{q});
+        store(rows.y, col0 + {q}u, nb, (*acc)[{q}u].y, b{q});
+        store(rows.z, col0 + {q}u, nb, (*acc)[{q}u].z, b{q});
+        store(rows.w, col0 + {q}u, nb, (*acc)[{q}u].w, b{q});
     }
     // #end
 }
@@ -224,8 +324,7 @@ fn store_tile(row0: u32, col0: u32, nb: u32, acc: ptr<function, array<vec4<f32>,
 // Column j of B at k0 .. k0 + 3 (B = Wᵀ: B's row stride is 1), padded like load_b.
 fn load_b_kvec(k0: u32, j: u32, nb: u32) -> vec4<f32> {
     let v = op4(B_OP, ld4(B_BUF, u.b.off + min(j, nb - 1u) * u.b.cs + k0));
-    let pad = select(vec4<f32>(0.0), vec4<f32>(1.0), has(MATMUL_FLAG_ONES_COL) && j == nb);
-    return select(pad, v, j < nb);
+    return select(vec4<f32>(0.0), v, j < nb);
 }
 
 // Row k of B at columns j0 .. j0 + 3 (B = W or X: B's column stride is 1, j0 and nb
@@ -233,9 +332,7 @@ fn load_b_kvec(k0: u32, j: u32, nb: u32) -> vec4<f32> {
 fn load_b_jvec(k: u32, j0: u32, nb: u32) -> vec4<f32> {
     let v = op4(B_OP, ld4(B_BUF, u.b.off + k * u.b.rs + min(j0, nb - 4u)));
     let j = vec4<u32>(j0) + vec4<u32>(0u, 1u, 2u, 3u);
-    let ones = vec4<bool>(has(MATMUL_FLAG_ONES_COL)) & (j == vec4<u32>(nb));
-    let pad = select(vec4<f32>(0.0), vec4<f32>(1.0), ones);
-    return select(pad, v, j < vec4<u32>(nb));
+    return select(vec4<f32>(0.0), v, j < vec4<u32>(nb));
 }
 
 // Entry points for K a multiple of 4: four k per iteration, A loaded as vec4 along k
@@ -248,12 +345,19 @@ fn main_k4_bk(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
-    let row0 = wg.y * 32u + lane;
+    let rows = lane_rows(wg.y * 32u, lane);
     let col0 = wg.x * (8u * NB);
     let nb = real_columns();
     var acc: array<vec4<f32>, 64>;
+    var ones = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < u.k; k0 = k0 + 4u) {
-        let av = a_by_k(row0, k0);
+        let av = a_by_k(rows, k0);
+        if (has(MATMUL_FLAG_ONES_COL)) {
+            ones = ones + av[0];
+            ones = ones + av[1];
+            ones = ones + av[2];
+            ones = ones + av[3];
+        }
         // #unroll b 8
         if (NB > {b}u) {
             let w{b} = load_b_kvec(k0, col0 + {b}u * 8u + lane, nb);
@@ -265,7 +369,8 @@ fn main_k4_bk(
         }
         // #end
     }
-    store_tile(row0, col0, nb, &acc);
+    store_tile(rows, col0, nb, &acc);
+    store_ones(rows, col0, ones);
 }
 
 
@@ -275,12 +380,19 @@ fn main_k4_bj(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
-    let row0 = wg.y * 32u + lane;
+    let rows = lane_rows(wg.y * 32u, lane);
     let col0 = wg.x * (8u * NB);
     let nb = real_columns();
     var acc: array<vec4<f32>, 64>;
+    var ones = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < u.k; k0 = k0 + 4u) {
-        let av = a_by_k(row0, k0);
+        let av = a_by_k(rows, k0);
+        if (has(MATMUL_FLAG_ONES_COL)) {
+            ones = ones + av[0];
+            ones = ones + av[1];
+            ones = ones + av[2];
+            ones = ones + av[3];
+        }
         // #unroll kk 4
         // #unroll h 2
         if (NB > {h}u * 4u) {
@@ -296,7 +408,8 @@ fn main_k4_bj(
         // #end
         // #end
     }
-    store_tile(row0, col0, nb, &acc);
+    store_tile(rows, col0, nb, &acc);
+    store_ones(rows, col0, ones);
 }
 
 
@@ -306,12 +419,19 @@ fn main_k4_bs(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
-    let row0 = wg.y * 32u + lane;
+    let rows = lane_rows(wg.y * 32u, lane);
     let col0 = wg.x * (8u * NB);
     let nb = real_columns();
     var acc: array<vec4<f32>, 64>;
+    var ones = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < u.k; k0 = k0 + 4u) {
-        let av = a_by_k(row0, k0);
+        let av = a_by_k(rows, k0);
+        if (has(MATMUL_FLAG_ONES_COL)) {
+            ones = ones + av[0];
+            ones = ones + av[1];
+            ones = ones + av[2];
+            ones = ones + av[3];
+        }
         // #unroll kk 4
         // #unroll b 8
         if (NB > {b}u) {
@@ -323,7 +443,8 @@ fn main_k4_bs(
         // #end
         // #end
     }
-    store_tile(row0, col0, nb, &acc);
+    store_tile(rows, col0, nb, &acc);
+    store_ones(rows, col0, ones);
 }
 
 
@@ -335,13 +456,17 @@ fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
-    let row0 = wg.y * 32u + lane;
+    let rows = lane_rows(wg.y * 32u, lane);
     let col0 = wg.x * (8u * NB);
     let nb = real_columns();
-    // acc[8 b + s] holds column col0 + 8 b + s of rows row0 + 8 r, r = 0..3 (x, y, z, w).
+    // acc[8 b + s] holds column col0 + 8 b + s of the lane's rows (x, y, z, w).
     var acc: array<vec4<f32>, 64>;
+    var ones = vec4<f32>(0.0);
     for (var k = 0u; k < u.k; k = k + 1u) {
-        let a = vec4<f32>(load_a(row0, k), load_a(row0 + 8u, k), load_a(row0 + 16u, k), load_a(row0 + 24u, k));
+        let a = vec4<f32>(load_a(rows.x, k), load_a(rows.y, k), load_a(rows.z, k), load_a(rows.w, k));
+        if (has(MATMUL_FLAG_ONES_COL)) {
+            ones = ones + a;
+        }
         // #unroll b 8
         if (NB > {b}u) {
             let w{b} = load_b(k, col0 + {b}u * 8u + lane, nb);
@@ -351,5 +476,6 @@ fn main(
         }
         // #end
     }
-    store_tile(row0, col0, nb, &acc);
+    store_tile(rows, col0, nb, &acc);
+    store_ones(rows, col0, ones);
 }

@@ -55,6 +55,11 @@ pub struct MatmulBench {
 /// # Errors
 /// [`crate::Error::Gpu`] if the device rejects the buffers or the program.
 pub fn matmul(gpu: &Gpu, layout: MatmulLayout, rows: usize, fan_in: usize, fan_out: usize, seconds: f64) -> Result<MatmulBench> {
+    matmul_with(gpu, layout, rows, fan_in, fan_out, seconds, true)
+}
+
+/// As [`matmul`], with the parameter texture mirror on or off (`params_tex`).
+pub fn matmul_with(gpu: &Gpu, layout: MatmulLayout, rows: usize, fan_in: usize, fan_out: usize, seconds: f64, params_tex: bool) -> Result<MatmulBench> {
     let (m, k, n) = (rows, fan_in, fan_out);
     let acts = gpu.storage("bench acts", ((m * k + m * n) * 4) as u64);
     let params = gpu.storage("bench params", ((n * k + n) * 4) as u64);
@@ -63,7 +68,7 @@ pub fn matmul(gpu: &Gpu, layout: MatmulLayout, rows: usize, fan_in: usize, fan_o
     let mm = match layout {
         MatmulLayout::ForwardGeluBias => {
             let mut mm = Matmul::new(m, n, k, x, Mat::strided(Buf::Params, 0, 1, k), y);
-            mm.a_op = Op::Gelu;
+            mm.a_op = if std::env::var("FMPE_NOGELU").is_ok() { Op::Id } else { Op::Gelu };
             mm.bias = Some(Mat::rows(Buf::Params, n * k, n));
             mm
         }
@@ -75,7 +80,17 @@ pub fn matmul(gpu: &Gpu, layout: MatmulLayout, rows: usize, fan_in: usize, fan_o
         }
     };
     let flop = 2.0 * (m * n * k) as f64;
-    let bind = Bindings { acts: Some(&acts), params: Some(&params), grads: Some(&grads), ..Default::default() };
+    let tex = if params_tex { crate::gpu::ParamsTexture::for_gpu(gpu, n * k + n) } else { None };
+    if let Some(t) = &tex {
+        t.sync_now(gpu, &params)?;
+    }
+    let bind = Bindings {
+        acts: Some(&acts),
+        params: Some(&params),
+        grads: Some(&grads),
+        params_tex: tex.as_ref().map(|t| t.view()),
+        ..Default::default()
+    };
     let program = |reps: usize| -> Result<crate::kernels::Program> {
         let mut b = ProgramBuilder::new(gpu);
         for _ in 0..reps {

@@ -10,7 +10,7 @@ use std::cell::Cell;
 use std::sync::OnceLock;
 
 use common::*;
-use fmpe::gpu::{GpuOptions, KernelChoice};
+use fmpe::gpu::{GpuOptions, KernelChoice, ParamsTexture};
 use fmpe::kernels::{Bindings, Buf, Mat, Matmul, Op, ProgramBuilder};
 use fmpe::Gpu;
 
@@ -34,13 +34,22 @@ fn variants() -> &'static [(KernelChoice, Gpu)] {
 }
 
 thread_local!(static VARIANT: Cell<usize> = const { Cell::new(0) });
+thread_local!(static PARAMS_TEX: Cell<bool> = const { Cell::new(false) });
 
-/// Runs `body` once per variant ([`run`] uses the current one).
+/// Runs `body` once per variant ([`run`] uses the current one); the CPU variant runs
+/// twice, reading the parameters from their buffer and from the texture mirror
+/// (`ParamsTexture`).
 fn each_variant(body: impl Fn()) {
     for (i, (choice, _)) in variants().iter().enumerate() {
-        eprintln!("variant {choice:?}");
-        VARIANT.with(|v| v.set(i));
-        body();
+        for tex in [false, true] {
+            if tex && *choice != KernelChoice::Cpu {
+                continue;
+            }
+            eprintln!("variant {choice:?}, parameter texture {tex}");
+            VARIANT.with(|v| v.set(i));
+            PARAMS_TEX.with(|v| v.set(tex));
+            body();
+        }
     }
 }
 
@@ -66,9 +75,14 @@ fn run(mm: &Matmul, acts: &[f64], params: &[f64], grads_len: usize) -> (Vec<f64>
     let a = gpu.storage_from("acts", &to_f32(acts));
     let p = gpu.storage_from("params", &to_f32(params));
     let g = gpu.storage("grads", grads_len as u64 * 4);
+    let tex = PARAMS_TEX.with(|t| t.get()).then(|| ParamsTexture::for_gpu(gpu, params.len()).expect("a mirror on the CPU variant"));
+    if let Some(t) = &tex {
+        t.sync_now(gpu, &p).unwrap();
+    }
     let mut b = ProgramBuilder::new(gpu);
     b.matmul(mm);
-    let prog = b.build(gpu, Bindings { acts: Some(&a), params: Some(&p), grads: Some(&g), ..Default::default() }).unwrap();
+    let binds = Bindings { acts: Some(&a), params: Some(&p), grads: Some(&g), params_tex: tex.as_ref().map(|t| t.view()), ..Default::default() };
+    let prog = b.build(gpu, binds).unwrap();
     prog.run(gpu).unwrap();
     (to_f64(&gpu.read_f32(&a, 0, acts.len()).unwrap()), to_f64(&gpu.read_f32(&g, 0, grads_len).unwrap()))
 }
@@ -81,8 +95,10 @@ fn get(buf: &[f64], params: &[f64], m: Mat, i: usize, j: usize) -> f64 {
 #[test]
 fn matmul_forward_epilogue_matches_reference() {
     each_variant(|| {
-        // C = res + aux' ⊙ act(gelu(A) Wᵀ + b), pre stored; odd sizes cross tile borders.
-        for &(m, n, k) in &[(1usize, 3usize, 2usize), (70, 65, 19), (130, 7, 33)] {
+        // C = res + aux' ⊙ act(gelu(A) Wᵀ + b), pre stored; odd sizes cross tile borders;
+        // the last two have every operand 16-byte aligned with N a multiple of 4 (the
+        // CPU variant's vec4 epilogue).
+        for &(m, n, k) in &[(1usize, 3usize, 2usize), (70, 65, 19), (130, 7, 33), (36, 64, 20), (70, 68, 24)] {
             let a_off = 0;
             let aux_off = m * k;
             let res_off = aux_off + m * n;
@@ -169,7 +185,8 @@ fn matmul_weight_gradient_with_ones_column() {
 fn matmul_broadcast_rows_and_in_place_residual() {
     each_variant(|| {
         // C = C + aux_row ⊙ (A B): residual aliases the output; aux broadcast (row stride 0).
-        let (m, n, k) = (67usize, 5usize, 3usize);
+        // (67, 8, 4): every operand aligned, the CPU variant's vec4 epilogue.
+        for &(m, n, k) in &[(67usize, 5usize, 3usize), (67, 8, 4)] {
         let a_off = 0;
         let aux_off = m * k;
         let c_off = aux_off + n;
@@ -186,8 +203,9 @@ fn matmul_broadcast_rows_and_in_place_residual() {
                     s += get(&acts, &params, Mat::rows(Buf::Acts, a_off, k), i, kk) * params[kk * n + j];
                 }
                 let want = acts[c_off + i * n + j] + acts[aux_off + j] * s;
-                assert!((out[c_off + i * n + j] - want).abs() < 1e-5, "({i},{j})");
+                assert!((out[c_off + i * n + j] - want).abs() < 1e-5, "{m}x{n}x{k} ({i},{j})");
             }
+        }
         }
     });
 }
@@ -277,7 +295,7 @@ fn matmul_every_layout_on_ragged_shapes() {
     // tile: rows 1..257, columns 1..130 (column groups of 8 and blocks of 64 both
     // ragged), K not a multiple of 4.
     each_variant(|| {
-        for &(m, n, k) in &[(1usize, 1usize, 1usize), (7, 2, 5), (33, 65, 3), (257, 100, 37), (40, 130, 66), (9, 8, 64), (100, 64, 64), (37, 36, 12), (70, 128, 128), (5, 4, 4), (31, 100, 100)] {
+        for &(m, n, k) in &[(1usize, 1usize, 1usize), (7, 2, 5), (33, 65, 3), (257, 100, 37), (40, 130, 66), (9, 8, 64), (100, 64, 64), (37, 36, 12), (70, 128, 128), (5, 4, 4), (31, 100, 100), (44, 36, 20)] {
             let x_off = 0;
             let y_off = m * k;
             let acts = rand_vec(y_off + m * n + m * k, 60 + (m * n * k) as u64);
@@ -334,19 +352,20 @@ fn cpu_variant_reads_network_products_with_vector_loads() {
     let x = Mat::rows(Buf::Acts, 0, w);
     let y = Mat::rows(Buf::Acts, m * w, w);
     let fwd = Matmul::new(m, w, w, x, Mat::strided(Buf::Params, 128, 1, w), y);
-    assert_eq!(cpu_layout(&fwd), CpuLayout { k4: true, a_kvec: true, b_mode: 1, column_groups: 8 });
+    assert_eq!(cpu_layout(&fwd), CpuLayout { k4: true, a_kvec: true, a_ivec: false, b_mode: 1, column_groups: 8, c_vec: true });
     let bwd = Matmul::new(m, w, w, y, Mat::rows(Buf::Params, 128, w), x);
-    assert_eq!(cpu_layout(&bwd), CpuLayout { k4: true, a_kvec: true, b_mode: 2, column_groups: 8 });
+    assert_eq!(cpu_layout(&bwd), CpuLayout { k4: true, a_kvec: true, a_ivec: false, b_mode: 2, column_groups: 8, c_vec: true });
     let mut wg = Matmul::new(w, w, m, y.t(), x, Mat::rows(Buf::Grads, 128, w));
     wg.bias_grad = Some(128 + w * w);
-    // 65 columns (the bias column): three blocks of 32 pad less than two of 64.
-    assert_eq!(cpu_layout(&wg), CpuLayout { k4: true, a_kvec: false, b_mode: 2, column_groups: 4 });
+    // The bias column is a separate row sum, not a 65th column: one block of 64.
+    assert_eq!(cpu_layout(&wg), CpuLayout { k4: true, a_kvec: false, a_ivec: true, b_mode: 2, column_groups: 8, c_vec: true });
     // The input layer (K = 1 + dim θ + dim x = 5) and a misaligned weight fall back to
-    // scalar loads; the output layer (2 columns) uses one 8-column group.
+    // scalar loads; the output layer (2 columns) uses one 8-column group and scalar
+    // stores.
     let input = Matmul::new(m, w, 5, Mat::rows(Buf::Acts, 0, 5), Mat::strided(Buf::Params, 0, 1, 5), y);
-    assert_eq!(cpu_layout(&input), CpuLayout { k4: false, a_kvec: false, b_mode: 0, column_groups: 8 });
+    assert_eq!(cpu_layout(&input), CpuLayout { k4: false, a_kvec: false, a_ivec: false, b_mode: 0, column_groups: 8, c_vec: true });
     let odd = Matmul::new(m, w, w, x, Mat::strided(Buf::Params, 130, 1, w), y);
     assert_eq!(cpu_layout(&odd).b_mode, 0);
     let out = Matmul::new(m, 2, w, x, Mat::strided(Buf::Params, 0, 1, w), y);
-    assert_eq!(cpu_layout(&out), CpuLayout { k4: true, a_kvec: true, b_mode: 1, column_groups: 1 });
+    assert_eq!(cpu_layout(&out), CpuLayout { k4: true, a_kvec: true, a_ivec: false, b_mode: 1, column_groups: 1, c_vec: false });
 }

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 mod choice;
+mod texture;
+pub use texture::{ParamsTexture, PARAMS_TEX_WIDTH};
 pub use choice::{choose_matmul, AdapterTraits, KernelChoice, MatmulVariant};
 
 /// Which adapter [`Gpu::with_options`] opens.
@@ -145,6 +147,7 @@ pub struct Gpu {
     dispatches: AtomicU64,
     cache: Mutex<Vec<Arc<dyn Any + Send + Sync>>>,
     dummy: OnceLock<wgpu::Buffer>,
+    dummy_texture: OnceLock<wgpu::TextureView>,
     staging: Mutex<Vec<wgpu::Buffer>>,
 }
 
@@ -302,6 +305,7 @@ impl Gpu {
             dispatches: AtomicU64::new(0),
             cache: Mutex::new(Vec::new()),
             dummy: OnceLock::new(),
+            dummy_texture: OnceLock::new(),
             staging: Mutex::new(Vec::new()),
         }
     }
@@ -356,6 +360,12 @@ impl Gpu {
     /// A 16-byte storage buffer bound where a kernel's binding is unused.
     pub(crate) fn dummy(&self) -> &wgpu::Buffer {
         self.dummy.get_or_init(|| self.storage("fmpe dummy", 4))
+    }
+
+    /// A 1 × 1 read-only storage texture bound where the matmul's parameter mirror is
+    /// unused.
+    pub(crate) fn dummy_texture(&self) -> &wgpu::TextureView {
+        self.dummy_texture.get_or_init(|| ParamsTexture::new(self, 1).view)
     }
 
     /// Runs `f`, returning any validation / out-of-memory error raised by wgpu calls

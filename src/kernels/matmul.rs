@@ -35,6 +35,7 @@ pub(crate) static FAMILY: Family = Family {
         WgslConst { name: "MATMUL_FLAG_PRE", value: FLAG_PRE },
         WgslConst { name: "MATMUL_FLAG_ONES_COL", value: FLAG_ONES_COL },
         WgslConst { name: "MATMUL_FLAG_AMUL", value: FLAG_AMUL },
+        WgslConst { name: "PARAMS_TEX_WIDTH", value: crate::gpu::PARAMS_TEX_WIDTH },
     ],
     structs: &[StructLayout::of::<Mat>],
 };
@@ -293,6 +294,8 @@ fn specialization(p: &MatmulParams, variant: MatmulVariant) -> Specialization {
             let l = layout_of(p);
             c.push(("NB", l.column_groups as f64));
             c.push(("A_KVEC", if l.a_kvec { 1.0 } else { 0.0 }));
+            c.push(("A_IVEC", if l.a_ivec { 1.0 } else { 0.0 }));
+            c.push(("C_VEC", if l.c_vec { 1.0 } else { 0.0 }));
         }
         _ => {
             c.push(("A_KCONTIG", if p.a.cs == 1 { 1.0 } else { 0.0 }));
@@ -309,11 +312,19 @@ pub struct CpuLayout {
     pub k4: bool,
     /// A (and M) k-contiguous and 16-byte aligned: vec4 loads along k.
     pub a_kvec: bool,
+    /// Otherwise A's rows contiguous and 16-byte aligned, M a multiple of 4, no
+    /// multiplier: each lane owns 4 consecutive rows, one vec4 load per k (the weight
+    /// gradient `dYᵀ·X`).
+    pub a_ivec: bool,
     /// 0: scalar loads of B (`main_k4_bs`); 1: k-contiguous, vec4 along k per column
     /// (`main_k4_bk`); 2: j-contiguous, vec4 of 4 columns (`main_k4_bj`).
     pub b_mode: u32,
     /// 8-column groups per invocation (1..=8; a multiple of 4 with `b_mode` 2).
     pub column_groups: u32,
+    /// The epilogue reads and writes four columns at once: C, the bias and every
+    /// epilogue operand are column-contiguous and 16-byte aligned, N is a multiple of
+    /// 4 and there is no ones column.
+    pub c_vec: bool,
 }
 
 /// The CPU variant's reading of `mm` (see [`CpuLayout`]): vec4 loads wherever the
@@ -327,6 +338,13 @@ fn layout_of(p: &MatmulParams) -> CpuLayout {
     let aligned = |off: u32, stride: u32| off.is_multiple_of(4) && stride.is_multiple_of(4);
     let amul_ok = p.flags & FLAG_AMUL == 0 || (p.amul.cs == 1 && aligned(p.amul.off, p.amul.rs));
     let a_kvec = k4 && p.a.cs == 1 && aligned(p.a.off, p.a.rs) && amul_ok;
+    let a_ivec = k4
+        && !a_kvec
+        && p.a.rs == 1
+        && aligned(p.a.off, p.a.cs)
+        && p.m.is_multiple_of(4)
+        && p.m >= 4
+        && p.flags & FLAG_AMUL == 0;
     let nb = p.n - (p.flags & FLAG_ONES_COL != 0) as u32;
     let b_mode = if !k4 {
         0
@@ -337,14 +355,23 @@ fn layout_of(p: &MatmulParams) -> CpuLayout {
     } else {
         0
     };
+    // The ones column is not a column of the tiles: a separate sum of A's rows.
     let column_groups = if b_mode == 2 {
         // Blocks of 32 or 64 columns, whichever pads less (64 on a tie).
-        let padded = |cols: u32| p.n.div_ceil(cols) * cols;
+        let padded = |cols: u32| nb.div_ceil(cols) * cols;
         if padded(32) < padded(64) { 4 } else { 8 }
     } else {
-        cpu_column_groups(p.n as usize)
+        cpu_column_groups(nb as usize)
     };
-    CpuLayout { k4, a_kvec, b_mode, column_groups }
+    let flag = |f: u32| p.flags & f != 0;
+    let vec_ok = |m: &Mat| m.cs == 1 && aligned(m.off, m.rs);
+    let c_vec = nb.is_multiple_of(4)
+        && vec_ok(&p.c)
+        && (!flag(FLAG_BIAS) || (p.bias.cs == 1 && p.bias.off.is_multiple_of(4)))
+        && (!flag(FLAG_PRE) || vec_ok(&p.pre))
+        && (!flag(FLAG_AUX) || vec_ok(&p.aux))
+        && (!flag(FLAG_RES) || vec_ok(&p.res));
+    CpuLayout { k4, a_kvec, a_ivec, b_mode, column_groups, c_vec }
 }
 
 /// 8-column groups per invocation of the CPU variant for `n` output columns: at most
@@ -369,9 +396,10 @@ impl ProgramBuilder {
         let p = params(mm);
         let n = p.n;
         let variant = self.matmul_variant();
-        let (rows_per_group, cols_per_group) = match variant {
-            MatmulVariant::Cpu => (32, 8 * layout_of(&p).column_groups),
-            _ => (64, 64),
+        let (rows_per_group, cols_per_group, n) = match variant {
+            // The CPU variant sums the ones column apart from the tiles.
+            MatmulVariant::Cpu => (32, 8 * layout_of(&p).column_groups, mm.n as u32),
+            _ => (64, 64, n),
         };
         let gy = (mm.m as u32).div_ceil(rows_per_group).max(1);
         assert!(gy <= self.max_groups(), "matmul with {} rows exceeds the dispatch limit; chunk the rows", mm.m);

@@ -25,6 +25,7 @@ pub const SLOT_BYTES: u64 = 256;
 /// at first use and kept. Modules that need a feature the device lacks (subgroup
 /// operations) are never compiled; no program records their kernels there.
 pub(crate) struct Pipelines {
+    params_texture: bool,
     layouts: [wgpu::BindGroupLayout; 3],
     layout_objects: [wgpu::PipelineLayout; 3],
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
@@ -51,15 +52,25 @@ fn uniform(dynamic: bool) -> wgpu::BindingType {
 }
 
 impl Pipelines {
-    fn new(device: &wgpu::Device) -> Pipelines {
+    /// `params_texture`: the matmul layout has binding 4, the parameter mirror read by
+    /// the CPU variant (only devices that record that variant).
+    fn new(device: &wgpu::Device, params_texture: bool) -> Pipelines {
         let mk = |label: &str, entries: &[wgpu::BindGroupLayoutEntry]| {
             device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(label), entries })
         };
+        let mut matmul_entries = vec![entry(0, uniform(true)), entry(1, storage(false)), entry(2, storage(true)), entry(3, storage(false))];
+        if params_texture {
+            matmul_entries.push(entry(
+                4,
+                wgpu::BindingType::StorageTexture {
+                    access: wgpu::StorageTextureAccess::ReadOnly,
+                    format: wgpu::TextureFormat::Rgba32Float,
+                    view_dimension: wgpu::TextureViewDimension::D2,
+                },
+            ));
+        }
         let layouts = [
-            mk(
-                "fmpe matmul",
-                &[entry(0, uniform(true)), entry(1, storage(false)), entry(2, storage(true)), entry(3, storage(false))],
-            ),
+            mk("fmpe matmul", &matmul_entries),
             mk(
                 "fmpe misc",
                 &[entry(0, uniform(true)), entry(1, storage(false)), entry(2, storage(false)), entry(3, uniform(false))],
@@ -84,6 +95,7 @@ impl Pipelines {
             })
         });
         let mut p = Pipelines {
+            params_texture,
             layouts,
             layout_objects,
             modules: Mutex::new(HashMap::new()),
@@ -141,7 +153,10 @@ impl Pipelines {
 
     /// The pipelines of `gpu`'s device, compiled on first use.
     fn of(gpu: &Gpu) -> Result<Arc<Pipelines>> {
-        gpu.cached(|g| g.scoped("creating the compute pipelines", || Pipelines::new(&g.device)))
+        gpu.cached(|g| {
+            let tex = g.matmul_variant() == MatmulVariant::Cpu;
+            g.scoped("creating the compute pipelines", || Pipelines::new(&g.device, tex))
+        })
     }
 
     fn pipeline(&self, k: &KernelSpec) -> &wgpu::ComputePipeline {
@@ -207,6 +222,12 @@ pub struct Bindings<'a> {
     pub step: Option<&'a wgpu::Buffer>,
     /// Adam moments (m, v).
     pub moments: Option<(&'a wgpu::Buffer, &'a wgpu::Buffer)>,
+    /// The texture mirror of `params` ([`crate::gpu::ParamsTexture`]): a program built
+    /// with it reads the parameters' aligned vec4s and biases in CPU-variant matmuls
+    /// from the texture, so the caller records [`crate::gpu::ParamsTexture::sync`]
+    /// after every write to `params` and before the next pass of the program. Ignored
+    /// on devices without the CPU variant.
+    pub params_tex: Option<&'a wgpu::TextureView>,
 }
 
 /// A recorded, replayable list of dispatches with their uploaded parameters.
@@ -295,7 +316,8 @@ impl ProgramBuilder {
         for (i, s) in self.slots.iter().enumerate() {
             bytes[i * align as usize..i * align as usize + SLOT_BYTES as usize].copy_from_slice(s);
         }
-        let (pipe_list, pipe_of_op) = gpu.scoped("creating specialised pipelines", || self.resolve(gpu, &pipes))?;
+        let tex = b.params_tex.is_some() && pipes.params_texture;
+        let (pipe_list, pipe_of_op) = gpu.scoped("creating specialised pipelines", || self.resolve(gpu, &pipes, tex))?;
         gpu.scoped("binding a program", || {
             let uniforms = gpu.uniform_from("fmpe program parameters", &bytes);
             let groups = self.bind_groups(gpu, &pipes, &uniforms, b);
@@ -303,17 +325,25 @@ impl ProgramBuilder {
         })
     }
 
-    /// The distinct pipelines of the recorded ops and each op's index among them.
-    fn resolve(&self, gpu: &Gpu, pipes: &Pipelines) -> (Vec<wgpu::ComputePipeline>, Vec<usize>) {
+    /// The distinct pipelines of the recorded ops and each op's index among them. With
+    /// `params_tex`, CPU-variant matmuls are specialised to read the parameter mirror.
+    fn resolve(&self, gpu: &Gpu, pipes: &Pipelines, params_tex: bool) -> (Vec<wgpu::ComputePipeline>, Vec<usize>) {
         let mut list: Vec<wgpu::ComputePipeline> = Vec::new();
-        let mut keys: Vec<(&'static str, Option<&Specialization>)> = Vec::new();
+        let mut keys: Vec<(&'static str, Option<Specialization>)> = Vec::new();
         let mut of_op = Vec::with_capacity(self.ops.len());
         for op in &self.ops {
-            let key = (op.kernel.name, op.spec.as_deref());
+            let spec = op.spec.as_deref().map(|s| {
+                let mut s = s.clone();
+                if params_tex && op.kernel.module == "matmul_cpu" {
+                    s.push(("PARAMS_TEX", 1.0));
+                }
+                s
+            });
+            let key = (op.kernel.name, spec);
             let idx = match keys.iter().position(|k| *k == key) {
                 Some(i) => i,
                 None => {
-                    list.push(match &op.spec {
+                    list.push(match &key.1 {
                         Some(spec) => pipes.specialized(&gpu.device, op.kernel, spec),
                         None => pipes.pipeline(op.kernel).clone(),
                     });
@@ -363,7 +393,10 @@ impl ProgramBuilder {
         };
         let acts = b.acts.unwrap_or(dummy);
         let g_matmul = used(Layout::Matmul).then(|| {
-            let res = vec![slot.clone(), whole(acts), whole(b.params.unwrap_or(dummy)), whole(b.grads.unwrap_or(dummy))];
+            let mut res = vec![slot.clone(), whole(acts), whole(b.params.unwrap_or(dummy)), whole(b.grads.unwrap_or(dummy))];
+            if pipes.params_texture {
+                res.push(wgpu::BindingResource::TextureView(b.params_tex.unwrap_or_else(|| gpu.dummy_texture())));
+            }
             mk(Layout::Matmul, res)
         });
         let g_misc = used(Layout::Misc)

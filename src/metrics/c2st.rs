@@ -453,6 +453,7 @@ impl Buffers {
             data: Some(&self.data),
             step: Some(&self.step),
             moments: Some((&self.m, &self.v)),
+            params_tex: None,
         }
     }
 }

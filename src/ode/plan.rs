@@ -37,6 +37,8 @@ pub(crate) struct Net<'a> {
     pub layout: &'a ParamLayout,
     /// Flat parameters `[layout.len]`.
     pub params: &'a wgpu::Buffer,
+    /// Its texture mirror, in sync with `params` ([`crate::gpu::ParamsTexture`]).
+    pub params_tex: Option<&'a wgpu::TextureView>,
 }
 
 /// Constants uploaded into each new workspace.
@@ -140,6 +142,7 @@ pub(crate) struct Plan {
     ws: Workspace,
     acts: wgpu::Buffer,
     params: wgpu::Buffer,
+    params_tex: Option<wgpu::TextureView>,
     precompute: Program,
     precomputed: bool,
     start: Option<Program>,
@@ -236,7 +239,7 @@ impl Plan {
         let ws = Workspace::new(key.field, net.cfg, key.n, key.per_row_x);
         let acts = gpu.storage("fmpe ode workspace", ws.len as u64 * 4);
         write_constants(gpu, &acts, &ws, consts);
-        let binds = Bindings { acts: Some(&acts), params: Some(net.params), ..Default::default() };
+        let binds = Bindings { acts: Some(&acts), params: Some(net.params), params_tex: net.params_tex, ..Default::default() };
         let (_, t1, _) = span(&key);
         let forward = key.direction == Direction::Forward;
         let identity = consts.transform.is_identity();
@@ -275,8 +278,8 @@ impl Plan {
             }
             None => record::to_original(b, &ws, identity, false),
         })?;
-        let params = net.params.clone();
-        Ok(Plan { key, ws, acts, params, precompute, precomputed: false, start, step, count, finish })
+        let (params, params_tex) = (net.params.clone(), net.params_tex.cloned());
+        Ok(Plan { key, ws, acts, params, params_tex, precompute, precomputed: false, start, step, count, finish })
     }
 
     /// Records the per-chunk init: the Hutchinson/exact probes (divergence fields) and
@@ -295,7 +298,8 @@ impl Plan {
         if self.ws.field.jvp().is_some() && segments.len() != 1 {
             return Err(Error::invalid("a chunk with log-densities takes one segment"));
         }
-        let binds = Bindings { acts: Some(&self.acts), params: Some(&self.params), ..Default::default() };
+        let binds =
+            Bindings { acts: Some(&self.acts), params: Some(&self.params), params_tex: self.params_tex.as_ref(), ..Default::default() };
         let (t0, _, h0) = span(&self.key);
         build(gpu, binds, |b| {
             if let Some((j, div)) = self.ws.field.jvp() {
@@ -550,7 +554,7 @@ pub(crate) fn eval_with_divergence(
     let acts = gpu.storage("fmpe divergence workspace", ws.len as u64 * 4);
     gpu.queue.write_buffer(&acts, ws.field.x_off() as u64 * 4, bytemuck::cast_slice(x_z));
     gpu.queue.write_buffer(&acts, ws.tin as u64 * 4, bytemuck::cast_slice(tin));
-    let binds = Bindings { acts: Some(&acts), params: Some(net.params), ..Default::default() };
+    let binds = Bindings { acts: Some(&acts), params: Some(net.params), params_tex: net.params_tex, ..Default::default() };
     let (j, div) = ws.field.jvp().expect("a divergence field");
     build(gpu, binds, |b| {
         ws.field.record_precompute(b, net.cfg, net.layout);
@@ -579,7 +583,7 @@ mod tests {
         let model = Model::with_params(cfg.clone(), init_params(&cfg, &mut rng));
         let layout = cfg.layout();
         let params = gpu.storage_from("params", &model.params);
-        let net = Net { cfg: &cfg, layout: &layout, params: &params };
+        let net = Net { cfg: &cfg, layout: &layout, params: &params, params_tex: None };
         let transform = ThetaTransform::default();
         let consts = Constants { x_z: &[0.3, -0.4], theta_mean: &[0.0, 0.0], theta_std: &[1.0, 1.0], transform: &transform };
         let (n, d) = (37, 2);

@@ -21,7 +21,7 @@ fn plan_for<'p>(model: &GpuModel, plans: &'p mut Vec<Plan>, key: PlanKey) -> Res
         Some(i) => plans.remove(i),
         None => {
             let m = &model.inner;
-            let net = Net { cfg: &m.cfg, layout: &m.layout, params: &m.params };
+            let net = Net { cfg: &m.cfg, layout: &m.layout, params: &m.params, params_tex: m.params_tex.as_ref().map(|t| t.view()) };
             let consts = Constants { x_z: &[], theta_mean: &m.theta_mean, theta_std: &m.theta_std, transform: &m.transform };
             Plan::new(&m.gpu, &net, &consts, key)?
         }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, ParamsTexture};
 use crate::model::Model;
 use crate::prior::BoxPrior;
 use crate::net::{NetConfig, ParamLayout};
@@ -40,6 +40,8 @@ pub(crate) struct Inner {
     pub cfg: NetConfig,
     pub layout: ParamLayout,
     pub params: wgpu::Buffer,
+    /// Texture mirror of `params` where the CPU matmul reads it (synced at upload).
+    pub params_tex: Option<ParamsTexture>,
     pub theta_mean: Vec<f64>,
     pub theta_std: Vec<f64>,
     pub x_mean: Vec<f64>,
@@ -70,11 +72,16 @@ impl GpuModel {
         model.info.transform.validate(cfg.dim_theta)?;
         let transform = ThetaTransform::new(model.info.transform.resolved(cfg.dim_theta));
         let params = gpu.storage_from("fmpe model params", &model.params);
+        let params_tex = ParamsTexture::for_gpu(&gpu, model.params.len());
+        if let Some(t) = &params_tex {
+            t.upload(&gpu, &model.params);
+        }
         let inner = Inner {
             gpu,
             cfg,
             layout,
             params,
+            params_tex,
             theta_mean: model.theta_mean.clone(),
             theta_std: model.theta_std.clone(),
             x_mean: model.x_mean.clone(),

@@ -3,7 +3,7 @@
 //! call of training is in this file, in the `record_*` functions.
 
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, ParamsTexture};
 use crate::kernels::{adam, stats, train_step, transform::theta_transform};
 use crate::kernels::{
     AdamParams, Arena, Bindings, GatherParams, LossParams, Program, ProgramBuilder, StatsParams, StepState,
@@ -41,6 +41,9 @@ pub(crate) struct Buffers {
     pub good_v: wgpu::Buffer,
     /// The workspace (see [`Workspace`]).
     pub acts: wgpu::Buffer,
+    /// Texture mirror of `params` read by the CPU matmul; the trainer syncs it at the
+    /// start of every submission that runs the network ([`Buffers::sync_params_tex`]).
+    pub params_tex: Option<ParamsTexture>,
 }
 
 impl Buffers {
@@ -50,6 +53,7 @@ impl Buffers {
         Buffers {
             data: gpu.storage_from("fmpe dataset", data),
             params: gpu.storage_from("fmpe params", params0),
+            params_tex: ParamsTexture::for_gpu(gpu, params0.len()),
             best: gpu.storage_from("fmpe best params", params0),
             grads: gpu.storage("fmpe grads", len),
             m: gpu.storage("fmpe adam m", len + 8),
@@ -71,6 +75,15 @@ impl Buffers {
             data: Some(&self.data),
             step: Some(&self.step),
             moments: Some((&self.m, &self.v)),
+            params_tex: self.params_tex.as_ref().map(|t| t.view()),
+        }
+    }
+
+    /// Records the copy of `params` into its texture mirror (before a pass that runs
+    /// the network after Adam, a rollback or an upload changed the parameters).
+    pub(crate) fn sync_params_tex(&self, enc: &mut wgpu::CommandEncoder) {
+        if let Some(t) = &self.params_tex {
+            t.sync(enc, &self.params);
         }
     }
 }

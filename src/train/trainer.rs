@@ -354,6 +354,7 @@ impl<'g> Trainer<'g> {
             enc.copy_buffer_to_buffer(&self.bufs.v, 0, &self.bufs.good_v, 0, bytes);
             self.pending_good_copy = false;
         }
+        self.bufs.sync_params_tex(&mut enc);
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
             self.step_prog.record(self.gpu, &mut pass)?;
@@ -458,6 +459,7 @@ impl<'g> Trainer<'g> {
     fn read_epoch_losses(&mut self) -> Result<(f64, f64, usize)> {
         let mut enc = self.gpu.encoder();
         if let Some(vp) = &self.val_prog {
+            self.bufs.sync_params_tex(&mut enc);
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
             vp.record(self.gpu, &mut pass)?;
         }

@@ -15,11 +15,18 @@
 //    all lanes with subgroupBroadcast at constant lane indices (an extract and a splat);
 //  - four rows share one vec4 accumulator per column: one vec4 multiply-add per column
 //    and k;
+//  - with PARAMS_TEX, vec4 loads of the parameter buffer and the bias come from its
+//    read-only storage-texture mirror (src/gpu/texture.rs): a vector gather here,
+//    where a storage-buffer load is a scalar loop;
+//  - the epilogue loads each bias once per column and, where C and its operands are
+//    aligned and column-contiguous (C_VEC), stores four columns at once;
+//  - the virtual ones column (the bias gradient) is a running sum of A beside the
+//    tile, not a column of it, so a 64-wide weight gradient is one 64-column block;
 //  - every flag, operator and buffer choice is an `override` constant fixed when the
 //    pipeline is created (src/kernels/matmul.rs), so no branch on them is left in the
 //    k loop; strides and offsets stay in the uniform block.
 // The k loop runs in ascending order with one multiply-add per term, like the tiled
-// kernel, so both give the same sums.
+// kernel, so both give the same sums (the ones column: a + s equals fma(a, 1, s)).
 
 struct Mat {
     buf: u32,

@@ -58,7 +58,12 @@ pub fn matmul(gpu: &Gpu, layout: MatmulLayout, rows: usize, fan_in: usize, fan_o
     matmul_with(gpu, layout, rows, fan_in, fan_out, seconds, true)
 }
 
-/// As [`matmul`], with the parameter texture mirror on or off (`params_tex`).
+/// As [`matmul`], with the weights read from their texture mirror
+/// ([`crate::gpu::ParamsTexture`], where the device's matmul variant reads one) or from
+/// their storage buffer (`params_tex` false).
+///
+/// # Errors
+/// As [`matmul`].
 pub fn matmul_with(gpu: &Gpu, layout: MatmulLayout, rows: usize, fan_in: usize, fan_out: usize, seconds: f64, params_tex: bool) -> Result<MatmulBench> {
     let (m, k, n) = (rows, fan_in, fan_out);
     let acts = gpu.storage("bench acts", ((m * k + m * n) * 4) as u64);
@@ -68,7 +73,7 @@ pub fn matmul_with(gpu: &Gpu, layout: MatmulLayout, rows: usize, fan_in: usize, 
     let mm = match layout {
         MatmulLayout::ForwardGeluBias => {
             let mut mm = Matmul::new(m, n, k, x, Mat::strided(Buf::Params, 0, 1, k), y);
-            mm.a_op = if std::env::var("FMPE_NOGELU").is_ok() { Op::Id } else { Op::Gelu };
+            mm.a_op = Op::Gelu;
             mm.bias = Some(Mat::rows(Buf::Params, n * k, n));
             mm
         }

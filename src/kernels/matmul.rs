@@ -322,8 +322,8 @@ pub struct CpuLayout {
     /// 8-column groups per invocation (1..=8; a multiple of 4 with `b_mode` 2).
     pub column_groups: u32,
     /// The epilogue reads and writes four columns at once: C, the bias and every
-    /// epilogue operand are column-contiguous and 16-byte aligned, N is a multiple of
-    /// 4 and there is no ones column.
+    /// epilogue operand are column-contiguous and 16-byte aligned and the real columns
+    /// (the ones column not counted) are a multiple of 4.
     pub c_vec: bool,
 }
 

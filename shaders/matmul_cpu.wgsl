@@ -288,6 +288,15 @@ fn a_by_k(rows: vec4<u32>, k0: u32) -> array<vec4<f32>, 4> {
     );
 }
 
+// The running row sums of A for the virtual ones column, one k at a time in ascending
+// order (the sums `fma(a, 1, s)` of a ones column in B would give).
+fn add_ones(ones: vec4<f32>, av: array<vec4<f32>, 4>) -> vec4<f32> {
+    if (!has(MATMUL_FLAG_ONES_COL)) {
+        return ones;
+    }
+    return (((ones + av[0]) + av[1]) + av[2]) + av[3];
+}
+
 // The virtual ones column: the row sums of A (a bias gradient) to grads[extra.x + i],
 // written by the first column block.
 fn store_ones(rows: vec4<u32>, col: u32, ones: vec4<f32>) {
@@ -359,12 +368,7 @@ fn main_k4_bk(
     var ones = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < u.k; k0 = k0 + 4u) {
         let av = a_by_k(rows, k0);
-        if (has(MATMUL_FLAG_ONES_COL)) {
-            ones = ones + av[0];
-            ones = ones + av[1];
-            ones = ones + av[2];
-            ones = ones + av[3];
-        }
+        ones = add_ones(ones, av);
         // #unroll b 8
         if (NB > {b}u) {
             let w{b} = load_b_kvec(k0, col0 + {b}u * 8u + lane, nb);
@@ -394,12 +398,7 @@ fn main_k4_bj(
     var ones = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < u.k; k0 = k0 + 4u) {
         let av = a_by_k(rows, k0);
-        if (has(MATMUL_FLAG_ONES_COL)) {
-            ones = ones + av[0];
-            ones = ones + av[1];
-            ones = ones + av[2];
-            ones = ones + av[3];
-        }
+        ones = add_ones(ones, av);
         // #unroll kk 4
         // #unroll h 2
         if (NB > {h}u * 4u) {
@@ -433,12 +432,7 @@ fn main_k4_bs(
     var ones = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < u.k; k0 = k0 + 4u) {
         let av = a_by_k(rows, k0);
-        if (has(MATMUL_FLAG_ONES_COL)) {
-            ones = ones + av[0];
-            ones = ones + av[1];
-            ones = ones + av[2];
-            ones = ones + av[3];
-        }
+        ones = add_ones(ones, av);
         // #unroll kk 4
         // #unroll b 8
         if (NB > {b}u) {

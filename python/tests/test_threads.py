@@ -96,6 +96,17 @@ def test_concurrent_saves_to_different_paths(tiny_posterior, tmp_path):
 
 
 def test_ctrl_c_stops_training_and_keeps_the_best_weights():
+    # Python turns SIGINT into KeyboardInterrupt only when its parent left the signal
+    # at its default; a shell's background job (`cmd &` without job control) starts
+    # with SIGINT ignored. Install Python's handler for this test, as a terminal has it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _ctrl_c_stops_training()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ctrl_c_stops_training():
     theta, x = linear_gaussian_data(1500, 4)
     inference = fmpe.FMPE(hidden=16, blocks=1, seed=5).append_simulations(theta, x)
     sent = []

@@ -147,7 +147,7 @@ pub struct Gpu {
     dispatches: AtomicU64,
     cache: Mutex<Vec<Arc<dyn Any + Send + Sync>>>,
     dummy: OnceLock<wgpu::Buffer>,
-    dummy_texture: OnceLock<wgpu::TextureView>,
+    dummy_texture: OnceLock<ParamsTexture>,
     staging: Mutex<Vec<wgpu::Buffer>>,
 }
 
@@ -365,7 +365,7 @@ impl Gpu {
     /// A 1 × 1 read-only storage texture bound where the matmul's parameter mirror is
     /// unused.
     pub(crate) fn dummy_texture(&self) -> &wgpu::TextureView {
-        self.dummy_texture.get_or_init(|| ParamsTexture::new(self, 1).view)
+        self.dummy_texture.get_or_init(|| ParamsTexture::new(self, 1)).view()
     }
 
     /// Runs `f`, returning any validation / out-of-memory error raised by wgpu calls

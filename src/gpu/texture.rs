@@ -14,7 +14,7 @@ pub const PARAMS_TEX_WIDTH: u32 = 1024;
 /// the buffer records [`ParamsTexture::sync`] before the next pass that reads it.
 pub struct ParamsTexture {
     texture: wgpu::Texture,
-    pub(crate) view: wgpu::TextureView,
+    view: wgpu::TextureView,
     texels: u32,
 }
 
@@ -47,6 +47,19 @@ impl ParamsTexture {
         ParamsTexture { texture, view, texels }
     }
 
+    /// The mirror's rows as copy regions: `(first texel, y, width, height)`, the full
+    /// rows in one region and a partial last row in a second.
+    fn regions(&self) -> impl Iterator<Item = (u32, u32, u32, u32)> {
+        let (full_rows, rest) = (self.texels / PARAMS_TEX_WIDTH, self.texels % PARAMS_TEX_WIDTH);
+        let full = (full_rows > 0).then_some((0, 0, PARAMS_TEX_WIDTH, full_rows));
+        let last = (rest > 0).then_some((full_rows * PARAMS_TEX_WIDTH, full_rows, rest, 1));
+        full.into_iter().chain(last)
+    }
+
+    fn origin(&self, y: u32) -> wgpu::TexelCopyTextureInfo<'_> {
+        wgpu::TexelCopyTextureInfo { texture: &self.texture, mip_level: 0, origin: wgpu::Origin3d { x: 0, y, z: 0 }, aspect: wgpu::TextureAspect::All }
+    }
+
     /// The texture view bound as the matmul's binding 4.
     pub fn view(&self) -> &wgpu::TextureView {
         &self.view
@@ -57,27 +70,14 @@ impl ParamsTexture {
     pub fn upload(&self, gpu: &Gpu, data: &[f32]) {
         let mut padded = data.to_vec();
         padded.resize(self.texels as usize * 4, 0.0);
-        let full_rows = self.texels / PARAMS_TEX_WIDTH;
-        let rest = self.texels % PARAMS_TEX_WIDTH;
-        let write = |floats: &[f32], y: u32, width: u32, height: u32| {
+        for (first, y, width, height) in self.regions() {
+            let floats = &padded[first as usize * 4..(first + width * height) as usize * 4];
             gpu.queue.write_texture(
-                wgpu::TexelCopyTextureInfo {
-                    texture: &self.texture,
-                    mip_level: 0,
-                    origin: wgpu::Origin3d { x: 0, y, z: 0 },
-                    aspect: wgpu::TextureAspect::All,
-                },
+                self.origin(y),
                 bytemuck::cast_slice(floats),
                 wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(width * 16), rows_per_image: None },
                 wgpu::Extent3d { width, height, depth_or_array_layers: 1 },
             );
-        };
-        let split = (full_rows * PARAMS_TEX_WIDTH * 4) as usize;
-        if full_rows > 0 {
-            write(&padded[..split], 0, PARAMS_TEX_WIDTH, full_rows);
-        }
-        if rest > 0 {
-            write(&padded[split..], full_rows, rest, 1);
         }
     }
 
@@ -95,33 +95,18 @@ impl ParamsTexture {
     /// Records copies of `buffer`'s first floats into the mirror (outside any pass;
     /// `buffer` holds at least the mirror's floats rounded up to a whole texel).
     pub fn sync(&self, enc: &mut wgpu::CommandEncoder, buffer: &wgpu::Buffer) {
-        let full_rows = self.texels / PARAMS_TEX_WIDTH;
-        let rest = self.texels % PARAMS_TEX_WIDTH;
-        let row_bytes = PARAMS_TEX_WIDTH * 16;
-        let copy = |enc: &mut wgpu::CommandEncoder, offset: u64, y: u32, width: u32, height: u32| {
+        for (first, y, width, height) in self.regions() {
+            // Buffer-to-texture copies need rows 256-byte aligned: full rows are 16 KiB.
+            let layout = wgpu::TexelCopyBufferLayout {
+                offset: first as u64 * 16,
+                bytes_per_row: Some((width * 16).next_multiple_of(256)),
+                rows_per_image: None,
+            };
             enc.copy_buffer_to_texture(
-                wgpu::TexelCopyBufferInfo {
-                    buffer,
-                    layout: wgpu::TexelCopyBufferLayout {
-                        offset,
-                        bytes_per_row: Some(if height > 1 { row_bytes } else { (width * 16).next_multiple_of(256) }),
-                        rows_per_image: None,
-                    },
-                },
-                wgpu::TexelCopyTextureInfo {
-                    texture: &self.texture,
-                    mip_level: 0,
-                    origin: wgpu::Origin3d { x: 0, y, z: 0 },
-                    aspect: wgpu::TextureAspect::All,
-                },
+                wgpu::TexelCopyBufferInfo { buffer, layout },
+                self.origin(y),
                 wgpu::Extent3d { width, height, depth_or_array_layers: 1 },
             );
-        };
-        if full_rows > 0 {
-            copy(enc, 0, 0, PARAMS_TEX_WIDTH, full_rows);
-        }
-        if rest > 0 {
-            copy(enc, full_rows as u64 * row_bytes as u64, full_rows, rest, 1);
         }
     }
 }

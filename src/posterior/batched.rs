@@ -9,7 +9,7 @@ use super::sample::{check_rejection, next_draw};
 use super::{GpuModel, PosteriorOptions, SampleReport, Samples};
 use crate::error::{Error, Result};
 use crate::ode::field::FieldKind;
-use crate::ode::plan::{Constants, Net, Plan, PlanKey, RowsStart, Segment};
+use crate::ode::plan::{Constants, Plan, PlanKey, RowsStart, Segment};
 use crate::ode::workspace::max_chunk;
 use crate::ode::{Direction, Solver};
 
@@ -21,7 +21,7 @@ fn plan_for<'p>(model: &GpuModel, plans: &'p mut Vec<Plan>, key: PlanKey) -> Res
         Some(i) => plans.remove(i),
         None => {
             let m = &model.inner;
-            let net = Net { cfg: &m.cfg, layout: &m.layout, params: &m.params, params_tex: m.params_tex.as_ref().map(|t| t.view()) };
+            let net = m.gpu_net();
             let consts = Constants { x_z: &[], theta_mean: &m.theta_mean, theta_std: &m.theta_std, transform: &m.transform };
             Plan::new(&m.gpu, &net, &consts, key)?
         }

@@ -143,8 +143,7 @@ impl Posterior {
     }
 
     fn net(&self) -> Net<'_> {
-        let m = &self.model.inner;
-        Net { cfg: &m.cfg, layout: &m.layout, params: &m.params, params_tex: m.params_tex.as_ref().map(|t| t.view()) }
+        self.model.inner.gpu_net()
     }
 
     /// Solves one chunk with the plan of `key` (taken from the cache, or built), and

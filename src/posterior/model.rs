@@ -8,6 +8,7 @@ use crate::gpu::{Gpu, ParamsTexture};
 use crate::model::Model;
 use crate::prior::BoxPrior;
 use crate::net::{NetConfig, ParamLayout};
+use crate::ode::plan::Net;
 use crate::transform::{ThetaTransform, XTransform};
 
 use super::Posterior;
@@ -156,6 +157,12 @@ impl GpuModel {
 }
 
 impl Inner {
+    /// The network on the GPU (shape, layout, weights and their texture mirror) for
+    /// the ODE plans.
+    pub(crate) fn gpu_net(&self) -> Net<'_> {
+        Net { cfg: &self.cfg, layout: &self.layout, params: &self.params, params_tex: self.params_tex.as_ref().map(|t| t.view()) }
+    }
+
     /// x `[dim_x]` after the x transform, z-scored as the network saw it in training.
     pub(crate) fn z_score_x(&self, x: &[f64]) -> Vec<f32> {
         x.iter().zip(self.x_mean.iter().zip(&self.x_std)).map(|(&v, (&mu, &s))| ((v - mu) / s) as f32).collect()

@@ -11,24 +11,28 @@
 //! The policy has three budget tiers, split at the geometric midpoints between the
 //! sbibm budgets 10³, 10⁴ and 10⁵ (3,163 and 31,623 simulations):
 //!
-//! | tier | blocks × width | batch | learning rate | validation | weight decay | schedule (optimiser steps) |
-//! |---|---|---|---|---|---|---|
-//! | small (< 3,163) | 4 × 64 | 32 | 1e-3 | 20 % | 0 | 8,000 |
-//! | medium (< 31,623) | 4 × 64 | 256 | 1e-3 | 5 % | 0 | 7,400 |
-//! | large | 5 × 128 | 512 | 1e-3 | 5 % | 0 | 40,000 |
+//! | tier | blocks × width | batch | learning rate | validation | weight decay | schedule (optimiser steps) | time prior exponent α |
+//! |---|---|---|---|---|---|---|---|
+//! | small (< 3,163) | 10 × 64 | 32 | 1e-3 | 20 % | 0 | 8,000 | 4 for dim θ ≤ 2, else 1 |
+//! | medium (< 31,623) | 4 × 64 | 256 | 1e-3 | 5 % | 0 | 7,400 | 4 |
+//! | large | 5 × 128 | 512 | 1e-3 | 5 % | 0 | 40,000 | 4 |
 //!
-//! Every tier uses concat conditioning and the cosine schedule. The schedule is counted
+//! Every tier uses concat conditioning and the cosine schedule. The dimensions enter
+//! through α ([`Policy::time_prior_exponent`]) and the x-embedding (below). The schedule is counted
 //! in optimiser steps: `max_epochs = ⌈steps / steps_per_epoch⌉` (at most
 //! [`MAX_AUTO_EPOCHS`]), with `steps_per_epoch = ⌊n_train / batch⌋` as the trainer
 //! computes it, so a smaller batch or a larger validation share does not silently
 //! change how far the cosine schedule anneals. Early-stopping patience is 15 % of the
-//! epochs, at least [`MIN_AUTO_PATIENCE`]. The dimensions enter through the
-//! x-embedding ([`crate::net::auto_embedding`]: none for dim x ≤ 32, else
-//! `[128, 128, 32]`). The medium tier is the pre-policy default (4 × 64, batch 256,
-//! 200 epochs at 10⁴ simulations, 5 % validation), measured on every sbibm task at 10⁴;
-//! the small tier was tuned on two_moons, slcp and sir at 10³ (BENCHMARKS.md, "Budget policy
-//! (issue 11)"); the large tier follows the FMPE paper's direction (larger network and
-//! batch) and is not yet measured.
+//! epochs, at least [`MIN_AUTO_PATIENCE`]. The x-embedding follows dim x
+//! ([`crate::net::auto_embedding`]: none for dim x ≤ 32, else `[128, 128, 32]`).
+//!
+//! The medium tier is the pre-policy default (4 × 64, batch 256, 200 epochs at 10⁴
+//! simulations, 5 % validation), measured on every sbibm task at 10⁴. The small tier's
+//! training was tuned on two_moons, slcp and sir at 10³, and its network (10 blocks, as
+//! in the FMPE paper's 10³ sweep: two_moons 0.776 → 0.631 against 4 blocks) and α on
+//! all ten tasks (BENCHMARKS.md, "Budget policy (issue 11)" and "Depth and time prior
+//! at 10³"). The large tier follows the paper's direction (larger network and batch)
+//! and is not yet measured.
 //!
 //! A change of policy is a visible, deliberate change: the unit test below pins the
 //! resolved values for every (budget, task dimensions) row of the sbibm table.
@@ -48,6 +52,10 @@ pub const LARGE_BUDGET_FROM: usize = 31_623;
 pub const MAX_AUTO_EPOCHS: usize = 2_000;
 /// Lower bound on the automatic early-stopping patience, in epochs.
 pub const MIN_AUTO_PATIENCE: usize = 20;
+/// Largest dim θ that keeps the tier's time prior exponent in the small tier.
+pub const LOW_DIM_THETA: usize = 2;
+/// Time prior exponent α of the small tier for dim θ > [`LOW_DIM_THETA`].
+pub const SMALL_HIGH_DIM_ALPHA: f64 = 1.0;
 
 /// What the policy reads: the simulation budget and the dimensions of θ and x.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +87,9 @@ pub struct Tier {
     pub weight_decay: f64,
     /// Length of the cosine schedule in optimiser steps.
     pub steps: usize,
+    /// Time prior exponent α (t has density ∝ t^α) for dim θ ≤ [`LOW_DIM_THETA`];
+    /// see [`Policy::time_prior_exponent`].
+    pub time_prior_exponent: f64,
 }
 
 /// The budget policy. Stateless: every value follows from a [`Budget`].
@@ -93,12 +104,13 @@ impl Policy {
             Tier {
                 name: "small",
                 width: 64,
-                blocks: 4,
+                blocks: 10,
                 batch_size: 32,
                 learning_rate: 1e-3,
                 validation_fraction: 0.2,
                 weight_decay: 0.0,
                 steps: 8_000,
+                time_prior_exponent: 4.0,
             }
         } else if num_simulations < LARGE_BUDGET_FROM {
             Tier {
@@ -110,6 +122,7 @@ impl Policy {
                 validation_fraction: 0.05,
                 weight_decay: 0.0,
                 steps: 7_400,
+                time_prior_exponent: 4.0,
             }
         } else {
             Tier {
@@ -121,7 +134,25 @@ impl Policy {
                 validation_fraction: 0.05,
                 weight_decay: 0.0,
                 steps: 40_000,
+                time_prior_exponent: 4.0,
             }
+        }
+    }
+
+    /// The time prior exponent α for `budget`: the tier's value (4, which concentrates
+    /// training near t = 1, where the posterior's fine structure is learned), except in
+    /// the small tier for dim θ > [`LOW_DIM_THETA`], where it is
+    /// [`SMALL_HIGH_DIM_ALPHA`]: with few simulations and many parameters, α = 4 leaves
+    /// the early-time field (which moves the mass to where x puts it) undertrained.
+    /// Measured at 10³ (BENCHMARKS.md, "Depth and time prior at 10³"):
+    /// gaussian_linear (dim θ 10) C2ST 0.968 → 0.755 with α = 1, while two_moons
+    /// (dim θ 2) is best at 4 (α = 1: 0.839, 4: 0.775, 8: 0.857 on observations 1–3).
+    pub fn time_prior_exponent(budget: Budget) -> f64 {
+        let tier = Policy::tier(budget.num_simulations);
+        if tier.name == "small" && budget.dim_theta > LOW_DIM_THETA {
+            SMALL_HIGH_DIM_ALPHA
+        } else {
+            tier.time_prior_exponent
         }
     }
 
@@ -165,6 +196,8 @@ pub struct AutoOptions {
     pub validation_fraction: Option<f64>,
     /// Adam L2 weight decay.
     pub weight_decay: Option<f64>,
+    /// Time prior exponent α (t has density ∝ t^α).
+    pub time_prior_exponent: Option<f64>,
 }
 
 /// The outcome of [`AutoOptions::resolve`]: the options to train with, and where they
@@ -186,8 +219,8 @@ pub fn steps_per_epoch(n: usize, batch_size: usize, validation_fraction: f64) ->
 
 impl AutoOptions {
     /// Fills every `None` with the policy's value for `budget`; fields the policy does
-    /// not cover (seed, σ_min, time prior exponent, Adam's constants, wall-clock limit,
-    /// rollbacks) come from `base`. When `max_epochs` is `auto` it is the tier's step
+    /// not cover (seed, σ_min, Adam's constants, wall-clock limit, rollbacks) come from
+    /// `base`. When `max_epochs` is `auto` it is the tier's step
     /// count over the steps per epoch of the resolved batch size and validation
     /// fraction; when `patience` is `auto` it is 15 % of the resolved `max_epochs` (at
     /// least [`MIN_AUTO_PATIENCE`]).
@@ -230,6 +263,7 @@ impl AutoOptions {
             patience,
             validation_fraction,
             weight_decay: self.weight_decay.unwrap_or(tier.weight_decay),
+            time_prior_exponent: self.time_prior_exponent.unwrap_or_else(|| Policy::time_prior_exponent(budget)),
             policy: Some(crate::train_config::PolicyRecord {
                 tier: tier.name.to_string(),
                 num_simulations: budget.num_simulations,
@@ -257,6 +291,7 @@ impl AutoOptions {
             ("patience", self.patience.is_some()),
             ("validation_fraction", self.validation_fraction.is_some()),
             ("weight_decay", self.weight_decay.is_some()),
+            ("time_prior_exponent", self.time_prior_exponent.is_some()),
         ];
         given.iter().filter(|(_, g)| *g).map(|(n, _)| n.to_string()).collect()
     }
@@ -266,7 +301,7 @@ impl Resolved {
     /// One readable line with the resolved network and training options, e.g.
     /// `policy medium (10000 simulations, dim θ 2, dim x 2): network 4 × [64] concat, no
     /// x-embedding; batch 256, learning rate 1e-3 cosine over 200 epochs (37 steps
-    /// each), patience 30, validation 5 %, weight decay 0`; explicit choices are listed
+    /// each), patience 30, validation 5 %, weight decay 0, time prior exponent 4`; explicit choices are listed
     /// at the end.
     pub fn summary(&self) -> String {
         let (n, t) = (&self.net, &self.train);
@@ -290,7 +325,7 @@ impl Resolved {
         };
         format!(
             "{head}: network {widths} {} conditioning, {emb}; batch {}, learning rate {:e} {sched} over {} epochs{spe}, \
-             patience {}, validation {} %, weight decay {}{explicit}",
+             patience {}, validation {} %, weight decay {}, time prior exponent {}{explicit}",
             n.conditioning,
             t.batch_size,
             t.learning_rate,
@@ -298,6 +333,7 @@ impl Resolved {
             t.patience,
             t.validation_fraction * 100.0,
             if t.weight_decay == 0.0 { "0".to_string() } else { format!("{:e}", t.weight_decay) },
+            t.time_prior_exponent,
         )
     }
 }
@@ -320,6 +356,7 @@ mod tests {
         patience: usize,
         val: f64,
         wd: f64,
+        alpha: f64,
     }
 
     const EMB: &[usize] = &[128, 128, 32];
@@ -342,12 +379,14 @@ mod tests {
         let mut rows = Vec::new();
         for (task, dims) in tasks {
             let embedding: &'static [usize] = if dims.1 > 32 { EMB } else { &[] };
+            // α = 1 at 10³ beyond dim θ 2 (gaussian_linear, slcp, …), else 4.
+            let alpha_1k = if dims.0 > 2 { 1.0 } else { 4.0 };
             // 10³: 800 training rows / 32 = 25 steps per epoch, ⌈8000 / 25⌉ = 320 epochs.
-            rows.push(Row { task, n: 1_000, dims, hidden: (4, 64), embedding, batch: 32, lr: 1e-3, epochs: 320, patience: 48, val: 0.2, wd: 0.0 });
+            rows.push(Row { task, n: 1_000, dims, hidden: (10, 64), embedding, batch: 32, lr: 1e-3, epochs: 320, patience: 48, val: 0.2, wd: 0.0, alpha: alpha_1k });
             // 10⁴: 9500 / 256 = 37 steps per epoch, ⌈7400 / 37⌉ = 200 epochs.
-            rows.push(Row { task, n: 10_000, dims, hidden: (4, 64), embedding, batch: 256, lr: 1e-3, epochs: 200, patience: 30, val: 0.05, wd: 0.0 });
+            rows.push(Row { task, n: 10_000, dims, hidden: (4, 64), embedding, batch: 256, lr: 1e-3, epochs: 200, patience: 30, val: 0.05, wd: 0.0, alpha: 4.0 });
             // 10⁵: 95000 / 512 = 185 steps per epoch, ⌈40000 / 185⌉ = 217 epochs.
-            rows.push(Row { task, n: 100_000, dims, hidden: (5, 128), embedding, batch: 512, lr: 1e-3, epochs: 217, patience: 33, val: 0.05, wd: 0.0 });
+            rows.push(Row { task, n: 100_000, dims, hidden: (5, 128), embedding, batch: 512, lr: 1e-3, epochs: 217, patience: 33, val: 0.05, wd: 0.0, alpha: 4.0 });
         }
         rows
     }
@@ -371,9 +410,10 @@ mod tests {
             assert_eq!(tc.patience, r.patience, "{what}: patience");
             assert_eq!(tc.validation_fraction, r.val, "{what}: validation");
             assert_eq!(tc.weight_decay, r.wd, "{what}: weight decay");
+            assert_eq!(tc.time_prior_exponent, r.alpha, "{what}: time prior exponent");
             // Fields outside the policy keep the defaults.
             let d = TrainConfig::default();
-            assert_eq!((tc.sigma_min, tc.time_prior_exponent, tc.seed), (d.sigma_min, d.time_prior_exponent, d.seed), "{what}");
+            assert_eq!((tc.sigma_min, tc.seed), (d.sigma_min, d.seed), "{what}");
             assert!(tc.policy.as_ref().is_some_and(|p| p.explicit.is_empty() && p.num_simulations == r.n), "{what}");
         }
     }
@@ -389,7 +429,7 @@ mod tests {
         // 9500 / 128 = 74 steps per epoch: ⌈7400 / 74⌉ = 100 epochs, patience 15.
         assert_eq!(r.train.max_epochs, 100);
         assert_eq!(r.train.patience, MIN_AUTO_PATIENCE);
-        assert_eq!((r.train.seed, r.train.sigma_min), (7, 1e-3));
+        assert_eq!((r.train.seed, r.train.sigma_min, r.train.time_prior_exponent), (7, 1e-3, 4.0));
         let p = r.train.policy.as_ref().unwrap();
         assert_eq!(p.explicit, ["width", "batch_size", "weight_decay"]);
         assert_eq!((p.tier.as_str(), p.steps_per_epoch), ("medium", 74));
@@ -400,6 +440,13 @@ mod tests {
         let s = r.summary();
         assert!(s.starts_with("policy medium (10000 simulations, dim θ 2, dim x 2): network [16, 8] concat"), "{s}");
         assert!(s.contains("over 5 epochs (37 steps each)") && s.ends_with("explicit: hidden, blocks, max_epochs, patience"), "{s}");
+        // An explicit α wins over the small tier's dim-θ rule, and is listed.
+        let b10 = Budget { num_simulations: 1_000, dim_theta: 10, dim_x: 10 };
+        assert_eq!(AutoOptions::default().resolve(b10, &base).unwrap().train.time_prior_exponent, SMALL_HIGH_DIM_ALPHA);
+        let o = AutoOptions { time_prior_exponent: Some(4.0), ..Default::default() };
+        let r = o.resolve(b10, &base).unwrap();
+        assert_eq!(r.train.time_prior_exponent, 4.0);
+        assert!(r.summary().ends_with("time prior exponent 4; explicit: time_prior_exponent"), "{}", r.summary());
     }
 
     #[test]

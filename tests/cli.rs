@@ -423,13 +423,15 @@ fn train_resolves_the_budget_policy_and_records_it() {
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
-        err.contains("policy small (60 simulations, dim θ 2, dim x 2): network 4 × 64 concat conditioning, no x-embedding; batch 32,"),
+        err.contains("policy small (60 simulations, dim θ 2, dim x 2): network 10 × 64 concat conditioning, no x-embedding; batch 32,"),
         "{err}"
     );
     assert!(err.contains("explicit: max_epochs, weight_decay"), "{err}");
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
-    assert_eq!(json["net"]["hidden"], serde_json::json!([64, 64, 64, 64]));
+    assert_eq!(json["net"]["hidden"], serde_json::json!(vec![64; 10]));
     let tc = &json["train"];
+    // dim θ 2: the small tier keeps α = 4.
+    assert_eq!(tc["time_prior_exponent"].as_f64(), Some(4.0));
     assert_eq!((tc["batch_size"].as_u64(), tc["max_epochs"].as_u64(), tc["patience"].as_u64()), (Some(32), Some(2), Some(20)));
     assert_eq!((tc["validation_fraction"].as_f64(), tc["weight_decay"].as_f64()), (Some(0.2), Some(1e-4)));
     assert_eq!(tc["policy"]["tier"], "small");
@@ -439,6 +441,7 @@ fn train_resolves_the_budget_policy_and_records_it() {
     assert_eq!((json["n_train"].as_u64(), json["n_val"].as_u64()), (Some(48), Some(12)));
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
     assert!(config.contains("batch_size = \"auto\"") && config.contains("max_epochs = 2"), "{config}");
+    assert!(config.contains("time_prior_exponent = \"auto\""), "{config}");
     // `auto` is also accepted explicitly; a bad value names the flag.
     let o = fmpe(&["train", "--theta", ts, "--x", xs, "--out", os, "--batch-size", "many"]);
     assert_fails(&o, 2, &["--batch-size", "expected auto or a value"]);

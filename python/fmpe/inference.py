@@ -59,7 +59,8 @@ class FMPE:
       ``blocks`` (4): blocks when ``hidden`` is one width.
     * ``conditioning`` ("concat" or "glu"); ``embedding`` ("auto", "none" or a list of
       widths of the x-embedding MLP).
-    * ``time_prior_exponent`` (4), ``sigma_min`` (1e-4): the FMPE path.
+    * ``time_prior_exponent`` (None: the budget policy, 1 below 3,163 simulations, else
+      4), ``sigma_min`` (1e-4): the FMPE path.
     * ``seed`` (0): split, shuffling, initialisation and path noise; training is bitwise
       reproducible given the simulations and the seed.
     * ``device``: an adapter index or name substring (``fmpe.list_devices()``).
@@ -176,9 +177,8 @@ class FMPE:
         theta = np.concatenate(self._theta) if len(self._theta) > 1 else self._theta[0]
         x = np.concatenate(self._x) if len(self._x) > 1 else self._x[0]
         base = json.loads(_fmpe.default_train_config())
-        for key, value in [("time_prior_exponent", self._time_prior_exponent), ("sigma_min", self._sigma_min)]:
-            if value is not None:
-                base[key] = value
+        if self._sigma_min is not None:
+            base["sigma_min"] = self._sigma_min
         base["seed"] = self._seed
         base["max_seconds"] = max_train_seconds
         for key, value in [("batch_size", training_batch_size), ("max_epochs", max_num_epochs), ("patience", stop_after_epochs)]:
@@ -193,6 +193,7 @@ class FMPE:
             "max_epochs": None if max_num_epochs is None else int(max_num_epochs),
             "patience": None if stop_after_epochs is None else int(stop_after_epochs),
             "validation_fraction": None if validation_fraction is None else float(validation_fraction),
+            "time_prior_exponent": None if self._time_prior_exponent is None else float(self._time_prior_exponent),
         }
         # The budget policy (the CLI's `auto`) for what the caller left at None.
         hidden, config_json, self.policy = _fmpe.resolve_policy(len(theta), theta.shape[1], x.shape[1], explicit, json.dumps(base))

@@ -144,6 +144,7 @@ pub struct Explicit {
     max_epochs: Option<usize>,
     patience: Option<usize>,
     validation_fraction: Option<f64>,
+    time_prior_exponent: Option<f64>,
 }
 
 /// The budget policy (`fmpe::policy`, as the CLI resolves it) for `num_simulations`
@@ -163,6 +164,7 @@ pub fn resolve_policy(num_simulations: usize, dim_theta: usize, dim_x: usize, ex
         max_epochs: explicit.max_epochs,
         patience: explicit.patience,
         validation_fraction: explicit.validation_fraction,
+        time_prior_exponent: explicit.time_prior_exponent,
         ..Default::default()
     };
     let budget = fmpe::policy::Budget { num_simulations, dim_theta, dim_x };

@@ -23,8 +23,8 @@ pub(crate) struct NetTrainArgs {
     /// or auto (the budget policy: 64 below 31,623 simulations, else 128).
     #[arg(long, default_value = "auto")]
     pub(crate) hidden: String,
-    /// Number of residual blocks when --hidden is a single width or auto (auto: 4 below
-    /// 31,623 simulations, else 5).
+    /// Number of residual blocks when --hidden is a single width or auto (auto: 10 below
+    /// 3,163 simulations, 4 below 31,623, else 5).
     #[arg(long, default_value = "auto")]
     pub(crate) blocks: Auto<usize>,
     /// How (t, θ_t) enters the network: concat (input [t, θ_t, x]), glu (input x,
@@ -59,9 +59,10 @@ pub(crate) struct NetTrainArgs {
     /// Adam L2 weight decay, or auto (0).
     #[arg(long, default_value = "auto")]
     pub(crate) weight_decay: Auto<f64>,
-    /// Time prior exponent α: t has density ∝ t^α (t = u^(1/(1+α))).
-    #[arg(long, default_value_t = 4.0)]
-    pub(crate) time_prior_exponent: f64,
+    /// Time prior exponent α: t has density ∝ t^α (t = u^(1/(1+α))), or auto (the
+    /// budget policy: 4, except 1 below 3,163 simulations when dim θ > 2).
+    #[arg(long, default_value = "auto")]
+    pub(crate) time_prior_exponent: Auto<f64>,
     /// σ_min of the optimal-transport path.
     #[arg(long, default_value_t = 1e-4)]
     pub(crate) sigma_min: f64,
@@ -284,13 +285,13 @@ impl NetTrainArgs {
             patience: self.patience.get(),
             validation_fraction: self.validation_fraction.get(),
             weight_decay: self.weight_decay.get(),
+            time_prior_exponent: self.time_prior_exponent.get(),
         })
     }
 
     /// The training options the policy does not cover (seeded with `seed`).
     fn base_train(&self, seed: u64) -> TrainConfig {
         TrainConfig {
-            time_prior_exponent: self.time_prior_exponent,
             sigma_min: self.sigma_min,
             seed,
             max_seconds: self.max_train_seconds,

@@ -4,10 +4,14 @@
 //   g += weight_decay * p;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //   p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
 // over parameters off .. off + n (off = 0 for the whole buffer).
+// `adam` only: weight decay applies to the first decay_len of them (0: all), and
+// workgroup z updates the range shifted by z * batch_stride (a batch of independent
+// parameter sets in one dispatch; z = 0 unbatched). The guarded pair needs both 0.
 struct AdamParams {
     n: u32,
     off: u32,
-    pad: vec2<u32>,
+    batch_stride: u32,
+    decay_len: u32,
     beta1: f32,
     beta2: f32,
     eps: f32,
@@ -27,8 +31,9 @@ fn adam(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     if (k >= ap.n) {
         return;
     }
-    let i = ap.off + k;
-    let gi = g[i] + ap.weight_decay * p[i];
+    let i = ap.off + wg.z * ap.batch_stride + k;
+    let wd = select(ap.weight_decay, 0.0, ap.decay_len != 0u && k >= ap.decay_len);
+    let gi = g[i] + wd * p[i];
     let mi = ap.beta1 * m[i] + (1.0 - ap.beta1) * gi;
     let vi = ap.beta2 * v[i] + (1.0 - ap.beta2) * gi * gi;
     m[i] = mi;

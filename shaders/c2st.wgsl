@@ -3,7 +3,14 @@
 // Kernels of the classifier two-sample test (C2ST, sbibm's recipe; see src/metrics/c2st.rs).
 // The MLP itself runs on the shared matmul and Adam kernels; these kernels move rows
 // and compute the logistic loss and the accuracy. All offsets are in f32 elements of
-// the workspace `acts`; `data` holds the (z-scored) input rows in their original order.
+// the workspace `acts`; `data` holds the (z-scored) input rows in their original order
+// (c2st_shuffle), or the classifier's parameters (c2st_bce, in the training step).
+//
+// Folds trained together (c2st_batch, c2st_bce, c2st_loss_sum): workgroup z is fold
+// stream + z, whose test block starts at test_start + z * test_len, whose minibatch
+// workspace (xb, yb, z, dz, wsq, and the weights at w_off in data) lies fold_stride
+// elements after fold z - 1's, and whose loss slots lie loss_stride after fold z - 1's.
+// The shuffled rows x, y are shared. One fold alone: z = 0, the offsets as given.
 struct C2stParams {
     rows: u32,       // rows handled by this dispatch (batch rows / test rows / all rows)
     d: u32,          // features per row
@@ -27,8 +34,10 @@ struct C2stParams {
     out_off: u32,    // accuracy: count of correct test rows (1 value)
     scale: f32,      // 1 / rows of the minibatch
     alpha: f32,      // L2 penalty
-    n_w: u32,        // c2st_bce: weights copied to acts[w_off ..] (sum of squares); 0 = use wsq_off
+    n_w: u32,        // c2st_bce: weights at data[w_off ..] (sum of squares); 0 = use wsq_off
     w_off: u32,
+    fold_stride: u32, // folds trained together: fold z's per-fold offsets + z * fold_stride
+    loss_stride: u32, // fold z's loss slots at loss_off + z * loss_stride
 }
 @group(0) @binding(0) var<uniform> cp: C2stParams;
 
@@ -58,16 +67,18 @@ fn c2st_batch(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     if (r >= cp.rows) {
         return;
     }
+    let fz = wg.z * cp.fold_stride;
+    let test_start = cp.test_start + wg.z * cp.test_len;
     let pos = st.step_in_epoch * cp.batch + r;
-    let t = permute(pos, cp.n_train, vec2<u32>(cp.seed_lo, cp.seed_hi), st.epoch, cp.stream ^ 0xc2c2a5a5u);
+    let t = permute(pos, cp.n_train, vec2<u32>(cp.seed_lo, cp.seed_hi), st.epoch, (cp.stream + wg.z) ^ 0xc2c2a5a5u);
     var row = t;
-    if (t >= cp.test_start) {
+    if (t >= test_start) {
         row = t + cp.test_len;
     }
     for (var j = 0u; j < cp.d; j = j + 1u) {
-        acts[cp.xb_off + r * cp.d + j] = acts[cp.x_off + row * cp.d + j];
+        acts[cp.xb_off + fz + r * cp.d + j] = acts[cp.x_off + row * cp.d + j];
     }
-    acts[cp.yb_off + r] = acts[cp.y_off + row];
+    acts[cp.yb_off + fz + r] = acts[cp.y_off + row];
 }
 
 var<workgroup> red: array<f32, 256>;
@@ -88,16 +99,18 @@ fn reduce_sum(lid: u32, v: f32) -> f32 {
 // MLPClassifier reports it (probabilities clipped to [eps, 1 - eps], eps = f32 epsilon):
 //   acts[loss_off + step_in_epoch] = sum_i bce_i + 0.5 alpha sum(W^2)
 // (= sklearn's batch loss times the batch size), and dL/dz = (sigmoid(z) - y) / rows.
-// One workgroup.
+// sum(W^2) over the n_w weights at data[w_off ..] (the parameters), or acts[wsq_off].
+// One workgroup per fold.
 @compute @workgroup_size(256, 1, 1)
-fn c2st_bce(@builtin(local_invocation_id) lid: vec3<u32>) {
+fn c2st_bce(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
+    let fz = wg.z * cp.fold_stride;
     var s = 0.0;
     for (var e = lid.x; e < cp.rows; e = e + 256u) {
-        let z = acts[cp.z_off + e];
-        let y = acts[cp.yb_off + e];
+        let z = acts[cp.z_off + fz + e];
+        let y = acts[cp.yb_off + fz + e];
         let bce = max(z, 0.0) - z * y + log(1.0 + exp(-abs(z)));
         s = s + clamp(bce, 1.1920929e-7, 15.942385);
-        acts[cp.dz_off + e] = (sigmoid(z) - y) * cp.scale;
+        acts[cp.dz_off + fz + e] = (sigmoid(z) - y) * cp.scale;
     }
     let total = reduce_sum(lid.x, s);
     workgroupBarrier();
@@ -105,15 +118,15 @@ fn c2st_bce(@builtin(local_invocation_id) lid: vec3<u32>) {
     if (cp.n_w > 0u) {
         var q = 0.0;
         for (var k = lid.x; k < cp.n_w; k = k + 256u) {
-            let w = acts[cp.w_off + k];
+            let w = data[cp.w_off + fz + k];
             q = fma(w, w, q);
         }
         wsq = reduce_sum(lid.x, q);
     } else {
-        wsq = acts[cp.wsq_off];
+        wsq = acts[cp.wsq_off + fz];
     }
     if (lid.x == 0u) {
-        acts[cp.loss_off + st.step_in_epoch] = total + 0.5 * cp.alpha * wsq;
+        acts[cp.loss_off + wg.z * cp.loss_stride + st.step_in_epoch] = total + 0.5 * cp.alpha * wsq;
     }
 }
 
@@ -135,14 +148,16 @@ fn c2st_accuracy(@builtin(local_invocation_id) lid: vec3<u32>) {
 
 // Sum of the per-row losses of one minibatch (z_off = per-row losses) plus the L2 term,
 // into acts[loss_off + step_in_epoch] (the fused path's counterpart of c2st_bce).
+// One workgroup per fold.
 @compute @workgroup_size(256, 1, 1)
-fn c2st_loss_sum(@builtin(local_invocation_id) lid: vec3<u32>) {
+fn c2st_loss_sum(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
+    let fz = wg.z * cp.fold_stride;
     var s = 0.0;
     for (var e = lid.x; e < cp.rows; e = e + 256u) {
-        s = s + acts[cp.z_off + e];
+        s = s + acts[cp.z_off + fz + e];
     }
     let total = reduce_sum(lid.x, s);
     if (lid.x == 0u) {
-        acts[cp.loss_off + st.step_in_epoch] = total + 0.5 * cp.alpha * acts[cp.wsq_off];
+        acts[cp.loss_off + wg.z * cp.loss_stride + st.step_in_epoch] = total + 0.5 * cp.alpha * acts[cp.wsq_off + fz];
     }
 }

@@ -18,6 +18,9 @@
 //
 // Epilogue, in order (each step optional, see MATMUL_FLAG_*):
 //   v = act(acc + bias(j));  pre(i, j) = v;  v = v * auxop(aux(i, j));  v = v + res(i, j)
+// A batch of products (BATCHED, or always in the portable kernel): workgroup z computes
+// product z, every operand offset (and the bias-gradient offset) shifted by
+// z * extra.w; unbatched, z = 0.
 // With MATMUL_FLAG_ONES_COL, B gets a virtual last column of ones, so the last column of C is
 // sum_k A(i, k) (the bias gradient), stored at grads[extra.x + i].
 //
@@ -72,6 +75,10 @@ override C_BUF: u32 = 0u;
 override PRIMAL_MOD: bool = false;
 override A_KCONTIG: bool = false; // A's column stride is 1
 override B_KCONTIG: bool = false; // B's row stride is 1 (column stride != 1)
+// A batch of independent products (workgroup z = product index): every operand offset
+// and the bias-gradient offset shift by z * extra.w. The portable kernel always adds
+// it (z = 0 and extra.w = 0 when unbatched); specialised, it is gone when false.
+override BATCHED: bool = false;
 
 // Flags, operators and buffers: constants when specialised, else from the uniform block.
 fn has(flag: u32) -> bool {
@@ -85,6 +92,15 @@ fn pick(runtime: u32, fixed: u32) -> u32 {
         return fixed;
     }
     return runtime;
+}
+
+// Offset of product wg.z of a batch (set once at entry; see BATCHED).
+var<private> zoff: u32;
+fn batch_offset(z: u32) -> u32 {
+    if (SPECIALIZED && !BATCHED) {
+        return 0u;
+    }
+    return z * u.extra.w;
 }
 
 // Row of a primal operand (M, aux) for output/A row i.
@@ -118,6 +134,7 @@ fn main(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
+    zoff = batch_offset(wg.z);
     let row0 = wg.y * 64u;
     let col0 = wg.x * 64u;
     let ones_col = has(MATMUL_FLAG_ONES_COL);
@@ -144,9 +161,9 @@ fn main(
             let gk = k0 + kk;
             var v = 0.0;
             if (gi < u.m && gk < u.k) {
-                v = apply_op(pick(u.ops.x, A_OP), ld(pick(u.a.buf, A_BUF), u.a.off + gi * u.a.rs + gk * u.a.cs));
+                v = apply_op(pick(u.ops.x, A_OP), ld(pick(u.a.buf, A_BUF), u.a.off + zoff + gi * u.a.rs + gk * u.a.cs));
                 if (has(MATMUL_FLAG_AMUL)) {
-                    v = v * apply_op(pick(u.extra.z, M_OP), ld(pick(u.amul.buf, M_BUF), u.amul.off + prow(gi) * u.amul.rs + gk * u.amul.cs));
+                    v = v * apply_op(pick(u.extra.z, M_OP), ld(pick(u.amul.buf, M_BUF), u.amul.off + zoff + prow(gi) * u.amul.rs + gk * u.amul.cs));
                 }
             }
             As[kk * 64u + i] = v;
@@ -164,7 +181,7 @@ fn main(
             var v = 0.0;
             if (gk < u.k) {
                 if (gj < nb) {
-                    v = apply_op(pick(u.ops.y, B_OP), ld(pick(u.b.buf, B_BUF), u.b.off + gk * u.b.rs + gj * u.b.cs));
+                    v = apply_op(pick(u.ops.y, B_OP), ld(pick(u.b.buf, B_BUF), u.b.off + zoff + gk * u.b.rs + gj * u.b.cs));
                 } else if (ones_col && gj == nb) {
                     v = 1.0;
                 }
@@ -200,23 +217,23 @@ fn main(
             }
             var v = acc[r * 4u + c];
             if (ones_col && j == nb) {
-                grads[u.extra.x + i] = v;
+                grads[u.extra.x + zoff + i] = v;
                 continue;
             }
             if (has(MATMUL_FLAG_BIAS)) {
-                v = v + ld(pick(u.bias.buf, BIAS_BUF), u.bias.off + j * u.bias.cs);
+                v = v + ld(pick(u.bias.buf, BIAS_BUF), u.bias.off + zoff + j * u.bias.cs);
             }
             v = apply_op(pick(u.ops.z, ACT), v);
             if (has(MATMUL_FLAG_PRE)) {
-                acts[u.pre.off + i * u.pre.rs + j * u.pre.cs] = v;
+                acts[u.pre.off + zoff + i * u.pre.rs + j * u.pre.cs] = v;
             }
             if (has(MATMUL_FLAG_AUX)) {
-                v = v * apply_op(pick(u.ops.w, AUX_OP), ld(pick(u.aux.buf, AUX_BUF), u.aux.off + prow(i) * u.aux.rs + j * u.aux.cs));
+                v = v * apply_op(pick(u.ops.w, AUX_OP), ld(pick(u.aux.buf, AUX_BUF), u.aux.off + zoff + prow(i) * u.aux.rs + j * u.aux.cs));
             }
             if (has(MATMUL_FLAG_RES)) {
-                v = v + ld(pick(u.res.buf, RES_BUF), u.res.off + i * u.res.rs + j * u.res.cs);
+                v = v + ld(pick(u.res.buf, RES_BUF), u.res.off + zoff + i * u.res.rs + j * u.res.cs);
             }
-            let o = u.c.off + i * u.c.rs + j * u.c.cs;
+            let o = u.c.off + zoff + i * u.c.rs + j * u.c.cs;
             if (pick(u.c.buf, C_BUF) == BUF_GRADS) {
                 grads[o] = v;
             } else {

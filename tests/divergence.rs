@@ -15,7 +15,7 @@ fn guarded_step(p: &[f32], g: &[f32], m: &[f32], v: &[f32], step_in_epoch: u32) 
     let (pb, gb, mb, vb) = (gpu.storage_from("p", p), gpu.storage_from("g", g), gpu.storage_from("m", m), gpu.storage_from("v", v));
     let st = StepState { step: 1, step_in_epoch, lr: 0.1, bias_corr1: 0.1, bias_corr2: 0.001, ..Default::default() };
     let sb = gpu.uniform_from("step", bytemuck::bytes_of(&st));
-    let ap = AdamParams { n: n as u32, off: 0, pad: [0; 2], beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 };
+    let ap = AdamParams { n: n as u32, off: 0, batch_stride: 0, decay_len: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 };
     let mut b = ProgramBuilder::new(gpu);
     adam::adam_guarded(&mut b, &ap);
     let binds = Bindings { params: Some(&pb), grads: Some(&gb), moments: Some((&mb, &vb)), step: Some(&sb), ..Default::default() };

@@ -30,7 +30,7 @@ fn adam_matches_reference_over_several_steps() {
         let ap = AdamParams {
             n: n as u32,
             off: 0,
-            pad: [0; 2],
+            batch_stride: 0, decay_len: 0,
             beta1: b1 as f32,
             beta2: b2 as f32,
             eps: eps as f32,

@@ -49,6 +49,8 @@ fn bce_loss_sum_and_accuracy_match_formulas() {
     acts[z] = 40.0; // a clipped loss: bce ≤ −ln(f32 ε)
     let acts = to_f64(&to_f32(&acts));
     let (alpha, n_w) = (0.01f32, 50usize);
+    // The weights come from `data` (the training step binds the parameters there).
+    let data = to_f64(&to_f32(&rand_vec(w + n_w, 91)));
     let p = C2stParams {
         rows: rows as u32,
         z_off: z as u32,
@@ -65,9 +67,9 @@ fn bce_loss_sum_and_accuracy_match_formulas() {
         out_off: acc as u32,
         ..Default::default()
     };
-    let got = run(&acts, &[0.0], 2, |b| {
-        c2st::c2st_bce(b, &p);
-        c2st::c2st_loss_sum(b, &C2stParams { loss_off: (loss + 10) as u32, ..p });
+    let got = run(&acts, &data, 2, |b| {
+        c2st::c2st_bce(b, &p, 1);
+        c2st::c2st_loss_sum(b, &C2stParams { loss_off: (loss + 10) as u32, ..p }, 1);
         c2st::c2st_accuracy(b, &p);
     });
     let eps = f32::EPSILON as f64;
@@ -78,7 +80,7 @@ fn bce_loss_sum_and_accuracy_match_formulas() {
             (zv.max(0.0) - zv * y + (1.0 + (-zv.abs()).exp()).ln()).clamp(eps, -eps.ln())
         })
         .sum();
-    let w2: f64 = (0..n_w).map(|k| acts[w + k].powi(2)).sum();
+    let w2: f64 = (0..n_w).map(|k| data[w + k].powi(2)).sum();
     assert_close("bce + L2 into slot step_in_epoch", &got[loss + 2..loss + 3], &[bce + 0.5 * alpha as f64 * w2], 1e-4, 1e-5);
     let dz_want: Vec<f64> = (0..rows).map(|e| (sig(acts[z + e]) - acts[yb + e]) / rows as f64).collect();
     assert_close("dL/dz", &got[dz..dz + rows], &dz_want, 1e-7, 1e-5);
@@ -87,4 +89,90 @@ fn bce_loss_sum_and_accuracy_match_formulas() {
     assert_close("loss sum", &got[loss + 12..loss + 13], &[sum], 1e-4, 1e-5);
     let correct = (0..rows).filter(|&e| ((acts[z + e] > 0.0) as u8 as f64) == acts[ytest + e]).count();
     assert_eq!(got[acc], correct as f64, "held-out accuracy count");
+}
+
+/// Folds trained together: `c2st_batch`, `c2st_bce` and `c2st_loss_sum` over 2 folds in
+/// one dispatch each write exactly what each fold alone writes (fold z alone: stream z,
+/// test block z, every per-fold offset shifted by z · fold_stride, its loss slots by
+/// z · loss_stride), and fold 1's minibatch avoids its own test block.
+#[test]
+fn folds_together_match_each_fold_alone() {
+    let (n, d, test_len, rows) = (100usize, 3usize, 20usize, 32usize);
+    let (x, y, f0, stride, loss, loss_stride) = (0usize, 300usize, 512usize, 512usize, 448usize, 8usize);
+    let (xb, yb, z, dz, wsq, bce) = (f0, f0 + 128, f0 + 192, f0 + 256, f0 + 320, f0 + 384);
+    let mut acts = rand_vec(f0 + 2 * stride, 5);
+    // Row r of x holds (r, r, r), its label r % 2: the gathered rows tell where they came from.
+    for r in 0..n {
+        for j in 0..d {
+            acts[x + r * d + j] = r as f64;
+        }
+        acts[y + r] = (r % 2) as f64;
+    }
+    let acts = to_f64(&to_f32(&acts));
+    let data = to_f64(&to_f32(&rand_vec(2 * stride, 6)));
+    let p = C2stParams {
+        rows: rows as u32,
+        d: d as u32,
+        n_total: n as u32,
+        n_a: 50,
+        n_train: (n - test_len) as u32,
+        test_start: 0,
+        test_len: test_len as u32,
+        batch: rows as u32,
+        seed_lo: 3,
+        x_off: x as u32,
+        y_off: y as u32,
+        xb_off: xb as u32,
+        yb_off: yb as u32,
+        z_off: z as u32,
+        dz_off: dz as u32,
+        loss_off: loss as u32,
+        wsq_off: wsq as u32,
+        scale: 1.0 / rows as f32,
+        alpha: 0.01,
+        n_w: 40,
+        w_off: 0,
+        ..Default::default()
+    };
+    let record = |p: C2stParams, folds: usize| {
+        move |b: &mut ProgramBuilder| {
+            c2st::c2st_batch(b, &p, folds);
+            c2st::c2st_bce(b, &p, folds);
+            // The per-row losses at bce (shifted with the fold like z_off).
+            c2st::c2st_loss_sum(b, &C2stParams { z_off: p.z_off + (bce - z) as u32, loss_off: p.loss_off + 4, ..p }, folds);
+        }
+    };
+    let both = run(&acts, &data, 1, record(C2stParams { fold_stride: stride as u32, loss_stride: loss_stride as u32, ..p }, 2));
+    let mut merged = acts.clone();
+    for fold in 0..2usize {
+        let sh = (fold * stride) as u32;
+        let alone = C2stParams {
+            stream: fold as u32,
+            test_start: (fold * test_len) as u32,
+            xb_off: p.xb_off + sh,
+            yb_off: p.yb_off + sh,
+            z_off: p.z_off + sh,
+            dz_off: p.dz_off + sh,
+            wsq_off: p.wsq_off + sh,
+            w_off: sh,
+            loss_off: p.loss_off + (fold * loss_stride) as u32,
+            ..p
+        };
+        let got = run(&acts, &data, 1, |b| record(alone, 1)(b));
+        // Fold 1's minibatch rows are training rows: outside its test block 20..40.
+        for r in 0..rows {
+            let src = got[xb + fold * stride + r * d];
+            let in_test = (fold * test_len..(fold + 1) * test_len).contains(&(src as usize));
+            assert!(!in_test && got[yb + fold * stride + r] == (src as usize % 2) as f64, "fold {fold} row {r} from {src}");
+        }
+        for (i, v) in got.iter().enumerate() {
+            if *v != acts[i] {
+                merged[i] = *v;
+            }
+        }
+    }
+    assert_ne!(merged, acts, "the kernels wrote something");
+    for (i, (a, b)) in both.iter().zip(&merged).enumerate() {
+        assert_eq!(a.to_bits(), b.to_bits(), "element {i}: together {a}, alone {b}");
+    }
 }

@@ -37,9 +37,19 @@ pub(crate) fn c2st(a: C2stArgs) -> Result<()> {
     }
     let gpu = open_gpu()?;
     let opts = fmpe::metrics::C2stOptions { seed: a.seed, max_rows: a.max_rows, ..Default::default() };
-    let score = fmpe::metrics::c2st(&gpu, &x.data, &y.data, x.cols, &opts)?;
-    crate::say!("{score:.6}");
-    super::json::emit("c2st", C2stJson { score })?;
+    let rep = fmpe::metrics::c2st_report(&gpu, &x.data, &y.data, x.cols, &opts)?;
+    crate::say!("{:.6}", rep.score);
+    super::json::emit(
+        "c2st",
+        C2stJson {
+            score: rep.score,
+            fold_accuracies: rep.fold_accuracies,
+            epochs: rep.epochs,
+            submissions: rep.submissions,
+            dispatches: rep.dispatches,
+            seconds: rep.seconds,
+        },
+    )?;
     Ok(())
 }
 
@@ -49,4 +59,14 @@ pub(crate) fn c2st(a: C2stArgs) -> Result<()> {
 struct C2stJson {
     /// Classifier accuracy: 0.5 indistinguishable, 1 separable.
     score: f64,
+    /// Held-out accuracy of each fold.
+    fold_accuracies: Vec<f64>,
+    /// Training epochs of each fold.
+    epochs: Vec<usize>,
+    /// GPU submissions.
+    submissions: u64,
+    /// Compute dispatches.
+    dispatches: u64,
+    /// Wall-clock seconds of the test (without reading the files).
+    seconds: f64,
 }

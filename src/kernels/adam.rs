@@ -62,8 +62,13 @@ pub struct AdamParams {
     /// Index of the first parameter updated (0 for the whole buffer; lets one buffer
     /// hold weights with and without L2 decay).
     pub off: u32,
-    /// Padding.
-    pub pad: [u32; 2],
+    /// [`adam_batched`]: offset between consecutive parameter sets, in f32 elements
+    /// (0 otherwise; must be 0 for [`adam_guarded`]).
+    pub batch_stride: u32,
+    /// [`adam`] / [`adam_batched`]: the weight decay applies to the first `decay_len`
+    /// of the `n` parameters only (weights before biases); 0: to all of them. Must be
+    /// 0 for [`adam_guarded`].
+    pub decay_len: u32,
     /// First-moment decay β1.
     pub beta1: f32,
     /// Second-moment decay β2.
@@ -73,17 +78,31 @@ pub struct AdamParams {
     /// L2 weight decay added to the gradient (PyTorch `weight_decay`).
     pub weight_decay: f32,
 }
-param_block!(AdamParams as "AdamParams" { n, off, pad, beta1, beta2, eps, weight_decay });
+param_block!(AdamParams as "AdamParams" { n, off, batch_stride, decay_len, beta1, beta2, eps, weight_decay });
 
 /// Records `adam` over the `p.n` parameters from `p.off` (one thread each).
 pub fn adam(b: &mut ProgramBuilder, p: &AdamParams) {
     b.push_1d(&ADAM, p, p.n as usize);
 }
 
+/// Records `adam` over `count` independent parameter sets in one dispatch: set z is
+/// `params[off + z·p.batch_stride ..][..n]` with its gradients and moments at the same
+/// indices (workgroup z), each updated exactly as [`adam`] would update it alone.
+///
+/// # Panics
+/// If `count` exceeds the device's workgroups per dimension.
+pub fn adam_batched(b: &mut ProgramBuilder, p: &AdamParams, count: usize) {
+    b.push_1d_batched(&ADAM, p, p.n as usize, count);
+}
+
 /// Records the guarded step: `grad_check` (one workgroup) then `adam_guarded` (one
 /// thread per parameter). The update is skipped when a gradient is not finite; the
 /// moments buffer must hold `off + n + 2` floats (see [`GRAD_CHECK`]).
+///
+/// # Panics
+/// If `p.batch_stride` or `p.decay_len` is not 0 (the guarded kernels ignore them).
 pub fn adam_guarded(b: &mut ProgramBuilder, p: &AdamParams) {
+    assert!(p.batch_stride == 0 && p.decay_len == 0, "adam_guarded updates one set with one weight decay");
     b.push_groups(&GRAD_CHECK, p, (1, 1, 1));
     b.push_1d(&ADAM_GUARDED, p, p.n as usize);
 }

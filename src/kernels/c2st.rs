@@ -36,7 +36,7 @@ pub static C2ST_BATCH: KernelSpec = KernelSpec {
     variant: "",
     constants: &[],
 };
-/// `c2st_bce`: logistic loss and its gradient from logits (one workgroup).
+/// `c2st_bce`: logistic loss and its gradient from logits (one workgroup per fold).
 pub static C2ST_BCE: KernelSpec = KernelSpec {
     name: "c2st_bce",
     module: "c2st",
@@ -56,7 +56,7 @@ pub static C2ST_ACCURACY: KernelSpec = KernelSpec {
     variant: "",
     constants: &[],
 };
-/// `c2st_loss_sum`: minibatch loss sum of the fused path (one workgroup).
+/// `c2st_loss_sum`: minibatch loss sum of the fused path (one workgroup per fold).
 pub static C2ST_LOSS_SUM: KernelSpec = KernelSpec {
     name: "c2st_loss_sum",
     module: "c2st",
@@ -136,12 +136,21 @@ pub struct C2stParams {
     pub scale: f32,
     /// L2 penalty.
     pub alpha: f32,
-    /// `c2st_bce`: weights copied to `acts[w_off ..]` for the sum of squares; 0: use `wsq_off`.
+    /// `c2st_bce`: the number of weights at `data[w_off ..]` whose squares it sums for
+    /// the L2 term (the step program binds the parameters as `data`); 0: use `wsq_off`.
     pub n_w: u32,
-    /// Weights copied for the L2 term (`n_w` values).
+    /// First weight in `data` (`n_w` values).
     pub w_off: u32,
+    /// Folds trained together ([`c2st_batch`], [`c2st_bce`], [`c2st_loss_sum`] with
+    /// `folds` > 1): fold `stream + z`'s minibatch workspace (`xb_off`, `yb_off`,
+    /// `z_off`, `dz_off`, `wsq_off`) and weights (`w_off`) lie `z · fold_stride`
+    /// elements after the given offsets, and its test block starts at
+    /// `test_start + z · test_len` (folds of equal size).
+    pub fold_stride: u32,
+    /// Fold z's per-step loss slots start at `loss_off + z · loss_stride`.
+    pub loss_stride: u32,
 }
-param_block!(C2stParams as "C2stParams" { rows, d, n_total, n_a, n_train, test_start, test_len, batch, seed_lo, seed_hi, stream, x_off, y_off, xb_off, yb_off, z_off, dz_off, loss_off, wsq_off, out_off, scale, alpha, n_w, w_off });
+param_block!(C2stParams as "C2stParams" { rows, d, n_total, n_a, n_train, test_start, test_len, batch, seed_lo, seed_hi, stream, x_off, y_off, xb_off, yb_off, z_off, dz_off, loss_off, wsq_off, out_off, scale, alpha, n_w, w_off, fold_stride, loss_stride });
 
 /// Parameters of the fused narrow-network C2ST kernels (`shaders/c2st_mlp.wgsl`).
 #[repr(C)]
@@ -189,24 +198,29 @@ pub struct MlpParams {
     pub wsq_off: u32,
     /// 1 / rows.
     pub scale: f32,
+    /// Folds trained together (`folds` > 1 in [`c2st_mlp_rows`], [`c2st_mlp_grads`]):
+    /// fold z's parameters, gradients and workspace lie `z · fold_stride` elements
+    /// after fold 0's (every offset above is fold 0's).
+    pub fold_stride: u32,
     /// Padding.
-    pub pad: [f32; 3],
+    pub pad: [f32; 2],
 }
-param_block!(MlpParams as "MlpParams" { rows, d, h, n_params, n_weights, w1, w2, w3, b1, b2, b3, xb_off, yb_off, h1_off, h2_off, d1_off, d2_off, dz_off, bce_off, wsq_off, scale, pad });
+param_block!(MlpParams as "MlpParams" { rows, d, h, n_params, n_weights, w1, w2, w3, b1, b2, b3, xb_off, yb_off, h1_off, h2_off, d1_off, d2_off, dz_off, bce_off, wsq_off, scale, fold_stride, pad });
 
 /// Records `c2st_shuffle` over the `p.rows` rows.
 pub fn c2st_shuffle(b: &mut ProgramBuilder, p: &C2stParams) {
     b.push_1d(&C2ST_SHUFFLE, p, p.rows as usize);
 }
 
-/// Records `c2st_batch` over the `p.rows` minibatch rows.
-pub fn c2st_batch(b: &mut ProgramBuilder, p: &C2stParams) {
-    b.push_1d(&C2ST_BATCH, p, p.rows as usize);
+/// Records `c2st_batch` over the `p.rows` minibatch rows of each of `folds` folds
+/// trained together (fold z = `p.stream + z`, see [`C2stParams::fold_stride`]).
+pub fn c2st_batch(b: &mut ProgramBuilder, p: &C2stParams, folds: usize) {
+    b.push_1d_batched(&C2ST_BATCH, p, p.rows as usize, folds);
 }
 
-/// Records `c2st_bce` (one workgroup).
-pub fn c2st_bce(b: &mut ProgramBuilder, p: &C2stParams) {
-    b.push_groups(&C2ST_BCE, p, (1, 1, 1));
+/// Records `c2st_bce`: one workgroup per fold of `folds` trained together.
+pub fn c2st_bce(b: &mut ProgramBuilder, p: &C2stParams, folds: usize) {
+    b.push_groups(&C2ST_BCE, p, (1, 1, folds.max(1) as u32));
 }
 
 /// Records `c2st_accuracy` (one workgroup).
@@ -214,17 +228,19 @@ pub fn c2st_accuracy(b: &mut ProgramBuilder, p: &C2stParams) {
     b.push_groups(&C2ST_ACCURACY, p, (1, 1, 1));
 }
 
-/// Records `c2st_loss_sum` (one workgroup).
-pub fn c2st_loss_sum(b: &mut ProgramBuilder, p: &C2stParams) {
-    b.push_groups(&C2ST_LOSS_SUM, p, (1, 1, 1));
+/// Records `c2st_loss_sum`: one workgroup per fold of `folds` trained together.
+pub fn c2st_loss_sum(b: &mut ProgramBuilder, p: &C2stParams, folds: usize) {
+    b.push_groups(&C2ST_LOSS_SUM, p, (1, 1, folds.max(1) as u32));
 }
 
-/// Records `c2st_mlp_rows` (64 rows per workgroup).
-pub fn c2st_mlp_rows(b: &mut ProgramBuilder, p: &MlpParams) {
-    b.push_groups(&C2ST_MLP_ROWS, p, (p.rows.div_ceil(64), 1, 1));
+/// Records `c2st_mlp_rows` (64 rows per workgroup) for each of `folds` folds trained
+/// together (see [`MlpParams::fold_stride`]).
+pub fn c2st_mlp_rows(b: &mut ProgramBuilder, p: &MlpParams, folds: usize) {
+    b.push_groups(&C2ST_MLP_ROWS, p, (p.rows.div_ceil(64), 1, folds.max(1) as u32));
 }
 
-/// Records `c2st_mlp_grads` (64 parameters per workgroup).
-pub fn c2st_mlp_grads(b: &mut ProgramBuilder, p: &MlpParams) {
-    b.push_groups(&C2ST_MLP_GRADS, p, (p.n_params.div_ceil(64), 1, 1));
+/// Records `c2st_mlp_grads` (64 parameters per workgroup) for each of `folds` folds
+/// trained together.
+pub fn c2st_mlp_grads(b: &mut ProgramBuilder, p: &MlpParams, folds: usize) {
+    b.push_groups(&C2ST_MLP_GRADS, p, (p.n_params.div_ceil(64), 1, folds.max(1) as u32));
 }

@@ -241,6 +241,17 @@ pub struct Matmul {
     pub c: Mat,
     /// Bias-gradient output offset in grads (see above).
     pub bias_grad: Option<usize>,
+    /// `Some((count, stride))`: a batch of `count` independent products of the same
+    /// shape in one dispatch (workgroup z = product index). Product z reads and writes
+    /// every operand (A, M, B, bias, aux, res, pre, C and the bias gradient) at its
+    /// offset plus `z · stride` f32 elements, so each of the `count` products sees
+    /// `[m, k] · [k, n] → [m, n]` in its own slice of every buffer. `count` ≤ the
+    /// device's workgroups per dimension; on the CPU variant, vec4 loads need `stride`
+    /// to be a multiple of 4 (else it falls back to scalar loads). `None` (or a
+    /// stride of 0): one product, and the specialised variants compile no batch
+    /// offset. A count of 1 with a stride runs the batched pipeline on product 0
+    /// (the same pipeline as any count: no new compilation when a batch shrinks).
+    pub batch: Option<(usize, usize)>,
 }
 
 impl Matmul {
@@ -263,6 +274,7 @@ impl Matmul {
             res: None,
             c,
             bias_grad: None,
+            batch: None,
         }
     }
 }
@@ -288,6 +300,7 @@ fn specialization(p: &MatmulParams, variant: MatmulVariant) -> Specialization {
         ("M_BUF", p.amul.buf as f64),
         ("C_BUF", p.c.buf as f64),
         ("PRIMAL_MOD", if p.extra[1] != 0 { 1.0 } else { 0.0 }),
+        ("BATCHED", if p.extra[3] != 0 { 1.0 } else { 0.0 }),
     ];
     match variant {
         MatmulVariant::Cpu => {
@@ -335,7 +348,9 @@ pub fn cpu_layout(mm: &Matmul) -> CpuLayout {
 
 fn layout_of(p: &MatmulParams) -> CpuLayout {
     let k4 = p.k.is_multiple_of(4);
-    let aligned = |off: u32, stride: u32| off.is_multiple_of(4) && stride.is_multiple_of(4);
+    // A batch shifts every offset by z · extra[3]: vec4 loads need that aligned too.
+    let batch_aligned = p.extra[3].is_multiple_of(4);
+    let aligned = |off: u32, stride: u32| off.is_multiple_of(4) && stride.is_multiple_of(4) && batch_aligned;
     let amul_ok = p.flags & FLAG_AMUL == 0 || (p.amul.cs == 1 && aligned(p.amul.off, p.amul.rs));
     let a_kvec = k4 && p.a.cs == 1 && aligned(p.a.off, p.a.rs) && amul_ok;
     let a_ivec = k4
@@ -367,7 +382,7 @@ fn layout_of(p: &MatmulParams) -> CpuLayout {
     let vec_ok = |m: &Mat| m.cs == 1 && aligned(m.off, m.rs);
     let c_vec = nb.is_multiple_of(4)
         && vec_ok(&p.c)
-        && (!flag(FLAG_BIAS) || (p.bias.cs == 1 && p.bias.off.is_multiple_of(4)))
+        && (!flag(FLAG_BIAS) || (p.bias.cs == 1 && aligned(p.bias.off, 0)))
         && (!flag(FLAG_PRE) || vec_ok(&p.pre))
         && (!flag(FLAG_AUX) || vec_ok(&p.aux))
         && (!flag(FLAG_RES) || vec_ok(&p.res));
@@ -391,7 +406,8 @@ impl ProgramBuilder {
     /// ascending order with one multiply-add per term.
     ///
     /// # Panics
-    /// If `m` needs more workgroup rows than the device allows (chunk the rows).
+    /// If `m` needs more workgroup rows than the device allows (chunk the rows), or the
+    /// batch count ([`Matmul::batch`]) more workgroups than a dimension allows.
     pub fn matmul(&mut self, mm: &Matmul) {
         let p = params(mm);
         let n = p.n;
@@ -403,7 +419,9 @@ impl ProgramBuilder {
         };
         let gy = (mm.m as u32).div_ceil(rows_per_group).max(1);
         assert!(gy <= self.max_groups(), "matmul with {} rows exceeds the dispatch limit; chunk the rows", mm.m);
-        let groups = (n.div_ceil(cols_per_group).max(1), gy, 1);
+        let gz = mm.batch.map_or(1, |(count, _)| count.max(1) as u32);
+        assert!(gz <= self.max_groups(), "a batch of {gz} matmuls exceeds the dispatch limit");
+        let groups = (n.div_ceil(cols_per_group).max(1), gy, gz);
         match variant {
             MatmulVariant::Portable => self.push_groups(&MATMUL, &p, groups),
             MatmulVariant::Gpu => self.push_specialized(&MATMUL_GPU, &p, groups, specialization(&p, variant)),
@@ -456,7 +474,8 @@ fn params(mm: &Matmul) -> MatmulParams {
             mm.bias_grad.unwrap_or(0) as u32,
             mm.primal_rows as u32,
             mm.a_mul.map(|a| a.1 as u32).unwrap_or(0),
-            0,
+            // The batch stride (0 unbatched: no offset).
+            mm.batch.map_or(0, |(_, stride)| stride as u32),
         ],
         amul: mm.a_mul.map(|a| a.0).unwrap_or(zero),
     }

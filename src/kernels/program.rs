@@ -304,6 +304,18 @@ impl ProgramBuilder {
         self.push_groups(kernel, params, (x, y, 1));
     }
 
+    /// Records `kernel` over `threads` work items (256 per workgroup) for each of `count`
+    /// batch members (workgroup z = member index).
+    ///
+    /// # Panics
+    /// If `count` exceeds the device's workgroups per dimension.
+    pub(crate) fn push_1d_batched<T: ParamBlock>(&mut self, kernel: &'static KernelSpec, params: &T, threads: usize, count: usize) {
+        let (x, y) = grid((threads.max(1) as u32).div_ceil(256), self.max_groups);
+        let z = count.max(1) as u32;
+        assert!(z <= self.max_groups, "a batch of {count} exceeds the dispatch limit of {}", kernel.name);
+        self.push_groups(kernel, params, (x, y, z));
+    }
+
     /// Uploads the parameter blocks and binds `b`.
     ///
     /// # Errors

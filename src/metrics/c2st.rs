@@ -19,22 +19,42 @@
 //!
 //! # GPU structure
 //! The rows are uploaded once, z-scored and shuffled into fold order on the GPU
-//! (`column_stats`, `zscore`, `c2st_shuffle`; one submission). A whole training epoch
-//! is one command buffer and one submission: each step's Adam state (step count,
-//! bias correction) is copied from a per-epoch table into the step uniform between
-//! compute passes, and the host reads back only the per-step losses once per epoch (for
-//! the stopping rule), then the fold accuracies once at the end. One optimiser step is
-//! * wide networks (10·d > 64): 13 dispatches — minibatch gather, 3 fused matmuls
+//! (`column_stats`, `zscore`, `c2st_shuffle`; one submission). When the folds have equal
+//! sizes (the row count a multiple of the fold count; [`C2stOptions::batch_folds`]),
+//! all folds train together: every dispatch of a step covers every fold still training
+//! (workgroup z = fold, [`crate::kernels::Matmul::batch`] for the products), each fold's
+//! parameters, gradients, Adam moments and minibatch workspace at `z · stride` in their
+//! buffers (one stride for all, a multiple of 64 floats; the shuffled rows are shared).
+//! Otherwise the folds train one after another on the same programs with one slot.
+//! Either way each fold has its own initialisation (the same for all, as sklearn's
+//! clones), minibatch order, Adam steps and stopping epoch: the same numbers.
+//!
+//! A whole training epoch (of all the folds together) is one command buffer and one
+//! submission: each step's Adam state (step count, bias correction) is copied from a
+//! per-epoch table into the step uniform between compute passes, and the host reads
+//! back only the per-step losses of every fold once per epoch (for the per-fold
+//! stopping rule). A fold that stops is evaluated at once (one submission: 3 matmuls
+//! and the accuracy count, read back for all folds at the end), before the next epoch
+//! changes its parameters; it keeps stepping while a fold in a higher slot trains (its
+//! results are ignored), and the dispatches shrink to the slots below the last fold
+//! still training. One optimiser step is
+//! * wide networks (10·d > 64): 11 dispatches — minibatch gather, 3 fused matmuls
 //!   forward (bias + ReLU in the epilogue), the logistic loss/gradient kernel (which
-//!   also sums the squared weights, copied into the workspace before the step), 5
+//!   also sums the squared weights, reading the parameters bound as its `data`), 5
 //!   matmuls backward (weight and bias gradient in one dispatch, ReLU derivative fused
-//!   as an aux multiply) and two Adam dispatches (weights with L2, biases without);
+//!   as an aux multiply) and one Adam dispatch (L2 on the weights only);
 //! * narrow networks (d ≤ 6; the default except with the CPU matmul variant, see
-//!   [`C2stOptions::fused_small_net`]): 6 dispatches — gather, one fused per-row
-//!   forward/backward kernel, one per-parameter gradient kernel, the loss sum and the
-//!   two Adam dispatches (`shaders/c2st_mlp.wgsl`; the 64×64 matmul tiles would be
-//!   mostly idle at these widths). Both paths compute the same numbers
-//!   (`tests/c2st.rs` compares them).
+//!   [`C2stOptions::fused_small_net`]): 5 dispatches — gather, one fused per-row
+//!   forward/backward kernel, one per-parameter gradient kernel, the loss sum and
+//!   Adam (`shaders/c2st_mlp.wgsl`; the 64×64 matmul tiles would be mostly idle at
+//!   these widths). Both paths compute the same numbers (`tests/c2st.rs` compares
+//!   them).
+//!
+//! So 5 equal folds of 80 steps an epoch cost 80 · 11 = 880 dispatches per epoch
+//! of all five (the folds one after another: 5 · 80 · 13 = 5,200 before folds were
+//! batched, with two more copies per step), and submissions are 1 (setup) + the
+//! largest fold's epochs + 1 per fold (evaluation) + 1 (accuracy readback); one after
+//! another, the sum of the folds' epochs instead of the largest.
 //!
 //! Adam follows sklearn, not PyTorch: `lr·sqrt(1−β2^t)/(1−β1^t) · m / (sqrt(v) + ε)`,
 //! obtained from the shared kernel with `bias_corr1 = (1−β1^t)/sqrt(1−β2^t)` and
@@ -98,11 +118,26 @@ pub struct C2stOptions {
     /// there (slcp, d = 5, 10,000 vs 10,000 on lavapipe: 45 s against 118 s);
     /// `Some(true)` / `Some(false)` force a path.
     pub fused_small_net: Option<bool>,
+    /// Train all folds together, every dispatch of a step covering every fold still
+    /// training (workgroup z = fold), when the folds have equal sizes (the row count a
+    /// multiple of `folds`); otherwise, and when false, the folds are trained one after
+    /// another. The same numbers either way (each fold's initialisation, minibatch
+    /// order, Adam steps and stopping epoch are its own); together is ~`folds`× fewer
+    /// dispatches. Default true.
+    pub batch_folds: bool,
 }
 
 impl Default for C2stOptions {
     fn default() -> Self {
-        C2stOptions { seed: 1, folds: 5, max_epochs: 10_000, max_rows: 10_000, z_score: true, fused_small_net: None }
+        C2stOptions {
+            seed: 1,
+            folds: 5,
+            max_epochs: 10_000,
+            max_rows: 10_000,
+            z_score: true,
+            fused_small_net: None,
+            batch_folds: true,
+        }
     }
 }
 
@@ -123,8 +158,11 @@ pub struct C2stReport {
     pub final_losses: Vec<f64>,
     /// Rows used from each set (after `max_rows`).
     pub rows: (usize, usize),
-    /// GPU submissions made.
+    /// GPU submissions made (counted on the context, so other work on it at the same
+    /// time counts too).
     pub submissions: u64,
+    /// Compute dispatches recorded (counted like `submissions`).
+    pub dispatches: u64,
     /// Wall-clock seconds.
     pub seconds: f64,
 }
@@ -213,24 +251,49 @@ impl Net {
         mm
     }
 
-    /// Forward pass of `rows` rows of `x` into `h1`, `h2` (post-ReLU) and logits `z`.
-    fn forward(&self, pb: &mut ProgramBuilder, rows: usize, x: usize, h1: usize, h2: usize, z: usize) {
+    /// Forward pass of `rows` rows of `x` into `h1`, `h2` (post-ReLU) and logits `z`,
+    /// with the parameters at `params[p0 ..]`; `batch` as [`Matmul::batch`] (folds).
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &self,
+        pb: &mut ProgramBuilder,
+        rows: usize,
+        p0: usize,
+        x: usize,
+        h1: usize,
+        h2: usize,
+        z: usize,
+        batch: Option<(usize, usize)>,
+    ) {
         let (d, h) = (self.d, self.h);
         let xa = Mat::rows(Buf::Acts, x, d);
         let h1m = Mat::rows(Buf::Acts, h1, h);
         let h2m = Mat::rows(Buf::Acts, h2, h);
-        pb.matmul(&Net::linear(rows, d, h, self.w1, self.b1, xa, Op::Relu, h1m));
-        pb.matmul(&Net::linear(rows, h, h, self.w2, self.b2, h1m, Op::Relu, h2m));
-        pb.matmul(&Net::linear(rows, h, 1, self.w3, self.b3, h2m, Op::Id, Mat::rows(Buf::Acts, z, 1)));
+        let zm = Mat::rows(Buf::Acts, z, 1);
+        for mut mm in [
+            Net::linear(rows, d, h, p0 + self.w1, p0 + self.b1, xa, Op::Relu, h1m),
+            Net::linear(rows, h, h, p0 + self.w2, p0 + self.b2, h1m, Op::Relu, h2m),
+            Net::linear(rows, h, 1, p0 + self.w3, p0 + self.b3, h2m, Op::Id, zm),
+        ] {
+            mm.batch = batch;
+            pb.matmul(&mm);
+        }
     }
 }
 
-/// Workspace offsets (f32 elements of `acts`).
+/// Workspace offsets (f32 elements of `acts`). The minibatch workspace (`xb` to `bce`)
+/// is fold slot 0's; slot z's lies `z · stride` further (the folds trained together).
 #[derive(Clone, Copy, Debug)]
 struct Work {
     stats: usize,
     x: usize,
     y: usize,
+    /// Per-step loss sums, `[slots, max_steps]`.
+    loss: usize,
+    h1t: usize,
+    h2t: usize,
+    zt: usize,
+    acc: usize,
     xb: usize,
     yb: usize,
     h1: usize,
@@ -240,13 +303,12 @@ struct Work {
     dh1: usize,
     dh2: usize,
     wsq: usize,
-    wcopy: usize,
     bce: usize,
-    loss: usize,
-    h1t: usize,
-    h2t: usize,
-    zt: usize,
-    acc: usize,
+    /// Fold slots (folds trained together: `folds`, else 1).
+    slots: usize,
+    /// The fold stride of every per-fold buffer (f32 elements, a multiple of 64): of the
+    /// minibatch workspace here and of the parameters, gradients and Adam moments.
+    stride: usize,
     len: usize,
 }
 
@@ -257,7 +319,7 @@ struct Work {
 /// As [`c2st`].
 pub fn c2st_report(gpu: &Gpu, a: &[f64], b: &[f64], d: usize, opts: &C2stOptions) -> Result<C2stReport> {
     let started = Instant::now();
-    let submissions0 = gpu.submission_count();
+    let (submissions0, dispatches0) = (gpu.submission_count(), gpu.dispatch_count());
     let (n_a, n_b) = checked_rows(a, b, d, opts)?;
     let (a, b) = (&a[..n_a * d], &b[..n_b * d]);
     let n = n_a + n_b;
@@ -266,28 +328,34 @@ pub fn c2st_report(gpu: &Gpu, a: &[f64], b: &[f64], d: usize, opts: &C2stOptions
     let fused_wanted = opts.fused_small_net.unwrap_or(gpu.matmul_variant() != crate::gpu::MatmulVariant::Cpu);
     let fused = fused_wanted && net.h <= FUSED_MAX_WIDTH;
     let folds = kfold(n, opts.folds);
-    let work = Work::new(&net, n, &folds);
-    if work.len as u64 > gpu.max_binding_floats() || (n * d) as u64 > gpu.max_binding_floats() {
+    // Folds of equal size share every shape: they train together.
+    let together = opts.batch_folds && n.is_multiple_of(opts.folds);
+    let work = Work::new(&net, n, &folds, if together { opts.folds } else { 1 });
+    let per_fold = (work.slots * work.stride) as u64;
+    if work.len as u64 > gpu.max_binding_floats() || (n * d) as u64 > gpu.max_binding_floats() || per_fold > gpu.max_binding_floats() {
         return Err(Error::invalid(format!(
             "c2st: {n} rows of dimension {d} exceed the device's largest storage binding; lower max_rows"
         )));
     }
     let init = net.init(opts.seed);
-    let bufs = Buffers::new(gpu, a, b, &net, &work, &init, max_over(&folds, |f| f.steps));
+    let bufs = Buffers::new(gpu, a, b, &work, max_over(&folds, |f| f.steps));
     let binds = bufs.bindings();
     let base = base_params(d, n_a, n, opts.seed, &work);
     prepare_rows(gpu, binds, opts.z_score, &base, &work)?;
 
     let trainer = Trainer { gpu, binds, bufs: &bufs, net: &net, work: &work, init: &init, fused, max_epochs: opts.max_epochs };
-    let mut epochs = Vec::with_capacity(opts.folds);
-    let mut final_losses = Vec::with_capacity(opts.folds);
+    let mut epochs = vec![0; opts.folds];
+    let mut final_losses = vec![f64::NAN; opts.folds];
     let mut eval_progs = Vec::with_capacity(opts.folds);
-    for (fi, fold) in folds.iter().enumerate() {
-        let fp = fold.params(base, fi);
-        let (fold_epochs, loss) = trainer.train(fi, fold, fp)?;
-        epochs.push(fold_epochs);
-        final_losses.push(loss);
-        eval_progs.push(trainer.evaluate(fi, fold, fp)?);
+    // Groups of folds trained together: all of them, or one at a time.
+    let group = if together { opts.folds } else { 1 };
+    for first in (0..opts.folds).step_by(group) {
+        let fp = folds[first].params(base, first);
+        for (z, e, loss, prog) in trainer.train(first, group, &folds[first], fp)? {
+            epochs[first + z] = e;
+            final_losses[first + z] = loss;
+            eval_progs.push(prog);
+        }
     }
     let counts = gpu.read_f32(&bufs.acts, work.acc as u64, opts.folds)?;
     drop(eval_progs);
@@ -300,6 +368,7 @@ pub fn c2st_report(gpu: &Gpu, a: &[f64], b: &[f64], d: usize, opts: &C2stOptions
         final_losses,
         rows: (n_a, n_b),
         submissions: gpu.submission_count() - submissions0,
+        dispatches: gpu.dispatch_count() - dispatches0,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -376,38 +445,66 @@ impl Fold {
 }
 
 impl Work {
-    /// Lays out the workspace for `n` rows of the network `net`, sized for the largest
-    /// minibatch, epoch and test block over `folds`, plus one accuracy count per fold.
-    fn new(net: &Net, n: usize, folds: &[Fold]) -> Work {
+    /// Lays out the workspace for `n` rows of the network `net`: the shuffled rows,
+    /// `slots` fold slots of minibatch workspace sized for the largest minibatch over
+    /// `folds` (`slots` = the folds trained together), loss slots for the longest epoch
+    /// per fold slot, the test workspace for the largest test block (one fold is
+    /// evaluated at a time) and one accuracy count per fold. The fold stride also
+    /// covers the network's parameters (the parameter buffers use it too).
+    fn new(net: &Net, n: usize, folds: &[Fold], slots: usize) -> Work {
         let (d, h) = (net.d, net.h);
         let max_batch = max_over(folds, |f| f.batch);
         let max_steps = max_over(folds, |f| f.steps);
         let max_test = max_over(folds, |f| f.test_len);
+        // One fold slot's workspace, relative to the slot's start.
+        let mut fa = Arena::default();
+        let rel = [
+            fa.alloc(max_batch * d), // xb
+            fa.alloc(max_batch),     // yb
+            fa.alloc(max_batch * h), // h1
+            fa.alloc(max_batch * h), // h2
+            fa.alloc(max_batch),     // z
+            fa.alloc(max_batch),     // dz
+            fa.alloc(max_batch * h), // dh1
+            fa.alloc(max_batch * h), // dh2
+            fa.alloc(1),             // wsq
+            fa.alloc(max_batch),     // bce
+        ];
+        let stride = fa.len().max(net.len).next_multiple_of(64);
         let mut ar = Arena::default();
-        let mut work = Work {
-            stats: ar.alloc(2 * d),
-            x: ar.alloc(n * d),
-            y: ar.alloc(n),
-            xb: ar.alloc(max_batch * d),
-            yb: ar.alloc(max_batch),
-            h1: ar.alloc(max_batch * h),
-            h2: ar.alloc(max_batch * h),
-            z: ar.alloc(max_batch),
-            dz: ar.alloc(max_batch),
-            dh1: ar.alloc(max_batch * h),
-            dh2: ar.alloc(max_batch * h),
-            wsq: ar.alloc(1),
-            wcopy: ar.alloc(net.n_weights),
-            bce: ar.alloc(max_batch),
-            loss: ar.alloc(max_steps),
-            h1t: ar.alloc(max_test * h),
-            h2t: ar.alloc(max_test * h),
-            zt: ar.alloc(max_test),
-            acc: ar.alloc(folds.len()),
-            len: 0,
-        };
-        work.len = ar.len();
-        work
+        let stats = ar.alloc(2 * d);
+        let x = ar.alloc(n * d);
+        let y = ar.alloc(n);
+        let loss = ar.alloc(slots * max_steps);
+        let h1t = ar.alloc(max_test * h);
+        let h2t = ar.alloc(max_test * h);
+        let zt = ar.alloc(max_test);
+        let acc = ar.alloc(folds.len());
+        let f0 = ar.alloc(slots * stride);
+        let [xb, yb, h1, h2, z, dz, dh1, dh2, wsq, bce] = rel.map(|r| f0 + r);
+        Work {
+            stats,
+            x,
+            y,
+            loss,
+            h1t,
+            h2t,
+            zt,
+            acc,
+            xb,
+            yb,
+            h1,
+            h2,
+            z,
+            dz,
+            dh1,
+            dh2,
+            wsq,
+            bce,
+            slots,
+            stride,
+            len: ar.len(),
+        }
     }
 }
 
@@ -417,9 +514,12 @@ struct Buffers {
     data: wgpu::Buffer,
     /// The workspace laid out by [`Work`].
     acts: wgpu::Buffer,
+    /// The parameters of each fold slot, `[slots, stride]` (slot z's network at
+    /// `z · stride`, then padding).
     params: wgpu::Buffer,
+    /// Gradients, laid out like `params`.
     grads: wgpu::Buffer,
-    /// Adam's first and second moments.
+    /// Adam's first and second moments, laid out like `params`.
     m: wgpu::Buffer,
     v: wgpu::Buffer,
     /// The step uniform the kernels read.
@@ -429,17 +529,19 @@ struct Buffers {
 }
 
 impl Buffers {
-    /// Uploads the rows of `a` then `b` and the initial parameters `init`, and allocates
-    /// the rest (workspace, gradients, moments, a step table of `max_steps` entries).
-    fn new(gpu: &Gpu, a: &[f64], b: &[f64], net: &Net, work: &Work, init: &[f32], max_steps: usize) -> Buffers {
+    /// Uploads the rows of `a` then `b` and allocates the rest (workspace, the
+    /// per-slot parameters, gradients and moments, a step table of `max_steps`
+    /// entries); the parameters are written when a fold starts.
+    fn new(gpu: &Gpu, a: &[f64], b: &[f64], work: &Work, max_steps: usize) -> Buffers {
         let rows: Vec<f32> = a.iter().chain(b.iter()).map(|&v| v as f32).collect();
+        let per_fold = (work.slots * work.stride) as u64 * 4;
         Buffers {
             data: gpu.storage_from("fmpe c2st rows", &rows),
             acts: gpu.storage("fmpe c2st workspace", work.len as u64 * 4),
-            params: gpu.storage_from("fmpe c2st params", init),
-            grads: gpu.storage("fmpe c2st grads", net.len as u64 * 4),
-            m: gpu.storage("fmpe c2st adam m", net.len as u64 * 4),
-            v: gpu.storage("fmpe c2st adam v", net.len as u64 * 4),
+            params: gpu.storage("fmpe c2st params", per_fold),
+            grads: gpu.storage("fmpe c2st grads", per_fold),
+            m: gpu.storage("fmpe c2st adam m", per_fold),
+            v: gpu.storage("fmpe c2st adam v", per_fold),
             step: gpu.uniform_from("fmpe c2st step", bytemuck::bytes_of(&StepState::default())),
             step_table: gpu.storage("fmpe c2st step table", max_steps as u64 * STEP_BYTES),
         }
@@ -459,7 +561,8 @@ impl Buffers {
 }
 
 /// The kernel parameters shared by every C2ST dispatch (workspace offsets, row counts,
-/// seed, L2 penalty); the per-fold and per-program fields are filled in later.
+/// seed, L2 penalty, fold stride); the per-fold and per-program fields are filled in
+/// later.
 fn base_params(d: usize, n_a: usize, n: usize, seed: u64, work: &Work) -> C2stParams {
     C2stParams {
         rows: 0,
@@ -477,6 +580,7 @@ fn base_params(d: usize, n_a: usize, n: usize, seed: u64, work: &Work) -> C2stPa
         loss_off: work.loss as u32,
         wsq_off: work.wsq as u32,
         alpha: ALPHA as f32,
+        fold_stride: work.stride as u32,
         ..Default::default()
     }
 }
@@ -502,56 +606,101 @@ struct Trainer<'a> {
     bufs: &'a Buffers,
     net: &'a Net,
     work: &'a Work,
-    /// The initial parameters, restored at the start of every fold.
+    /// The initial parameters, written for every fold at its start.
     init: &'a [f32],
     /// Whether the steps run on the fused small-network kernels.
     fused: bool,
     max_epochs: usize,
 }
 
+/// What [`Trainer::train`] returns for each fold of a group: its slot, its epochs, its
+/// last epoch's training loss, and its evaluation program (kept until the final
+/// readback of the accuracy counts).
+type FoldResult = (usize, usize, f64, Program);
+
 impl Trainer<'_> {
-    /// Trains the classifier on fold `fi`'s training rows, from the initial parameters,
-    /// until sklearn's stopping rule or `max_epochs`: one submission and one readback
-    /// (the per-step losses) per epoch. Returns the epochs run and the last epoch's
-    /// training loss.
-    fn train(&self, fi: usize, fold: &Fold, fp: C2stParams) -> Result<(usize, f64)> {
-        let (gpu, binds, net, work, fused) = (self.gpu, self.binds, self.net, self.work, self.fused);
-        let full = step_program(gpu, binds, net, work, fp, fold.batch, fused)?;
+    /// Trains the classifier on the `count` folds `first ..` (all of the shape `fold`;
+    /// fold `first + z` in slot z, test block at `fp.test_start + z · test_len`), each
+    /// from the initial parameters, until sklearn's stopping rule (per fold) or
+    /// `max_epochs`: one submission and one readback (every fold's per-step losses)
+    /// per epoch; every dispatch of a step covers the slots up to the last fold still
+    /// training. A fold is evaluated (one submission) right after the epoch it stops
+    /// at, before the next epoch changes its parameters; stopped folds below a
+    /// training one keep stepping, and their results are ignored. Returns each fold's
+    /// [`FoldResult`].
+    fn train(&self, first: usize, count: usize, fold: &Fold, fp: C2stParams) -> Result<Vec<FoldResult>> {
+        let (gpu, bufs, work) = (self.gpu, self.bufs, self.work);
+        // Programs for the first `k` slots, built when first needed.
+        let mut programs: Vec<Option<(Program, Option<Program>)>> = (0..=count).map(|_| None).collect();
         let last_rows = fold.n_train - (fold.steps - 1) * fold.batch;
-        let last = if last_rows != fold.batch { Some(step_program(gpu, binds, net, work, fp, last_rows, fused)?) } else { None };
 
         // sklearn clones the classifier per fold with the same random_state: same init.
-        gpu.queue.write_buffer(&self.bufs.params, 0, bytemuck::cast_slice(self.init));
+        let mut tiled = vec![0f32; count * work.stride];
+        for slot in tiled.chunks_mut(work.stride) {
+            slot[..self.init.len()].copy_from_slice(self.init);
+        }
+        gpu.queue.write_buffer(&bufs.params, 0, bytemuck::cast_slice(&tiled));
         let mut t: u64 = 0;
-        let mut stopping = NoImprovement::new();
+        let mut stopping: Vec<NoImprovement> = (0..count).map(|_| NoImprovement::new()).collect();
+        let mut results: Vec<Option<FoldResult>> = (0..count).map(|_| None).collect();
+        let mut loss = vec![f64::NAN; count];
         let mut epoch = 0usize;
-        let mut loss = f64::NAN;
-        while epoch < self.max_epochs {
-            let table = epoch_steps(&mut t, epoch, fold.steps);
-            let slots = self.run_epoch(fold, &table, epoch == 0, &full, last.as_ref())?;
-            epoch += 1;
-            loss = slots.iter().map(|&x| x as f64).sum::<f64>() / fold.n_train as f64;
-            if !loss.is_finite() {
-                return Err(Error::invalid(format!(
-                    "c2st: the classifier's training loss is {loss} in fold {}, epoch {epoch}",
-                    fi + 1
-                )));
+        // Slots below `active` are computed; the last one is a fold still training.
+        let mut active = count;
+        while epoch < self.max_epochs && active > 0 {
+            if programs[active].is_none() {
+                let fpk = C2stParams { loss_stride: fold.steps as u32, ..fp };
+                let full = step_program(gpu, self.binds, self.net, work, fpk, fold.batch, self.fused, active)?;
+                let last = if last_rows != fold.batch {
+                    Some(step_program(gpu, self.binds, self.net, work, fpk, last_rows, self.fused, active)?)
+                } else {
+                    None
+                };
+                programs[active] = Some((full, last));
             }
-            if stopping.update(loss) {
-                break;
+            let (full, last) = programs[active].as_ref().expect("built above");
+            let table = epoch_steps(&mut t, epoch, fold.steps);
+            let slots = self.run_epoch(fold.steps, active, &table, epoch == 0, full, last.as_ref())?;
+            epoch += 1;
+            for z in 0..active {
+                if results[z].is_some() {
+                    continue;
+                }
+                loss[z] = slots[z * fold.steps..(z + 1) * fold.steps].iter().map(|&x| x as f64).sum::<f64>()
+                    / fold.n_train as f64;
+                if !loss[z].is_finite() {
+                    return Err(Error::invalid(format!(
+                        "c2st: the classifier's training loss is {} in fold {}, epoch {epoch}",
+                        loss[z],
+                        first + z + 1
+                    )));
+                }
+                if stopping[z].update(loss[z]) || epoch == self.max_epochs {
+                    results[z] = Some((z, epoch, loss[z], self.evaluate(first + z, z, fold, fp)?));
+                }
+            }
+            while active > 0 && results[active - 1].is_some() {
+                active -= 1;
             }
         }
-        Ok((epoch, loss))
+        // max_epochs = 0: evaluate the initial networks.
+        for z in 0..count {
+            if results[z].is_none() {
+                results[z] = Some((z, epoch, loss[z], self.evaluate(first + z, z, fold, fp)?));
+            }
+        }
+        Ok(results.into_iter().map(|r| r.expect("every fold evaluated")).collect())
     }
 
-    /// One epoch in one command buffer and one submission: for each step, its Adam state
-    /// from `table` into the step uniform (and, on the matmul path, the weights into the
-    /// workspace for the L2 term), then the step program (`last` for the final step when
-    /// its minibatch is partial). Clears the Adam moments first when `first`. Returns
-    /// the per-step loss sums, read back once.
+    /// One epoch of `steps` steps of the first `active` fold slots, in one command
+    /// buffer and one submission: for each step, its Adam state from `table` into the
+    /// step uniform, then the step program (`last` for the final step when its
+    /// minibatch is partial). Clears the Adam moments first when `first`. Returns the
+    /// per-step loss sums, `[active, steps]`, read back once.
     fn run_epoch(
         &self,
-        fold: &Fold,
+        steps: usize,
+        active: usize,
         table: &[StepState],
         first: bool,
         full: &Program,
@@ -564,33 +713,39 @@ impl Trainer<'_> {
             enc.clear_buffer(&bufs.m, 0, None);
             enc.clear_buffer(&bufs.v, 0, None);
         }
-        for s in 0..fold.steps {
+        for s in 0..steps {
             enc.copy_buffer_to_buffer(&bufs.step_table, s as u64 * STEP_BYTES, &bufs.step, 0, STEP_BYTES);
-            if !self.fused {
-                // The step's weights, for the L2 term of the loss (summed by c2st_bce).
-                let (wcopy, n_weights) = (self.work.wcopy as u64 * 4, self.net.n_weights as u64 * 4);
-                enc.copy_buffer_to_buffer(&bufs.params, 0, &bufs.acts, wcopy, n_weights);
-            }
-            let prog = if s + 1 == fold.steps { last.unwrap_or(full) } else { full };
+            let prog = if s + 1 == steps { last.unwrap_or(full) } else { full };
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
             prog.record(gpu, &mut pass)?;
         }
-        let staging = gpu.copy_to_staging(&mut enc, &bufs.acts, self.work.loss as u64, fold.steps);
+        let staging = gpu.copy_to_staging(&mut enc, &bufs.acts, self.work.loss as u64, active * steps);
         gpu.submit(enc)?;
-        gpu.map_staging(staging, fold.steps)
+        gpu.map_staging(staging, active * steps)
     }
 
-    /// Held-out accuracy of fold `fi`, one submission: the count of correctly classified
-    /// test rows goes to `acts[acc + fi]` (read back for all folds at the end). Returns
-    /// the program, which the caller keeps until that readback.
-    fn evaluate(&self, fi: usize, fold: &Fold, fp: C2stParams) -> Result<Program> {
+    /// Held-out accuracy of fold `fi`, trained in slot `slot`, one submission: the
+    /// count of correctly classified test rows goes to `acts[acc + fi]` (read back for
+    /// all folds at the end). `fp` is the parameters of the group's first fold (the
+    /// test block follows `slot` test blocks after it). Returns the program, which
+    /// the caller keeps until that readback.
+    fn evaluate(&self, fi: usize, slot: usize, fold: &Fold, fp: C2stParams) -> Result<Program> {
         let (gpu, work) = (self.gpu, self.work);
         let mut pb = ProgramBuilder::new(gpu);
-        let x_test = work.x + fold.test_start * self.net.d;
-        self.net.forward(&mut pb, fold.test_len, x_test, work.h1t, work.h2t, work.zt);
+        let test_start = fold.test_start + slot * fold.test_len;
+        let x_test = work.x + test_start * self.net.d;
+        // A batch of one on the training step's pipelines (no compilation of others).
+        let one = Some((1, work.stride));
+        self.net.forward(&mut pb, fold.test_len, slot * work.stride, x_test, work.h1t, work.h2t, work.zt, one);
         kernels::c2st::c2st_accuracy(
             &mut pb,
-            &C2stParams { rows: fold.test_len as u32, z_off: work.zt as u32, out_off: (work.acc + fi) as u32, ..fp },
+            &C2stParams {
+                rows: fold.test_len as u32,
+                test_start: test_start as u32,
+                z_off: work.zt as u32,
+                out_off: (work.acc + fi) as u32,
+                ..fp
+            },
         );
         let prog = pb.build(gpu, self.binds)?;
         prog.run(gpu)?;
@@ -647,8 +802,11 @@ impl NoImprovement {
     }
 }
 
-/// Records one optimiser step on a minibatch of `rows` rows: 13 dispatches on the
-/// matmul path, 6 on the fused path.
+/// Records one optimiser step on a minibatch of `rows` rows of the first `slots` fold
+/// slots (every dispatch covers them all, workgroup z = slot): 11 dispatches on the
+/// matmul path, 5 on the fused path. Binds the parameters as the misc kernels' `data`
+/// (`c2st_bce` sums the squared weights from there).
+#[allow(clippy::too_many_arguments)]
 fn step_program(
     gpu: &Gpu,
     binds: Bindings<'_>,
@@ -657,11 +815,13 @@ fn step_program(
     fp: C2stParams,
     rows: usize,
     fused: bool,
+    slots: usize,
 ) -> Result<Program> {
     let (d, h) = (net.d, net.h);
     let p = C2stParams { rows: rows as u32, scale: 1.0 / rows as f32, ..fp };
+    let batch = Some((slots, w.stride));
     let mut pb = ProgramBuilder::new(gpu);
-    kernels::c2st::c2st_batch(&mut pb, &p);
+    kernels::c2st::c2st_batch(&mut pb, &p, slots);
     if fused {
         let mp = MlpParams {
             rows: rows as u32,
@@ -685,26 +845,29 @@ fn step_program(
             bce_off: w.bce as u32,
             wsq_off: w.wsq as u32,
             scale: 1.0 / rows as f32,
-            pad: [0.0; 3],
+            fold_stride: w.stride as u32,
+            pad: [0.0; 2],
         };
-        kernels::c2st::c2st_mlp_rows(&mut pb, &mp);
-        kernels::c2st::c2st_mlp_grads(&mut pb, &mp);
-        kernels::c2st::c2st_loss_sum(&mut pb, &C2stParams { z_off: w.bce as u32, ..p });
+        kernels::c2st::c2st_mlp_rows(&mut pb, &mp, slots);
+        kernels::c2st::c2st_mlp_grads(&mut pb, &mp, slots);
+        kernels::c2st::c2st_loss_sum(&mut pb, &C2stParams { z_off: w.bce as u32, ..p }, slots);
     } else {
-        net.forward(&mut pb, rows, w.xb, w.h1, w.h2, w.z);
-        // Loss + dL/dz; Σ W² from the weights copied to acts before the step.
-        kernels::c2st::c2st_bce(&mut pb, &C2stParams { n_w: net.n_weights as u32, w_off: w.wcopy as u32, ..p });
+        net.forward(&mut pb, rows, 0, w.xb, w.h1, w.h2, w.z, batch);
+        // Loss + dL/dz; Σ W² from the weights (the parameters bound as `data`).
+        kernels::c2st::c2st_bce(&mut pb, &C2stParams { n_w: net.n_weights as u32, w_off: 0, ..p }, slots);
         let act = |off: usize, cols: usize| Mat::rows(Buf::Acts, off, cols);
         // Weight (and, via the ones column, bias) gradient: gW = dYᵀ X, gb = Σ dY.
         let wgrad = |fan_out: usize, fan_in: usize, wo: usize, bo: usize, dy: Mat, x: Mat| {
             let mut mm = Matmul::new(fan_out, fan_in, rows, dy.t(), x, Mat::rows(Buf::Grads, wo, fan_in));
             mm.bias_grad = Some(bo);
+            mm.batch = batch;
             mm
         };
         // Data gradient through W (`[fan_out, fan_in]`) times ReLU'(h).
         let dgrad = |fan_out: usize, fan_in: usize, wo: usize, dy: Mat, hpost: Mat, out: Mat| {
             let mut mm = Matmul::new(rows, fan_in, fan_out, dy, Mat::rows(Buf::Params, wo, fan_in), out);
             mm.aux = Some((hpost, Op::ReluGrad));
+            mm.batch = batch;
             mm
         };
         pb.matmul(&wgrad(1, h, net.w3, net.b3, act(w.dz, 1), act(w.h2, h)));
@@ -713,17 +876,18 @@ fn step_program(
         pb.matmul(&dgrad(h, h, net.w2, act(w.dh2, h), act(w.h1, h), act(w.dh1, h)));
         pb.matmul(&wgrad(h, d, net.w1, net.b1, act(w.dh1, h), act(w.xb, d)));
     }
-    // Adam: weights with sklearn's L2 gradient α W / rows, then biases without.
-    let adam_p = |n: usize, off: usize, wd: f64| AdamParams {
-        n: n as u32,
-        off: off as u32,
-        pad: [0; 2],
+    // Adam over weights and biases of every slot, sklearn's L2 gradient α W / rows on
+    // the weights only (the first n_weights parameters).
+    let ap = AdamParams {
+        n: net.len as u32,
+        off: 0,
+        batch_stride: w.stride as u32,
+        decay_len: net.n_weights as u32,
         beta1: BETA1 as f32,
         beta2: BETA2 as f32,
         eps: EPS as f32,
-        weight_decay: wd as f32,
+        weight_decay: (ALPHA / rows as f64) as f32,
     };
-    adam::adam(&mut pb, &adam_p(net.n_weights, 0, ALPHA / rows as f64));
-    adam::adam(&mut pb, &adam_p(net.len - net.n_weights, net.n_weights, 0.0));
-    pb.build(gpu, binds)
+    adam::adam_batched(&mut pb, &ap, slots);
+    pb.build(gpu, Bindings { data: binds.params, ..binds })
 }

@@ -240,7 +240,7 @@ pub(crate) fn record_step(
     let adam = AdamParams {
         n: layout.len as u32,
         off: 0,
-        pad: [0; 2],
+        batch_stride: 0, decay_len: 0,
         beta1: tc.beta1 as f32,
         beta2: tc.beta2 as f32,
         eps: tc.eps as f32,

@@ -29,7 +29,7 @@
 //! The medium tier is the pre-policy default (4 × 64, batch 256, 200 epochs at 10⁴
 //! simulations, 5 % validation), measured on every sbibm task at 10⁴. The small tier's
 //! training was tuned on two_moons, slcp and sir at 10³, and its network (10 blocks, as
-//! in the FMPE paper's 10³ sweep: two_moons 0.776 → 0.631 against 4 blocks) and α on
+//! in the FMPE paper's 10³ sweep: two_moons 0.775 → 0.631 against 4 blocks) and α on
 //! all ten tasks (BENCHMARKS.md, "Budget policy (issue 11)" and "Depth and time prior
 //! at 10³"). The large tier follows the paper's direction (larger network and batch)
 //! and is not yet measured.
@@ -90,6 +90,8 @@ pub struct Tier {
     /// Time prior exponent α (t has density ∝ t^α) for dim θ ≤ [`LOW_DIM_THETA`];
     /// see [`Policy::time_prior_exponent`].
     pub time_prior_exponent: f64,
+    /// Time prior exponent α for dim θ > [`LOW_DIM_THETA`].
+    pub time_prior_exponent_high_dim: f64,
 }
 
 /// The budget policy. Stateless: every value follows from a [`Budget`].
@@ -111,6 +113,7 @@ impl Policy {
                 weight_decay: 0.0,
                 steps: 8_000,
                 time_prior_exponent: 4.0,
+                time_prior_exponent_high_dim: SMALL_HIGH_DIM_ALPHA,
             }
         } else if num_simulations < LARGE_BUDGET_FROM {
             Tier {
@@ -123,6 +126,7 @@ impl Policy {
                 weight_decay: 0.0,
                 steps: 7_400,
                 time_prior_exponent: 4.0,
+                time_prior_exponent_high_dim: 4.0,
             }
         } else {
             Tier {
@@ -135,6 +139,7 @@ impl Policy {
                 weight_decay: 0.0,
                 steps: 40_000,
                 time_prior_exponent: 4.0,
+                time_prior_exponent_high_dim: 4.0,
             }
         }
     }
@@ -150,8 +155,8 @@ impl Policy {
     /// (dim θ 2) is best at 4 (α = 1: 0.839, 4: 0.775, 8: 0.857 on observations 1–3).
     pub fn time_prior_exponent(budget: Budget) -> f64 {
         let tier = Policy::tier(budget.num_simulations);
-        if tier.name == "small" && budget.dim_theta > LOW_DIM_THETA {
-            SMALL_HIGH_DIM_ALPHA
+        if budget.dim_theta > LOW_DIM_THETA {
+            tier.time_prior_exponent_high_dim
         } else {
             tier.time_prior_exponent
         }

@@ -59,8 +59,8 @@ class FMPE:
       ``blocks`` (4): blocks when ``hidden`` is one width.
     * ``conditioning`` ("concat" or "glu"); ``embedding`` ("auto", "none" or a list of
       widths of the x-embedding MLP).
-    * ``time_prior_exponent`` (None: the budget policy, 1 below 3,163 simulations, else
-      4), ``sigma_min`` (1e-4): the FMPE path.
+    * ``time_prior_exponent`` (None: the budget policy, 4, except 1 below 3,163
+      simulations when dim θ > 2), ``sigma_min`` (1e-4): the FMPE path.
     * ``seed`` (0): split, shuffling, initialisation and path noise; training is bitwise
       reproducible given the simulations and the seed.
     * ``device``: an adapter index or name substring (``fmpe.list_devices()``).

@@ -335,7 +335,7 @@ fn store_ones(rows: vec4<u32>, col: u32, ones: vec4<f32>) {
 // is a literal (the accumulators stay where the k loop left them).
 fn store_tile(rows: vec4<u32>, col0: u32, nb: u32, acc: ptr<function, array<vec4<f32>, 64>>) {
     if (C_VEC) {
-        // #unroll g 16
+        // #unroll g 16 NB*2*C_VEC
         if (8u * NB > {g}u * 4u) {
             let bv{g} = bias4_at(col0 + {g}u * 4u);
             store4(rows.x, col0 + {g}u * 4u, vec4<f32>((*acc)[{g}u * 4u].x, (*acc)[{g}u * 4u + 1u].x, (*acc)[{g}u * 4u + 2u].x, (*acc)[{g}u * 4u + 3u].x), bv{g});
@@ -346,7 +346,7 @@ fn store_tile(rows: vec4<u32>, col0: u32, nb: u32, acc: ptr<function, array<vec4
         // #end
         return;
     }
-    // #unroll q 64
+    // #unroll q 64 NB*8*!C_VEC
     if (8u * NB > {q}u) {
         let b{q} = bias_at(col0 + {q}u);
         store(rows.x, col0 + {q}u, nb, (*acc)[{q}u].x, b{q});
@@ -390,7 +390,7 @@ fn main_k4_bk(
     for (var k0 = 0u; k0 < u.k; k0 = k0 + 4u) {
         let av = a_by_k(rows, k0);
         ones = add_ones(ones, av);
-        // #unroll b 8
+        // #unroll b 8 NB
         if (NB > {b}u) {
             let w{b} = load_b_kvec(k0, col0 + {b}u * 8u + lane, nb);
             // #unroll kk 4
@@ -422,7 +422,7 @@ fn main_k4_bj(
         let av = a_by_k(rows, k0);
         ones = add_ones(ones, av);
         // #unroll kk 4
-        // #unroll h 2
+        // #unroll h 2 NB/4
         if (NB > {h}u * 4u) {
             let wj{kk}{h} = load_b_jvec(k0 + {kk}u, col0 + {h}u * 32u + 4u * lane, nb);
             // #unroll s 8
@@ -457,7 +457,7 @@ fn main_k4_bs(
         let av = a_by_k(rows, k0);
         ones = add_ones(ones, av);
         // #unroll kk 4
-        // #unroll b 8
+        // #unroll b 8 NB
         if (NB > {b}u) {
             let w{kk}{b} = load_b(k0 + {kk}u, col0 + {b}u * 8u + lane, nb);
             // #unroll s 8
@@ -492,7 +492,7 @@ fn main(
         if (has(MATMUL_FLAG_ONES_COL)) {
             ones = ones + a;
         }
-        // #unroll b 8
+        // #unroll b 8 NB
         if (NB > {b}u) {
             let w{b} = load_b(k, col0 + {b}u * 8u + lane, nb);
             // #unroll s 8

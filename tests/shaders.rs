@@ -94,3 +94,46 @@ fn wgsl_constants_come_from_the_rust_definitions() {
         }
     }
 }
+
+#[test]
+fn unroll_keeps_the_live_copies_of_a_specialised_pipeline() {
+    use fmpe::kernels::registry::unroll;
+    let src = "// #unroll b 8 NB\nb{b}\n// #end\n// #unroll g 16 NB*2*C_VEC\ng{g}\n// #end\n// #unroll q 4 NB/4*!C_VEC\nq{q}\n// #end\n";
+    let lines = |s: &str, p: char| s.lines().filter(|l| l.starts_with(p)).count();
+    // Without constants every copy stays (the generic module).
+    let all = unroll(src, None).unwrap();
+    assert_eq!((lines(&all, 'b'), lines(&all, 'g'), lines(&all, 'q')), (8, 16, 4));
+    // NB = 3 with the vec4 epilogue: 3, 6, 0 copies.
+    let s = unroll(src, Some(&[("NB", 3.0), ("C_VEC", 1.0)])).unwrap();
+    assert_eq!((lines(&s, 'b'), lines(&s, 'g'), lines(&s, 'q')), (3, 6, 0));
+    assert!(s.contains("b2\n") && !s.contains("b3\n") && s.contains("g5\n") && !s.contains("g6\n"));
+    // NB = 8 without the vec4 epilogue: 8, 0 and 8/4 = 2 copies.
+    let s = unroll(src, Some(&[("NB", 8.0), ("C_VEC", 0.0)])).unwrap();
+    assert_eq!((lines(&s, 'b'), lines(&s, 'g'), lines(&s, 'q')), (8, 0, 2));
+    // The last value of a repeated constant wins (a spec overriding the kernel's own).
+    let s = unroll(src, Some(&[("NB", 8.0), ("C_VEC", 0.0), ("NB", 1.0)])).unwrap();
+    assert_eq!(lines(&s, 'b'), 1);
+    // A LIVE factor naming a constant the pipeline does not set is an error, not a guess.
+    let e = unroll(src, Some(&[("NB", 2.0)])).unwrap_err().to_string();
+    assert!(e.contains("#unroll g 16 NB*2*C_VEC"), "{e}");
+    assert!(unroll("// #unroll b 8 NB/0\n// #end\n", Some(&[("NB", 2.0)])).is_err());
+}
+
+#[test]
+fn a_specialised_cpu_matmul_source_is_smaller_and_still_validates() {
+    use fmpe::kernels::specialized_source;
+    let generic = shader_source("matmul_cpu").unwrap();
+    let spec = [("NB", 1.0), ("C_VEC", 1.0)];
+    let small = specialized_source("matmul_cpu", Some(&spec)).unwrap();
+    // One column group instead of eight in every k loop, 2 vec4 stores instead of 16 + 64
+    // scalar ones: the module the driver compiles shrinks several times over.
+    assert!(small.len() * 3 < generic.len(), "{} vs {} bytes", small.len(), generic.len());
+    for src in [&small, &specialized_source("matmul_cpu", Some(&[("NB", 8.0), ("C_VEC", 0.0)])).unwrap()] {
+        let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
+        let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::SUBGROUP);
+        v.subgroup_stages(naga::valid::ShaderStages::COMPUTE).subgroup_operations(naga::valid::SubgroupOperationSet::all());
+        v.validate(&module).unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
+    }
+    // Other modules name no constant in their unroll counts: unchanged.
+    assert_eq!(specialized_source("c2st_mlp", Some(&[])).unwrap(), shader_source("c2st_mlp").unwrap());
+}

@@ -29,7 +29,7 @@ macro_rules! families {
 families!(matmul, adam, train_step, stats, ode, affine, jvp, transform, c2st);
 
 pub use program::{Arena, Bindings, Program, ProgramBuilder, StepState, SLOT_BYTES};
-pub use registry::{kernels, shader_modules, shader_source, KernelSpec, Layout};
+pub use registry::{kernels, shader_modules, shader_source, specialized_source, KernelSpec, Layout};
 
 pub use adam::AdamParams;
 pub use affine::AffineParams;

@@ -3,11 +3,12 @@
 //! the workspace allocator.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytemuck::{Pod, Zeroable};
 
-use super::registry::{kernels, param_block, shader_source, KernelSpec, Layout, ParamBlock};
+use super::registry::{kernels, param_block, specialized_source, KernelSpec, Layout, ParamBlock};
 use crate::error::Result;
 use crate::gpu::{grid, Gpu, MatmulVariant};
 
@@ -22,13 +23,18 @@ pub const SLOT_BYTES: u64 = 256;
 ///
 /// Kernels of the default variant (`variant == ""`) are compiled when the pipelines
 /// are first needed; kernels of a named variant are compiled per [`Specialization`]
-/// at first use and kept. Modules that need a feature the device lacks (subgroup
-/// operations) are never compiled; no program records their kernels there.
+/// at first use and kept, each from its module's source with only the unrolled copies
+/// its constants leave live ([`specialized_source`]), several on parallel threads
+/// when a program needs more than one new one. Modules that need a feature the device
+/// lacks (subgroup operations) are never compiled; no program records their kernels
+/// there.
 pub(crate) struct Pipelines {
     params_texture: bool,
     layouts: [wgpu::BindGroupLayout; 3],
     layout_objects: [wgpu::PipelineLayout; 3],
-    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    /// Shader modules by their expanded source (a specialisation that drops unrolled
+    /// copies gets a module of its own).
+    modules: Mutex<HashMap<String, wgpu::ShaderModule>>,
     pipelines: Vec<(&'static str, wgpu::ComputePipeline)>,
     specialized: Mutex<HashMap<String, wgpu::ComputePipeline>>,
 }
@@ -103,52 +109,85 @@ impl Pipelines {
             specialized: Mutex::new(HashMap::new()),
         };
         for k in kernels().filter(|k| k.variant.is_empty()) {
-            let pipe = p.compile(device, k, k.constants);
+            let pipe = p.compile(device, k, k.constants, None);
             p.pipelines.push((k.name, pipe));
         }
         p
     }
 
-    fn module(&self, device: &wgpu::Device, name: &'static str) -> wgpu::ShaderModule {
-        let mut modules = self.modules.lock().unwrap();
-        modules
-            .entry(name)
-            .or_insert_with(|| {
-                let code = shader_source(name).expect("registered module");
-                device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(name),
-                    source: wgpu::ShaderSource::Wgsl(code.into()),
-                })
-            })
-            .clone()
+    /// The module `name` expanded for `spec` (every unrolled copy without one).
+    fn module(&self, device: &wgpu::Device, name: &'static str, spec: Option<&Specialization>) -> wgpu::ShaderModule {
+        let code = specialized_source(name, spec.map(|s| s.as_slice())).expect("registered module and constants");
+        if let Some(m) = self.modules.lock().unwrap().get(&code) {
+            return m.clone();
+        }
+        let m = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(code.as_str().into()),
+        });
+        self.modules.lock().unwrap().entry(code).or_insert(m).clone()
     }
 
-    fn compile(&self, device: &wgpu::Device, k: &KernelSpec, constants: &[(&str, f64)]) -> wgpu::ComputePipeline {
+    fn compile(
+        &self,
+        device: &wgpu::Device,
+        k: &KernelSpec,
+        constants: &[(&str, f64)],
+        spec: Option<&Specialization>,
+    ) -> wgpu::ComputePipeline {
         device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(k.name),
             layout: Some(&self.layout_objects[k.layout as usize]),
-            module: &self.module(device, k.module),
+            module: &self.module(device, k.module, spec),
             entry_point: Some(k.entry_point),
             compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
             cache: None,
         })
     }
 
-    /// The pipeline of `k` specialised with `spec` (over the spec's own constants),
-    /// compiled at first use.
-    fn specialized(&self, device: &wgpu::Device, k: &'static KernelSpec, spec: &Specialization) -> wgpu::ComputePipeline {
+    fn key(k: &KernelSpec, spec: &Specialization) -> String {
         let mut key = k.name.to_string();
         for (n, v) in spec {
             key.push_str(&format!(" {n}={v}"));
         }
+        key
+    }
+
+    /// The pipeline of `k` specialised with `spec` (over the spec's own constants),
+    /// compiled at first use.
+    fn specialized(&self, device: &wgpu::Device, k: &'static KernelSpec, spec: &Specialization) -> wgpu::ComputePipeline {
+        let key = Self::key(k, spec);
         if let Some(p) = self.specialized.lock().unwrap().get(&key) {
             return p.clone();
         }
         let mut constants: Vec<(&str, f64)> = k.constants.to_vec();
         constants.extend(spec.iter().copied());
-        let pipe = self.compile(device, k, &constants);
-        self.specialized.lock().unwrap().insert(key, pipe.clone());
-        pipe
+        let pipe = self.compile(device, k, &constants, Some(&constants));
+        self.specialized.lock().unwrap().entry(key).or_insert(pipe).clone()
+    }
+
+    /// Compiles the pipelines of `wanted` not compiled yet, on up to as many threads as
+    /// the host has cores (drivers compile a pipeline when it is created; lavapipe
+    /// takes 0.1–1 s per matmul pipeline, and a program needs up to a dozen).
+    fn prepare(&self, device: &wgpu::Device, wanted: &[(&'static KernelSpec, Specialization)]) {
+        let missing: Vec<&(&'static KernelSpec, Specialization)> = {
+            let done = self.specialized.lock().unwrap();
+            wanted.iter().filter(|(k, s)| !done.contains_key(&Self::key(k, s))).collect()
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(missing.len());
+        if threads < 2 {
+            return;
+        }
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    while let Some((k, s)) = missing.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        self.specialized(device, k, s);
+                    }
+                });
+            }
+        });
     }
 
     /// The pipelines of `gpu`'s device, compiled on first use.
@@ -340,18 +379,29 @@ impl ProgramBuilder {
     /// The distinct pipelines of the recorded ops and each op's index among them. With
     /// `params_tex`, CPU-variant matmuls are specialised to read the parameter mirror.
     fn resolve(&self, gpu: &Gpu, pipes: &Pipelines, params_tex: bool) -> (Vec<wgpu::ComputePipeline>, Vec<usize>) {
-        let mut list: Vec<wgpu::ComputePipeline> = Vec::new();
-        let mut keys: Vec<(&'static str, Option<Specialization>)> = Vec::new();
-        let mut of_op = Vec::with_capacity(self.ops.len());
-        for op in &self.ops {
-            let spec = op.spec.as_deref().map(|s| {
+        let spec_of = |op: &Dispatch| {
+            op.spec.as_deref().map(|s| {
                 let mut s = s.clone();
                 if params_tex && op.kernel.module == "matmul_cpu" {
                     s.push(("PARAMS_TEX", 1.0));
                 }
                 s
-            });
-            let key = (op.kernel.name, spec);
+            })
+        };
+        let mut wanted: Vec<(&'static KernelSpec, Specialization)> = Vec::new();
+        for op in &self.ops {
+            if let Some(s) = spec_of(op) {
+                if !wanted.iter().any(|(k, w)| k.name == op.kernel.name && *w == s) {
+                    wanted.push((op.kernel, s));
+                }
+            }
+        }
+        pipes.prepare(&gpu.device, &wanted);
+        let mut list: Vec<wgpu::ComputePipeline> = Vec::new();
+        let mut keys: Vec<(&'static str, Option<Specialization>)> = Vec::new();
+        let mut of_op = Vec::with_capacity(self.ops.len());
+        for op in &self.ops {
+            let key = (op.kernel.name, spec_of(op));
             let idx = match keys.iter().position(|k| *k == key) {
                 Some(i) => i,
                 None => {

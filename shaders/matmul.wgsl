@@ -54,6 +54,7 @@ struct MatmulParams {
     ops: vec4<u32>,   // a_op, b_op, act, aux_op
     extra: vec4<u32>, // x: bias-gradient offset (MATMUL_FLAG_ONES_COL), y: primal row modulus, z: m_op
     amul: Mat,    // M (MATMUL_FLAG_AMUL)
+    zpar: vec4<u32>, // x: batch stride of the operands in params and grads (see BATCHED)
 }
 
 // MATMUL_FLAG_* and BUF_* come from the generated prelude (src/kernels/matmul.rs).
@@ -76,8 +77,9 @@ override PRIMAL_MOD: bool = false;
 override A_KCONTIG: bool = false; // A's column stride is 1
 override B_KCONTIG: bool = false; // B's row stride is 1 (column stride != 1)
 // A batch of independent products (workgroup z = product index): every operand offset
-// and the bias-gradient offset shift by z * extra.w. The portable kernel always adds
-// it (z = 0 and extra.w = 0 when unbatched); specialised, it is gone when false.
+// shifts by z * extra.w in acts and by z * zpar.x in params and grads (the bias-gradient
+// offset too). The portable kernel always adds it (z = 0 and both strides 0 when
+// unbatched); specialised, it is gone when false.
 override BATCHED: bool = false;
 
 // Flags, operators and buffers: constants when specialised, else from the uniform block.
@@ -94,13 +96,25 @@ fn pick(runtime: u32, fixed: u32) -> u32 {
     return runtime;
 }
 
-// Offset of product wg.z of a batch (set once at entry; see BATCHED).
-var<private> zoff: u32;
-fn batch_offset(z: u32) -> u32 {
+// Offsets of product wg.z of a batch in acts and in params / grads (set once at entry;
+// see BATCHED).
+var<private> zoff_acts: u32;
+var<private> zoff_par: u32;
+fn enter(z: u32) {
     if (SPECIALIZED && !BATCHED) {
-        return 0u;
+        zoff_acts = 0u;
+        zoff_par = 0u;
+        return;
     }
-    return z * u.extra.w;
+    zoff_acts = z * u.extra.w;
+    zoff_par = z * u.zpar.x;
+}
+// The batch offset of an operand in buffer `buf`.
+fn zoff(buf: u32) -> u32 {
+    if (buf == BUF_ACTS) {
+        return zoff_acts;
+    }
+    return zoff_par;
 }
 
 // Row of a primal operand (M, aux) for output/A row i.
@@ -134,7 +148,7 @@ fn main(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    zoff = batch_offset(wg.z);
+    enter(wg.z);
     let row0 = wg.y * 64u;
     let col0 = wg.x * 64u;
     let ones_col = has(MATMUL_FLAG_ONES_COL);
@@ -161,9 +175,9 @@ fn main(
             let gk = k0 + kk;
             var v = 0.0;
             if (gi < u.m && gk < u.k) {
-                v = apply_op(pick(u.ops.x, A_OP), ld(pick(u.a.buf, A_BUF), u.a.off + zoff + gi * u.a.rs + gk * u.a.cs));
+                v = apply_op(pick(u.ops.x, A_OP), ld(pick(u.a.buf, A_BUF), u.a.off + zoff(pick(u.a.buf, A_BUF)) + gi * u.a.rs + gk * u.a.cs));
                 if (has(MATMUL_FLAG_AMUL)) {
-                    v = v * apply_op(pick(u.extra.z, M_OP), ld(pick(u.amul.buf, M_BUF), u.amul.off + zoff + prow(gi) * u.amul.rs + gk * u.amul.cs));
+                    v = v * apply_op(pick(u.extra.z, M_OP), ld(pick(u.amul.buf, M_BUF), u.amul.off + zoff(pick(u.amul.buf, M_BUF)) + prow(gi) * u.amul.rs + gk * u.amul.cs));
                 }
             }
             As[kk * 64u + i] = v;
@@ -181,7 +195,7 @@ fn main(
             var v = 0.0;
             if (gk < u.k) {
                 if (gj < nb) {
-                    v = apply_op(pick(u.ops.y, B_OP), ld(pick(u.b.buf, B_BUF), u.b.off + zoff + gk * u.b.rs + gj * u.b.cs));
+                    v = apply_op(pick(u.ops.y, B_OP), ld(pick(u.b.buf, B_BUF), u.b.off + zoff(pick(u.b.buf, B_BUF)) + gk * u.b.rs + gj * u.b.cs));
                 } else if (ones_col && gj == nb) {
                     v = 1.0;
                 }
@@ -217,23 +231,23 @@ fn main(
             }
             var v = acc[r * 4u + c];
             if (ones_col && j == nb) {
-                grads[u.extra.x + zoff + i] = v;
+                grads[u.extra.x + zoff(BUF_GRADS) + i] = v;
                 continue;
             }
             if (has(MATMUL_FLAG_BIAS)) {
-                v = v + ld(pick(u.bias.buf, BIAS_BUF), u.bias.off + zoff + j * u.bias.cs);
+                v = v + ld(pick(u.bias.buf, BIAS_BUF), u.bias.off + zoff(pick(u.bias.buf, BIAS_BUF)) + j * u.bias.cs);
             }
             v = apply_op(pick(u.ops.z, ACT), v);
             if (has(MATMUL_FLAG_PRE)) {
-                acts[u.pre.off + zoff + i * u.pre.rs + j * u.pre.cs] = v;
+                acts[u.pre.off + zoff(BUF_ACTS) + i * u.pre.rs + j * u.pre.cs] = v;
             }
             if (has(MATMUL_FLAG_AUX)) {
-                v = v * apply_op(pick(u.ops.w, AUX_OP), ld(pick(u.aux.buf, AUX_BUF), u.aux.off + zoff + prow(i) * u.aux.rs + j * u.aux.cs));
+                v = v * apply_op(pick(u.ops.w, AUX_OP), ld(pick(u.aux.buf, AUX_BUF), u.aux.off + zoff(pick(u.aux.buf, AUX_BUF)) + prow(i) * u.aux.rs + j * u.aux.cs));
             }
             if (has(MATMUL_FLAG_RES)) {
-                v = v + ld(pick(u.res.buf, RES_BUF), u.res.off + zoff + i * u.res.rs + j * u.res.cs);
+                v = v + ld(pick(u.res.buf, RES_BUF), u.res.off + zoff(pick(u.res.buf, RES_BUF)) + i * u.res.rs + j * u.res.cs);
             }
-            let o = u.c.off + zoff + i * u.c.rs + j * u.c.cs;
+            let o = u.c.off + zoff(pick(u.c.buf, C_BUF)) + i * u.c.rs + j * u.c.cs;
             if (pick(u.c.buf, C_BUF) == BUF_GRADS) {
                 grads[o] = v;
             } else {

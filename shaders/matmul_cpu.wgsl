@@ -23,7 +23,7 @@
 //  - the virtual ones column (the bias gradient) is a running sum of A beside the
 //    tile, not a column of it, so a 64-wide weight gradient is one 64-column block;
 //  - a batch of products (BATCHED): workgroup z computes product z with every offset
-//    shifted by z * extra.w;
+//    shifted by z * extra.w in acts and z * zpar.x in params and grads;
 //  - every flag, operator and buffer choice is an `override` constant fixed when the
 //    pipeline is created (src/kernels/matmul.rs), so no branch on them is left in the
 //    k loop; strides and offsets stay in the uniform block.
@@ -52,6 +52,7 @@ struct MatmulParams {
     ops: vec4<u32>,
     extra: vec4<u32>,
     amul: Mat,
+    zpar: vec4<u32>,
 }
 
 // Specialisation (set per pipeline by src/kernels/matmul.rs).
@@ -71,8 +72,9 @@ override C_BUF: u32 = 0u;
 override PRIMAL_MOD: bool = false; // M and aux rows taken modulo extra.y
 override NB: u32 = 8u;        // 8-column groups per invocation (1..8)
 // A batch of independent products: workgroup z computes product z, every operand
-// offset (and the bias-gradient offset) shifted by z * extra.w (a multiple of 4 where
-// vec4 loads are used). False: no offset is added.
+// offset shifted by z * extra.w in acts and by z * zpar.x in params and grads (the
+// bias-gradient offset too; multiples of 4 where vec4 loads are used). False: no offset
+// is added.
 override BATCHED: bool = false;
 
 @group(0) @binding(0) var<uniform> u: MatmulParams;
@@ -120,18 +122,26 @@ fn op4(op: u32, v: vec4<f32>) -> vec4<f32> {
     return vec4<f32>(apply_op(op, v.x), apply_op(op, v.y), apply_op(op, v.z), apply_op(op, v.w));
 }
 
-// Offset of product wg.z of a batch (set once at entry by `enter`; see BATCHED).
-var<private> zoff_: u32;
+// Offsets of product wg.z of a batch in acts and in params / grads (set once at entry
+// by `enter`; see BATCHED).
+var<private> zoff_acts: u32;
+var<private> zoff_par: u32;
 fn enter(z: u32) {
     if (BATCHED) {
-        zoff_ = z * u.extra.w;
+        zoff_acts = z * u.extra.w;
+        zoff_par = z * u.zpar.x;
     }
 }
-fn zoff() -> u32 {
-    if (BATCHED) {
-        return zoff_;
+// The batch offset of an operand in buffer `buf` (an override constant: no branch is
+// left).
+fn zoff(buf: u32) -> u32 {
+    if (!BATCHED) {
+        return 0u;
     }
-    return 0u;
+    if (buf == BUF_ACTS) {
+        return zoff_acts;
+    }
+    return zoff_par;
 }
 
 fn has(flag: u32) -> bool {
@@ -149,9 +159,9 @@ fn prow(i: u32) -> u32 {
 // end compute garbage that is never stored: no branch in the k loop).
 fn load_a(i: u32, k: u32) -> f32 {
     let r = min(i, u.m - 1u);
-    var v = apply_op(A_OP, ld(A_BUF, u.a.off + zoff() + r * u.a.rs + k * u.a.cs));
+    var v = apply_op(A_OP, ld(A_BUF, u.a.off + zoff(A_BUF) + r * u.a.rs + k * u.a.cs));
     if (has(MATMUL_FLAG_AMUL)) {
-        v = v * apply_op(M_OP, ld(M_BUF, u.amul.off + zoff() + prow(r) * u.amul.rs + k * u.amul.cs));
+        v = v * apply_op(M_OP, ld(M_BUF, u.amul.off + zoff(M_BUF) + prow(r) * u.amul.rs + k * u.amul.cs));
     }
     return v;
 }
@@ -159,7 +169,7 @@ fn load_a(i: u32, k: u32) -> f32 {
 // opB(B(k, j)) for j < nb; the virtual ones column (MATMUL_FLAG_ONES_COL) at j = nb;
 // 0 beyond. The load is clamped into the matrix and always made.
 fn load_b(k: u32, j: u32, nb: u32) -> f32 {
-    let v = apply_op(B_OP, ld(B_BUF, u.b.off + zoff() + k * u.b.rs + min(j, nb - 1u) * u.b.cs));
+    let v = apply_op(B_OP, ld(B_BUF, u.b.off + zoff(B_BUF) + k * u.b.rs + min(j, nb - 1u) * u.b.cs));
     return select(0.0, v, j < nb);
 }
 
@@ -168,7 +178,7 @@ fn bias_at(j: u32) -> f32 {
     if (!has(MATMUL_FLAG_BIAS)) {
         return 0.0;
     }
-    let idx = u.bias.off + zoff() + min(j, real_columns() - 1u) * u.bias.cs;
+    let idx = u.bias.off + zoff(BIAS_BUF) + min(j, real_columns() - 1u) * u.bias.cs;
     if (BIAS_BUF == BUF_PARAMS && PARAMS_TEX) {
         let q = idx >> 2u;
         return textureLoad(params_tex, vec2<u32>(q % PARAMS_TEX_WIDTH, q / PARAMS_TEX_WIDTH))[idx & 3u];
@@ -186,16 +196,16 @@ fn store(i: u32, j: u32, nb: u32, acc: f32, bias: f32) {
     }
     v = apply_op(ACT, v);
     if (has(MATMUL_FLAG_PRE)) {
-        let p = u.pre.off + zoff() + i * u.pre.rs + j * u.pre.cs;
+        let p = u.pre.off + zoff(BUF_ACTS) + i * u.pre.rs + j * u.pre.cs;
         acts[p >> 2u][p & 3u] = v;
     }
     if (has(MATMUL_FLAG_AUX)) {
-        v = v * apply_op(AUX_OP, ld(AUX_BUF, u.aux.off + zoff() + prow(i) * u.aux.rs + j * u.aux.cs));
+        v = v * apply_op(AUX_OP, ld(AUX_BUF, u.aux.off + zoff(AUX_BUF) + prow(i) * u.aux.rs + j * u.aux.cs));
     }
     if (has(MATMUL_FLAG_RES)) {
-        v = v + ld(RES_BUF, u.res.off + zoff() + i * u.res.rs + j * u.res.cs);
+        v = v + ld(RES_BUF, u.res.off + zoff(RES_BUF) + i * u.res.rs + j * u.res.cs);
     }
-    let o = u.c.off + zoff() + i * u.c.rs + j * u.c.cs;
+    let o = u.c.off + zoff(C_BUF) + i * u.c.rs + j * u.c.cs;
     if (C_BUF == BUF_GRADS) {
         grads[o >> 2u][o & 3u] = v;
     } else {
@@ -208,7 +218,7 @@ fn bias4_at(j0: u32) -> vec4<f32> {
     if (!has(MATMUL_FLAG_BIAS)) {
         return vec4<f32>(0.0);
     }
-    return ld4(BIAS_BUF, u.bias.off + zoff() + min(j0, real_columns() - 4u));
+    return ld4(BIAS_BUF, u.bias.off + zoff(BIAS_BUF) + min(j0, real_columns() - 4u));
 }
 
 // The epilogue of `store` for columns j0 .. j0 + 3 of row i, with vec4 loads and stores
@@ -220,16 +230,16 @@ fn store4(i: u32, j0: u32, acc: vec4<f32>, bias: vec4<f32>) {
     }
     var v = op4(ACT, acc + bias);
     if (has(MATMUL_FLAG_PRE)) {
-        let p = u.pre.off + zoff() + i * u.pre.rs + j0;
+        let p = u.pre.off + zoff(BUF_ACTS) + i * u.pre.rs + j0;
         acts[p >> 2u] = v;
     }
     if (has(MATMUL_FLAG_AUX)) {
-        v = v * op4(AUX_OP, ld4(AUX_BUF, u.aux.off + zoff() + prow(i) * u.aux.rs + j0));
+        v = v * op4(AUX_OP, ld4(AUX_BUF, u.aux.off + zoff(AUX_BUF) + prow(i) * u.aux.rs + j0));
     }
     if (has(MATMUL_FLAG_RES)) {
-        v = v + ld4(RES_BUF, u.res.off + zoff() + i * u.res.rs + j0);
+        v = v + ld4(RES_BUF, u.res.off + zoff(RES_BUF) + i * u.res.rs + j0);
     }
-    let o = u.c.off + zoff() + i * u.c.rs + j0;
+    let o = u.c.off + zoff(C_BUF) + i * u.c.rs + j0;
     if (C_BUF == BUF_GRADS) {
         grads[o >> 2u] = v;
     } else {
@@ -252,8 +262,8 @@ fn load_a4(i: u32, k0: u32) -> vec4<f32> {
     let r = min(i, u.m - 1u);
     var v: vec4<f32>;
     var mv: vec4<f32>;
-    let ai = u.a.off + zoff() + r * u.a.rs + k0 * u.a.cs;
-    let mi = u.amul.off + zoff() + prow(r) * u.amul.rs + k0 * u.amul.cs;
+    let ai = u.a.off + zoff(A_BUF) + r * u.a.rs + k0 * u.a.cs;
+    let mi = u.amul.off + zoff(M_BUF) + prow(r) * u.amul.rs + k0 * u.amul.cs;
     if (A_KVEC) {
         v = ld4(A_BUF, ai);
         if (has(MATMUL_FLAG_AMUL)) {
@@ -288,7 +298,7 @@ fn a_by_k(rows: vec4<u32>, k0: u32) -> array<vec4<f32>, 4> {
     if (A_IVEC) {
         // Rows past the end read the last four rows (M is a multiple of 4); they are
         // never stored.
-        let base = u.a.off + zoff() + min(rows.x, u.m - 4u);
+        let base = u.a.off + zoff(A_BUF) + min(rows.x, u.m - 4u);
         return array<vec4<f32>, 4>(
             op4(A_OP, ld4(A_BUF, base + k0 * u.a.cs)),
             op4(A_OP, ld4(A_BUF, base + (k0 + 1u) * u.a.cs)),
@@ -325,7 +335,7 @@ fn store_ones(rows: vec4<u32>, col: u32, ones: vec4<f32>) {
     }
     // #unroll r 4
     if (rows[{r}u] < u.m) {
-        let g = u.extra.x + zoff() + rows[{r}u];
+        let g = u.extra.x + zoff(BUF_GRADS) + rows[{r}u];
         grads[g >> 2u][g & 3u] = ones[{r}u];
     }
     // #end
@@ -359,14 +369,14 @@ fn store_tile(rows: vec4<u32>, col0: u32, nb: u32, acc: ptr<function, array<vec4
 
 // Column j of B at k0 .. k0 + 3 (B = Wᵀ: B's row stride is 1), padded like load_b.
 fn load_b_kvec(k0: u32, j: u32, nb: u32) -> vec4<f32> {
-    let v = op4(B_OP, ld4(B_BUF, u.b.off + zoff() + min(j, nb - 1u) * u.b.cs + k0));
+    let v = op4(B_OP, ld4(B_BUF, u.b.off + zoff(B_BUF) + min(j, nb - 1u) * u.b.cs + k0));
     return select(vec4<f32>(0.0), v, j < nb);
 }
 
 // Row k of B at columns j0 .. j0 + 3 (B = W or X: B's column stride is 1, j0 and nb
 // multiples of 4), padded like load_b.
 fn load_b_jvec(k: u32, j0: u32, nb: u32) -> vec4<f32> {
-    let v = op4(B_OP, ld4(B_BUF, u.b.off + zoff() + k * u.b.rs + min(j0, nb - 4u)));
+    let v = op4(B_OP, ld4(B_BUF, u.b.off + zoff(B_BUF) + k * u.b.rs + min(j0, nb - 4u)));
     let j = vec4<u32>(j0) + vec4<u32>(0u, 1u, 2u, 3u);
     return select(vec4<f32>(0.0), v, j < vec4<u32>(nb));
 }

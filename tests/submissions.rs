@@ -25,7 +25,9 @@ fn resizes(cfg: &NetConfig) -> u64 {
 ///   weight + data gradient (2); the input layer's weight gradient (1; no data gradient:
 ///   its input is data), and with an embedding the gradient into the last embedding
 ///   output (1), then per embedding layer its weight gradient and, but for the first,
-///   its data gradient;
+///   its data gradient; with two or more blocks of equal width (no resize) the
+///   weight gradients of linear1 of all blocks are one batched dispatch, and so are
+///   those of linear2: per block 2 (glu: 4), plus 2;
 /// * the non-finite check of the gradient (one workgroup; its flag makes Adam skip the
 ///   step): 1;
 /// * Adam over all parameters: 1.
@@ -35,7 +37,9 @@ fn train_step_dispatches(cfg: &NetConfig) -> u64 {
     let emb = cfg.embedding.len() as u64;
     let forward = emb + 1 + blocks * (2 + glu) + resizes(cfg) + 1;
     let embedding_backward = if emb > 0 { 1 + emb + (emb - 1) } else { 0 };
-    let backward = 2 + blocks * (4 + 2 * glu) + 2 * resizes(cfg) + 1 + embedding_backward;
+    let batched = blocks >= 2 && cfg.hidden.iter().all(|&w| w == cfg.hidden[0]);
+    let per_block = if batched { blocks * (2 + 2 * glu) + 2 } else { blocks * (4 + 2 * glu) };
+    let backward = 2 + per_block + 2 * resizes(cfg) + 1 + embedding_backward;
     1 + forward + 1 + backward + 1 + 1
 }
 
@@ -79,13 +83,15 @@ fn one_submission_per_training_step() {
     let theta = common::rand_vec(n * 2, 1);
     let x: Vec<f64> = theta.iter().zip(common::rand_vec(n * 2, 2)).map(|(t, e)| t + 0.1 * e).collect();
     let mut per_step_counts = Vec::new();
-    for (conditioning, embedding) in [
-        (Conditioning::Glu, vec![]),
-        (Conditioning::Concat, vec![]),
-        (Conditioning::Glu, vec![8, 4]),
-        (Conditioning::Concat, vec![8, 4]),
+    for (conditioning, embedding, hidden) in [
+        (Conditioning::Glu, vec![], vec![16, 24]),
+        (Conditioning::Concat, vec![], vec![16, 24]),
+        (Conditioning::Glu, vec![8, 4], vec![16, 24]),
+        (Conditioning::Concat, vec![8, 4], vec![16, 24]),
+        (Conditioning::Glu, vec![], vec![16, 16, 16]),
+        (Conditioning::Concat, vec![], vec![16, 16, 16]),
     ] {
-        let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![16, 24], conditioning, embedding };
+        let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden, conditioning, embedding };
         let tc = TrainConfig { batch_size: 50, validation_fraction: 0.1, ..Default::default() };
         let mut tr = Trainer::new(&gpu, cfg.clone(), tc, &theta, &x, None).unwrap();
         assert_eq!(tr.steps_per_epoch(), 540 / 50);
@@ -104,9 +110,10 @@ fn one_submission_per_training_step() {
         assert!(rec.train_loss.is_finite() && rec.val_loss.is_finite());
         per_step_counts.push(tr.dispatches_per_step());
     }
-    eprintln!("dispatches per training step (glu, concat; then with a 2-layer embedding): {per_step_counts:?}");
-    // Written out for the configurations above (hidden [16, 24]: 2 blocks, 1 resize).
-    assert_eq!(per_step_counts, vec![30, 24, 36, 30]);
+    eprintln!("dispatches per training step (glu, concat; then with a 2-layer embedding; then 3 equal blocks): {per_step_counts:?}");
+    // Written out for the configurations above (hidden [16, 24]: 2 blocks, 1 resize;
+    // [16, 16, 16]: 3 equal blocks, their linear1 and linear2 weight gradients batched).
+    assert_eq!(per_step_counts, vec![30, 24, 36, 30, 32, 23]);
 }
 
 /// The GPU's dispatch counter per ODE step against the counts by hand: rk4 from two solves
@@ -118,13 +125,15 @@ fn ode_step_dispatches_match_a_count_by_hand() {
     let n = 200;
     let theta = common::rand_vec(n * 2, 7);
     let x: Vec<f64> = theta.iter().zip(common::rand_vec(n * 2, 8)).map(|(t, e)| t + 0.3 * e).collect();
-    for (conditioning, embedding) in [
-        (Conditioning::Glu, vec![]),
-        (Conditioning::Concat, vec![]),
-        (Conditioning::Glu, vec![8, 4]),
-        (Conditioning::Concat, vec![8, 4]),
+    for (conditioning, embedding, hidden) in [
+        (Conditioning::Glu, vec![], vec![16, 24]),
+        (Conditioning::Concat, vec![], vec![16, 24]),
+        (Conditioning::Glu, vec![8, 4], vec![16, 24]),
+        (Conditioning::Concat, vec![8, 4], vec![16, 24]),
+        (Conditioning::Glu, vec![], vec![16, 16, 16]),
+        (Conditioning::Concat, vec![], vec![16, 16, 16]),
     ] {
-        let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![16, 24], conditioning, embedding };
+        let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden, conditioning, embedding };
         let tc = TrainConfig { max_epochs: 2, batch_size: 50, ..Default::default() };
         let model = Fmpe::new(gpu.clone(), cfg.clone(), ModelMeta::default()).append_simulations(&theta, &x).unwrap().train(&tc, &mut |_| Control::Continue).unwrap();
         let post = GpuModel::new(gpu.clone(), &model).unwrap().posterior(&[0.1, -0.2]).unwrap();

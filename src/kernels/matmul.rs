@@ -195,8 +195,9 @@ pub struct MatmulParams {
     ops: [u32; 4],
     extra: [u32; 4],
     amul: Mat,
+    zpar: [u32; 4],
 }
-param_block!(MatmulParams as "MatmulParams" { m, n, k, flags, a, b, bias, aux, res, pre, c, ops, extra, amul });
+param_block!(MatmulParams as "MatmulParams" { m, n, k, flags, a, b, bias, aux, res, pre, c, ops, extra, amul, zpar });
 
 /// One fused matmul: `C = res + aux_op(aux) ⊙ act(A_eff · op_b(B) + bias)` with
 /// `A_eff = op_a(A)` or `op_a(A) ⊙ op_m(M)` (see `a_mul`),
@@ -244,14 +245,21 @@ pub struct Matmul {
     /// `Some((count, stride))`: a batch of `count` independent products of the same
     /// shape in one dispatch (workgroup z = product index). Product z reads and writes
     /// every operand (A, M, B, bias, aux, res, pre, C and the bias gradient) at its
-    /// offset plus `z · stride` f32 elements, so each of the `count` products sees
-    /// `[m, k] · [k, n] → [m, n]` in its own slice of every buffer. `count` ≤ the
-    /// device's workgroups per dimension; on the CPU variant, vec4 loads need `stride`
-    /// to be a multiple of 4 (else it falls back to scalar loads). `None` (or a
-    /// stride of 0): one product, and the specialised variants compile no batch
-    /// offset. A count of 1 with a stride runs the batched pipeline on product 0
-    /// (the same pipeline as any count: no new compilation when a batch shrinks).
+    /// offset plus `z · stride` f32 elements (operands in [`Buf::Params`] and
+    /// [`Buf::Grads`], and the bias gradient: `z · batch_param_stride` when that is set),
+    /// so each of the `count` products sees `[m, k] · [k, n] → [m, n]` in its own slice
+    /// of every buffer. `count` ≤ the device's workgroups per dimension; on the CPU
+    /// variant, vec4 loads need the strides to be multiples of 4 (else it falls back to
+    /// scalar loads). `None` (or both strides 0): one product, and the specialised
+    /// variants compile no batch offset. A count of 1 with a stride runs the batched
+    /// pipeline on product 0 (the same pipeline as any count: no new compilation when a
+    /// batch shrinks).
     pub batch: Option<(usize, usize)>,
+    /// The batch stride (f32 elements) of the operands in [`Buf::Params`] and
+    /// [`Buf::Grads`] and of the bias gradient, when it differs from the workspace's
+    /// (the same linear layer of every residual block: parameters one block apart,
+    /// activations one block of the workspace apart). `None`: the batch stride.
+    pub batch_param_stride: Option<usize>,
 }
 
 impl Matmul {
@@ -275,6 +283,7 @@ impl Matmul {
             c,
             bias_grad: None,
             batch: None,
+            batch_param_stride: None,
         }
     }
 }
@@ -300,7 +309,7 @@ fn specialization(p: &MatmulParams, variant: MatmulVariant) -> Specialization {
         ("M_BUF", p.amul.buf as f64),
         ("C_BUF", p.c.buf as f64),
         ("PRIMAL_MOD", if p.extra[1] != 0 { 1.0 } else { 0.0 }),
-        ("BATCHED", if p.extra[3] != 0 { 1.0 } else { 0.0 }),
+        ("BATCHED", if p.extra[3] != 0 || p.zpar[0] != 0 { 1.0 } else { 0.0 }),
     ];
     match variant {
         MatmulVariant::Cpu => {
@@ -348,8 +357,9 @@ pub fn cpu_layout(mm: &Matmul) -> CpuLayout {
 
 fn layout_of(p: &MatmulParams) -> CpuLayout {
     let k4 = p.k.is_multiple_of(4);
-    // A batch shifts every offset by z · extra[3]: vec4 loads need that aligned too.
-    let batch_aligned = p.extra[3].is_multiple_of(4);
+    // A batch shifts every offset by z · extra[3] (acts) or z · zpar[0] (params and
+    // grads): vec4 loads need both aligned too.
+    let batch_aligned = p.extra[3].is_multiple_of(4) && p.zpar[0].is_multiple_of(4);
     let aligned = |off: u32, stride: u32| off.is_multiple_of(4) && stride.is_multiple_of(4) && batch_aligned;
     let amul_ok = p.flags & FLAG_AMUL == 0 || (p.amul.cs == 1 && aligned(p.amul.off, p.amul.rs));
     let a_kvec = k4 && p.a.cs == 1 && aligned(p.a.off, p.a.rs) && amul_ok;
@@ -478,5 +488,6 @@ fn params(mm: &Matmul) -> MatmulParams {
             mm.batch.map_or(0, |(_, stride)| stride as u32),
         ],
         amul: mm.a_mul.map(|a| a.0).unwrap_or(zero),
+        zpar: [mm.batch.map_or(0, |(_, stride)| mm.batch_param_stride.unwrap_or(stride) as u32), 0, 0, 0],
     }
 }

@@ -5,7 +5,9 @@
 //!
 //! Every linear layer is one fused matmul dispatch (bias, GELU on load, gate and
 //! residual in the epilogue); the weight gradient and bias gradient of a layer come
-//! from one dispatch (virtual ones column).
+//! from one dispatch (virtual ones column), and with two or more equal blocks the
+//! weight gradients of `linear1` (and of `linear2`) of all blocks are one batched
+//! dispatch.
 //!
 //! The optional x-embedding (see [`crate::net::config`]) adds 3 dispatches per
 //! embedding layer to a training step: its forward, its weight + bias gradient, and one
@@ -115,20 +117,27 @@ impl TrainGraph {
             target: arena.alloc(r * dt),
             v: arena.alloc(r * dt),
             dv: arena.alloc(r * dt),
-            h: vec![arena.alloc(r * cfg.hidden[0])],
+            h: vec![],
             hin: vec![],
             u: vec![],
             ypre: vec![],
             g: vec![],
-            dh: vec![arena.alloc(r * cfg.hidden[0])],
+            dh: vec![],
             dhin: vec![],
             du: vec![],
             dy: vec![],
             dgp: vec![],
         };
-        for b in &layout.blocks {
+        // Block k's slice of the workspace starts with its input h_k and dh_k, and every
+        // block allocates the same buffers in the same order, so with equal widths the
+        // blocks lie one fixed stride apart (the batched weight gradients of
+        // `TrainGraph::block_batch`); h_K and dh_K come last, where block K's would.
+        for (k, b) in layout.blocks.iter().enumerate() {
             let w = b.width;
-            let hin = if b.resize.is_some() { arena.alloc(r * w) } else { *g.h.last().unwrap() };
+            let w_in = if k == 0 { cfg.hidden[0] } else { cfg.hidden[k - 1] };
+            g.h.push(arena.alloc(r * w_in));
+            g.dh.push(arena.alloc(r * w_in));
+            let hin = if b.resize.is_some() { arena.alloc(r * w) } else { g.h[k] };
             g.hin.push(hin);
             g.dhin.push(if b.resize.is_some() { arena.alloc(r * w) } else { 0 });
             g.u.push(arena.alloc(r * w));
@@ -139,10 +148,35 @@ impl TrainGraph {
                 g.dy.push(arena.alloc(r * w));
                 g.dgp.push(arena.alloc(r * w));
             }
-            g.h.push(arena.alloc(r * w));
-            g.dh.push(arena.alloc(r * w));
         }
+        let w_out = *cfg.hidden.last().expect("at least one block");
+        g.h.push(arena.alloc(r * w_out));
+        g.dh.push(arena.alloc(r * w_out));
         g
+    }
+
+    /// `(acts stride, parameter stride)` when the blocks' workspace slices and
+    /// parameters lie at fixed strides (two or more blocks of equal width, none with a
+    /// resize layer): then the weight gradient of `linear1` of every block is one
+    /// batched dispatch, and so is that of `linear2` ([`Matmul::batch`]).
+    fn block_batch(&self, layout: &ParamLayout, glu: bool) -> Option<(usize, usize)> {
+        let bl = &layout.blocks;
+        if bl.len() < 2 || bl.iter().any(|b| b.resize.is_some() || b.width != bl[0].width) {
+            return None;
+        }
+        let s = self.u[1].checked_sub(self.u[0])?;
+        let p = bl[1].linear1.weight.checked_sub(bl[0].linear1.weight)?;
+        let uniform = |v: &dyn Fn(usize) -> usize, stride: usize| (0..bl.len()).all(|k| v(k) == v(0) + k * stride);
+        let dy = |k: usize| if glu { self.dy[k] } else { self.dh[k + 1] };
+        let acts_ok = uniform(&|k| self.u[k], s)
+            && uniform(&|k| self.du[k], s)
+            && uniform(&|k| self.hin[k], s)
+            && uniform(&dy, s);
+        let params_ok = uniform(&|k| bl[k].linear1.weight, p)
+            && uniform(&|k| bl[k].linear1.bias, p)
+            && uniform(&|k| bl[k].linear2.weight, p)
+            && uniform(&|k| bl[k].linear2.bias, p);
+        (acts_ok && params_ok).then_some((s, p))
     }
 
     /// Where the (z-scored) x rows go, as `(offset, row stride)`: the embedding's input
@@ -228,6 +262,7 @@ impl TrainGraph {
         // Output layer.
         b.matmul(&weight_grad(rows, &layout.output, dv, self.hmat(kk, cfg), Op::Id));
         b.matmul(&Matmul::new(rows, cfg.hidden[kk - 1], dt, dv, w(&layout.output), self.dhmat(kk, cfg)));
+        let batched = self.block_batch(layout, glu);
         for k in (0..kk).rev() {
             let blk = &layout.blocks[k];
             let wd = blk.width;
@@ -256,12 +291,16 @@ impl TrainGraph {
             } else {
                 dh_out
             };
-            b.matmul(&weight_grad(rows, &blk.linear2, dy, u, Op::Gelu));
+            if batched.is_none() {
+                b.matmul(&weight_grad(rows, &blk.linear2, dy, u, Op::Gelu));
+            }
             let du = Mat::rows(Buf::Acts, self.du[k], wd);
             let mut mm = Matmul::new(rows, wd, wd, dy, w(&blk.linear2), du);
             mm.aux = Some((u, Op::GeluGrad));
             b.matmul(&mm);
-            b.matmul(&weight_grad(rows, &blk.linear1, du, hin, Op::Gelu));
+            if batched.is_none() {
+                b.matmul(&weight_grad(rows, &blk.linear1, du, hin, Op::Gelu));
+            }
             // d(block input) = d(h_out) (residual) + (du W1) ⊙ gelu'(hin)
             let dhin = if blk.resize.is_some() { Mat::rows(Buf::Acts, self.dhin[k], wd) } else { self.dhmat(k, cfg) };
             let mut mm = Matmul::new(rows, wd, wd, du, w(&blk.linear1), dhin);
@@ -271,6 +310,22 @@ impl TrainGraph {
             if let Some(rz) = &blk.resize {
                 b.matmul(&weight_grad(rows, rz, dhin, self.hmat(k, cfg), Op::Id));
                 b.matmul(&Matmul::new(rows, rz.fan_in, wd, dhin, w(rz), self.dhmat(k, cfg)));
+            }
+        }
+        if let Some((acts_stride, param_stride)) = batched {
+            // The weight gradients of linear2 and linear1 of every block, block k at
+            // workspace offset + k · acts_stride and parameter offset + k · param_stride:
+            // the same products as one dispatch per block, in two dispatches.
+            let (blk, wd) = (&layout.blocks[0], layout.blocks[0].width);
+            let dy0 = Mat::rows(Buf::Acts, if glu { self.dy[0] } else { self.dh[1] }, wd);
+            let du0 = Mat::rows(Buf::Acts, self.du[0], wd);
+            for mut mm in [
+                weight_grad(rows, &blk.linear2, dy0, Mat::rows(Buf::Acts, self.u[0], wd), Op::Gelu),
+                weight_grad(rows, &blk.linear1, du0, Mat::rows(Buf::Acts, self.hin[0], wd), Op::Gelu),
+            ] {
+                mm.batch = Some((kk, acts_stride));
+                mm.batch_param_stride = Some(param_stride);
+                b.matmul(&mm);
             }
         }
         b.matmul(&weight_grad(

@@ -19,8 +19,8 @@
 // Epilogue, in order (each step optional, see MATMUL_FLAG_*):
 //   v = act(acc + bias(j));  pre(i, j) = v;  v = v * auxop(aux(i, j));  v = v + res(i, j)
 // A batch of products (BATCHED, or always in the portable kernel): workgroup z computes
-// product z, every operand offset (and the bias-gradient offset) shifted by
-// z * extra.w; unbatched, z = 0.
+// product z, every operand offset shifted by z * extra.w in acts and by z * zpar.x in
+// params and grads (the bias-gradient offset too); unbatched, z = 0.
 // With MATMUL_FLAG_ONES_COL, B gets a virtual last column of ones, so the last column of C is
 // sum_k A(i, k) (the bias gradient), stored at grads[extra.x + i].
 //

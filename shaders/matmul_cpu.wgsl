@@ -433,7 +433,7 @@ fn main_k4_bj(
         ones = add_ones(ones, av);
         // #unroll kk 4
         // #unroll h 2 NB/4
-        if (NB > {h}u * 4u) {
+        if (NB / 4u > {h}u) {
             let wj{kk}{h} = load_b_jvec(k0 + {kk}u, col0 + {h}u * 32u + 4u * lane, nb);
             // #unroll s 8
             let ws{kk}{h}{s} = subgroupBroadcast(wj{kk}{h}, {s}u);

@@ -370,6 +370,23 @@ fn cpu_variant_reads_network_products_with_vector_loads() {
     assert_eq!(cpu_layout(&out), CpuLayout { k4: true, a_kvec: true, a_ivec: false, b_mode: 1, column_groups: 1, c_vec: false });
 }
 
+#[test]
+fn cpu_variant_drops_vector_loads_when_a_batch_stride_is_misaligned() {
+    // The weight gradient of a 64-wide layer over 256 rows (A = dYᵀ row-contiguous, B = X
+    // j-contiguous): vec4 loads when both batch strides are multiples of 4, scalar loads
+    // when only the parameter stride is not (every offset of a member moves by it).
+    use fmpe::kernels::matmul::cpu_layout;
+    let mut wg = Matmul::new(64, 64, 256, Mat::rows(Buf::Acts, 0, 64).t(), Mat::rows(Buf::Acts, 16384, 64), Mat::rows(Buf::Grads, 0, 64));
+    wg.bias_grad = Some(4096);
+    wg.batch = Some((4, 32768));
+    wg.batch_param_stride = Some(4160);
+    let l = cpu_layout(&wg);
+    assert!(l.a_ivec && l.b_mode == 2 && l.c_vec, "{l:?}");
+    wg.batch_param_stride = Some(4161);
+    let l = cpu_layout(&wg);
+    assert!(!l.a_kvec && !l.a_ivec && l.b_mode == 0 && !l.c_vec, "{l:?}");
+}
+
 /// `mm` with every operand offset moved by `by` in acts and by `by_par` in params and
 /// grads (the bias-gradient offset too): the product a batch member z computes with
 /// `by = z · stride`, `by_par = z · batch_param_stride`.

@@ -134,6 +134,15 @@ fn a_specialised_cpu_matmul_source_is_smaller_and_still_validates() {
         v.subgroup_stages(naga::valid::ShaderStages::COMPUTE).subgroup_operations(naga::valid::SubgroupOperationSet::all());
         v.validate(&module).unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
     }
-    // Other modules name no constant in their unroll counts: unchanged.
-    assert_eq!(specialized_source("c2st_mlp", Some(&[])).unwrap(), shader_source("c2st_mlp").unwrap());
+}
+
+#[test]
+fn a_malformed_live_product_fails_even_in_the_generic_source() {
+    use fmpe::kernels::registry::unroll;
+    // Well-formed LIVE products leave the generic expansion alone (every copy).
+    assert_eq!(unroll("// #unroll b 3 NB/4*!C_VEC*2\nb{b}\n// #end\n", None).unwrap(), "b0\nb1\nb2\n");
+    for bad in ["NB/0", "NB/", "nb", "!", "NB**2", "NB/X"] {
+        let src = format!("// #unroll b 3 {bad}\nb{{b}}\n// #end\n");
+        assert!(unroll(&src, None).is_err(), "{bad} accepted");
+    }
 }

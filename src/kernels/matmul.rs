@@ -396,6 +396,8 @@ fn layout_of(p: &MatmulParams) -> CpuLayout {
         && (!flag(FLAG_PRE) || vec_ok(&p.pre))
         && (!flag(FLAG_AUX) || vec_ok(&p.aux))
         && (!flag(FLAG_RES) || vec_ok(&p.res));
+    // `main_k4_bj` covers its columns in 32-column halves (its unroll keeps NB / 4).
+    debug_assert!(b_mode != 2 || column_groups % 4 == 0, "column groups {column_groups} with B read along j");
     CpuLayout { k4, a_kvec, a_ivec, b_mode, column_groups, c_vec }
 }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use bytemuck::{Pod, Zeroable};
 
 use super::registry::{kernels, param_block, specialized_source, KernelSpec, Layout, ParamBlock};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{grid, Gpu, MatmulVariant};
 
 /// Override constants of one specialised pipeline: `(name, value)` pairs, merged over
@@ -155,39 +155,63 @@ impl Pipelines {
 
     /// The pipeline of `k` specialised with `spec` (over the spec's own constants),
     /// compiled at first use.
-    fn specialized(&self, device: &wgpu::Device, k: &'static KernelSpec, spec: &Specialization) -> wgpu::ComputePipeline {
+    ///
+    /// # Errors
+    /// [`Error::Gpu`] when wgpu rejects the module or the pipeline (nothing is cached
+    /// then).
+    fn specialized(&self, device: &wgpu::Device, k: &'static KernelSpec, spec: &Specialization) -> Result<wgpu::ComputePipeline> {
         let key = Self::key(k, spec);
         if let Some(p) = self.specialized.lock().unwrap().get(&key) {
-            return p.clone();
+            return Ok(p.clone());
         }
         let mut constants: Vec<(&str, f64)> = k.constants.to_vec();
         constants.extend(spec.iter().copied());
+        // Error scopes belong to the thread that pushes them (wgpu 30), and `prepare`
+        // compiles on worker threads: each compilation captures its own errors.
+        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let val = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let pipe = self.compile(device, k, &constants, Some(&constants));
-        self.specialized.lock().unwrap().entry(key).or_insert(pipe).clone()
+        let e1 = pollster::block_on(val.pop());
+        let e2 = pollster::block_on(oom.pop());
+        if let Some(e) = e1.or(e2) {
+            return Err(Error::Gpu(format!("compiling the pipeline {key}: {e}")));
+        }
+        Ok(self.specialized.lock().unwrap().entry(key).or_insert(pipe).clone())
     }
 
     /// Compiles the pipelines of `wanted` not compiled yet, on up to as many threads as
     /// the host has cores (drivers compile a pipeline when it is created; lavapipe
     /// takes 0.1–1 s per matmul pipeline, and a program needs up to a dozen).
-    fn prepare(&self, device: &wgpu::Device, wanted: &[(&'static KernelSpec, Specialization)]) {
+    ///
+    /// # Errors
+    /// The first [`Error::Gpu`] of [`Pipelines::specialized`] (every other pipeline is
+    /// still compiled and cached).
+    fn prepare(&self, device: &wgpu::Device, wanted: &[(&'static KernelSpec, Specialization)]) -> Result<()> {
         let missing: Vec<&(&'static KernelSpec, Specialization)> = {
             let done = self.specialized.lock().unwrap();
             wanted.iter().filter(|(k, s)| !done.contains_key(&Self::key(k, s))).collect()
         };
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(missing.len());
         if threads < 2 {
-            return;
+            return Ok(());
         }
         let next = AtomicUsize::new(0);
+        let first_error: Mutex<Option<Error>> = Mutex::new(None);
         std::thread::scope(|scope| {
             for _ in 0..threads {
                 scope.spawn(|| {
                     while let Some((k, s)) = missing.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        self.specialized(device, k, s);
+                        if let Err(e) = self.specialized(device, k, s) {
+                            first_error.lock().unwrap().get_or_insert(e);
+                        }
                     }
                 });
             }
         });
+        match first_error.into_inner().unwrap() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// The pipelines of `gpu`'s device, compiled on first use.
@@ -368,7 +392,7 @@ impl ProgramBuilder {
             bytes[i * align as usize..i * align as usize + SLOT_BYTES as usize].copy_from_slice(s);
         }
         let tex = b.params_tex.is_some() && pipes.params_texture;
-        let (pipe_list, pipe_of_op) = gpu.scoped("creating specialised pipelines", || self.resolve(gpu, &pipes, tex))?;
+        let (pipe_list, pipe_of_op) = gpu.scoped("creating specialised pipelines", || self.resolve(gpu, &pipes, tex))??;
         gpu.scoped("binding a program", || {
             let uniforms = gpu.uniform_from("fmpe program parameters", &bytes);
             let groups = self.bind_groups(gpu, &pipes, &uniforms, b);
@@ -378,7 +402,7 @@ impl ProgramBuilder {
 
     /// The distinct pipelines of the recorded ops and each op's index among them. With
     /// `params_tex`, CPU-variant matmuls are specialised to read the parameter mirror.
-    fn resolve(&self, gpu: &Gpu, pipes: &Pipelines, params_tex: bool) -> (Vec<wgpu::ComputePipeline>, Vec<usize>) {
+    fn resolve(&self, gpu: &Gpu, pipes: &Pipelines, params_tex: bool) -> Result<(Vec<wgpu::ComputePipeline>, Vec<usize>)> {
         let spec_of = |op: &Dispatch| {
             op.spec.as_deref().map(|s| {
                 let mut s = s.clone();
@@ -396,7 +420,7 @@ impl ProgramBuilder {
                 }
             }
         }
-        pipes.prepare(&gpu.device, &wanted);
+        pipes.prepare(&gpu.device, &wanted)?;
         let mut list: Vec<wgpu::ComputePipeline> = Vec::new();
         let mut keys: Vec<(&'static str, Option<Specialization>)> = Vec::new();
         let mut of_op = Vec::with_capacity(self.ops.len());
@@ -406,7 +430,7 @@ impl ProgramBuilder {
                 Some(i) => i,
                 None => {
                     list.push(match &key.1 {
-                        Some(spec) => pipes.specialized(&gpu.device, op.kernel, spec),
+                        Some(spec) => pipes.specialized(&gpu.device, op.kernel, spec)?,
                         None => pipes.pipeline(op.kernel).clone(),
                     });
                     keys.push(key);
@@ -415,7 +439,7 @@ impl ProgramBuilder {
             };
             of_op.push(idx);
         }
-        (list, of_op)
+        Ok((list, of_op))
     }
 
     fn bind_groups(

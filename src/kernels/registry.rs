@@ -223,8 +223,14 @@ pub fn unroll(src: &str, spec: Option<&[(&str, f64)]>) -> Result<String> {
             (Some(n), Some(c)) => (n, c),
             _ => return Err(bad()),
         };
-        if let (Some(live), Some(spec)) = (parts.next(), spec) {
-            count = count.min(live_count(live, spec).ok_or_else(bad)?);
+        if let Some(live) = parts.next() {
+            // Checked even without constants, so the generic source's tests catch a
+            // malformed product before any pipeline is specialised.
+            let value = match spec {
+                Some(spec) => live_count(live, spec),
+                None => live_count(live, &[]).or_else(|| live_syntax_ok(live).then_some(count)),
+            };
+            count = count.min(value.ok_or_else(bad)?);
         }
         // The matching `// #end`, counting nested blocks.
         let mut depth = 1;
@@ -254,6 +260,22 @@ pub fn unroll(src: &str, spec: Option<&[(&str, f64)]>) -> Result<String> {
     Ok(out)
 }
 
+/// Whether `live` is a well-formed LIVE product (see [`unroll`]) whatever the
+/// constants: factors `INT`, `NAME`, `NAME/INT` (INT > 0) or `!NAME`, NAME an upper-case
+/// WGSL identifier.
+fn live_syntax_ok(live: &str) -> bool {
+    let name = |n: &str| {
+        n.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
+            && n.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    };
+    live.split('*').all(|f| {
+        f.parse::<usize>().is_ok()
+            || f.strip_prefix('!').is_some_and(name)
+            || f.split_once('/').is_some_and(|(c, d)| name(c) && d.parse::<usize>().is_ok_and(|d| d > 0))
+            || name(f)
+    })
+}
+
 /// The value of an unroll directive's LIVE product (see [`unroll`]) under `spec`;
 /// `None` when a factor is malformed or names a constant `spec` does not set.
 fn live_count(live: &str, spec: &[(&str, f64)]) -> Option<usize> {
@@ -272,9 +294,10 @@ fn live_count(live: &str, spec: &[(&str, f64)]) -> Option<usize> {
     })
 }
 
-/// The complete WGSL source of one shader module as compiled: the generated constants
-/// ([`wgsl_prelude`]), then the module with its `// #include NAME` lines replaced by the
-/// shared files they name (each at most once).
+/// The generic WGSL source of one shader module (what its kernels of the default
+/// variant compile; specialised pipelines compile [`specialized_source`]): the generated
+/// constants ([`wgsl_prelude`]), then the module with its `// #include NAME` lines
+/// replaced by the shared files they name (each at most once) and every unrolled copy.
 ///
 /// # Errors
 /// [`Error::Invalid`] for an unknown module or include name.

@@ -5,6 +5,18 @@ use common::*;
 use fmpe::kernels::{adam, AdamParams, Bindings, ProgramBuilder, StepState};
 use fmpe::reference;
 
+/// The step-state uniform of Adam step `step` (1-based) at learning rate `lr`.
+fn step_state(gpu: &fmpe::Gpu, step: u32, lr: f64, b1: f64, b2: f64) -> wgpu::Buffer {
+    let st = StepState {
+        step,
+        lr: lr as f32,
+        bias_corr1: (1.0 - f64::powi(b1, step as i32)) as f32,
+        bias_corr2: (1.0 - f64::powi(b2, step as i32)) as f32,
+        ..Default::default()
+    };
+    gpu.uniform_from("step", bytemuck::bytes_of(&st))
+}
+
 #[test]
 fn adam_matches_reference_over_several_steps() {
     let gpu = common::gpu();
@@ -18,14 +30,7 @@ fn adam_matches_reference_over_several_steps() {
     for step in 1..=4u32 {
         let g = rand_vec(n, 10 + step as u64);
         let gb = gpu.storage_from("g", &to_f32(&g));
-        let st = StepState {
-            step,
-            lr: lr as f32,
-            bias_corr1: (1.0 - f64::powi(b1, step as i32)) as f32,
-            bias_corr2: (1.0 - f64::powi(b2, step as i32)) as f32,
-            ..Default::default()
-        };
-        let sb = gpu.uniform_from("step", bytemuck::bytes_of(&st));
+        let sb = step_state(gpu, step, lr, b1, b2);
         let mut b = ProgramBuilder::new(gpu);
         let ap = AdamParams {
             n: n as u32,
@@ -67,14 +72,7 @@ fn adam_batched_updates_each_set_as_adam_alone_with_decay_on_its_weights_only() 
     for step in 1..=3u32 {
         let g = rand_vec(len, 20 + step as u64);
         let gb = gpu.storage_from("g", &to_f32(&g));
-        let st = StepState {
-            step,
-            lr: lr as f32,
-            bias_corr1: (1.0 - f64::powi(b1, step as i32)) as f32,
-            bias_corr2: (1.0 - f64::powi(b2, step as i32)) as f32,
-            ..Default::default()
-        };
-        let sb = gpu.uniform_from("step", bytemuck::bytes_of(&st));
+        let sb = step_state(gpu, step, lr, b1, b2);
         let mut b = ProgramBuilder::new(gpu);
         let ap = AdamParams {
             n: n as u32,

@@ -76,6 +76,18 @@ use fmpe::model::ModelMeta;
 use fmpe::posterior::{GpuModel, PosteriorOptions, Solver};
 use fmpe::train::{Control, Fmpe, TrainConfig, Trainer};
 
+/// The networks both tests count (dim θ = dim x = 2): glu and concat, alone and with a
+/// 2-layer x-embedding, on blocks [16, 24] (one resize); then 3 equal blocks of 16.
+fn configs() -> Vec<NetConfig> {
+    let mut v = Vec::new();
+    for (embedding, hidden) in [(vec![], vec![16, 24]), (vec![8, 4], vec![16, 24]), (vec![], vec![16, 16, 16])] {
+        for conditioning in [Conditioning::Glu, Conditioning::Concat] {
+            v.push(NetConfig { dim_theta: 2, dim_x: 2, hidden: hidden.clone(), conditioning, embedding: embedding.clone() });
+        }
+    }
+    v
+}
+
 #[test]
 fn one_submission_per_training_step() {
     let gpu = common::fresh_gpu();
@@ -83,15 +95,7 @@ fn one_submission_per_training_step() {
     let theta = common::rand_vec(n * 2, 1);
     let x: Vec<f64> = theta.iter().zip(common::rand_vec(n * 2, 2)).map(|(t, e)| t + 0.1 * e).collect();
     let mut per_step_counts = Vec::new();
-    for (conditioning, embedding, hidden) in [
-        (Conditioning::Glu, vec![], vec![16, 24]),
-        (Conditioning::Concat, vec![], vec![16, 24]),
-        (Conditioning::Glu, vec![8, 4], vec![16, 24]),
-        (Conditioning::Concat, vec![8, 4], vec![16, 24]),
-        (Conditioning::Glu, vec![], vec![16, 16, 16]),
-        (Conditioning::Concat, vec![], vec![16, 16, 16]),
-    ] {
-        let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden, conditioning, embedding };
+    for cfg in configs() {
         let tc = TrainConfig { batch_size: 50, validation_fraction: 0.1, ..Default::default() };
         let mut tr = Trainer::new(&gpu, cfg.clone(), tc, &theta, &x, None).unwrap();
         assert_eq!(tr.steps_per_epoch(), 540 / 50);
@@ -125,15 +129,7 @@ fn ode_step_dispatches_match_a_count_by_hand() {
     let n = 200;
     let theta = common::rand_vec(n * 2, 7);
     let x: Vec<f64> = theta.iter().zip(common::rand_vec(n * 2, 8)).map(|(t, e)| t + 0.3 * e).collect();
-    for (conditioning, embedding, hidden) in [
-        (Conditioning::Glu, vec![], vec![16, 24]),
-        (Conditioning::Concat, vec![], vec![16, 24]),
-        (Conditioning::Glu, vec![8, 4], vec![16, 24]),
-        (Conditioning::Concat, vec![8, 4], vec![16, 24]),
-        (Conditioning::Glu, vec![], vec![16, 16, 16]),
-        (Conditioning::Concat, vec![], vec![16, 16, 16]),
-    ] {
-        let cfg = NetConfig { dim_theta: 2, dim_x: 2, hidden, conditioning, embedding };
+    for cfg in configs() {
         let tc = TrainConfig { max_epochs: 2, batch_size: 50, ..Default::default() };
         let model = Fmpe::new(gpu.clone(), cfg.clone(), ModelMeta::default()).append_simulations(&theta, &x).unwrap().train(&tc, &mut |_| Control::Continue).unwrap();
         let post = GpuModel::new(gpu.clone(), &model).unwrap().posterior(&[0.1, -0.2]).unwrap();

@@ -228,7 +228,7 @@ pub fn unroll(src: &str, spec: Option<&[(&str, f64)]>) -> Result<String> {
             // malformed product before any pipeline is specialised.
             let value = match spec {
                 Some(spec) => live_count(live, spec),
-                None => live_count(live, &[]).or_else(|| live_syntax_ok(live).then_some(count)),
+                None => live_syntax_ok(live).then_some(count),
             };
             count = count.min(value.ok_or_else(bad)?);
         }

@@ -59,6 +59,7 @@ pub mod policy;
 pub mod posterior;
 pub mod prior;
 pub mod reference;
+pub mod select;
 pub mod tasks;
 pub mod train;
 pub mod train_config;

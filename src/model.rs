@@ -141,6 +141,46 @@ pub struct ModelInfo {
     /// rows, or models written before it existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_out: Option<HeldOutNll>,
+    /// The configurations trained beside this one and how each scored, when the model
+    /// was chosen among several by held-out NLL ([`crate::select`]); absent for a
+    /// single configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<Selection>,
+}
+
+/// How a model was chosen among candidate configurations ([`crate::select`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Selection {
+    /// The score compared: `held_out_nll` (nats, lower is better).
+    pub metric: String,
+    /// Every candidate, in the order trained (the policy's own configuration first).
+    pub candidates: Vec<Candidate>,
+    /// Index into `candidates` of the model kept.
+    pub chosen: usize,
+}
+
+/// One trained candidate of a [`Selection`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// Widths of its residual blocks.
+    pub hidden: Vec<usize>,
+    /// Its parameter transform.
+    pub transform: ThetaTransform,
+    /// Its resolved options in one line ([`crate::policy::Resolved::summary`]).
+    pub summary: String,
+    /// Its held-out NLL (nats); `None` when it could not be computed (see `error`).
+    pub held_out_nll: Option<f64>,
+    /// Why the held-out NLL is missing, if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Its best flow-matching validation loss.
+    pub best_validation_loss: f64,
+    /// Epochs trained, and the epoch whose weights it kept.
+    pub epochs: usize,
+    /// The epoch whose weights it kept.
+    pub best_epoch: usize,
+    /// Wall-clock seconds of its training and scoring.
+    pub seconds: f64,
 }
 
 /// The held-out negative log-likelihood of a model: `−mean_i log q(θ_i | x_i)` over
@@ -210,6 +250,7 @@ impl Model {
                 best_epoch: 0,
                 history: vec![],
                 held_out: None,
+                selection: None,
             },
             params,
             theta_mean: vec![0.0; dt],

@@ -34,12 +34,22 @@
 //! at 10³"). The large tier follows the paper's direction (larger network and batch)
 //! and is not yet measured.
 //!
+//! Where the better choice is data-dependent the policy trains several configurations
+//! and keeps the lowest held-out NLL ([`AutoOptions::candidates`], trained by
+//! [`crate::select::fit_candidates`]): in the small tier both 10 and 4 blocks, each
+//! with and without a box prior's logit transform (up to four trainings of 20–70 s on
+//! lavapipe). At 10³ the held-out NLL picked 4 blocks on gaussian_linear,
+//! gaussian_linear_uniform and bernoulli_glm and no logit on gaussian_mixture, whose
+//! C2ST then went from 0.774 to 0.658 (BENCHMARKS.md, "Selection by held-out NLL at
+//! 10³"). The medium and large tiers train one configuration (the main job's time).
+//!
 //! A change of policy is a visible, deliberate change: the unit test below pins the
 //! resolved values for every (budget, task dimensions) row of the sbibm table.
 
 use crate::error::{Error, Result};
 use crate::net::{auto_embedding, Conditioning, NetConfig};
 use crate::train_config::{LrSchedule, TrainConfig};
+use crate::transform::{Bijection, ThetaTransform};
 
 /// Lower tier boundary: budgets below this many simulations use the small tier
 /// (⌈√10 · 10³⌉, the geometric midpoint of 10³ and 10⁴).
@@ -56,6 +66,9 @@ pub const MIN_AUTO_PATIENCE: usize = 20;
 pub const LOW_DIM_THETA: usize = 2;
 /// Time prior exponent α of the small tier for dim θ > [`LOW_DIM_THETA`].
 pub const SMALL_HIGH_DIM_ALPHA: f64 = 1.0;
+/// The depth the small tier trains beside its 10 blocks (the medium tier's 4): the
+/// one with the lower held-out NLL is kept.
+pub const SMALL_ALTERNATIVE_BLOCKS: usize = 4;
 
 /// What the policy reads: the simulation budget and the dimensions of θ and x.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,6 +105,14 @@ pub struct Tier {
     pub time_prior_exponent: f64,
     /// Time prior exponent α for dim θ > [`LOW_DIM_THETA`].
     pub time_prior_exponent_high_dim: f64,
+    /// Further depths (blocks of `width`) trained beside `blocks` when the depth is
+    /// `auto`; the model with the lowest held-out NLL is kept
+    /// ([`AutoOptions::candidates`]). Empty: `blocks` alone.
+    pub alternative_blocks: &'static [usize],
+    /// Whether a logit (box-prior) parameter transform is compared with none, each
+    /// depth trained both ways, when the comparison is `auto`
+    /// ([`AutoOptions::candidates`]).
+    pub compare_without_transform: bool,
 }
 
 /// The budget policy. Stateless: every value follows from a [`Budget`].
@@ -114,6 +135,8 @@ impl Policy {
                 steps: 8_000,
                 time_prior_exponent: 4.0,
                 time_prior_exponent_high_dim: SMALL_HIGH_DIM_ALPHA,
+                alternative_blocks: &[SMALL_ALTERNATIVE_BLOCKS],
+                compare_without_transform: true,
             }
         } else if num_simulations < LARGE_BUDGET_FROM {
             Tier {
@@ -127,6 +150,8 @@ impl Policy {
                 steps: 7_400,
                 time_prior_exponent: 4.0,
                 time_prior_exponent_high_dim: 4.0,
+                alternative_blocks: &[],
+                compare_without_transform: false,
             }
         } else {
             Tier {
@@ -140,6 +165,8 @@ impl Policy {
                 steps: 40_000,
                 time_prior_exponent: 4.0,
                 time_prior_exponent_high_dim: 4.0,
+                alternative_blocks: &[],
+                compare_without_transform: false,
             }
         }
     }
@@ -204,6 +231,20 @@ pub struct AutoOptions {
     pub weight_decay: Option<f64>,
     /// Time prior exponent α (t has density ∝ t^α).
     pub time_prior_exponent: Option<f64>,
+    /// Whether [`AutoOptions::candidates`] also trains without a logit (box-prior)
+    /// parameter transform and keeps the lower held-out NLL.
+    pub compare_without_transform: Option<bool>,
+}
+
+/// One configuration to train: the network and training options and the parameter
+/// transform (a candidate of [`AutoOptions::candidates`], trained by
+/// [`crate::select::fit_candidates`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Configuration {
+    /// The network and training options.
+    pub resolved: Resolved,
+    /// The parameter transform θ' = T(θ) it trains in.
+    pub transform: ThetaTransform,
 }
 
 /// The outcome of [`AutoOptions::resolve`]: the options to train with, and where they
@@ -282,6 +323,46 @@ impl AutoOptions {
         Ok(Resolved { net, train })
     }
 
+    /// The configurations to train for `budget`, the model with the lowest held-out
+    /// NLL to be kept ([`crate::select::fit_candidates`]). The first is
+    /// [`AutoOptions::resolve`]'s with `transform`; then
+    /// * when the depth is `auto` (neither `hidden` nor `blocks` given), one per depth
+    ///   of the tier's [`Tier::alternative_blocks`], identical apart from the number of
+    ///   blocks;
+    /// * when `transform` has a logit component (a box prior) and the comparison is on
+    ///   (`compare_without_transform`, `auto`: the tier's), every depth again without
+    ///   the transform (sampling then rejects to the prior box).
+    ///
+    /// A transform with no logit (the identity, or a log-normal prior's log, which
+    /// belongs to the prior) is not compared. Every candidate trains on the same
+    /// simulations with the same seed and validation share, so all are scored on the
+    /// same held-out pairs.
+    ///
+    /// # Errors
+    /// As [`AutoOptions::resolve`].
+    pub fn candidates(&self, budget: Budget, base: &TrainConfig, transform: &ThetaTransform) -> Result<Vec<Configuration>> {
+        let tier = Policy::tier(budget.num_simulations.max(1));
+        let mut depths = vec![self.resolve(budget, base)?];
+        if self.hidden.is_none() && self.blocks.is_none() {
+            for &blocks in tier.alternative_blocks {
+                let mut alt = AutoOptions { blocks: Some(blocks), ..self.clone() }.resolve(budget, base)?;
+                // The depth is the policy's choice here, not the caller's.
+                if let Some(p) = alt.train.policy.as_mut() {
+                    p.explicit.retain(|f| f != "blocks");
+                }
+                depths.push(alt);
+            }
+        }
+        let logit = transform.components.iter().any(|b| matches!(b, Bijection::Logit { .. }));
+        let compare = logit && self.compare_without_transform.unwrap_or(tier.compare_without_transform);
+        let mut out: Vec<Configuration> =
+            depths.iter().map(|r| Configuration { resolved: r.clone(), transform: transform.clone() }).collect();
+        if compare {
+            out.extend(depths.into_iter().map(|r| Configuration { resolved: r, transform: ThetaTransform::identity() }));
+        }
+        Ok(out)
+    }
+
     /// Names of the fields given explicitly (not `auto`), in declaration order.
     pub fn explicit_fields(&self) -> Vec<String> {
         let given = [
@@ -298,6 +379,7 @@ impl AutoOptions {
             ("validation_fraction", self.validation_fraction.is_some()),
             ("weight_decay", self.weight_decay.is_some()),
             ("time_prior_exponent", self.time_prior_exponent.is_some()),
+            ("compare_without_transform", self.compare_without_transform.is_some()),
         ];
         given.iter().filter(|(_, g)| *g).map(|(n, _)| n.to_string()).collect()
     }
@@ -421,6 +503,41 @@ mod tests {
             let d = TrainConfig::default();
             assert_eq!((tc.sigma_min, tc.seed), (d.sigma_min, d.seed), "{what}");
             assert!(tc.policy.as_ref().is_some_and(|p| p.explicit.is_empty() && p.num_simulations == r.n), "{what}");
+            // The candidates selection compares by held-out NLL: 10 and 4 blocks at 10³,
+            // each also without a box prior's logit; otherwise the tier's alone. They
+            // differ only in depth and transform.
+            let prior = sbibm_transform(r.task);
+            let cands = AutoOptions::default().candidates(b, &TrainConfig::default(), &prior).unwrap();
+            let got: Vec<(usize, bool)> = cands.iter().map(|c| (c.resolved.net.hidden.len(), c.transform == prior)).collect();
+            let logit = prior.components.iter().any(|c| matches!(c, Bijection::Logit { .. }));
+            let want: Vec<(usize, bool)> = match (r.n, logit) {
+                (1_000, true) => vec![(10, true), (4, true), (10, false), (4, false)],
+                (1_000, false) => vec![(10, true), (4, true)],
+                _ => vec![(r.hidden.0, true)],
+            };
+            assert_eq!(got, want, "{what}: candidates (blocks, with the prior's transform)");
+            for c in &cands {
+                let c = &c.resolved;
+                assert_eq!(c.net.hidden, vec![r.hidden.1; c.net.hidden.len()], "{what}");
+                assert_eq!((&c.net.embedding, c.net.conditioning), (&net.embedding, net.conditioning), "{what}");
+                assert_eq!(c.train, tc, "{what}: a candidate trains as the policy's own configuration");
+            }
+        }
+    }
+
+    /// The parameter transform of an sbibm task's prior: logit for the uniform priors,
+    /// log for the log-normal ones (sir, lotka_volterra), none for the Gaussian ones.
+    fn sbibm_transform(task: &str) -> ThetaTransform {
+        let d = |n: usize, b: Bijection| ThetaTransform::new(vec![b; n]);
+        let logit = |l: f64, h: f64| Bijection::Logit { low: l, high: h };
+        match task {
+            "two_moons" => d(2, logit(-1.0, 1.0)),
+            "gaussian_linear_uniform" => d(10, logit(-1.0, 1.0)),
+            "gaussian_mixture" => d(2, logit(-10.0, 10.0)),
+            "slcp" | "slcp_distractors" => d(5, logit(-3.0, 3.0)),
+            "sir" => d(2, Bijection::Log { low: 0.0 }),
+            "lotka_volterra" => d(4, Bijection::Log { low: 0.0 }),
+            _ => ThetaTransform::identity(),
         }
     }
 
@@ -453,6 +570,33 @@ mod tests {
         let r = o.resolve(b10, &base).unwrap();
         assert_eq!(r.train.time_prior_exponent, 4.0);
         assert!(r.summary().ends_with("time prior exponent 4; explicit: time_prior_exponent"), "{}", r.summary());
+    }
+
+    #[test]
+    fn an_explicit_depth_or_transform_choice_trains_fewer_configurations() {
+        let b = Budget { num_simulations: 1_000, dim_theta: 2, dim_x: 2 };
+        let base = TrainConfig::default();
+        let logit = sbibm_transform("two_moons");
+        let shape = |c: &[Configuration]| c.iter().map(|c| (c.resolved.net.hidden.clone(), c.transform.is_identity())).collect::<Vec<_>>();
+        for o in [
+            AutoOptions { blocks: Some(4), compare_without_transform: Some(false), ..Default::default() },
+            AutoOptions { hidden: Some(vec![32, 32]), compare_without_transform: Some(false), ..Default::default() },
+        ] {
+            let c = o.candidates(b, &base, &logit).unwrap();
+            assert_eq!(c, [Configuration { resolved: o.resolve(b, &base).unwrap(), transform: logit.clone() }]);
+        }
+        // An explicit depth still compares the transform; an explicit width keeps the
+        // choice of depth, at that width.
+        let c = AutoOptions { blocks: Some(4), ..Default::default() }.candidates(b, &base, &logit).unwrap();
+        assert_eq!(shape(&c), [(vec![64; 4], false), (vec![64; 4], true)]);
+        let c = AutoOptions { width: Some(32), ..Default::default() }.candidates(b, &base, &ThetaTransform::identity()).unwrap();
+        assert_eq!(shape(&c), [(vec![32; 10], true), (vec![32; 4], true)]);
+        assert!(c.iter().all(|c| c.resolved.train.policy.as_ref().unwrap().explicit == ["width"]));
+        // The comparison can be forced where the tier does not make it.
+        let b4 = Budget { num_simulations: 10_000, ..b };
+        assert_eq!(AutoOptions::default().candidates(b4, &base, &logit).unwrap().len(), 1);
+        let c = AutoOptions { compare_without_transform: Some(true), ..Default::default() }.candidates(b4, &base, &logit).unwrap();
+        assert_eq!(shape(&c), [(vec![64; 4], false), (vec![64; 4], true)]);
     }
 
     #[test]

@@ -365,20 +365,26 @@ fn evaluate_writes_cells_tables_and_plots_and_resumes_by_key() {
     args.extend(["--learning-rate", "2e-3"]);
     let o = fmpe(&args);
     assert!(o.status.success() && stdout(&o).contains("1 cells (0 reused)") && !stderr(&o).contains("reusing the model"), "{}", stderr(&o));
-    // Model selection by held-out NLL trains with and without the transform and keeps
-    // the lower one (recorded beside the model and in the cell).
-    let mut args = evaluate_args(sb, os, "1");
-    args.push("--select-transform");
-    let o = fmpe(&args);
-    assert!(o.status.success() && stderr(&o).contains("without the parameter transform"), "{}", stderr(&o));
+    // Model selection by held-out NLL: at 400 simulations (the small tier) the policy
+    // trains with and without the logit transform and keeps the lower score, recorded
+    // in model.json and the cell; `--select-transform off` trains one model.
     let cell = eval_cells(&out).remove(0);
-    let info: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(PathBuf::from(cell["model"].as_str().unwrap()).join("evaluate.json")).unwrap()).unwrap();
-    let sel = &info["transform_selection"];
-    let (with, without) = (sel["nll_with_transform"].as_f64().unwrap(), sel["nll_without_transform"].as_f64().unwrap());
-    let chosen = if without < with { "none" } else { "transform" };
-    assert_eq!((sel["chosen"].as_str(), cell["parameter_transform"].as_str()), (Some(chosen), Some(chosen)), "{info}");
-    assert_eq!(cell["held_out_nll"].as_f64().unwrap(), with.min(without));
+    let sel = cell["selection"].as_array().unwrap_or_else(|| panic!("no selection in {cell}"));
+    let nll: Vec<(bool, f64)> = sel.iter().map(|c| (c["parameter_transform"].as_bool().unwrap(), c["held_out_nll"].as_f64().unwrap())).collect();
+    assert_eq!(nll.iter().map(|c| c.0).collect::<Vec<_>>(), [true, false], "{cell}");
+    let kept = if nll[1].1 < nll[0].1 { "none" } else { "transform" };
+    assert_eq!(cell["parameter_transform"].as_str(), Some(kept), "{cell}");
+    assert_eq!(cell["held_out_nll"].as_f64().unwrap(), nll[0].1.min(nll[1].1));
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(PathBuf::from(cell["model"].as_str().unwrap()).join("model.json")).unwrap()).unwrap();
+    assert_eq!(model["selection"]["chosen"].as_u64(), Some(if kept == "none" { 1 } else { 0 }), "{model}");
+    let mut args = evaluate_args(sb, os, "1");
+    args.extend(["--select-transform", "off"]);
+    let o = fmpe(&args);
+    assert!(o.status.success() && stdout(&o).contains("1 cells (0 reused)"), "{}", stderr(&o));
+    let cell = eval_cells(&out).remove(0);
+    assert!(cell["selection"].is_null() && cell["parameter_transform"] == "transform", "{cell}");
+    assert_fails(&fmpe(&[&evaluate_args(sb, os, "1")[..], &["--select-transform", "maybe"]].concat()), 2, &["--select-transform"]);
     // --tasks all and a budget list parse; a bad list is a usage error naming the flag.
     assert_fails(&fmpe(&evaluate_args(sb, dir.join("e2").to_str().unwrap(), "0-3")), 2, &["--observations"]);
     let e3 = dir.join("e3");
@@ -427,8 +433,18 @@ fn train_resolves_the_budget_policy_and_records_it() {
         "{err}"
     );
     assert!(err.contains("explicit: max_epochs, weight_decay"), "{err}");
+    // The small tier also trains 4 blocks and keeps the lower held-out NLL (no prior
+    // box here: no transform to compare).
+    assert!(err.contains("selection: also trains 4 blocks and keeps the lowest held-out NLL"), "{err}");
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
-    assert_eq!(json["net"]["hidden"], serde_json::json!(vec![64; 10]));
+    let sel = &json["selection"];
+    let depths: Vec<usize> = sel["candidates"].as_array().unwrap().iter().map(|c| c["hidden"].as_array().unwrap().len()).collect();
+    assert_eq!(depths, [10, 4], "{sel}");
+    let nll: Vec<f64> = sel["candidates"].as_array().unwrap().iter().map(|c| c["held_out_nll"].as_f64().unwrap()).collect();
+    let chosen = if nll[1] < nll[0] { 1 } else { 0 };
+    assert_eq!(sel["chosen"].as_u64(), Some(chosen as u64), "{sel}");
+    assert_eq!(json["net"]["hidden"], serde_json::json!(vec![64; depths[chosen]]));
+    assert_eq!(json["held_out"]["nll"].as_f64(), Some(nll[chosen]));
     let tc = &json["train"];
     // dim θ 2: the small tier keeps α = 4.
     assert_eq!(tc["time_prior_exponent"].as_f64(), Some(4.0));

@@ -3,7 +3,7 @@
 //! the library's configuration types.
 
 use clap::{Args, ValueEnum};
-use fmpe::policy::{AutoOptions, Budget, Resolved};
+use fmpe::policy::{AutoOptions, Budget, Configuration, Resolved};
 use fmpe::error::{Error, Result};
 use fmpe::net::Conditioning;
 use fmpe::posterior::{PosteriorOptions, Solver};
@@ -63,6 +63,11 @@ pub(crate) struct NetTrainArgs {
     /// budget policy: 4, except 1 below 3,163 simulations when dim θ > 2).
     #[arg(long, default_value = "auto")]
     pub(crate) time_prior_exponent: Auto<f64>,
+    /// Model selection: also train without a box prior's logit transform (each depth
+    /// the policy tries) and keep the lower held-out NLL: on, off, or auto (on below
+    /// 3,163 simulations). A log-normal prior's log transform is never compared.
+    #[arg(long, default_value = "auto", value_name = "auto|on|off")]
+    pub(crate) select_transform: Auto<OnOff>,
     /// σ_min of the optimal-transport path.
     #[arg(long, default_value_t = 1e-4)]
     pub(crate) sigma_min: f64,
@@ -81,6 +86,31 @@ pub(crate) struct NetTrainArgs {
     /// Divergence: factor applied to the learning rate at each rollback.
     #[arg(long, default_value_t = 0.1)]
     pub(crate) rollback_lr_factor: f64,
+}
+
+/// `on` or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum OnOff {
+    On,
+    Off,
+}
+
+impl std::str::FromStr for OnOff {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "on" => Ok(OnOff::On),
+            "off" => Ok(OnOff::Off),
+            _ => Err(format!("expected on or off, got '{s}'")),
+        }
+    }
+}
+
+impl std::fmt::Display for OnOff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if *self == OnOff::On { "on" } else { "off" })
+    }
 }
 
 /// A flag value that is `auto` (the budget policy's choice, resolved at training time)
@@ -286,6 +316,7 @@ impl NetTrainArgs {
             validation_fraction: self.validation_fraction.get(),
             weight_decay: self.weight_decay.get(),
             time_prior_exponent: self.time_prior_exponent.get(),
+            compare_without_transform: self.select_transform.get().map(|v| v == OnOff::On),
         })
     }
 
@@ -309,6 +340,23 @@ impl NetTrainArgs {
     pub(crate) fn resolve(&self, num_simulations: usize, dim_theta: usize, dim_x: usize, seed: u64) -> Result<Resolved> {
         let budget = Budget { num_simulations, dim_theta, dim_x };
         self.auto_options()?.resolve(budget, &self.base_train(seed))
+    }
+
+    /// The configurations to train and choose from by held-out NLL: [`Self::resolve`]'s
+    /// with `transform` first, then the policy's alternatives
+    /// ([`AutoOptions::candidates`]).
+    ///
+    /// # Errors
+    /// As [`NetTrainArgs::auto_options`] and [`AutoOptions::resolve`].
+    pub(crate) fn candidates(
+        &self,
+        num_simulations: usize,
+        (dim_theta, dim_x): (usize, usize),
+        seed: u64,
+        transform: &ThetaTransform,
+    ) -> Result<Vec<Configuration>> {
+        let budget = Budget { num_simulations, dim_theta, dim_x };
+        self.auto_options()?.candidates(budget, &self.base_train(seed), transform)
     }
 }
 

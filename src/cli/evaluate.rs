@@ -57,12 +57,6 @@ pub(crate) struct EvaluateArgs {
     /// classifier at dim_theta = 10 (width 100) takes far longer than training.
     #[arg(long)]
     no_c2st: bool,
-    /// Model selection by held-out NLL: for a prior with a parameter transform, train
-    /// with and without it and keep the model with the lower held-out negative
-    /// log-likelihood (twice the training; both values and the choice are recorded in
-    /// the model's evaluate.json and the cells).
-    #[arg(long, conflicts_with = "no_transform")]
-    select_transform: bool,
     #[command(flatten)]
     transform: TransformArgs,
     #[command(flatten)]
@@ -138,10 +132,11 @@ fn binary_hash() -> Result<u64> {
 
 /// The key of everything that makes a (task, budget)'s model besides the task, budget
 /// and seed: 16 hex digits.
-fn model_hash(job: &Job, select_transform: bool) -> Result<String> {
+fn model_hash(job: &Job) -> Result<String> {
     let desc = serde_json::json!({
         "net": job.net, "train": job.train, "transform": job.meta.transform, "x_transform": job.meta.x_transform,
-        "prior": job.meta.prior, "version": env!("CARGO_PKG_VERSION"), "select_transform": select_transform,
+        "prior": job.meta.prior, "version": env!("CARGO_PKG_VERSION"),
+        "alternatives": job.alternatives.iter().map(|c| serde_json::json!({"net": c.resolved.net, "train": c.resolved.train, "transform": c.transform})).collect::<Vec<_>>(),
     });
     let text = serde_json::to_string(&desc).map_err(|e| Error::invalid(e.to_string()))?;
     Ok(format!("{:016x}", fnv1a(text.as_bytes(), binary_hash()?)))
@@ -257,7 +252,7 @@ pub(crate) fn evaluate(a: EvaluateArgs) -> Result<()> {
         for &budget in &budgets {
             let (dt, dx) = (task.dim_theta(), task.dim_x());
             let job = Job::new(Source::task(task.as_ref(), 0), &a.transform, &a.net, a.seed, (dt, dx), budget)?;
-            let hash = model_hash(&job, a.select_transform)?;
+            let hash = model_hash(&job)?;
             let model_dir = a.out.join("models").join(format!("{t}_{budget}_seed{}_{hash}", a.seed));
             let unit = Unit { task: task.as_ref(), budget, hash, model_dir };
             let mut todo = Vec::new();
@@ -312,32 +307,11 @@ fn unit_model(a: &EvaluateArgs, gpu: &std::sync::Arc<fmpe::Gpu>, unit: &Unit<'_>
     let t0 = Instant::now();
     let (theta, x, dropped) = pipeline::simulate_finite(unit.task, unit.budget, a.seed)?;
     job.meta.dropped_rows = dropped;
-    let alternative = (a.select_transform && !job.meta.transform.is_identity()).then(|| {
-        let mut alt = job.clone();
-        alt.meta.transform = fmpe::transform::ThetaTransform::identity();
-        alt
-    });
-    let mut model = pipeline::fit(gpu, job, &theta.data, &x.data, true)?;
-    let mut selection = serde_json::Value::Null;
-    if let Some(alt) = alternative {
-        log::info!("--select-transform: training again without the parameter transform");
-        let other = pipeline::fit(gpu, alt, &theta.data, &x.data, true)?;
-        let nll = |m: &Model| m.info.held_out.as_ref().map_or(f64::INFINITY, |h| h.nll);
-        let (with, without) = (nll(&model), nll(&other));
-        let keep_identity = without < with;
-        log::info!(
-            "held-out NLL {with:.4} with the parameter transform, {without:.4} without: keeping the model {}",
-            if keep_identity { "without it" } else { "with it" }
-        );
-        selection = serde_json::json!({"nll_with_transform": with, "nll_without_transform": without, "chosen": if keep_identity { "none" } else { "transform" }});
-        if keep_identity {
-            model = other;
-        }
-    }
+    let model = pipeline::fit(gpu, job, &theta.data, &x.data, true)?;
     let seconds = t0.elapsed().as_secs_f64();
     model.save_with(&unit.model_dir, &mut |d| {
         fmpe::plot::training_curve(&model.info.history, &d.join("training_curve.png"))?;
-        let info = serde_json::json!({"train_seconds": seconds, "dropped_simulations": dropped, "transform_selection": selection});
+        let info = serde_json::json!({"train_seconds": seconds, "dropped_simulations": dropped});
         write_json(&d.join("evaluate.json"), &info)
     })?;
     Ok((model, seconds))
@@ -354,6 +328,8 @@ fn score_cell(a: &EvaluateArgs, unit: &Unit<'_>, on_gpu: &GpuModel, model: &Mode
         "version": env!("CARGO_PKG_VERSION"), "c2st": null, "train_seconds": train_seconds,
         "epochs": model.info.history.len(), "best_epoch": model.info.best_epoch,
         "held_out_nll": model.info.held_out.as_ref().map(|h| h.nll),
+        "hidden": model.info.net.hidden,
+        "selection": model.info.selection.as_ref().map(|s| s.candidates.iter().map(|c| serde_json::json!({"hidden": c.hidden, "parameter_transform": !c.transform.is_identity(), "held_out_nll": c.held_out_nll})).collect::<Vec<_>>()),
         "parameter_transform": if model.info.transform.is_identity() { "none" } else { "transform" },
         "npe": anchor.map(|x| x.npe), "best_amortized": anchor.map(|x| x.best_amortized),
         "model": unit.model_dir,

@@ -3,6 +3,7 @@
 //! with the progress bar.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use fmpe::error::{Error, Result};
@@ -13,7 +14,8 @@ use fmpe::prior::BoxPrior;
 use fmpe::tasks::Task;
 use fmpe::metrics::{held_out_nll, HeldOutNll};
 use fmpe::posterior::GpuModel;
-use fmpe::train::{Fmpe, Simulations, TrainConfig, Trainer};
+use fmpe::policy::{Configuration, Resolved};
+use fmpe::train::{Control, Fmpe, Simulations, TrainConfig, Trainer};
 use fmpe::transform::{ThetaTransform, XTransform};
 use fmpe::Gpu;
 
@@ -49,6 +51,9 @@ pub(crate) struct Job {
     pub meta: ModelMeta,
     /// The resolved network and training options in one line, said before training.
     pub summary: String,
+    /// Further configurations the budget policy trains beside `net` / `train`; the
+    /// model with the lowest held-out NLL is kept ([`fmpe::select`]). Empty: one run.
+    pub alternatives: Vec<Configuration>,
 }
 
 impl Job {
@@ -81,9 +86,24 @@ impl Job {
             x_transform,
             dropped_rows: src.dropped,
         };
-        let resolved = nargs.resolve(num_simulations, dt, dx, seed)?;
-        let summary = resolved.summary();
-        Ok(Job { net: resolved.net, train: resolved.train, meta, summary })
+        let mut candidates = nargs.candidates(num_simulations, (dt, dx), seed, &meta.transform)?;
+        let first = candidates.remove(0);
+        let resolved = first.resolved;
+        let mut summary = resolved.summary();
+        if !candidates.is_empty() {
+            let what: Vec<String> = candidates
+                .iter()
+                .map(|c| {
+                    let t = if c.transform == meta.transform { "" } else { " without the parameter transform" };
+                    format!("{} blocks{t}", c.resolved.net.hidden.len())
+                })
+                .collect();
+            summary += &format!(
+                "; selection: also trains {} and keeps the lowest held-out NLL (--blocks and --select-transform off train one)",
+                what.join(", ")
+            );
+        }
+        Ok(Job { net: resolved.net, train: resolved.train, meta, summary, alternatives: candidates })
     }
 }
 
@@ -92,7 +112,12 @@ impl Job {
 /// the progress bar.
 /// The model keeps the best weights and, with `with_held_out`, their held-out negative
 /// log-likelihood ([`held_out`]).
+/// With [`Job::alternatives`] every configuration is trained and the one with the
+/// lowest held-out NLL kept (it then always has its held-out NLL).
 pub(crate) fn fit(gpu: &Arc<Gpu>, job: Job, theta: &[f64], x: &[f64], with_held_out: bool) -> Result<Model> {
+    if !job.alternatives.is_empty() {
+        return fit_selected(gpu, job, theta, x, None);
+    }
     let (mut tr, sims) = trainer(gpu, &job, theta, x)?;
     let mut bar = EpochBar::new(job.train.max_epochs);
     tr.run(&mut |_, p| bar.update(p))?;
@@ -101,6 +126,54 @@ pub(crate) fn fit(gpu: &Arc<Gpu>, job: Job, theta: &[f64], x: &[f64], with_held_
     let mut model = tr.finish()?.into_model(job.meta);
     if with_held_out {
         model.info.held_out = held_out(gpu, &model, &sims, &rows)?;
+    }
+    Ok(model)
+}
+
+/// Trains `job`'s configuration and its alternatives one after another (a progress
+/// bar each) and keeps the lowest held-out NLL, saying every score and the choice.
+/// When `stop` is set (a signal), each remaining candidate stops after its next epoch.
+pub(crate) fn fit_selected(gpu: &Arc<Gpu>, job: Job, theta: &[f64], x: &[f64], stop: Option<&AtomicBool>) -> Result<Model> {
+    let sims = simulations(gpu, &job, theta, x)?;
+    let first = Resolved { net: job.net.clone(), train: job.train.clone() };
+    let mut candidates = vec![Configuration { resolved: first, transform: job.meta.transform.clone() }];
+    candidates.extend(job.alternatives.iter().cloned());
+    let n = candidates.len();
+    let mut bar: Option<(usize, EpochBar)> = None;
+    let model = fmpe::select::fit_candidates(gpu, &sims, &job.meta, &candidates, &mut |i, p| {
+        if bar.as_ref().is_none_or(|(j, _)| *j != i) {
+            bar = None;
+            let c = &candidates[i];
+            let t = if c.transform.is_identity() { "no parameter transform".to_string() } else { format!("parameter transform {}", c.transform) };
+            log::info!("candidate {}/{n} ({t}): {}", i + 1, c.resolved.summary());
+            bar = Some((i, EpochBar::new(c.resolved.train.max_epochs)));
+        }
+        let ctl = bar.as_mut().map_or(Control::Continue, |(_, b)| b.update(p));
+        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            return Control::Stop;
+        }
+        ctl
+    })?;
+    drop(bar);
+    if let Some(sel) = &model.info.selection {
+        for (i, c) in sel.candidates.iter().enumerate() {
+            let score = match (c.held_out_nll, &c.error) {
+                (Some(v), _) => format!("held-out NLL {v:.4} nats"),
+                (None, Some(e)) => format!("held-out NLL not computed ({e})"),
+                (None, None) => "held-out NLL not computed".to_string(),
+            };
+            log::info!(
+                "candidate {}/{n} ({} × {}, {}): {score}, best epoch {} of {}, {:.1} s{}",
+                i + 1,
+                c.hidden.len(),
+                c.hidden.first().copied().unwrap_or(0),
+                if c.transform.is_identity() { "no parameter transform" } else { "parameter transform" },
+                c.best_epoch,
+                c.epochs,
+                c.seconds,
+                if i == sel.chosen { " — kept" } else { "" }
+            );
+        }
     }
     Ok(model)
 }
@@ -136,6 +209,14 @@ pub(crate) fn held_out(gpu: &Arc<Gpu>, model: &Model, sims: &Simulations, rows: 
 /// and the simulations it trains on (x transformed): says the resolved options and
 /// which transforms are used, and prints data warnings.
 pub(crate) fn trainer<'g>(gpu: &'g Gpu, job: &Job, theta: &[f64], x: &[f64]) -> Result<(Trainer<'g>, Simulations)> {
+    let sims = simulations(gpu, job, theta, x)?;
+    let tr = Trainer::with_transform(gpu, job.net.clone(), job.train.clone(), sims.theta(), sims.x(), None, &job.meta.transform)?;
+    Ok((tr, sims))
+}
+
+/// The simulations `job` trains on (x transformed): says the resolved options and
+/// which transforms are used, checks the metadata, and prints data warnings.
+fn simulations(gpu: &Gpu, job: &Job, theta: &[f64], x: &[f64]) -> Result<Simulations> {
     log::info!("{}", job.summary);
     announce_transform(&job.meta.transform);
     announce_x_transform(job.meta.x_transform);
@@ -144,9 +225,7 @@ pub(crate) fn trainer<'g>(gpu: &'g Gpu, job: &Job, theta: &[f64], x: &[f64]) -> 
     for w in fmpe.warnings() {
         log::warn!("{w}");
     }
-    let sims = fmpe.simulations();
-    let tr = Trainer::with_transform(gpu, job.net.clone(), job.train.clone(), sims.theta(), sims.x(), None, &job.meta.transform)?;
-    Ok((tr, sims.clone()))
+    Ok(fmpe.simulations().clone())
 }
 
 /// Simulates `n` pairs of `task` with `seed` and drops the failed ones (non-finite x),

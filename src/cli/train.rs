@@ -179,13 +179,25 @@ pub(crate) fn train(a: TrainArgs) -> Result<i32> {
     let t0 = Instant::now();
     // First, so that a signal at any later point stops the run cleanly.
     let (stop, which) = stop_on_signals()?;
-    let (job, theta, x) = load_job(&a)?;
+    let (mut job, theta, x) = load_job(&a)?;
+    if !job.alternatives.is_empty() && (a.resume.is_some() || a.checkpoint_every.is_some() || a.checkpoint_seconds.is_some()) {
+        // A checkpoint follows one run: the policy's first configuration, said so.
+        log::info!(
+            "checkpoints follow one run: training the policy's first configuration only, without the comparison by \
+             held-out NLL of {} more (--blocks and --select-transform off choose one explicitly)",
+            job.alternatives.len()
+        );
+        job.alternatives.clear();
+    }
     let resume = a.resume.as_ref().map(|d| Checkpoint::load(&d.join(CHECKPOINT_FILE))).transpose()?;
     // Refuse an unusable --out, or one another run is writing, before training.
     check_model_out(&a.out)?;
     let _lock = OutputLock::acquire(&a.out)?;
     let config = effective_config(&a)?;
     let gpu = open_gpu()?;
+    if !job.alternatives.is_empty() {
+        return train_selected(&a, &gpu, job, (&theta, &x), (&stop, &which), &config, t0);
+    }
     let (mut tr, sims) = pipeline::trainer(&gpu, &job, &theta.data, &x.data)?;
     if let Some(ck) = &resume {
         tr.restore(ck)?;
@@ -230,6 +242,32 @@ pub(crate) fn train(a: TrainArgs) -> Result<i32> {
     let model = save(&tr, model, &a.out, &config, periodic || interrupted)?;
     let signal = interrupted.then(|| which.load(Ordering::SeqCst) as i32);
     report(&a, &model, t0, tr.rollbacks(), signal, resume.map(|c| c.state.epoch), periodic || interrupted)?;
+    Ok(signal.map_or(0, |s| 128 + s))
+}
+
+/// `fmpe train` when the policy trains several configurations
+/// ([`Job::alternatives`]): all of them, the lowest held-out NLL kept and saved (no
+/// checkpoint). A signal stops the remaining candidates after their next epoch.
+fn train_selected(
+    a: &TrainArgs,
+    gpu: &Arc<fmpe::Gpu>,
+    job: Job,
+    (theta, x): (&Matrix, &Matrix),
+    (stop, which): (&Arc<AtomicBool>, &Arc<AtomicUsize>),
+    config: &str,
+    t0: Instant,
+) -> Result<i32> {
+    let model = pipeline::fit_selected(gpu, job, &theta.data, &x.data, Some(stop))?;
+    let interrupted = stop.load(Ordering::SeqCst);
+    model.save_with(&a.out, &mut |d| {
+        if !model.info.history.is_empty() {
+            fmpe::plot::training_curve(&model.info.history, &d.join("training_curve.png"))?;
+        }
+        let cpath = d.join("config.toml");
+        std::fs::write(&cpath, config).map_err(|e| Error::io(&cpath, e))
+    })?;
+    let signal = interrupted.then(|| which.load(Ordering::SeqCst) as i32);
+    report(a, &model, t0, 0, signal, None, false)?;
     Ok(signal.map_or(0, |s| 128 + s))
 }
 

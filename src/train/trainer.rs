@@ -133,6 +133,7 @@ impl TrainOutcome {
             best_epoch: self.best_epoch,
             history: self.history,
             held_out: None,
+            selection: None,
         };
         let s = self.stats;
         Model {

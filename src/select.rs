@@ -1,0 +1,138 @@
+//! Model selection by held-out NLL (issue 11): train several configurations on the same
+//! simulations and keep the model with the lowest held-out negative log-likelihood
+//! ([`crate::metrics::held_out_nll`]), a score that needs no reference posterior and is
+//! comparable across networks.
+//!
+//! The budget policy says which configurations to try
+//! ([`crate::policy::AutoOptions::candidates`]: at 10³ simulations both 10 and 4 blocks,
+//! because the better depth is data-dependent there — BENCHMARKS.md, "Depth by held-out
+//! NLL at 10³"); [`fit_candidates`] trains them one after another and records every
+//! candidate's score in [`ModelInfo::selection`](crate::model::ModelInfo::selection).
+//! The flow-matching validation loss cannot make this choice: on gaussian_linear at 10³
+//! it ranks fits 5 nats of NLL apart within its noise (BENCHMARKS.md, stop 18).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::metrics::held_out_nll;
+use crate::model::{Candidate, Model, ModelMeta, Selection};
+use crate::policy::Configuration;
+use crate::posterior::GpuModel;
+use crate::train::{Control, Progress, Simulations, Trainer};
+
+/// The name [`Selection::metric`] records.
+pub const METRIC: &str = "held_out_nll";
+
+/// Index of the lowest finite score (the first on a tie); `None` when no score is
+/// finite.
+pub fn lowest(scores: &[Option<f64>]) -> Option<usize> {
+    let mut best: Option<(usize, f64)> = None;
+    for (i, s) in scores.iter().enumerate() {
+        if let Some(v) = s.filter(|v| v.is_finite()) {
+            if best.is_none_or(|(_, b)| v < b) {
+                best = Some((i, v));
+            }
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// Trains every configuration of `candidates` (at least one; all for the θ and x
+/// dimensions of `sims`) on `sims` (x already mapped by `meta`'s x transform), each in
+/// its own parameter transform (`meta.transform` is replaced by the kept one's),
+/// scores each by its held-out NLL on its validation rows (the same rows for every
+/// candidate that shares the seed and validation share, as the policy's candidates
+/// do), and returns the model with the lowest score, its `info.held_out` and
+/// `info.selection` set. A candidate whose score cannot be computed (a step cap on a
+/// badly trained flow, say) is recorded with the error and not chosen; when no score
+/// can be computed the first candidate (the policy's own configuration) is kept.
+///
+/// With a single candidate nothing is compared: its model is returned without
+/// `selection` (and without `held_out`; see [`crate::metrics::held_out_nll`]).
+///
+/// `progress` is called after every epoch with the candidate's index; returning
+/// [`Control::Stop`] ends that candidate's training (the others still train).
+///
+/// # Errors
+/// [`Error::InvalidOption`] for an empty `candidates` or one whose dimensions differ
+/// from `sims`; the errors of [`Trainer::with_transform`] and training (an invalid
+/// option, a diverging loss, GPU errors).
+pub fn fit_candidates(
+    gpu: &Arc<Gpu>,
+    sims: &Simulations,
+    meta: &ModelMeta,
+    candidates: &[Configuration],
+    progress: &mut dyn FnMut(usize, &Progress<'_>) -> Control,
+) -> Result<Model> {
+    if candidates.is_empty() {
+        return Err(Error::option("candidates", "at least one configuration is needed"));
+    }
+    let (dt, dx) = (sims.theta().len() / sims.rows().max(1), sims.x().len() / sims.rows().max(1));
+    if let Some(c) = candidates.iter().map(|c| &c.resolved).find(|c| (c.net.dim_theta, c.net.dim_x) != (dt, dx)) {
+        return Err(Error::option(
+            "candidates",
+            format!("a configuration for dim θ {} and dim x {} does not fit simulations of {dt} and {dx}", c.net.dim_theta, c.net.dim_x),
+        ));
+    }
+    for c in candidates {
+        ModelMeta { transform: c.transform.clone(), ..meta.clone() }.validate(dt)?;
+    }
+    let mut best: Option<Model> = None;
+    let mut records = Vec::with_capacity(candidates.len());
+    for (i, cand) in candidates.iter().enumerate() {
+        let (c, t0) = (&cand.resolved, Instant::now());
+        let trainer = Trainer::with_transform(gpu, c.net.clone(), c.train.clone(), sims.theta(), sims.x(), None, &cand.transform)?;
+        let rows = trainer.validation_rows().to_vec();
+        let meta = ModelMeta { transform: cand.transform.clone(), ..meta.clone() };
+        let model = trainer.fit_with_progress(&mut |p| progress(i, p))?.into_model(meta);
+        if candidates.len() == 1 {
+            return Ok(model);
+        }
+        let scored = GpuModel::new(gpu.clone(), &model).and_then(|m| held_out_nll(&m, sims.theta(), sims.x(), &rows));
+        let best_val = model.info.best_epoch.checked_sub(1).and_then(|e| model.info.history.get(e)).map_or(f64::NAN, |r| r.val_loss);
+        let (nll, error) = match &scored {
+            Ok(h) => (Some(h.nll), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        records.push(Candidate {
+            hidden: c.net.hidden.clone(),
+            transform: cand.transform.clone(),
+            summary: c.summary(),
+            held_out_nll: nll,
+            error,
+            best_validation_loss: best_val,
+            epochs: model.info.history.len(),
+            best_epoch: model.info.best_epoch,
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+        let scores: Vec<Option<f64>> = records.iter().map(|r| r.held_out_nll).collect();
+        // Keep only the best model so far (and the first until one scores).
+        if best.is_none() || lowest(&scores) == Some(i) {
+            let mut model = model;
+            model.info.held_out = scored.ok();
+            best = Some(model);
+        }
+    }
+    let scores: Vec<Option<f64>> = records.iter().map(|r| r.held_out_nll).collect();
+    let chosen = lowest(&scores).unwrap_or(0);
+    let mut model = best.expect("at least one candidate trained");
+    model.info.selection = Some(Selection { metric: METRIC.to_string(), candidates: records, chosen });
+    Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lowest_finite_score_wins_and_ties_go_to_the_first() {
+        assert_eq!(lowest(&[Some(2.0), Some(1.0), Some(3.0)]), Some(1));
+        assert_eq!(lowest(&[Some(1.0), Some(1.0)]), Some(0));
+        assert_eq!(lowest(&[None, Some(f64::NAN), Some(5.0)]), Some(2));
+        assert_eq!(lowest(&[Some(-1.0), Some(f64::NEG_INFINITY)]), Some(0));
+        assert_eq!(lowest(&[None, Some(f64::INFINITY)]), None);
+        assert_eq!(lowest(&[]), None);
+    }
+}

@@ -141,12 +141,15 @@ fn unroll_divides_rounding_up_with_a_caret() {
 fn a_specialised_cpu_matmul_source_is_smaller_and_still_validates() {
     use fmpe::kernels::specialized_source;
     let generic = shader_source("matmul_cpu").unwrap();
-    let spec = [("NB", 1.0), ("C_VEC", 1.0)];
+    let spec = [("CW", 8.0), ("C_VEC", 1.0)];
     let small = specialized_source("matmul_cpu", Some(&spec)).unwrap();
     // One column group instead of eight in every k loop, 2 vec4 stores instead of 16 + 64
     // scalar ones: the module the driver compiles shrinks several times over.
     assert!(small.len() * 3 < generic.len(), "{} vs {} bytes", small.len(), generic.len());
-    for src in [&small, &specialized_source("matmul_cpu", Some(&[("NB", 8.0), ("C_VEC", 0.0)])).unwrap()] {
+    // Other column widths keep a module that validates (52: a partial 8-column group and
+    // a partial 32-column half; 4: half of one group).
+    let wide = [(64.0, 0.0), (52.0, 1.0), (52.0, 0.0), (36.0, 1.0), (4.0, 0.0)].map(|(cw, v)| specialized_source("matmul_cpu", Some(&[("CW", cw), ("C_VEC", v)])).unwrap());
+    for src in std::iter::once(&small).chain(&wide) {
         let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
         let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::SUBGROUP);
         v.subgroup_stages(naga::valid::ShaderStages::COMPUTE).subgroup_operations(naga::valid::SubgroupOperationSet::all());

@@ -9,10 +9,12 @@
 // (../shared/notes/lavapipe-kernels.md):
 //  - no workgroup memory and no barrier: a workgroup is one subgroup of 8 lanes;
 //  - lanes own rows: lane l computes rows base + 8 r + l (r < 4; or base + 4 l + r when
-//    A's rows are contiguous, A_IVEC) and 8·NB columns, so
-//    every load of A is useful in all 8 lanes;
+//    A's rows are contiguous, A_IVEC) and the workgroup's CW columns (CW ≤ 64, a
+//    multiple of 4), so every load of A is useful in all 8 lanes;
 //  - B is loaded lane-distinct (lane l loads column col0 + 8 b + l) and handed out to
 //    all lanes with subgroupBroadcast at constant lane indices (an extract and a splat);
+//    a column at or past CW is loaded (clamped, never used) but not broadcast or
+//    multiplied: every such guard compares override constants and folds away;
 //  - four rows share one vec4 accumulator per column: one vec4 multiply-add per column
 //    and k;
 //  - with PARAMS_TEX, vec4 loads of the parameter buffer and the bias come from its
@@ -70,7 +72,10 @@ override RES_BUF: u32 = 0u;
 override M_BUF: u32 = 0u;
 override C_BUF: u32 = 0u;
 override PRIMAL_MOD: bool = false; // M and aux rows taken modulo extra.y
-override NB: u32 = 8u;        // 8-column groups per invocation (1..8)
+// Columns per workgroup (a multiple of 4, at most 64; the columns of C from B, not the
+// virtual ones column): 8-column groups b with 8 b < CW are loaded, and column q of the
+// tile is computed and stored where q < CW.
+override CW: u32 = 64u;
 // A batch of independent products: workgroup z computes product z, every operand
 // offset shifted by z * extra.w in acts and by z * zpar.x in params and grads (the
 // bias-gradient offset too; multiples of 4 where vec4 loads are used). False: no offset
@@ -341,12 +346,12 @@ fn store_ones(rows: vec4<u32>, col: u32, ones: vec4<f32>) {
     // #end
 }
 
-// The epilogue of the lane's 4 rows × 8·NB columns, unrolled so every accumulator index
+// The epilogue of the lane's 4 rows × CW columns, unrolled so every accumulator index
 // is a literal (the accumulators stay where the k loop left them).
 fn store_tile(rows: vec4<u32>, col0: u32, nb: u32, acc: ptr<function, array<vec4<f32>, 64>>) {
     if (C_VEC) {
-        // #unroll g 16 NB*2*C_VEC
-        if (8u * NB > {g}u * 4u) {
+        // #unroll g 16 CW/^4*C_VEC
+        if (CW > {g}u * 4u) {
             let bv{g} = bias4_at(col0 + {g}u * 4u);
             store4(rows.x, col0 + {g}u * 4u, vec4<f32>((*acc)[{g}u * 4u].x, (*acc)[{g}u * 4u + 1u].x, (*acc)[{g}u * 4u + 2u].x, (*acc)[{g}u * 4u + 3u].x), bv{g});
             store4(rows.y, col0 + {g}u * 4u, vec4<f32>((*acc)[{g}u * 4u].y, (*acc)[{g}u * 4u + 1u].y, (*acc)[{g}u * 4u + 2u].y, (*acc)[{g}u * 4u + 3u].y), bv{g});
@@ -356,8 +361,8 @@ fn store_tile(rows: vec4<u32>, col0: u32, nb: u32, acc: ptr<function, array<vec4
         // #end
         return;
     }
-    // #unroll q 64 NB*8*!C_VEC
-    if (8u * NB > {q}u) {
+    // #unroll q 64 CW*!C_VEC
+    if (CW > {q}u) {
         let b{q} = bias_at(col0 + {q}u);
         store(rows.x, col0 + {q}u, nb, (*acc)[{q}u].x, b{q});
         store(rows.y, col0 + {q}u, nb, (*acc)[{q}u].y, b{q});
@@ -393,19 +398,21 @@ fn main_k4_bk(
 ) {
     enter(wg.z);
     let rows = lane_rows(wg.y * 32u, lane);
-    let col0 = wg.x * (8u * NB);
+    let col0 = wg.x * CW;
     let nb = real_columns();
     var acc: array<vec4<f32>, 64>;
     var ones = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < u.k; k0 = k0 + 4u) {
         let av = a_by_k(rows, k0);
         ones = add_ones(ones, av);
-        // #unroll b 8 NB
-        if (NB > {b}u) {
+        // #unroll b 8 CW/^8
+        if (CW > {b}u * 8u) {
             let w{b} = load_b_kvec(k0, col0 + {b}u * 8u + lane, nb);
             // #unroll kk 4
             // #unroll s 8
-            acc[{b}u * 8u + {s}u] = fma(av[{kk}], vec4<f32>(subgroupBroadcast(w{b}[{kk}], {s}u)), acc[{b}u * 8u + {s}u]);
+            if (CW > {b}u * 8u + {s}u) {
+                acc[{b}u * 8u + {s}u] = fma(av[{kk}], vec4<f32>(subgroupBroadcast(w{b}[{kk}], {s}u)), acc[{b}u * 8u + {s}u]);
+            }
             // #end
             // #end
         }
@@ -424,7 +431,7 @@ fn main_k4_bj(
 ) {
     enter(wg.z);
     let rows = lane_rows(wg.y * 32u, lane);
-    let col0 = wg.x * (8u * NB);
+    let col0 = wg.x * CW;
     let nb = real_columns();
     var acc: array<vec4<f32>, 64>;
     var ones = vec4<f32>(0.0);
@@ -432,15 +439,17 @@ fn main_k4_bj(
         let av = a_by_k(rows, k0);
         ones = add_ones(ones, av);
         // #unroll kk 4
-        // #unroll h 2 NB/4
-        if (NB / 4u > {h}u) {
+        // #unroll h 2 CW/^32
+        if (CW > {h}u * 32u) {
             let wj{kk}{h} = load_b_jvec(k0 + {kk}u, col0 + {h}u * 32u + 4u * lane, nb);
             // #unroll s 8
-            let ws{kk}{h}{s} = subgroupBroadcast(wj{kk}{h}, {s}u);
-            acc[{h}u * 32u + {s}u * 4u] = fma(av[{kk}], vec4<f32>(ws{kk}{h}{s}.x), acc[{h}u * 32u + {s}u * 4u]);
-            acc[{h}u * 32u + {s}u * 4u + 1u] = fma(av[{kk}], vec4<f32>(ws{kk}{h}{s}.y), acc[{h}u * 32u + {s}u * 4u + 1u]);
-            acc[{h}u * 32u + {s}u * 4u + 2u] = fma(av[{kk}], vec4<f32>(ws{kk}{h}{s}.z), acc[{h}u * 32u + {s}u * 4u + 2u]);
-            acc[{h}u * 32u + {s}u * 4u + 3u] = fma(av[{kk}], vec4<f32>(ws{kk}{h}{s}.w), acc[{h}u * 32u + {s}u * 4u + 3u]);
+            if (CW > {h}u * 32u + {s}u * 4u) {
+                let ws{kk}{h}{s} = subgroupBroadcast(wj{kk}{h}, {s}u);
+                acc[{h}u * 32u + {s}u * 4u] = fma(av[{kk}], vec4<f32>(ws{kk}{h}{s}.x), acc[{h}u * 32u + {s}u * 4u]);
+                acc[{h}u * 32u + {s}u * 4u + 1u] = fma(av[{kk}], vec4<f32>(ws{kk}{h}{s}.y), acc[{h}u * 32u + {s}u * 4u + 1u]);
+                acc[{h}u * 32u + {s}u * 4u + 2u] = fma(av[{kk}], vec4<f32>(ws{kk}{h}{s}.z), acc[{h}u * 32u + {s}u * 4u + 2u]);
+                acc[{h}u * 32u + {s}u * 4u + 3u] = fma(av[{kk}], vec4<f32>(ws{kk}{h}{s}.w), acc[{h}u * 32u + {s}u * 4u + 3u]);
+            }
             // #end
         }
         // #end
@@ -459,7 +468,7 @@ fn main_k4_bs(
 ) {
     enter(wg.z);
     let rows = lane_rows(wg.y * 32u, lane);
-    let col0 = wg.x * (8u * NB);
+    let col0 = wg.x * CW;
     let nb = real_columns();
     var acc: array<vec4<f32>, 64>;
     var ones = vec4<f32>(0.0);
@@ -467,11 +476,13 @@ fn main_k4_bs(
         let av = a_by_k(rows, k0);
         ones = add_ones(ones, av);
         // #unroll kk 4
-        // #unroll b 8 NB
-        if (NB > {b}u) {
+        // #unroll b 8 CW/^8
+        if (CW > {b}u * 8u) {
             let w{kk}{b} = load_b(k0 + {kk}u, col0 + {b}u * 8u + lane, nb);
             // #unroll s 8
-            acc[{b}u * 8u + {s}u] = fma(av[{kk}], vec4<f32>(subgroupBroadcast(w{kk}{b}, {s}u)), acc[{b}u * 8u + {s}u]);
+            if (CW > {b}u * 8u + {s}u) {
+                acc[{b}u * 8u + {s}u] = fma(av[{kk}], vec4<f32>(subgroupBroadcast(w{kk}{b}, {s}u)), acc[{b}u * 8u + {s}u]);
+            }
             // #end
         }
         // #end
@@ -484,7 +495,8 @@ fn main_k4_bs(
 
 // Column groups are unrolled (`// #unroll`, expanded by src/kernels/registry.rs) so every
 // accumulator index and broadcast lane is a literal: the 64 accumulators stay in
-// registers; groups at or past NB are removed when the pipeline is specialised.
+// registers; groups and columns at or past CW are removed when the pipeline is
+// specialised.
 @compute @workgroup_size(8, 1, 1)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -492,7 +504,7 @@ fn main(
 ) {
     enter(wg.z);
     let rows = lane_rows(wg.y * 32u, lane);
-    let col0 = wg.x * (8u * NB);
+    let col0 = wg.x * CW;
     let nb = real_columns();
     // acc[8 b + s] holds column col0 + 8 b + s of the lane's rows (x, y, z, w).
     var acc: array<vec4<f32>, 64>;
@@ -502,11 +514,13 @@ fn main(
         if (has(MATMUL_FLAG_ONES_COL)) {
             ones = ones + a;
         }
-        // #unroll b 8 NB
-        if (NB > {b}u) {
+        // #unroll b 8 CW/^8
+        if (CW > {b}u * 8u) {
             let w{b} = load_b(k, col0 + {b}u * 8u + lane, nb);
             // #unroll s 8
-            acc[{b}u * 8u + {s}u] = fma(a, vec4<f32>(subgroupBroadcast(w{b}, {s}u)), acc[{b}u * 8u + {s}u]);
+            if (CW > {b}u * 8u + {s}u) {
+                acc[{b}u * 8u + {s}u] = fma(a, vec4<f32>(subgroupBroadcast(w{b}, {s}u)), acc[{b}u * 8u + {s}u]);
+            }
             // #end
         }
         // #end

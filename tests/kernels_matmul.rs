@@ -96,9 +96,11 @@ fn get(buf: &[f64], params: &[f64], m: Mat, i: usize, j: usize) -> f64 {
 fn matmul_forward_epilogue_matches_reference() {
     each_variant(|| {
         // C = res + aux' ⊙ act(gelu(A) Wᵀ + b), pre stored; odd sizes cross tile borders;
-        // the last two have every operand 16-byte aligned with N a multiple of 4 (the
-        // CPU variant's vec4 epilogue).
-        for &(m, n, k) in &[(1usize, 3usize, 2usize), (70, 65, 19), (130, 7, 33), (36, 64, 20), (70, 68, 24)] {
+        // (36, 64, 20), (70, 68, 24) and (40, 100, 28) have every operand 16-byte aligned
+        // with N a multiple of 4 (the CPU variant's vec4 epilogue); the last three give
+        // the CPU variant workgroups of 52 columns: 2 for 100 (vec4 epilogue), 2 for 98
+        // (scalar epilogue, 6 padded columns), 1 for 52 with K not a multiple of 4.
+        for &(m, n, k) in &[(1usize, 3usize, 2usize), (70, 65, 19), (130, 7, 33), (36, 64, 20), (70, 68, 24), (40, 100, 28), (33, 98, 16), (37, 52, 30)] {
             let a_off = 0;
             let aux_off = m * k;
             let res_off = aux_off + m * n;
@@ -293,9 +295,11 @@ fn dense(acts: &[f64], params: &[f64], mm: &Matmul) -> Vec<f64> {
 fn matmul_every_layout_on_ragged_shapes() {
     // The three products of a network layer on shapes that are not multiples of any
     // tile: rows 1..257, columns 1..130 (column groups of 8 and blocks of 64 both
-    // ragged), K not a multiple of 4.
+    // ragged), K not a multiple of 4; widths 36, 52 and 100 as the columns of each
+    // product (the CPU variant's workgroups of 36 and 52 columns, B read along k, along
+    // j and one element at a time, the weight gradient's bias column beside them).
     each_variant(|| {
-        for &(m, n, k) in &[(1usize, 1usize, 1usize), (7, 2, 5), (33, 65, 3), (257, 100, 37), (40, 130, 66), (9, 8, 64), (100, 64, 64), (37, 36, 12), (70, 128, 128), (5, 4, 4), (31, 100, 100), (44, 36, 20)] {
+        for &(m, n, k) in &[(1usize, 1usize, 1usize), (7, 2, 5), (33, 65, 3), (257, 100, 37), (40, 130, 66), (9, 8, 64), (100, 64, 64), (37, 36, 12), (70, 128, 128), (5, 4, 4), (31, 100, 100), (44, 36, 20), (64, 52, 100), (96, 100, 36), (33, 100, 52), (40, 100, 10), (65, 12, 100)] {
             let x_off = 0;
             let y_off = m * k;
             let acts = rand_vec(y_off + m * n + m * k, 60 + (m * n * k) as u64);
@@ -352,22 +356,46 @@ fn cpu_variant_reads_network_products_with_vector_loads() {
     let x = Mat::rows(Buf::Acts, 0, w);
     let y = Mat::rows(Buf::Acts, m * w, w);
     let fwd = Matmul::new(m, w, w, x, Mat::strided(Buf::Params, 128, 1, w), y);
-    assert_eq!(cpu_layout(&fwd), CpuLayout { k4: true, a_kvec: true, a_ivec: false, b_mode: 1, column_groups: 8, c_vec: true });
+    assert_eq!(cpu_layout(&fwd), CpuLayout { k4: true, a_kvec: true, a_ivec: false, b_mode: 1, columns: 64, c_vec: true });
     let bwd = Matmul::new(m, w, w, y, Mat::rows(Buf::Params, 128, w), x);
-    assert_eq!(cpu_layout(&bwd), CpuLayout { k4: true, a_kvec: true, a_ivec: false, b_mode: 2, column_groups: 8, c_vec: true });
+    assert_eq!(cpu_layout(&bwd), CpuLayout { k4: true, a_kvec: true, a_ivec: false, b_mode: 2, columns: 64, c_vec: true });
     let mut wg = Matmul::new(w, w, m, y.t(), x, Mat::rows(Buf::Grads, 128, w));
     wg.bias_grad = Some(128 + w * w);
     // The bias column is a separate row sum, not a 65th column: one block of 64.
-    assert_eq!(cpu_layout(&wg), CpuLayout { k4: true, a_kvec: false, a_ivec: true, b_mode: 2, column_groups: 8, c_vec: true });
+    assert_eq!(cpu_layout(&wg), CpuLayout { k4: true, a_kvec: false, a_ivec: true, b_mode: 2, columns: 64, c_vec: true });
     // The input layer (K = 1 + dim θ + dim x = 5) and a misaligned weight fall back to
-    // scalar loads; the output layer (2 columns) uses one 8-column group and scalar
+    // scalar loads; the output layer (2 columns) computes 4 columns with scalar
     // stores.
     let input = Matmul::new(m, w, 5, Mat::rows(Buf::Acts, 0, 5), Mat::strided(Buf::Params, 0, 1, 5), y);
-    assert_eq!(cpu_layout(&input), CpuLayout { k4: false, a_kvec: false, a_ivec: false, b_mode: 0, column_groups: 8, c_vec: true });
+    assert_eq!(cpu_layout(&input), CpuLayout { k4: false, a_kvec: false, a_ivec: false, b_mode: 0, columns: 64, c_vec: true });
     let odd = Matmul::new(m, w, w, x, Mat::strided(Buf::Params, 130, 1, w), y);
     assert_eq!(cpu_layout(&odd).b_mode, 0);
     let out = Matmul::new(m, 2, w, x, Mat::strided(Buf::Params, 0, 1, w), y);
-    assert_eq!(cpu_layout(&out), CpuLayout { k4: true, a_kvec: true, a_ivec: false, b_mode: 1, column_groups: 1, c_vec: false });
+    assert_eq!(cpu_layout(&out), CpuLayout { k4: true, a_kvec: true, a_ivec: false, b_mode: 1, columns: 4, c_vec: false });
+    // Width 100 (sbi's default network, the C2ST classifier at dim 10): two workgroups
+    // of 52 columns (104 computed), in each of the three products; the bias column of
+    // the weight gradient does not count.
+    let (x, y) = (Mat::rows(Buf::Acts, 0, 100), Mat::rows(Buf::Acts, m * 100, 100));
+    let fwd = Matmul::new(m, 100, 100, x, Mat::strided(Buf::Params, 128, 1, 100), y);
+    assert_eq!(cpu_layout(&fwd), CpuLayout { k4: true, a_kvec: true, a_ivec: false, b_mode: 1, columns: 52, c_vec: true });
+    let bwd = Matmul::new(m, 100, 100, y, Mat::rows(Buf::Params, 128, 100), x);
+    assert_eq!(cpu_layout(&bwd), CpuLayout { k4: true, a_kvec: true, a_ivec: false, b_mode: 2, columns: 52, c_vec: true });
+    let mut wg = Matmul::new(100, 100, m, y.t(), x, Mat::rows(Buf::Grads, 128, 100));
+    wg.bias_grad = Some(128 + 100 * 100);
+    assert_eq!(cpu_layout(&wg), CpuLayout { k4: true, a_kvec: false, a_ivec: true, b_mode: 2, columns: 52, c_vec: true });
+}
+
+#[test]
+fn cpu_columns_spread_over_the_fewest_workgroups_in_multiples_of_4() {
+    use fmpe::kernels::matmul::cpu_columns;
+    // (columns of C, columns per workgroup): ⌈n / 64⌉ workgroups, n spread evenly and
+    // rounded up to a multiple of 4.
+    for (n, cw) in [(1, 4), (2, 4), (4, 4), (5, 8), (36, 36), (52, 52), (64, 64), (65, 36), (100, 52), (128, 64), (129, 44), (130, 44), (200, 52)] {
+        assert_eq!(cpu_columns(n), cw, "{n} columns");
+        assert!(cw % 4 == 0 && cw <= 64);
+        assert_eq!((n as u32).div_ceil(cw), (n as u32).div_ceil(64), "{n} columns: the fewest workgroups");
+        assert!((n as u32).div_ceil(cw) * cw - (n as u32) < 4 * (n as u32).div_ceil(64), "{n} columns: under 4 padded per workgroup");
+    }
 }
 
 #[test]

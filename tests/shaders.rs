@@ -117,18 +117,39 @@ fn unroll_keeps_the_live_copies_of_a_specialised_pipeline() {
     let e = unroll(src, Some(&[("NB", 2.0)])).unwrap_err().to_string();
     assert!(e.contains("#unroll g 16 NB*2*C_VEC"), "{e}");
     assert!(unroll("// #unroll b 8 NB/0\n// #end\n", Some(&[("NB", 2.0)])).is_err());
+    assert!(unroll("// #unroll b 8 NB/^0\n// #end\n", Some(&[("NB", 2.0)])).is_err());
+}
+
+#[test]
+fn unroll_divides_rounding_up_with_a_caret() {
+    use fmpe::kernels::registry::unroll;
+    // `CW/^8`: the copies b with 8 b < CW; `CW/8` rounds down.
+    let src = "// #unroll b 8 CW/^8\nb{b}\n// #end\n// #unroll h 2 CW/^32*C_VEC\nh{h}\n// #end\n// #unroll d 8 CW/8\nd{d}\n// #end\n";
+    let lines = |s: &str, p: char| s.lines().filter(|l| l.starts_with(p)).count();
+    for (cw, b, h, d) in [(4.0, 1, 1, 0), (8.0, 1, 1, 1), (36.0, 5, 2, 4), (52.0, 7, 2, 6), (64.0, 8, 2, 8)] {
+        let s = unroll(src, Some(&[("CW", cw), ("C_VEC", 1.0)])).unwrap();
+        assert_eq!((lines(&s, 'b'), lines(&s, 'h'), lines(&s, 'd')), (b, h, d), "CW = {cw}");
+    }
+    let s = unroll(src, Some(&[("CW", 52.0), ("C_VEC", 0.0)])).unwrap();
+    assert_eq!(lines(&s, 'h'), 0);
+    // COUNT still bounds the copies; without constants every copy stays.
+    assert_eq!(lines(&unroll(src, Some(&[("CW", 100.0), ("C_VEC", 1.0)])).unwrap(), 'b'), 8);
+    assert_eq!(lines(&unroll(src, None).unwrap(), 'b'), 8);
 }
 
 #[test]
 fn a_specialised_cpu_matmul_source_is_smaller_and_still_validates() {
     use fmpe::kernels::specialized_source;
     let generic = shader_source("matmul_cpu").unwrap();
-    let spec = [("NB", 1.0), ("C_VEC", 1.0)];
+    let spec = [("CW", 8.0), ("C_VEC", 1.0)];
     let small = specialized_source("matmul_cpu", Some(&spec)).unwrap();
     // One column group instead of eight in every k loop, 2 vec4 stores instead of 16 + 64
     // scalar ones: the module the driver compiles shrinks several times over.
     assert!(small.len() * 3 < generic.len(), "{} vs {} bytes", small.len(), generic.len());
-    for src in [&small, &specialized_source("matmul_cpu", Some(&[("NB", 8.0), ("C_VEC", 0.0)])).unwrap()] {
+    // Other column widths keep a module that validates (52: a partial 8-column group and
+    // a partial 32-column half; 4: half of one group).
+    let wide = [(64.0, 0.0), (52.0, 1.0), (52.0, 0.0), (36.0, 1.0), (4.0, 0.0)].map(|(cw, v)| specialized_source("matmul_cpu", Some(&[("CW", cw), ("C_VEC", v)])).unwrap());
+    for src in std::iter::once(&small).chain(&wide) {
         let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
         let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::SUBGROUP);
         v.subgroup_stages(naga::valid::ShaderStages::COMPUTE).subgroup_operations(naga::valid::SubgroupOperationSet::all());
@@ -141,7 +162,8 @@ fn a_malformed_live_product_fails_even_in_the_generic_source() {
     use fmpe::kernels::registry::unroll;
     // Well-formed LIVE products leave the generic expansion alone (every copy).
     assert_eq!(unroll("// #unroll b 3 NB/4*!C_VEC*2\nb{b}\n// #end\n", None).unwrap(), "b0\nb1\nb2\n");
-    for bad in ["NB/0", "NB/", "nb", "!", "NB**2", "NB/X"] {
+    assert_eq!(unroll("// #unroll b 3 CW/^8\nb{b}\n// #end\n", None).unwrap(), "b0\nb1\nb2\n");
+    for bad in ["NB/0", "NB/", "nb", "!", "NB**2", "NB/X", "NB/^", "NB/^0", "NB^4", "NB/4^"] {
         let src = format!("// #unroll b 3 {bad}\nb{{b}}\n// #end\n");
         assert!(unroll(&src, None).is_err(), "{bad} accepted");
     }

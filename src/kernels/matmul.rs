@@ -292,7 +292,7 @@ impl Matmul {
 /// Override constants of the specialised variants for one product: everything the
 /// portable kernel reads from the uniform block to branch on (flags, operators, operand
 /// buffers, the primal row modulus, the operands' contiguous dimension), plus the
-/// column groups per invocation of the CPU variant.
+/// columns per workgroup and the operand layouts of the CPU variant.
 fn specialization(p: &MatmulParams, variant: MatmulVariant) -> Specialization {
     let mut c: Specialization = vec![
         ("FLAGS", p.flags as f64),
@@ -314,7 +314,7 @@ fn specialization(p: &MatmulParams, variant: MatmulVariant) -> Specialization {
     match variant {
         MatmulVariant::Cpu => {
             let l = layout_of(p);
-            c.push(("NB", l.column_groups as f64));
+            c.push(("CW", l.columns as f64));
             c.push(("A_KVEC", if l.a_kvec { 1.0 } else { 0.0 }));
             c.push(("A_IVEC", if l.a_ivec { 1.0 } else { 0.0 }));
             c.push(("C_VEC", if l.c_vec { 1.0 } else { 0.0 }));
@@ -341,8 +341,9 @@ pub struct CpuLayout {
     /// 0: scalar loads of B (`main_k4_bs`); 1: k-contiguous, vec4 along k per column
     /// (`main_k4_bk`); 2: j-contiguous, vec4 of 4 columns (`main_k4_bj`).
     pub b_mode: u32,
-    /// 8-column groups per invocation (1..=8; a multiple of 4 with `b_mode` 2).
-    pub column_groups: u32,
+    /// Columns of C per workgroup (`CW`, see [`cpu_columns`]): a multiple of 4, at most
+    /// 64.
+    pub columns: u32,
     /// The epilogue reads and writes four columns at once: C, the bias and every
     /// epilogue operand are column-contiguous and 16-byte aligned and the real columns
     /// (the ones column not counted) are a multiple of 4.
@@ -381,13 +382,7 @@ fn layout_of(p: &MatmulParams) -> CpuLayout {
         0
     };
     // The ones column is not a column of the tiles: a separate sum of A's rows.
-    let column_groups = if b_mode == 2 {
-        // Blocks of 32 or 64 columns, whichever pads less (64 on a tie).
-        let padded = |cols: u32| nb.div_ceil(cols) * cols;
-        if padded(32) < padded(64) { 4 } else { 8 }
-    } else {
-        cpu_column_groups(nb as usize)
-    };
+    let columns = cpu_columns(nb as usize);
     let flag = |f: u32| p.flags & f != 0;
     let vec_ok = |m: &Mat| m.cs == 1 && aligned(m.off, m.rs);
     let c_vec = nb.is_multiple_of(4)
@@ -396,25 +391,25 @@ fn layout_of(p: &MatmulParams) -> CpuLayout {
         && (!flag(FLAG_PRE) || vec_ok(&p.pre))
         && (!flag(FLAG_AUX) || vec_ok(&p.aux))
         && (!flag(FLAG_RES) || vec_ok(&p.res));
-    // `main_k4_bj` covers its columns in 32-column halves (its unroll keeps NB / 4).
-    debug_assert!(b_mode != 2 || column_groups % 4 == 0, "column groups {column_groups} with B read along j");
-    CpuLayout { k4, a_kvec, a_ivec, b_mode, column_groups, c_vec }
+    CpuLayout { k4, a_kvec, a_ivec, b_mode, columns, c_vec }
 }
 
-/// 8-column groups per invocation of the CPU variant for `n` output columns: at most
-/// 8 (64 columns), spread evenly over the column blocks so the last block is not
-/// mostly padding (65 columns: 2 blocks of 5 groups, not 64 + 8).
-pub fn cpu_column_groups(n: usize) -> u32 {
-    let groups = n.div_ceil(8).max(1);
-    let blocks = groups.div_ceil(8);
-    groups.div_ceil(blocks) as u32
+/// Columns per workgroup of the CPU variant (`CW`) for `n` output columns (the ones
+/// column not counted): the fewest workgroups of at most 64 columns, ⌈n / 64⌉, with the
+/// columns spread evenly over them and rounded up to a multiple of 4 (the vec4
+/// epilogue's and `main_k4_bj`'s unit), so fewer than 4 columns per workgroup are
+/// padding: 100 → 2 × 52, 64 → 64, 65 → 2 × 36, 130 → 3 × 44, 2 → 4.
+pub fn cpu_columns(n: usize) -> u32 {
+    let n = n.max(1);
+    let blocks = n.div_ceil(64);
+    n.div_ceil(blocks).next_multiple_of(4) as u32
 }
 
 impl ProgramBuilder {
     /// Records one fused matmul in the variant of the device the builder was made for
     /// ([`crate::Gpu::matmul_variant`]): [`MATMUL`] (portable, 64 × 64 tiles),
     /// [`MATMUL_GPU`] (the same tiles, specialised) or [`MATMUL_CPU`] (32 rows ×
-    /// 8·[`cpu_column_groups`] columns per 8-lane workgroup). All three sum over k in
+    /// [`cpu_columns`] columns per 8-lane workgroup). All three sum over k in
     /// ascending order with one multiply-add per term.
     ///
     /// # Panics
@@ -426,7 +421,7 @@ impl ProgramBuilder {
         let variant = self.matmul_variant();
         let (rows_per_group, cols_per_group, n) = match variant {
             // The CPU variant sums the ones column apart from the tiles.
-            MatmulVariant::Cpu => (32, 8 * layout_of(&p).column_groups, mm.n as u32),
+            MatmulVariant::Cpu => (32, layout_of(&p).columns, mm.n as u32),
             _ => (64, 64, n),
         };
         let gy = (mm.m as u32).div_ceil(rows_per_group).max(1);

@@ -196,9 +196,10 @@ fn expand(out: &mut String, src: &str, spec: Option<&[(&str, f64)]>, done: &mut 
 ///
 /// LIVE says how many copies a specialised pipeline keeps: with `spec` (the pipeline's
 /// override constants) the block is repeated `min(COUNT, LIVE)` times. LIVE is a
-/// product of `*`-separated factors: an integer, a constant's value (`NB`), a value
-/// divided by an integer (`NB/4`), or a negated flag (`!C_VEC`: 1 when the constant is
-/// 0). The copies it drops must be dead code in that pipeline (the kernel guards each
+/// product of `*`-separated factors: an integer, a constant's value (`CW`), a value
+/// divided by an integer and rounded down (`CW/4`) or up (`CW/^8`: the copies `b`
+/// with `8 b < CW`), or a negated flag (`!C_VEC`: 1 when the constant is 0). The copies
+/// it drops must be dead code in that pipeline (the kernel guards each
 /// copy with the same condition, so the generic source stays correct); dropping them
 /// before the driver sees the module spares it compiling code it would only delete
 /// (on lavapipe, about 1 s per matmul pipeline).
@@ -261,8 +262,8 @@ pub fn unroll(src: &str, spec: Option<&[(&str, f64)]>) -> Result<String> {
 }
 
 /// Whether `live` is a well-formed LIVE product (see [`unroll`]) whatever the
-/// constants: factors `INT`, `NAME`, `NAME/INT` (INT > 0) or `!NAME`, NAME an upper-case
-/// WGSL identifier.
+/// constants: factors `INT`, `NAME`, `NAME/INT` or `NAME/^INT` (INT > 0) or `!NAME`,
+/// NAME an upper-case WGSL identifier.
 fn live_syntax_ok(live: &str) -> bool {
     let name = |n: &str| {
         n.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
@@ -271,9 +272,19 @@ fn live_syntax_ok(live: &str) -> bool {
     live.split('*').all(|f| {
         f.parse::<usize>().is_ok()
             || f.strip_prefix('!').is_some_and(name)
-            || f.split_once('/').is_some_and(|(c, d)| name(c) && d.parse::<usize>().is_ok_and(|d| d > 0))
+            || f.split_once('/').is_some_and(|(c, d)| name(c) && divisor(d).is_some())
             || name(f)
     })
+}
+
+/// The divisor of a LIVE factor `NAME/INT` or `NAME/^INT` (the text after `/`) and
+/// whether the quotient is rounded up (`^`); `None` unless INT is a positive integer.
+fn divisor(d: &str) -> Option<(usize, bool)> {
+    let (d, up) = match d.strip_prefix('^') {
+        Some(d) => (d, true),
+        None => (d, false),
+    };
+    d.parse::<usize>().ok().filter(|&d| d > 0).map(|d| (d, up))
 }
 
 /// The value of an unroll directive's LIVE product (see [`unroll`]) under `spec`;
@@ -286,7 +297,10 @@ fn live_count(live: &str, spec: &[(&str, f64)]) -> Option<usize> {
         } else if let Some(flag) = f.strip_prefix('!') {
             (value(flag)? == 0) as usize
         } else if let Some((c, d)) = f.split_once('/') {
-            value(c)? / d.parse::<usize>().ok().filter(|&d| d > 0)?
+            match divisor(d)? {
+                (d, false) => value(c)? / d,
+                (d, true) => value(c)?.div_ceil(d),
+            }
         } else {
             value(f)?
         };

@@ -34,14 +34,14 @@
 //! at 10³"). The large tier follows the paper's direction (larger network and batch)
 //! and is not yet measured.
 //!
-//! Where the better choice is data-dependent the policy trains several configurations
-//! and keeps the lowest held-out NLL ([`AutoOptions::candidates`], trained by
-//! [`crate::select::fit_candidates`]): in the small tier both 10 and 4 blocks, each
-//! with and without a box prior's logit transform (up to four trainings of 20–70 s on
-//! lavapipe). At 10³ the held-out NLL picked 4 blocks on gaussian_linear,
-//! gaussian_linear_uniform and bernoulli_glm and no logit on gaussian_mixture, whose
-//! C2ST then went from 0.774 to 0.658 (BENCHMARKS.md, "Selection by held-out NLL at
-//! 10³"). The medium and large tiers train one configuration (the main job's time).
+//! Where the better choice is data-dependent the policy trains candidates and keeps
+//! the lowest held-out NLL ([`AutoOptions::candidates`], trained by
+//! [`crate::select::fit_candidates`]): in the small tier a box prior's logit transform
+//! against none. At 10³ it chose no transform on gaussian_mixture, whose C2ST went from
+//! 0.774 to 0.658, and on two_moons (0.654 → 0.647), and kept the logit on slcp,
+//! slcp_distractors and gaussian_linear_uniform (BENCHMARKS.md, "Selection by held-out
+//! NLL at 10³"). The medium and large tiers train one configuration (the main job's
+//! time; at 10⁴ the same comparison picks no transform on gaussian_mixture and slcp).
 //!
 //! A change of policy is a visible, deliberate change: the unit test below pins the
 //! resolved values for every (budget, task dimensions) row of the sbibm table.
@@ -66,9 +66,6 @@ pub const MIN_AUTO_PATIENCE: usize = 20;
 pub const LOW_DIM_THETA: usize = 2;
 /// Time prior exponent α of the small tier for dim θ > [`LOW_DIM_THETA`].
 pub const SMALL_HIGH_DIM_ALPHA: f64 = 1.0;
-/// The depth the small tier trains beside its 10 blocks (the medium tier's 4): the
-/// one with the lower held-out NLL is kept.
-pub const SMALL_ALTERNATIVE_BLOCKS: usize = 4;
 
 /// What the policy reads: the simulation budget and the dimensions of θ and x.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,12 +102,8 @@ pub struct Tier {
     pub time_prior_exponent: f64,
     /// Time prior exponent α for dim θ > [`LOW_DIM_THETA`].
     pub time_prior_exponent_high_dim: f64,
-    /// Further depths (blocks of `width`) trained beside `blocks` when the depth is
-    /// `auto`; the model with the lowest held-out NLL is kept
-    /// ([`AutoOptions::candidates`]). Empty: `blocks` alone.
-    pub alternative_blocks: &'static [usize],
-    /// Whether a logit (box-prior) parameter transform is compared with none, each
-    /// depth trained both ways, when the comparison is `auto`
+    /// Whether a logit (box-prior) parameter transform is compared with none when the
+    /// comparison is `auto`
     /// ([`AutoOptions::candidates`]).
     pub compare_without_transform: bool,
 }
@@ -135,7 +128,6 @@ impl Policy {
                 steps: 8_000,
                 time_prior_exponent: 4.0,
                 time_prior_exponent_high_dim: SMALL_HIGH_DIM_ALPHA,
-                alternative_blocks: &[SMALL_ALTERNATIVE_BLOCKS],
                 compare_without_transform: true,
             }
         } else if num_simulations < LARGE_BUDGET_FROM {
@@ -150,7 +142,6 @@ impl Policy {
                 steps: 7_400,
                 time_prior_exponent: 4.0,
                 time_prior_exponent_high_dim: 4.0,
-                alternative_blocks: &[],
                 compare_without_transform: false,
             }
         } else {
@@ -165,7 +156,6 @@ impl Policy {
                 steps: 40_000,
                 time_prior_exponent: 4.0,
                 time_prior_exponent_high_dim: 4.0,
-                alternative_blocks: &[],
                 compare_without_transform: false,
             }
         }
@@ -324,41 +314,31 @@ impl AutoOptions {
     }
 
     /// The configurations to train for `budget`, the model with the lowest held-out
-    /// NLL to be kept ([`crate::select::fit_candidates`]). The first is
-    /// [`AutoOptions::resolve`]'s with `transform`; then
-    /// * when the depth is `auto` (neither `hidden` nor `blocks` given), one per depth
-    ///   of the tier's [`Tier::alternative_blocks`], identical apart from the number of
-    ///   blocks;
-    /// * when `transform` has a logit component (a box prior) and the comparison is on
-    ///   (`compare_without_transform`, `auto`: the tier's), every depth again without
-    ///   the transform (sampling then rejects to the prior box).
+    /// NLL to be kept ([`crate::select::fit_candidates`]): [`AutoOptions::resolve`]'s
+    /// with `transform` and, when `transform` has a logit component (a box prior) and
+    /// the comparison is on (`compare_without_transform`, `auto`: the tier's
+    /// [`Tier::compare_without_transform`]), the same without the transform (sampling
+    /// then rejects to the prior box). A transform with no logit (the identity, or a
+    /// log-normal prior's log, which belongs to the prior) is not compared. Both
+    /// candidates train on the same simulations with the same seed and validation
+    /// share, so both are scored on the same held-out pairs.
     ///
-    /// A transform with no logit (the identity, or a log-normal prior's log, which
-    /// belongs to the prior) is not compared. Every candidate trains on the same
-    /// simulations with the same seed and validation share, so all are scored on the
-    /// same held-out pairs.
+    /// The depth is not a candidate: at 10³ the held-out NLL preferred 4 blocks to 10
+    /// on gaussian_linear (0.75 against 0.83 nats) while the C2ST got worse (0.711,
+    /// 0.689, 0.664 → 0.770, 0.767, 0.799 on observations 1–3), and no task's C2ST
+    /// improved with the depth it chose (BENCHMARKS.md, "Selection by held-out NLL at
+    /// 10³").
     ///
     /// # Errors
     /// As [`AutoOptions::resolve`].
     pub fn candidates(&self, budget: Budget, base: &TrainConfig, transform: &ThetaTransform) -> Result<Vec<Configuration>> {
         let tier = Policy::tier(budget.num_simulations.max(1));
-        let mut depths = vec![self.resolve(budget, base)?];
-        if self.hidden.is_none() && self.blocks.is_none() {
-            for &blocks in tier.alternative_blocks {
-                let mut alt = AutoOptions { blocks: Some(blocks), ..self.clone() }.resolve(budget, base)?;
-                // The depth is the policy's choice here, not the caller's.
-                if let Some(p) = alt.train.policy.as_mut() {
-                    p.explicit.retain(|f| f != "blocks");
-                }
-                depths.push(alt);
-            }
-        }
+        let resolved = self.resolve(budget, base)?;
         let logit = transform.components.iter().any(|b| matches!(b, Bijection::Logit { .. }));
         let compare = logit && self.compare_without_transform.unwrap_or(tier.compare_without_transform);
-        let mut out: Vec<Configuration> =
-            depths.iter().map(|r| Configuration { resolved: r.clone(), transform: transform.clone() }).collect();
+        let mut out = vec![Configuration { resolved: resolved.clone(), transform: transform.clone() }];
         if compare {
-            out.extend(depths.into_iter().map(|r| Configuration { resolved: r, transform: ThetaTransform::identity() }));
+            out.push(Configuration { resolved, transform: ThetaTransform::identity() });
         }
         Ok(out)
     }
@@ -503,24 +483,16 @@ mod tests {
             let d = TrainConfig::default();
             assert_eq!((tc.sigma_min, tc.seed), (d.sigma_min, d.seed), "{what}");
             assert!(tc.policy.as_ref().is_some_and(|p| p.explicit.is_empty() && p.num_simulations == r.n), "{what}");
-            // The candidates selection compares by held-out NLL: 10 and 4 blocks at 10³,
-            // each also without a box prior's logit; otherwise the tier's alone. They
-            // differ only in depth and transform.
+            // The candidates selection compares by held-out NLL: at 10³ a box prior's
+            // logit against none; otherwise the policy's configuration alone.
             let prior = sbibm_transform(r.task);
             let cands = AutoOptions::default().candidates(b, &TrainConfig::default(), &prior).unwrap();
-            let got: Vec<(usize, bool)> = cands.iter().map(|c| (c.resolved.net.hidden.len(), c.transform == prior)).collect();
+            let got: Vec<bool> = cands.iter().map(|c| c.transform == prior).collect();
             let logit = prior.components.iter().any(|c| matches!(c, Bijection::Logit { .. }));
-            let want: Vec<(usize, bool)> = match (r.n, logit) {
-                (1_000, true) => vec![(10, true), (4, true), (10, false), (4, false)],
-                (1_000, false) => vec![(10, true), (4, true)],
-                _ => vec![(r.hidden.0, true)],
-            };
-            assert_eq!(got, want, "{what}: candidates (blocks, with the prior's transform)");
+            let want = if r.n == 1_000 && logit { vec![true, false] } else { vec![true] };
+            assert_eq!(got, want, "{what}: candidates (with the prior's transform)");
             for c in &cands {
-                let c = &c.resolved;
-                assert_eq!(c.net.hidden, vec![r.hidden.1; c.net.hidden.len()], "{what}");
-                assert_eq!((&c.net.embedding, c.net.conditioning), (&net.embedding, net.conditioning), "{what}");
-                assert_eq!(c.train, tc, "{what}: a candidate trains as the policy's own configuration");
+                assert_eq!((&c.resolved.net, &c.resolved.train), (&net, &tc), "{what}: a candidate trains as the policy's own configuration");
             }
         }
     }
@@ -573,30 +545,30 @@ mod tests {
     }
 
     #[test]
-    fn an_explicit_depth_or_transform_choice_trains_fewer_configurations() {
+    fn the_transform_comparison_follows_the_tier_and_the_option() {
         let b = Budget { num_simulations: 1_000, dim_theta: 2, dim_x: 2 };
         let base = TrainConfig::default();
         let logit = sbibm_transform("two_moons");
-        let shape = |c: &[Configuration]| c.iter().map(|c| (c.resolved.net.hidden.clone(), c.transform.is_identity())).collect::<Vec<_>>();
-        for o in [
-            AutoOptions { blocks: Some(4), compare_without_transform: Some(false), ..Default::default() },
-            AutoOptions { hidden: Some(vec![32, 32]), compare_without_transform: Some(false), ..Default::default() },
-        ] {
-            let c = o.candidates(b, &base, &logit).unwrap();
-            assert_eq!(c, [Configuration { resolved: o.resolve(b, &base).unwrap(), transform: logit.clone() }]);
+        let one = |o: &AutoOptions, b: Budget| vec![Configuration { resolved: o.resolve(b, &base).unwrap(), transform: logit.clone() }];
+        // Off: the policy's configuration alone, explicit flags kept.
+        let o = AutoOptions { blocks: Some(4), compare_without_transform: Some(false), ..Default::default() };
+        assert_eq!(o.candidates(b, &base, &logit).unwrap(), one(&o, b));
+        // Auto in the small tier, and explicit depths: both transforms, same options.
+        let o = AutoOptions { hidden: Some(vec![32, 32]), ..Default::default() };
+        let c = o.candidates(b, &base, &logit).unwrap();
+        assert_eq!(c.iter().map(|c| (c.resolved.net.hidden.clone(), c.transform.is_identity())).collect::<Vec<_>>(), [(vec![32, 32], false), (vec![32, 32], true)]);
+        assert_eq!(c[0].resolved, c[1].resolved);
+        // No logit, nothing to compare (a log-normal prior's log belongs to the prior).
+        for t in [ThetaTransform::identity(), sbibm_transform("sir")] {
+            assert_eq!(AutoOptions::default().candidates(b, &base, &t).unwrap().len(), 1);
         }
-        // An explicit depth still compares the transform; an explicit width keeps the
-        // choice of depth, at that width.
-        let c = AutoOptions { blocks: Some(4), ..Default::default() }.candidates(b, &base, &logit).unwrap();
-        assert_eq!(shape(&c), [(vec![64; 4], false), (vec![64; 4], true)]);
-        let c = AutoOptions { width: Some(32), ..Default::default() }.candidates(b, &base, &ThetaTransform::identity()).unwrap();
-        assert_eq!(shape(&c), [(vec![32; 10], true), (vec![32; 4], true)]);
-        assert!(c.iter().all(|c| c.resolved.train.policy.as_ref().unwrap().explicit == ["width"]));
         // The comparison can be forced where the tier does not make it.
         let b4 = Budget { num_simulations: 10_000, ..b };
-        assert_eq!(AutoOptions::default().candidates(b4, &base, &logit).unwrap().len(), 1);
-        let c = AutoOptions { compare_without_transform: Some(true), ..Default::default() }.candidates(b4, &base, &logit).unwrap();
-        assert_eq!(shape(&c), [(vec![64; 4], false), (vec![64; 4], true)]);
+        assert_eq!(AutoOptions::default().candidates(b4, &base, &logit).unwrap(), one(&AutoOptions::default(), b4));
+        let o = AutoOptions { compare_without_transform: Some(true), ..Default::default() };
+        let c = o.candidates(b4, &base, &logit).unwrap();
+        assert_eq!(c.iter().map(|c| c.transform.is_identity()).collect::<Vec<_>>(), [false, true]);
+        assert_eq!(c[0].resolved.train.policy.as_ref().unwrap().explicit, ["compare_without_transform"]);
     }
 
     #[test]

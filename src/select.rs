@@ -4,10 +4,11 @@
 //! comparable across networks.
 //!
 //! The budget policy says which configurations to try
-//! ([`crate::policy::AutoOptions::candidates`]: at 10³ simulations both 10 and 4 blocks,
-//! because the better depth is data-dependent there — BENCHMARKS.md, "Depth by held-out
-//! NLL at 10³"); [`fit_candidates`] trains them one after another and records every
-//! candidate's score in [`ModelInfo::selection`](crate::model::ModelInfo::selection).
+//! ([`crate::policy::AutoOptions::candidates`]: at 10³ simulations a box prior's logit
+//! against none, because the better choice is data-dependent there — BENCHMARKS.md,
+//! "Selection by held-out NLL at 10³"); [`fit_candidates`] trains them one after another
+//! and records every candidate's score in
+//! [`ModelInfo::selection`](crate::model::ModelInfo::selection).
 //! The flow-matching validation loss cannot make this choice: on gaussian_linear at 10³
 //! it ranks fits 5 nats of NLL apart within its noise (BENCHMARKS.md, stop 18).
 

@@ -63,8 +63,8 @@ pub(crate) struct NetTrainArgs {
     /// budget policy: 4, except 1 below 3,163 simulations when dim θ > 2).
     #[arg(long, default_value = "auto")]
     pub(crate) time_prior_exponent: Auto<f64>,
-    /// Model selection: also train without a box prior's logit transform (each depth
-    /// the policy tries) and keep the lower held-out NLL: on, off, or auto (on below
+    /// Model selection: also train without a box prior's logit transform and keep the
+    /// lower held-out NLL: on, off, or auto (on below
     /// 3,163 simulations). A log-normal prior's log transform is never compared.
     #[arg(long, default_value = "auto", value_name = "auto|on|off")]
     pub(crate) select_transform: Auto<OnOff>,

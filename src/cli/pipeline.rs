@@ -91,17 +91,8 @@ impl Job {
         let resolved = first.resolved;
         let mut summary = resolved.summary();
         if !candidates.is_empty() {
-            let what: Vec<String> = candidates
-                .iter()
-                .map(|c| {
-                    let t = if c.transform == meta.transform { "" } else { " without the parameter transform" };
-                    format!("{} blocks{t}", c.resolved.net.hidden.len())
-                })
-                .collect();
-            summary += &format!(
-                "; selection: also trains {} and keeps the lowest held-out NLL (--blocks and --select-transform off train one)",
-                what.join(", ")
-            );
+            summary += "; selection: also trains without the parameter transform and keeps the lower held-out NLL \
+                        (--select-transform off trains one)";
         }
         Ok(Job { net: resolved.net, train: resolved.train, meta, summary, alternatives: candidates })
     }

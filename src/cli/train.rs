@@ -184,7 +184,7 @@ pub(crate) fn train(a: TrainArgs) -> Result<i32> {
         // A checkpoint follows one run: the policy's first configuration, said so.
         log::info!(
             "checkpoints follow one run: training the policy's first configuration only, without the comparison by \
-             held-out NLL of {} more (--blocks and --select-transform off choose one explicitly)",
+             held-out NLL of {} more (--select-transform off chooses it explicitly)",
             job.alternatives.len()
         );
         job.alternatives.clear();

@@ -135,8 +135,8 @@ pub(crate) fn fit_selected(gpu: &Arc<Gpu>, job: Job, theta: &[f64], x: &[f64], s
         if bar.as_ref().is_none_or(|(j, _)| *j != i) {
             bar = None;
             let c = &candidates[i];
-            let t = if c.transform.is_identity() { "no parameter transform".to_string() } else { format!("parameter transform {}", c.transform) };
-            log::info!("candidate {}/{n} ({t}): {}", i + 1, c.resolved.summary());
+            let t = if c.transform.is_identity() { "without" } else { "with" };
+            log::info!("candidate {}/{n} ({t} the parameter transform): {}", i + 1, c.resolved.summary());
             bar = Some((i, EpochBar::new(c.resolved.train.max_epochs)));
         }
         let ctl = bar.as_mut().map_or(Control::Continue, |(_, b)| b.update(p));

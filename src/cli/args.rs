@@ -107,12 +107,6 @@ impl std::str::FromStr for OnOff {
     }
 }
 
-impl std::fmt::Display for OnOff {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if *self == OnOff::On { "on" } else { "off" })
-    }
-}
-
 /// A flag value that is `auto` (the budget policy's choice, resolved at training time)
 /// or an explicit value. Written into `config.toml` as the string `"auto"` or the value.
 #[derive(Clone, Copy, Debug, PartialEq)]

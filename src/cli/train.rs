@@ -10,7 +10,7 @@ use fmpe::error::{Error, Result};
 use fmpe::io::{drop_nonfinite_rows, read_matrix, Matrix, OutputLock};
 use fmpe::model::Model;
 use fmpe::tasks::task_by_name;
-use fmpe::train::{Checkpoint, Control, Trainer, CHECKPOINT_FILE};
+use fmpe::train::{Checkpoint, Control, CHECKPOINT_FILE};
 use fmpe::transform::{ThetaTransform, XTransform};
 use serde::Serialize;
 
@@ -138,10 +138,9 @@ fn effective_config(a: &TrainArgs) -> Result<String> {
 }
 
 /// Writes `model` (the best weights so far, complete and loadable) into `out` with its
-/// config.toml and, when `checkpoint` is set, checkpoint.safetensors: one atomic
-/// directory swap.
-fn save(tr: &Trainer<'_>, model: Model, out: &Path, config: &str, checkpoint: bool) -> Result<Model> {
-    let ck = if checkpoint { Some(tr.checkpoint()?) } else { None };
+/// config.toml and, when given, the trainer's checkpoint (checkpoint.safetensors): one
+/// atomic directory swap.
+fn save(model: Model, out: &Path, config: &str, ck: Option<Checkpoint>) -> Result<Model> {
     model.save_with(out, &mut |d| {
         if !model.info.history.is_empty() {
             fmpe::plot::training_curve(&model.info.history, &d.join("training_curve.png"))?;
@@ -221,7 +220,7 @@ pub(crate) fn train(a: TrainArgs) -> Result<i32> {
         let by_epochs = a.checkpoint_every.is_some_and(|n| n > 0 && p.record.epoch.is_multiple_of(n));
         let by_time = a.checkpoint_seconds.is_some_and(|s| last_save.elapsed().as_secs_f64() >= s);
         if (by_epochs || by_time) && !p.last {
-            if let Err(e) = tr.outcome().and_then(|o| save(tr, o.into_model(job.meta.clone()), &a.out, &config, true)) {
+            if let Err(e) = tr.outcome().and_then(|o| tr.checkpoint().and_then(|ck| save(o.into_model(job.meta.clone()), &a.out, &config, Some(ck)))) {
                 failed = Some(e);
                 return Control::Stop;
             }
@@ -239,7 +238,8 @@ pub(crate) fn train(a: TrainArgs) -> Result<i32> {
     if !interrupted {
         model.info.held_out = pipeline::held_out(&gpu, &model, &sims, tr.validation_rows())?;
     }
-    let model = save(&tr, model, &a.out, &config, periodic || interrupted)?;
+    let ck = (periodic || interrupted).then(|| tr.checkpoint()).transpose()?;
+    let model = save(model, &a.out, &config, ck)?;
     let signal = interrupted.then(|| which.load(Ordering::SeqCst) as i32);
     report(&a, &model, t0, tr.rollbacks(), signal, resume.map(|c| c.state.epoch), periodic || interrupted)?;
     Ok(signal.map_or(0, |s| 128 + s))
@@ -259,13 +259,7 @@ fn train_selected(
 ) -> Result<i32> {
     let model = pipeline::fit_selected(gpu, job, &theta.data, &x.data, Some(stop))?;
     let interrupted = stop.load(Ordering::SeqCst);
-    model.save_with(&a.out, &mut |d| {
-        if !model.info.history.is_empty() {
-            fmpe::plot::training_curve(&model.info.history, &d.join("training_curve.png"))?;
-        }
-        let cpath = d.join("config.toml");
-        std::fs::write(&cpath, config).map_err(|e| Error::io(&cpath, e))
-    })?;
+    let model = save(model, &a.out, config, None)?;
     let signal = interrupted.then(|| which.load(Ordering::SeqCst) as i32);
     report(a, &model, t0, 0, signal, None, false)?;
     Ok(signal.map_or(0, |s| 128 + s))

@@ -332,15 +332,26 @@ impl AutoOptions {
     /// # Errors
     /// As [`AutoOptions::resolve`].
     pub fn candidates(&self, budget: Budget, base: &TrainConfig, transform: &ThetaTransform) -> Result<Vec<Configuration>> {
-        let tier = Policy::tier(budget.num_simulations.max(1));
         let resolved = self.resolve(budget, base)?;
+        Ok(self.candidates_of(budget, resolved, transform))
+    }
+
+    /// As [`AutoOptions::candidates`] for a configuration already resolved (by
+    /// [`AutoOptions::resolve`], or fixed by the caller): `resolved` with `transform`,
+    /// then, when `transform` has a logit component and the comparison is on for
+    /// `budget` ([`AutoOptions::compare_without_transform`], `auto`: the tier's), the
+    /// same without the transform. The Python package resolves the policy in one call
+    /// and trains in another; this is how the second one gets the same candidates as
+    /// the CLI.
+    pub fn candidates_of(&self, budget: Budget, resolved: Resolved, transform: &ThetaTransform) -> Vec<Configuration> {
+        let tier = Policy::tier(budget.num_simulations.max(1));
         let logit = transform.components.iter().any(|b| matches!(b, Bijection::Logit { .. }));
         let compare = logit && self.compare_without_transform.unwrap_or(tier.compare_without_transform);
         let mut out = vec![Configuration { resolved: resolved.clone(), transform: transform.clone() }];
         if compare {
             out.push(Configuration { resolved, transform: ThetaTransform::identity() });
         }
-        Ok(out)
+        out
     }
 
     /// Names of the fields given explicitly (not `auto`), in declaration order.

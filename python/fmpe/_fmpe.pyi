@@ -41,6 +41,7 @@ def train(
     net_spec: Dict[str, Any],
     meta_spec: Dict[str, Any],
     config_json: str,
+    select_transform: Optional[bool],
     progress: Callable[..., bool],
 ) -> Tuple[Flow, bool, List[str]]: ...
 def task_info(name: str) -> Dict[str, Any]: ...

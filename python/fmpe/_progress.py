@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 
 def _in_notebook() -> bool:
@@ -24,11 +24,17 @@ class Progress:
         tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.mode = "off" if not show else ("bar" if tty or _in_notebook() else "lines")
         self.callback = callback
-        self.history: list = []
+        #: Per-epoch records of every candidate trained (model selection), in order.
+        self.histories: List[list] = []
         self._last_line = 0.0
         self._closed = False
 
-    def __call__(self, epoch, train_loss, val_loss, lr, seconds, best_epoch, max_epochs, last) -> bool:
+    @property
+    def history(self) -> list:
+        """The records of the last candidate trained."""
+        return self.histories[-1] if self.histories else []
+
+    def __call__(self, epoch, train_loss, val_loss, lr, seconds, best_epoch, max_epochs, last, candidate=0) -> bool:
         rec = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -38,8 +44,18 @@ class Progress:
             "best_epoch": best_epoch,
             "max_epochs": max_epochs,
             "last": last,
+            "candidate": candidate,
         }
-        self.history.append(rec)
+        while len(self.histories) <= candidate:
+            if self.histories:
+                # The next candidate of the model selection: a fresh bar.
+                self.close()
+                if self.mode != "off":
+                    self.stream.write(f"candidate {len(self.histories) + 1} (model selection by held-out NLL)\n")
+                    self.stream.flush()
+                self._closed = False
+            self.histories.append([])
+        self.histories[candidate].append(rec)
         stop = bool(self.callback(rec)) if self.callback is not None else False
         self._show(rec, final=last or stop)
         return stop

@@ -61,6 +61,11 @@ class FMPE:
       widths of the x-embedding MLP).
     * ``time_prior_exponent`` (None: the budget policy, 4, except 1 below 3,163
       simulations when dim θ > 2), ``sigma_min`` (1e-4): the FMPE path.
+    * ``select_transform`` (None: the budget policy's choice, on below 3,163
+      simulations): also train without the box prior's logit transform and keep the
+      model with the lower held-out NLL, as the CLI's ``--select-transform`` (the
+      scores are in ``posterior.info["selection"]``); True / False force it. Only a
+      box prior with ``transform=True`` has an alternative to compare.
     * ``seed`` (0): split, shuffling, initialisation and path noise; training is bitwise
       reproducible given the simulations and the seed.
     * ``device``: an adapter index or name substring (``fmpe.list_devices()``).
@@ -77,6 +82,7 @@ class FMPE:
         time_prior_exponent: Optional[float] = None,
         sigma_min: Optional[float] = None,
         transform: bool = True,
+        select_transform: Optional[bool] = None,
         seed: int = 0,
         device: DeviceLike = None,
     ):
@@ -102,6 +108,9 @@ class FMPE:
         self._time_prior_exponent = time_prior_exponent
         self._sigma_min = sigma_min
         self._transform = bool(transform)
+        if select_transform is not None and not isinstance(select_transform, (bool, np.bool_)):
+            raise OptionError(f"select_transform must be None, True or False, got {select_transform!r}", name="select_transform")
+        self._select_transform = None if select_transform is None else bool(select_transform)
         self._seed = int(seed)
         self._device = get_device(device)
         self._theta: List[np.ndarray] = []
@@ -166,7 +175,10 @@ class FMPE:
         (at 10⁴ simulations: 4 × 64, batch 256, learning rate 1e-3 with cosine
         annealing, 200 epochs, early stopping after 30 epochs without a better
         validation loss, 5 % validation; at 10³: batch 32, 20 % validation, 320
-        epochs); the resolved line is in ``self.policy``. ``max_train_seconds``
+        epochs, and with a box prior it also trains without the logit transform and keeps
+        the lower held-out NLL: ``select_transform``); the resolved line is in
+        ``self.policy``. With model selection the callback's records carry
+        ``candidate`` (0, 1, …) and the result's history is the kept candidate's. ``max_train_seconds``
         caps the wall time. ``callback(record)`` is called after each epoch with a dict
         (epoch, train_loss, val_loss, learning_rate, seconds, best_epoch, max_epochs,
         last) and stops training by returning True. Ctrl-C stops training after the
@@ -202,14 +214,19 @@ class FMPE:
         net = {"hidden": hidden, "conditioning": self._conditioning, "embedding": self._embedding}
         progress = Progress(show_progress_bars, callback)
         try:
-            flow, interrupted, data_warnings = _fmpe.train(self._device, theta, x, net, meta, json.dumps(config), progress)
+            flow, interrupted, data_warnings = _fmpe.train(
+                self._device, theta, x, net, meta, json.dumps(config), self._select_transform, progress
+            )
         finally:
             progress.close()
         for w in data_warnings:
             warnings.warn(w, stacklevel=2)
         info = json.loads(flow.info_json())
         self._flow = flow
-        self.summary = TrainResult(progress.history, interrupted, info["best_epoch"])
+        # With model selection, the history is the kept candidate's.
+        chosen = (info.get("selection") or {}).get("chosen", 0)
+        history = progress.histories[chosen] if chosen < len(progress.histories) else progress.history
+        self.summary = TrainResult(history, interrupted, info["best_epoch"])
         if interrupted:
             warnings.warn(
                 f"training interrupted (Ctrl-C) after epoch {self.summary.epochs}; "

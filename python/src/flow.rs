@@ -13,6 +13,9 @@ use pyo3::types::PyDict;
 use crate::device::Device;
 use crate::errors::{array_error, IntoPy};
 
+/// What `Flow.sample` returns: samples `[n, d]`, log_prob `[n]` or None, the report.
+type Drawn<'py> = (Bound<'py, PyAny>, Option<Bound<'py, PyAny>>, Bound<'py, PyDict>);
+
 /// Posteriors (one per observation) kept for reuse with their ODE plans.
 const CACHED_POSTERIORS: usize = 4;
 
@@ -148,7 +151,7 @@ impl Flow {
         n: usize,
         opts: Opts,
         with_log_prob: bool,
-    ) -> PyResult<(Bound<'py, PyAny>, Option<Bound<'py, PyAny>>, Bound<'py, PyDict>)> {
+    ) -> PyResult<Drawn<'py>> {
         let o = opts.options().py_err()?;
         let s = py
             .detach(|| {

@@ -3,6 +3,8 @@
 use fmpe::model::{BoxPrior, ModelMeta};
 use fmpe::net::{Conditioning, NetConfig};
 use fmpe::tasks::task_by_name;
+use fmpe::policy::{AutoOptions, Budget, Resolved};
+use fmpe::select::fit_candidates;
 use fmpe::train::{Control, Fmpe, Progress, TrainConfig};
 use fmpe::transform::ThetaTransform;
 use fmpe::Error;
@@ -93,11 +95,19 @@ fn check_support(meta: &ModelMeta, theta: &[f64], x: &[f64], dt: usize, dx: usiz
     Ok(())
 }
 
-/// Trains on `theta [n, dt]`, `x [n, dx]` (finite, float64, C order). `progress(epoch,
-/// train_loss, val_loss, learning_rate, seconds, best_epoch, max_epochs, last)` is called
-/// after every epoch (with the GIL) and stops training when it returns True; Ctrl-C
-/// stops it too. Returns `(flow, interrupted_by_ctrl_c, data_warnings)`.
+/// Trains on `theta [n, dt]`, `x [n, dx]` (finite, float64, C order) with the network
+/// of `net_spec` and the training options of `config_json` (the budget policy's,
+/// resolved by `resolve_policy`), then, as the CLI does, the policy's other candidates
+/// (`fmpe::policy::AutoOptions::candidates_of`: at a small budget, without a box
+/// prior's logit transform; `select_transform` None = the policy's choice, True /
+/// False = compare or not), keeping the lowest held-out NLL (`fmpe::select`; the model
+/// records every candidate's score in `info["selection"]`). `progress(epoch,
+/// train_loss, val_loss, learning_rate, seconds, best_epoch, max_epochs, last,
+/// candidate)` is called after every epoch (with the GIL) and stops the candidate's
+/// training when it returns True; Ctrl-C stops it too, and every later candidate after
+/// its first epoch. Returns `(flow, interrupted_by_ctrl_c, data_warnings)`.
 #[pyfunction]
+#[allow(clippy::too_many_arguments)]
 pub fn train(
     py: Python<'_>,
     device: &Device,
@@ -106,6 +116,7 @@ pub fn train(
     net_spec: NetSpec,
     meta_spec: MetaSpec,
     config_json: &str,
+    select_transform: Option<bool>,
     progress: Py<PyAny>,
 ) -> PyResult<(Flow, bool, Vec<String>)> {
     let (dt, dx) = (theta.shape()[1], x.shape()[1]);
@@ -115,11 +126,20 @@ pub fn train(
     let meta = meta(meta_spec, dt).py_err()?;
     check_support(&meta, &theta, &x, dt, dx)?;
     let cfg = net(net_spec, dt, dx).py_err()?;
-    let builder = Fmpe::new(device.gpu.clone(), cfg, meta).append_simulations(&theta, &x).py_err()?;
+    let builder = Fmpe::new(device.gpu.clone(), cfg.clone(), meta.clone()).append_simulations(&theta, &x).py_err()?;
     let warnings = builder.warnings();
+    let sims = builder.simulations().clone();
+    let budget = Budget { num_simulations: sims.rows(), dim_theta: dt, dim_x: dx };
+    let auto = AutoOptions { compare_without_transform: select_transform, ..Default::default() };
+    let candidates = auto.candidates_of(budget, Resolved { net: cfg, train: tc }, &meta.transform);
     let (mut interrupted, mut failure) = (false, None::<PyErr>);
     let model = py.detach(|| {
-        builder.train(&tc, &mut |p| on_epoch(p, &progress, &mut interrupted, &mut failure))
+        fit_candidates(&device.gpu, &sims, &meta, &candidates, &mut |i, p| {
+            if interrupted || failure.is_some() {
+                return Control::Stop;
+            }
+            on_epoch(p, i, &progress, &mut interrupted, &mut failure)
+        })
     });
     if let Some(e) = failure {
         return Err(e);
@@ -131,11 +151,11 @@ pub fn train(
 /// The per-epoch callback: takes the GIL, runs pending signal handlers (Ctrl-C →
 /// stop, keeping the best weights) and calls `progress`; an exception in it stops
 /// training and is raised afterwards.
-fn on_epoch(p: &Progress<'_>, progress: &Py<PyAny>, interrupted: &mut bool, failure: &mut Option<PyErr>) -> Control {
+fn on_epoch(p: &Progress<'_>, candidate: usize, progress: &Py<PyAny>, interrupted: &mut bool, failure: &mut Option<PyErr>) -> Control {
     Python::attach(|py| {
         let r = p.record;
         let result = py.check_signals().and_then(|_| {
-            progress.call1(py, (r.epoch, r.train_loss, r.val_loss, r.learning_rate, r.seconds, p.best_epoch, p.max_epochs, p.last))
+            progress.call1(py, (r.epoch, r.train_loss, r.val_loss, r.learning_rate, r.seconds, p.best_epoch, p.max_epochs, p.last, candidate))
         });
         match result {
             Ok(v) if v.is_truthy(py).unwrap_or(false) => Control::Stop,

@@ -3,6 +3,7 @@ CLI samples bitwise alike in Python and the reverse; training itself is the same
 import subprocess
 
 import numpy as np
+import pytest
 
 import fmpe
 from conftest import linear_gaussian_data
@@ -71,3 +72,44 @@ def test_sample_and_log_prob_match_sample_and_log_prob(tiny_posterior):
     s, lp = tiny_posterior.sample_and_log_prob((64,), x=OBS, seed=5)
     assert np.array_equal(s, tiny_posterior.sample((64,), x=OBS, seed=5))
     assert np.allclose(lp, tiny_posterior.log_prob(s, x=OBS), atol=2e-3)
+
+
+def test_model_selection_as_the_cli_does(fmpe_bin, tmp_path):
+    """A box prior at a small budget (below 3,163 simulations): Python trains the policy's
+    two candidates (with and without the logit transform), scores both by held-out NLL
+    and keeps the lower, as `fmpe train` does: the same scores, the same choice, the
+    same samples. `select_transform=False` trains the first candidate only."""
+    prior = fmpe.BoxUniform(-np.ones(2), np.ones(2))
+    theta = prior.sample((500,), seed=4)
+    x = theta + 0.3 * np.random.default_rng(4).standard_normal(theta.shape)
+    np.save(tmp_path / "theta.npy", theta)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "obs.npy", OBS)
+    inference = fmpe.FMPE(prior, hidden=16, blocks=1, seed=3)
+    seen = set()
+    result = inference.append_simulations(theta, x).train(
+        max_num_epochs=3, show_progress_bars=False, callback=lambda r: seen.add(r["candidate"])
+    )
+    posterior = inference.build_posterior()
+    sel = posterior.info["selection"]
+    assert seen == {0, 1}
+    assert sel["metric"] == "held_out_nll" and len(sel["candidates"]) == 2
+    scores = [c["held_out_nll"] for c in sel["candidates"]]
+    assert all(np.isfinite(scores))
+    assert sel["chosen"] == int(np.argmin(scores))
+    assert result.epochs == sel["candidates"][sel["chosen"]]["epochs"]
+
+    model = tmp_path / "cli_model"
+    _cli(fmpe_bin, "train", "--theta", str(tmp_path / "theta.npy"), "--x", str(tmp_path / "x.npy"),
+         "--prior-low=-1,-1", "--prior-high=1,1", "--out", str(model), *TRAIN_FLAGS[:4], "--max-epochs", "3", "--seed", "3")
+    cli = fmpe.load_posterior(model)
+    cli_sel = cli.info["selection"]
+    assert cli_sel["chosen"] == sel["chosen"]
+    assert [c["held_out_nll"] for c in cli_sel["candidates"]] == scores
+    assert np.array_equal(cli.sample((300,), x=OBS, seed=5), posterior.sample((300,), x=OBS, seed=5))
+
+    single = fmpe.FMPE(prior, hidden=16, blocks=1, seed=3, select_transform=False)
+    single.append_simulations(theta, x).train(max_num_epochs=3, show_progress_bars=False)
+    assert single.build_posterior().info.get("selection") is None
+    with pytest.raises(fmpe.OptionError):
+        fmpe.FMPE(prior, select_transform="yes")

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use bytemuck::{Pod, Zeroable};
 
-use super::registry::{kernels, param_block, specialized_source, KernelSpec, Layout, ParamBlock};
+use super::registry::{param_block, specialized_source, KernelSpec, Layout, ParamBlock};
 use crate::error::{Error, Result};
 use crate::gpu::{grid, Gpu, MatmulVariant};
 
@@ -21,11 +21,14 @@ pub const SLOT_BYTES: u64 = 256;
 
 /// Compiled pipelines and bind-group layouts of one device (cached on the [`Gpu`]).
 ///
-/// Kernels of the default variant (`variant == ""`) are compiled when the pipelines
-/// are first needed; kernels of a named variant are compiled per [`Specialization`]
-/// at first use and kept, each from its module's source with only the unrolled copies
-/// its constants leave live ([`specialized_source`]), several on parallel threads
-/// when a program needs more than one new one. Modules that need a feature the device
+/// Every pipeline is compiled when a program first records its kernel, and kept:
+/// kernels of the default variant (`variant == ""`) once, from their module's full
+/// source; kernels of a named variant once per [`Specialization`], each from its
+/// module's source with only the unrolled copies its constants leave live
+/// ([`specialized_source`]). A program's new pipelines compile on parallel threads
+/// ([`Pipelines::prepare`]), so a command pays only for the kernels it runs (on
+/// lavapipe, compiling all ~27 default kernels up front took longer than most short
+/// commands' GPU work). Modules that need a feature the device
 /// lacks (subgroup operations) are never compiled; no program records their kernels
 /// there.
 pub(crate) struct Pipelines {
@@ -35,8 +38,8 @@ pub(crate) struct Pipelines {
     /// Shader modules by their expanded source (a specialisation that drops unrolled
     /// copies gets a module of its own).
     modules: Mutex<HashMap<String, wgpu::ShaderModule>>,
-    pipelines: Vec<(&'static str, wgpu::ComputePipeline)>,
-    specialized: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+    /// Compiled pipelines by [`Pipelines::key`].
+    compiled: Mutex<HashMap<String, wgpu::ComputePipeline>>,
 }
 
 fn entry(binding: u32, ty: wgpu::BindingType) -> wgpu::BindGroupLayoutEntry {
@@ -100,19 +103,13 @@ impl Pipelines {
                 immediate_size: 0,
             })
         });
-        let mut p = Pipelines {
+        Pipelines {
             params_texture,
             layouts,
             layout_objects,
             modules: Mutex::new(HashMap::new()),
-            pipelines: Vec::new(),
-            specialized: Mutex::new(HashMap::new()),
-        };
-        for k in kernels().filter(|k| k.variant.is_empty()) {
-            let pipe = p.compile(device, k, k.constants, None);
-            p.pipelines.push((k.name, pipe));
+            compiled: Mutex::new(HashMap::new()),
         }
-        p
     }
 
     /// The module `name` expanded for `spec` (every unrolled copy without one).
@@ -145,38 +142,47 @@ impl Pipelines {
         })
     }
 
-    fn key(k: &KernelSpec, spec: &Specialization) -> String {
+    /// The cache key of `k` with `spec` (`None`: the kernel's own constants, full source).
+    fn key(k: &KernelSpec, spec: Option<&Specialization>) -> String {
         let mut key = k.name.to_string();
-        for (n, v) in spec {
-            key.push_str(&format!(" {n}={v}"));
+        match spec {
+            None => key.push_str(" *"),
+            Some(spec) => {
+                for (n, v) in spec {
+                    key.push_str(&format!(" {n}={v}"));
+                }
+            }
         }
         key
     }
 
-    /// The pipeline of `k` specialised with `spec` (over the spec's own constants),
-    /// compiled at first use.
+    /// The pipeline of `k`, compiled at first use: with `spec`, specialised over the
+    /// kernel's own constants; without, from the module's full source with the kernel's
+    /// constants.
     ///
     /// # Errors
     /// [`Error::Gpu`] when wgpu rejects the module or the pipeline (nothing is cached
     /// then).
-    fn specialized(&self, device: &wgpu::Device, k: &'static KernelSpec, spec: &Specialization) -> Result<wgpu::ComputePipeline> {
+    fn get(&self, device: &wgpu::Device, k: &'static KernelSpec, spec: Option<&Specialization>) -> Result<wgpu::ComputePipeline> {
         let key = Self::key(k, spec);
-        if let Some(p) = self.specialized.lock().unwrap().get(&key) {
+        if let Some(p) = self.compiled.lock().unwrap().get(&key) {
             return Ok(p.clone());
         }
         let mut constants: Vec<(&str, f64)> = k.constants.to_vec();
-        constants.extend(spec.iter().copied());
+        if let Some(spec) = spec {
+            constants.extend(spec.iter().copied());
+        }
         // Error scopes belong to the thread that pushes them (wgpu 30), and `prepare`
         // compiles on worker threads: each compilation captures its own errors.
         let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let val = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let pipe = self.compile(device, k, &constants, Some(&constants));
+        let pipe = self.compile(device, k, &constants, spec.map(|_| &constants));
         let e1 = pollster::block_on(val.pop());
         let e2 = pollster::block_on(oom.pop());
         if let Some(e) = e1.or(e2) {
             return Err(Error::Gpu(format!("compiling the pipeline {key}: {e}")));
         }
-        Ok(self.specialized.lock().unwrap().entry(key).or_insert(pipe).clone())
+        Ok(self.compiled.lock().unwrap().entry(key).or_insert(pipe).clone())
     }
 
     /// Compiles the pipelines of `wanted` not compiled yet, on up to as many threads as
@@ -184,12 +190,12 @@ impl Pipelines {
     /// takes 0.1–1 s per matmul pipeline, and a program needs up to a dozen).
     ///
     /// # Errors
-    /// The first [`Error::Gpu`] of [`Pipelines::specialized`] (every other pipeline is
-    /// still compiled and cached).
-    fn prepare(&self, device: &wgpu::Device, wanted: &[(&'static KernelSpec, Specialization)]) -> Result<()> {
-        let missing: Vec<&(&'static KernelSpec, Specialization)> = {
-            let done = self.specialized.lock().unwrap();
-            wanted.iter().filter(|(k, s)| !done.contains_key(&Self::key(k, s))).collect()
+    /// The first [`Error::Gpu`] of [`Pipelines::get`] (every other pipeline is still
+    /// compiled and cached).
+    fn prepare(&self, device: &wgpu::Device, wanted: &[(&'static KernelSpec, Option<Specialization>)]) -> Result<()> {
+        let missing: Vec<&(&'static KernelSpec, Option<Specialization>)> = {
+            let done = self.compiled.lock().unwrap();
+            wanted.iter().filter(|(k, s)| !done.contains_key(&Self::key(k, s.as_ref()))).collect()
         };
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(missing.len());
         if threads < 2 {
@@ -201,7 +207,7 @@ impl Pipelines {
             for _ in 0..threads {
                 scope.spawn(|| {
                     while let Some((k, s)) = missing.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        if let Err(e) = self.specialized(device, k, s) {
+                        if let Err(e) = self.get(device, k, s.as_ref()) {
                             first_error.lock().unwrap().get_or_insert(e);
                         }
                     }
@@ -214,17 +220,14 @@ impl Pipelines {
         }
     }
 
-    /// The pipelines of `gpu`'s device, compiled on first use.
+    /// The pipeline cache of `gpu`'s device (its layouts; pipelines compile on first use).
     fn of(gpu: &Gpu) -> Result<Arc<Pipelines>> {
         gpu.cached(|g| {
             let tex = g.matmul_variant() == MatmulVariant::Cpu;
-            g.scoped("creating the compute pipelines", || Pipelines::new(&g.device, tex))
+            g.scoped("creating the pipeline layouts", || Pipelines::new(&g.device, tex))
         })
     }
 
-    fn pipeline(&self, k: &KernelSpec) -> &wgpu::ComputePipeline {
-        &self.pipelines.iter().find(|(name, _)| *name == k.name).expect("registered kernel").1
-    }
 }
 
 /// The per-step state (`struct Step` in `shaders/step.wgsl`), written once per submission.
@@ -412,12 +415,11 @@ impl ProgramBuilder {
                 s
             })
         };
-        let mut wanted: Vec<(&'static KernelSpec, Specialization)> = Vec::new();
+        let mut wanted: Vec<(&'static KernelSpec, Option<Specialization>)> = Vec::new();
         for op in &self.ops {
-            if let Some(s) = spec_of(op) {
-                if !wanted.iter().any(|(k, w)| k.name == op.kernel.name && *w == s) {
-                    wanted.push((op.kernel, s));
-                }
+            let s = spec_of(op);
+            if !wanted.iter().any(|(k, w)| k.name == op.kernel.name && *w == s) {
+                wanted.push((op.kernel, s));
             }
         }
         pipes.prepare(&gpu.device, &wanted)?;
@@ -429,10 +431,7 @@ impl ProgramBuilder {
             let idx = match keys.iter().position(|k| *k == key) {
                 Some(i) => i,
                 None => {
-                    list.push(match &key.1 {
-                        Some(spec) => pipes.specialized(&gpu.device, op.kernel, spec)?,
-                        None => pipes.pipeline(op.kernel).clone(),
-                    });
+                    list.push(pipes.get(&gpu.device, op.kernel, key.1.as_ref())?);
                     keys.push(key);
                     keys.len() - 1
                 }

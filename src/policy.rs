@@ -37,11 +37,16 @@
 //! Where the better choice is data-dependent the policy trains candidates and keeps
 //! the lowest held-out NLL ([`AutoOptions::candidates`], trained by
 //! [`crate::select::fit_candidates`]): in the small tier a box prior's logit transform
-//! against none. At 10³ it chose no transform on gaussian_mixture, whose C2ST went from
-//! 0.774 to 0.658, and on two_moons (0.654 → 0.647), and kept the logit on slcp,
-//! slcp_distractors and gaussian_linear_uniform (BENCHMARKS.md, "Selection by held-out
-//! NLL at 10³"). The medium and large tiers train one configuration (the main job's
-//! time; at 10⁴ the same comparison picks no transform on gaussian_mixture and slcp).
+//! against none, and in the medium tier the same for dim θ > [`LOW_DIM_THETA`]. At 10³ it
+//! chose no transform on gaussian_mixture, whose C2ST went from 0.774 to 0.658, and on
+//! two_moons (0.654 → 0.647), and kept the logit on slcp, slcp_distractors and
+//! gaussian_linear_uniform (BENCHMARKS.md, "Selection by held-out NLL at 10³"). At 10⁴
+//! it picks no transform on slcp (C2ST 0.929 → 0.854 on observations 1–3) and keeps
+//! the logit on gaussian_linear_uniform. For dim θ ≤ 2 the medium tier trains one
+//! configuration: comparing doubles the training, and the main job (two_moons at 10⁴)
+//! would take about 85–90 s against its 90 s target; `--select-transform on` turns it
+//! on (gaussian_mixture at 10⁴: 0.646 → 0.624). The large tier (unmeasured for this)
+//! trains one configuration.
 //!
 //! A change of policy is a visible, deliberate change: the unit test below pins the
 //! resolved values for every (budget, task dimensions) row of the sbibm table.
@@ -103,9 +108,11 @@ pub struct Tier {
     /// Time prior exponent α for dim θ > [`LOW_DIM_THETA`].
     pub time_prior_exponent_high_dim: f64,
     /// Whether a logit (box-prior) parameter transform is compared with none when the
-    /// comparison is `auto`
-    /// ([`AutoOptions::candidates`]).
+    /// comparison is `auto` ([`AutoOptions::candidates`]), for dim θ ≤
+    /// [`LOW_DIM_THETA`].
     pub compare_without_transform: bool,
+    /// The same for dim θ > [`LOW_DIM_THETA`].
+    pub compare_without_transform_high_dim: bool,
 }
 
 /// The budget policy. Stateless: every value follows from a [`Budget`].
@@ -129,6 +136,7 @@ impl Policy {
                 time_prior_exponent: 4.0,
                 time_prior_exponent_high_dim: SMALL_HIGH_DIM_ALPHA,
                 compare_without_transform: true,
+                compare_without_transform_high_dim: true,
             }
         } else if num_simulations < LARGE_BUDGET_FROM {
             Tier {
@@ -143,6 +151,7 @@ impl Policy {
                 time_prior_exponent: 4.0,
                 time_prior_exponent_high_dim: 4.0,
                 compare_without_transform: false,
+                compare_without_transform_high_dim: true,
             }
         } else {
             Tier {
@@ -157,6 +166,7 @@ impl Policy {
                 time_prior_exponent: 4.0,
                 time_prior_exponent_high_dim: 4.0,
                 compare_without_transform: false,
+                compare_without_transform_high_dim: false,
             }
         }
     }
@@ -317,7 +327,8 @@ impl AutoOptions {
     /// NLL to be kept ([`crate::select::fit_candidates`]): [`AutoOptions::resolve`]'s
     /// with `transform` and, when `transform` has a logit component (a box prior) and
     /// the comparison is on (`compare_without_transform`, `auto`: the tier's
-    /// [`Tier::compare_without_transform`]), the same without the transform (sampling
+    /// [`Tier::compare_without_transform`], or [`Tier::compare_without_transform_high_dim`]
+    /// for dim θ > [`LOW_DIM_THETA`]), the same without the transform (sampling
     /// then rejects to the prior box). A transform with no logit (the identity, or a
     /// log-normal prior's log, which belongs to the prior) is not compared. Both
     /// candidates train on the same simulations with the same seed and validation
@@ -346,7 +357,8 @@ impl AutoOptions {
     pub fn candidates_of(&self, budget: Budget, resolved: Resolved, transform: &ThetaTransform) -> Vec<Configuration> {
         let tier = Policy::tier(budget.num_simulations.max(1));
         let logit = transform.components.iter().any(|b| matches!(b, Bijection::Logit { .. }));
-        let compare = logit && self.compare_without_transform.unwrap_or(tier.compare_without_transform);
+        let by_tier = if budget.dim_theta > LOW_DIM_THETA { tier.compare_without_transform_high_dim } else { tier.compare_without_transform };
+        let compare = logit && self.compare_without_transform.unwrap_or(by_tier);
         let mut out = vec![Configuration { resolved: resolved.clone(), transform: transform.clone() }];
         if compare {
             out.push(Configuration { resolved, transform: ThetaTransform::identity() });
@@ -494,13 +506,16 @@ mod tests {
             let d = TrainConfig::default();
             assert_eq!((tc.sigma_min, tc.seed), (d.sigma_min, d.seed), "{what}");
             assert!(tc.policy.as_ref().is_some_and(|p| p.explicit.is_empty() && p.num_simulations == r.n), "{what}");
-            // The candidates selection compares by held-out NLL: at 10³ a box prior's
-            // logit against none; otherwise the policy's configuration alone.
+            // The candidates selection compares by held-out NLL: a box prior's logit
+            // against none where the tier says so; otherwise the policy's configuration
+            // alone.
             let prior = sbibm_transform(r.task);
             let cands = AutoOptions::default().candidates(b, &TrainConfig::default(), &prior).unwrap();
             let got: Vec<bool> = cands.iter().map(|c| c.transform == prior).collect();
             let logit = prior.components.iter().any(|c| matches!(c, Bijection::Logit { .. }));
-            let want = if r.n == 1_000 && logit { vec![true, false] } else { vec![true] };
+            // At 10³ with a box prior, and at 10⁴ beyond dim θ 2: both transforms.
+            let compared = r.n == 1_000 || (r.n == 10_000 && r.dims.0 > 2);
+            let want = if compared && logit { vec![true, false] } else { vec![true] };
             assert_eq!(got, want, "{what}: candidates (with the prior's transform)");
             for c in &cands {
                 assert_eq!((&c.resolved.net, &c.resolved.train), (&net, &tc), "{what}: a candidate trains as the policy's own configuration");
@@ -573,9 +588,16 @@ mod tests {
         for t in [ThetaTransform::identity(), sbibm_transform("sir")] {
             assert_eq!(AutoOptions::default().candidates(b, &base, &t).unwrap().len(), 1);
         }
-        // The comparison can be forced where the tier does not make it.
+        // The medium tier compares beyond dim θ 2 only.
         let b4 = Budget { num_simulations: 10_000, ..b };
         assert_eq!(AutoOptions::default().candidates(b4, &base, &logit).unwrap(), one(&AutoOptions::default(), b4));
+        let slcp = sbibm_transform("slcp");
+        let b4h = Budget { num_simulations: 10_000, dim_theta: 5, dim_x: 8 };
+        let c = AutoOptions::default().candidates(b4h, &base, &slcp).unwrap();
+        assert_eq!(c.iter().map(|c| c.transform.is_identity()).collect::<Vec<_>>(), [false, true]);
+        let b5h = Budget { num_simulations: 100_000, ..b4h };
+        assert_eq!(AutoOptions::default().candidates(b5h, &base, &slcp).unwrap().len(), 1);
+        // The comparison can be forced where the tier does not make it.
         let o = AutoOptions { compare_without_transform: Some(true), ..Default::default() };
         let c = o.candidates(b4, &base, &logit).unwrap();
         assert_eq!(c.iter().map(|c| c.transform.is_identity()).collect::<Vec<_>>(), [false, true]);

@@ -62,7 +62,7 @@ class FMPE:
     * ``time_prior_exponent`` (None: the budget policy, 4, except 1 below 3,163
       simulations when dim θ > 2), ``sigma_min`` (1e-4): the FMPE path.
     * ``select_transform`` (None: the budget policy's choice, on below 3,163
-      simulations): also train without the box prior's logit transform and keep the
+      simulations, and below 31,623 when dim θ > 2): also train without the box prior's logit transform and keep the
       model with the lower held-out NLL, as the CLI's ``--select-transform`` (the
       scores are in ``posterior.info["selection"]``); True / False force it. Only a
       box prior with ``transform=True`` has an alternative to compare.
@@ -176,7 +176,7 @@ class FMPE:
         annealing, 200 epochs, early stopping after 30 epochs without a better
         validation loss, 5 % validation; at 10³: batch 32, 20 % validation, 320
         epochs, and with a box prior it also trains without the logit transform and keeps
-        the lower held-out NLL: ``select_transform``); the resolved line is in
+        the lower held-out NLL, at 10⁴ too when dim θ > 2: ``select_transform``); the resolved line is in
         ``self.policy``. With model selection the callback's records carry
         ``candidate`` (0, 1, …) and the result's history is the kept candidate's. ``max_train_seconds``
         caps the wall time. ``callback(record)`` is called after each epoch with a dict

@@ -64,8 +64,8 @@ pub(crate) struct NetTrainArgs {
     #[arg(long, default_value = "auto")]
     pub(crate) time_prior_exponent: Auto<f64>,
     /// Model selection: also train without a box prior's logit transform and keep the
-    /// lower held-out NLL: on, off, or auto (on below
-    /// 3,163 simulations). A log-normal prior's log transform is never compared.
+    /// lower held-out NLL: on, off, or auto (on below 3,163 simulations, and below 31,623
+    /// when dim θ > 2). A log-normal prior's log transform is never compared.
     #[arg(long, default_value = "auto", value_name = "auto|on|off")]
     pub(crate) select_transform: Auto<OnOff>,
     /// σ_min of the optimal-transport path.

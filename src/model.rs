@@ -168,8 +168,16 @@ pub struct Candidate {
     pub transform: ThetaTransform,
     /// Its resolved options in one line ([`crate::policy::Resolved::summary`]).
     pub summary: String,
-    /// Its held-out NLL (nats); `None` when it could not be computed (see `error`).
+    /// Its held-out NLL (nats), the selection's score; `None` when it could not be
+    /// computed (see `error`). For a candidate sampled with rejection to the box prior
+    /// (trained without the box's logit), the NLL of the density as sampled:
+    /// the flow's own plus `log_prior_mass`.
     pub held_out_nll: Option<f64>,
+    /// For a candidate sampled with rejection to the box prior: the mean over the
+    /// held-out pairs of `log M(x)`, the log of the flow's mass inside the box
+    /// ([`crate::metrics::held_out::held_out_log_mass`]; ≤ 0); `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_prior_mass: Option<f64>,
     /// Why the held-out NLL is missing, if it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

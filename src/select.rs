@@ -9,6 +9,9 @@
 //! "Selection by held-out NLL at 10³"); [`fit_candidates`] trains them one after another
 //! and records every candidate's score in
 //! [`ModelInfo::selection`](crate::model::ModelInfo::selection).
+//! A candidate sampled with rejection to the box prior (no logit) is scored by the
+//! density it is sampled from, `q / M(x)`, `M(x)` its mass inside the box
+//! ([`crate::metrics::held_out_log_mass`]).
 //! The flow-matching validation loss cannot make this choice: on gaussian_linear at 10³
 //! it ranks fits 5 nats of NLL apart within its noise (BENCHMARKS.md, stop 18).
 
@@ -17,7 +20,7 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::metrics::held_out_nll;
+use crate::metrics::{held_out_log_mass, held_out_nll, MASS_DRAWS};
 use crate::model::{Candidate, Model, ModelMeta, Selection};
 use crate::policy::Configuration;
 use crate::posterior::GpuModel;
@@ -45,7 +48,10 @@ pub fn lowest(scores: &[Option<f64>]) -> Option<usize> {
 /// its own parameter transform (`meta.transform` is replaced by the kept one's),
 /// scores each by its held-out NLL on its validation rows (the same rows for every
 /// candidate that shares the seed and validation share, as the policy's candidates
-/// do), and returns the model with the lowest score, its `info.held_out` and
+/// do) — for a candidate sampled with rejection to `meta`'s box prior (its transform
+/// does not cover the box), the NLL of the density as sampled, `q / M` with `M` the
+/// flow's mass in the box ([`held_out_log_mass`]) — and returns the model with the
+/// lowest score, its `info.held_out` and
 /// `info.selection` set. A candidate whose score cannot be computed (a step cap on a
 /// badly trained flow, say) is recorded with the error and not chosen; when no score
 /// can be computed the first candidate (the policy's own configuration) is kept.
@@ -86,22 +92,36 @@ pub fn fit_candidates(
         let (c, t0) = (&cand.resolved, Instant::now());
         let trainer = Trainer::with_transform(gpu, c.net.clone(), c.train.clone(), sims.theta(), sims.x(), None, &cand.transform)?;
         let rows = trainer.validation_rows().to_vec();
-        let meta = ModelMeta { transform: cand.transform.clone(), ..meta.clone() };
-        let model = trainer.fit_with_progress(&mut |p| progress(i, p))?.into_model(meta);
+        let cand_meta = ModelMeta { transform: cand.transform.clone(), ..meta.clone() };
+        let model = trainer.fit_with_progress(&mut |p| progress(i, p))?.into_model(cand_meta);
         if candidates.len() == 1 {
             return Ok(model);
         }
-        let scored = GpuModel::new(gpu.clone(), &model).and_then(|m| held_out_nll(&m, sims.theta(), sims.x(), &rows));
+        let gm = GpuModel::new(gpu.clone(), &model);
+        let scored = match &gm {
+            Ok(m) => held_out_nll(m, sims.theta(), sims.x(), &rows),
+            Err(e) => Err(Error::Gpu(format!("loading the candidate for scoring: {e}"))),
+        };
+        // Sampled with rejection to a box its transform does not cover: score the density
+        // as sampled, q / M (held_out_log_mass).
+        let rejected_to = meta.prior.as_ref().filter(|b| !cand.transform.covers(b));
+        let log_mass = match (rejected_to, &gm, &scored) {
+            (Some(b), Ok(m), Ok(_)) => Some(held_out_log_mass(m, b, sims.x(), &rows, MASS_DRAWS, c.train.seed)),
+            _ => None,
+        };
         let best_val = model.info.best_epoch.checked_sub(1).and_then(|e| model.info.history.get(e)).map_or(f64::NAN, |r| r.val_loss);
-        let (nll, error) = match &scored {
-            Ok(h) => (Some(h.nll), None),
-            Err(e) => (None, Some(e.to_string())),
+        let (nll, log_prior_mass, error) = match (&scored, log_mass) {
+            (Ok(h), None) => (Some(h.nll), None, None),
+            (Ok(h), Some(Ok(lm))) => (Some(h.nll + lm), Some(lm), None),
+            (Ok(_), Some(Err(e))) => (None, None, Some(format!("the prior mass could not be estimated: {e}"))),
+            (Err(e), _) => (None, None, Some(e.to_string())),
         };
         records.push(Candidate {
             hidden: c.net.hidden.clone(),
             transform: cand.transform.clone(),
             summary: c.summary(),
             held_out_nll: nll,
+            log_prior_mass,
             error,
             best_validation_loss: best_val,
             epochs: model.info.history.len(),

@@ -3,11 +3,11 @@
 //! the lowest score is kept and recorded.
 mod common;
 
-use fmpe::metrics::held_out_nll;
+use fmpe::metrics::{held_out_log_mass, held_out_nll};
 use fmpe::model::{BoxPrior, ModelMeta};
 use fmpe::net::{Conditioning, NetConfig};
 use fmpe::policy::{Configuration, Resolved};
-use fmpe::posterior::GpuModel;
+use fmpe::posterior::{GpuModel, PosteriorOptions};
 use fmpe::select::{fit_candidates, METRIC};
 use fmpe::train::{Control, Fmpe, Simulations, TrainConfig, Trainer};
 use fmpe::transform::{ThetaTransform, XTransform};
@@ -78,6 +78,12 @@ fn the_lowest_held_out_nll_is_kept_and_equals_a_plain_run() {
     eprintln!("held-out NLL of the candidates: {nll:?}");
     assert!(nll[1] < nll[0] - 0.5, "the trained candidate scores far better: {nll:?}");
     assert_eq!(sel.chosen, 1);
+    // The candidate without the logit is sampled with rejection to the box: its score
+    // includes the flow's log mass in the box (≈ 0 for a box of ±6 σ); the logit's
+    // keeps all its mass there.
+    let lm = sel.candidates[0].log_prior_mass.expect("rejected to the box: mass estimated");
+    assert!((-0.5..=0.0).contains(&lm), "log prior mass {lm}");
+    assert_eq!(sel.candidates[1].log_prior_mass, None);
     assert_eq!(sel.candidates[1].hidden, vec![32, 32]);
     assert_eq!(model.info.net.hidden, vec![32, 32]);
     assert_eq!((&model.info.transform, &sel.candidates[0].transform), (&logit, &ThetaTransform::identity()));
@@ -120,4 +126,38 @@ fn one_candidate_is_a_plain_run_and_bad_lists_are_named() {
     let off_box = candidate(vec![8], 3, 1e-3, ThetaTransform::from_box(&BoxPrior { low: vec![-5.0], high: vec![5.0] }));
     let e = fit_candidates(gpu, &s, &meta, &[one[0].clone(), off_box], &mut |_, _| panic!("no training")).unwrap_err();
     assert!(matches!(e, Error::InvalidOption { name: "transform", .. }), "{e:?}");
+}
+
+#[test]
+fn the_prior_mass_matches_the_flow_density_integrated_over_the_box() {
+    // A flow trained without a transform, and a box it leaks out of: [−0.3, 0.3] holds
+    // about half of the posterior N(x / 1.09, 0.287²) for |x| < 0.5.
+    let gpu = common::gpu_arc();
+    let (theta, x) = data(1_000);
+    let cand = candidate(vec![32, 32], 40, 3e-3, ThetaTransform::identity());
+    let (net, tc) = (&cand.resolved.net, &cand.resolved.train);
+    let model = Fmpe::new(gpu.clone(), net.clone(), ModelMeta::default())
+        .append_simulations(&theta, &x)
+        .unwrap()
+        .train(tc, &mut |_| Control::Continue)
+        .unwrap();
+    let gm = GpuModel::new(gpu.clone(), &model).unwrap();
+    let rows: Vec<usize> = (0..x.len()).filter(|&r| x[r].abs() < 0.5).take(40).collect();
+    assert_eq!(rows.len(), 40);
+    let b = BoxPrior { low: vec![-0.3], high: vec![0.3] };
+    let est = held_out_log_mass(&gm, &b, &x, &rows, 256, 7).unwrap();
+    // The same mass from the flow's own density, by the midpoint rule over the box.
+    let k = 120;
+    let h = 0.6 / k as f64;
+    let grid: Vec<f64> = (0..k).map(|i| -0.3 + (i as f64 + 0.5) * h).collect();
+    let th: Vec<f64> = rows.iter().flat_map(|_| grid.iter().copied()).collect();
+    let xs: Vec<f64> = rows.iter().flat_map(|&r| std::iter::repeat_n(x[r], k)).collect();
+    let opts = PosteriorOptions { reject_outside_prior: false, ..Default::default() };
+    let lq = gm.log_prob_pairs(&th, &xs, &opts).unwrap();
+    let quad = lq.chunks(k).map(|c| (c.iter().map(|v| v.exp()).sum::<f64>() * h).ln()).sum::<f64>() / rows.len() as f64;
+    eprintln!("mean log mass in the box: sampled {est:.4}, integrated {quad:.4}");
+    assert!(quad < -0.2, "the flow leaks out of the box: {quad}");
+    assert!((est - quad).abs() < 0.05, "sampled {est} against integrated {quad}");
+    assert!(held_out_log_mass(&gm, &b, &x, &[], 64, 7).is_err());
+    assert!(held_out_log_mass(&gm, &b, &x, &rows, 0, 7).is_err());
 }

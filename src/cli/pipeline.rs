@@ -149,7 +149,10 @@ pub(crate) fn fit_selected(gpu: &Arc<Gpu>, job: Job, theta: &[f64], x: &[f64], s
     if let Some(sel) = &model.info.selection {
         for (i, c) in sel.candidates.iter().enumerate() {
             let score = match (c.held_out_nll, &c.error) {
-                (Some(v), _) => format!("held-out NLL {v:.4} nats"),
+                (Some(v), _) => match c.log_prior_mass {
+                    Some(lm) => format!("held-out NLL {v:.4} nats as sampled (rejected to the prior box: {:.4} + log prior mass {lm:.4})", v - lm),
+                    None => format!("held-out NLL {v:.4} nats"),
+                },
                 (None, Some(e)) => format!("held-out NLL not computed ({e})"),
                 (None, None) => "held-out NLL not computed".to_string(),
             };

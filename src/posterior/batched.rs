@@ -179,6 +179,12 @@ impl GpuModel {
     /// message names the observation, from 1); [`Error::LowAcceptance`] (naming the
     /// observation) and the other errors of [`super::Posterior::sample`].
     pub fn sample_batched(&self, observations: &[f64], n: usize, opts: &PosteriorOptions) -> Result<Vec<Samples>> {
+        self.sample_batched_in(observations, XUnits::Original, n, opts)
+    }
+
+    /// [`GpuModel::sample_batched`] with the observations in `units`
+    /// ([`XUnits::Transformed`]: as [`crate::train::Simulations::x`] holds them).
+    pub(crate) fn sample_batched_in(&self, observations: &[f64], units: XUnits, n: usize, opts: &PosteriorOptions) -> Result<Vec<Samples>> {
         opts.validate()?;
         let start = Instant::now();
         let (dx, d) = (self.dim_x(), self.dim_theta());
@@ -197,7 +203,12 @@ impl GpuModel {
             .chunks(dx)
             .enumerate()
             .map(|(j, x)| {
-                let x_z = self.observation_z(x).map_err(|e| match e {
+                let x_z = match units {
+                    XUnits::Original => self.observation_z(x),
+                    XUnits::Transformed if x.iter().all(|v| v.is_finite()) => Ok(self.inner.z_score_x(x)),
+                    XUnits::Transformed => Err(Error::invalid("a value is not finite")),
+                };
+                let x_z = x_z.map_err(|e| match e {
                     Error::Invalid(m) => Error::Invalid(format!("observation {}: {m}", j + 1)),
                     e => e,
                 })?;

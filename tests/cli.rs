@@ -374,7 +374,13 @@ fn evaluate_writes_cells_tables_and_plots_and_resumes_by_key() {
     assert_eq!(nll.iter().map(|c| c.0).collect::<Vec<_>>(), [true, false], "{cell}");
     let kept = if nll[1].1 < nll[0].1 { "none" } else { "transform" };
     assert_eq!(cell["parameter_transform"].as_str(), Some(kept), "{cell}");
-    assert_eq!(cell["held_out_nll"].as_f64().unwrap(), nll[0].1.min(nll[1].1));
+    // Without the logit the candidate is sampled with rejection to the box: its score is
+    // the flow's own held-out NLL (the cell's, when kept) plus its log mass in the box.
+    assert!(sel[0]["log_prior_mass"].is_null(), "{cell}");
+    let mass = sel[1]["log_prior_mass"].as_f64().unwrap_or_else(|| panic!("no prior mass in {cell}"));
+    assert!(mass <= 0.0, "{cell}");
+    let own = if kept == "none" { nll[1].1 - mass } else { nll[0].1 };
+    assert!((cell["held_out_nll"].as_f64().unwrap() - own).abs() < 1e-9, "{cell}");
     let model: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(PathBuf::from(cell["model"].as_str().unwrap()).join("model.json")).unwrap()).unwrap();
     assert_eq!(model["selection"]["chosen"].as_u64(), Some(if kept == "none" { 1 } else { 0 }), "{model}");

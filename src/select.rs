@@ -97,24 +97,20 @@ pub fn fit_candidates(
         if candidates.len() == 1 {
             return Ok(model);
         }
-        let gm = GpuModel::new(gpu.clone(), &model);
-        let scored = match &gm {
-            Ok(m) => held_out_nll(m, sims.theta(), sims.x(), &rows),
-            Err(e) => Err(Error::Gpu(format!("loading the candidate for scoring: {e}"))),
-        };
         // Sampled with rejection to a box its transform does not cover: score the density
         // as sampled, q / M (held_out_log_mass).
         let rejected_to = meta.prior.as_ref().filter(|b| !cand.transform.covers(b));
-        let log_mass = match (rejected_to, &gm, &scored) {
-            (Some(b), Ok(m), Ok(_)) => Some(held_out_log_mass(m, b, sims.x(), &rows, MASS_DRAWS, c.train.seed)),
-            _ => None,
-        };
+        let scored = GpuModel::new(gpu.clone(), &model).and_then(|m| {
+            let h = held_out_nll(&m, sims.theta(), sims.x(), &rows)?;
+            let mass = rejected_to.map(|b| held_out_log_mass(&m, b, sims.x(), &rows, MASS_DRAWS, c.train.seed));
+            Ok((h, mass))
+        });
         let best_val = model.info.best_epoch.checked_sub(1).and_then(|e| model.info.history.get(e)).map_or(f64::NAN, |r| r.val_loss);
-        let (nll, log_prior_mass, error) = match (&scored, log_mass) {
-            (Ok(h), None) => (Some(h.nll), None, None),
-            (Ok(h), Some(Ok(lm))) => (Some(h.nll + lm), Some(lm), None),
-            (Ok(_), Some(Err(e))) => (None, None, Some(format!("the prior mass could not be estimated: {e}"))),
-            (Err(e), _) => (None, None, Some(e.to_string())),
+        let (nll, log_prior_mass, error) = match &scored {
+            Ok((h, None)) => (Some(h.nll), None, None),
+            Ok((h, Some(Ok(lm)))) => (Some(h.nll + lm), Some(*lm), None),
+            Ok((_, Some(Err(e)))) => (None, None, Some(format!("the prior mass could not be estimated: {e}"))),
+            Err(e) => (None, None, Some(e.to_string())),
         };
         records.push(Candidate {
             hidden: c.net.hidden.clone(),
@@ -132,7 +128,7 @@ pub fn fit_candidates(
         // Keep only the best model so far (and the first until one scores).
         if best.is_none() || lowest(&scores) == Some(i) {
             let mut model = model;
-            model.info.held_out = scored.ok();
+            model.info.held_out = scored.ok().map(|(h, _)| h);
             best = Some(model);
         }
     }

@@ -128,13 +128,13 @@ pub fn train(
     let cfg = net(net_spec, dt, dx).py_err()?;
     let builder = Fmpe::new(device.gpu.clone(), cfg.clone(), meta.clone()).append_simulations(&theta, &x).py_err()?;
     let warnings = builder.warnings();
-    let sims = builder.simulations().clone();
+    let sims = builder.simulations();
     let budget = Budget { num_simulations: sims.rows(), dim_theta: dt, dim_x: dx };
     let auto = AutoOptions { compare_without_transform: select_transform, ..Default::default() };
     let candidates = auto.candidates_of(budget, Resolved { net: cfg, train: tc }, &meta.transform);
     let (mut interrupted, mut failure) = (false, None::<PyErr>);
     let model = py.detach(|| {
-        fit_candidates(&device.gpu, &sims, &meta, &candidates, &mut |i, p| {
+        fit_candidates(&device.gpu, sims, &meta, &candidates, &mut |i, p| {
             if interrupted || failure.is_some() {
                 return Control::Stop;
             }

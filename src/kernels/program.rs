@@ -227,7 +227,6 @@ impl Pipelines {
             g.scoped("creating the pipeline layouts", || Pipelines::new(&g.device, tex))
         })
     }
-
 }
 
 /// The per-step state (`struct Step` in `shaders/step.wgsl`), written once per submission.

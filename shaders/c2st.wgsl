@@ -6,11 +6,12 @@
 // the workspace `acts`; `data` holds the (z-scored) input rows in their original order
 // (c2st_shuffle), or the classifier's parameters (c2st_bce, in the training step).
 //
-// Folds trained together (c2st_batch, c2st_bce, c2st_loss_sum): workgroup z is fold
-// stream + z, whose test block starts at test_start + z * test_len, whose minibatch
-// workspace (xb, yb, z, dz, wsq, and the weights at w_off in data) lies fold_stride
-// elements after fold z - 1's, and whose loss slots lie loss_stride after fold z - 1's.
-// The shuffled rows x, y are shared. One fold alone: z = 0, the offsets as given.
+// Folds trained together (c2st_batch, c2st_bce, c2st_loss_sum): workgroup z is slot z,
+// which trains fold k = stream + acts[slot_fold_off + z] (test block at
+// test_start + k * test_len), whose minibatch workspace (xb, yb, z, dz, wsq, and the
+// weights at w_off in data) lies fold_stride elements after slot z - 1's, and whose
+// loss slots lie loss_stride after slot z - 1's. The shuffled rows x, y are shared.
+// One fold alone: z = 0, the offsets as given.
 struct C2stParams {
     rows: u32,       // rows handled by this dispatch (batch rows / test rows / all rows)
     d: u32,          // features per row
@@ -38,6 +39,7 @@ struct C2stParams {
     w_off: u32,
     fold_stride: u32, // folds trained together: fold z's per-fold offsets + z * fold_stride
     loss_stride: u32, // fold z's loss slots at loss_off + z * loss_stride
+    slot_fold_off: u32, // c2st_batch: slot z trains fold stream + acts[slot_fold_off + z]
 }
 @group(0) @binding(0) var<uniform> cp: C2stParams;
 
@@ -60,6 +62,8 @@ fn c2st_shuffle(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
 
 // Gathers minibatch `st.step_in_epoch` of epoch `st.epoch`: the fold's training rows
 // (all rows outside [test_start, test_start + test_len)) in a fresh order each epoch.
+// Slot z (workgroup z) trains fold k = acts[slot_fold_off + z] of the group (a fold
+// that stops early hands its slot to one still training).
 @compute @workgroup_size(256, 1, 1)
 fn c2st_batch(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -68,9 +72,10 @@ fn c2st_batch(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
         return;
     }
     let fz = wg.z * cp.fold_stride;
-    let test_start = cp.test_start + wg.z * cp.test_len;
+    let k = u32(acts[cp.slot_fold_off + wg.z]);
+    let test_start = cp.test_start + k * cp.test_len;
     let pos = st.step_in_epoch * cp.batch + r;
-    let t = permute(pos, cp.n_train, vec2<u32>(cp.seed_lo, cp.seed_hi), st.epoch, (cp.stream + wg.z) ^ 0xc2c2a5a5u);
+    let t = permute(pos, cp.n_train, vec2<u32>(cp.seed_lo, cp.seed_hi), st.epoch, (cp.stream + k) ^ 0xc2c2a5a5u);
     var row = t;
     if (t >= test_start) {
         row = t + cp.test_len;

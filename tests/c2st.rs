@@ -258,6 +258,11 @@ fn folds_trained_together_match_folds_trained_alone() {
         }
         assert!((0.5..=0.7).contains(&together.score), "d = {d}: score {}", together.score);
         let sum: usize = alone.epochs.iter().sum();
+        // A stopped fold hands its slot to one still training: each fold is computed for
+        // its own epochs, together as alone (before: 5 × the longest fold's, less the
+        // slots above the last fold training).
+        assert_eq!(together.slot_epochs, sum, "d = {d}: fold-epochs computed together");
+        assert_eq!(alone.slot_epochs, sum, "d = {d}: fold-epochs computed alone");
         assert_eq!(together.submissions, (hi + 5 + 2) as u64, "d = {d}: one submission per epoch of the longest fold");
         assert_eq!(alone.submissions, (sum + 5 + 2) as u64, "d = {d}: one submission per epoch of each fold");
         // 400 training rows: 2 steps an epoch, of 11 dispatches (matmul path) or 5

@@ -142,15 +142,19 @@ pub struct C2stParams {
     /// First weight in `data` (`n_w` values).
     pub w_off: u32,
     /// Folds trained together ([`c2st_batch`], [`c2st_bce`], [`c2st_loss_sum`] with
-    /// `folds` > 1): fold `stream + z`'s minibatch workspace (`xb_off`, `yb_off`,
-    /// `z_off`, `dz_off`, `wsq_off`) and weights (`w_off`) lie `z · fold_stride`
-    /// elements after the given offsets, and its test block starts at
-    /// `test_start + z · test_len` (folds of equal size).
+    /// `folds` > 1): slot z's minibatch workspace (`xb_off`, `yb_off`, `z_off`,
+    /// `dz_off`, `wsq_off`) and weights (`w_off`) lie `z · fold_stride` elements after
+    /// the given offsets (folds of equal size; which fold a slot trains: `slot_fold_off`).
     pub fold_stride: u32,
-    /// Fold z's per-step loss slots start at `loss_off + z · loss_stride`.
+    /// Slot z's per-step loss slots start at `loss_off + z · loss_stride`.
     pub loss_stride: u32,
+    /// [`c2st_batch`]: the fold each slot trains, `acts[slot_fold_off + z]` (a small
+    /// integer as f32): slot z gathers fold `stream + acts[slot_fold_off + z]`'s
+    /// minibatch (its test block at `test_start + fold · test_len`). Folds that stop
+    /// early hand their slots to folds still training, so the table is not the identity.
+    pub slot_fold_off: u32,
 }
-param_block!(C2stParams as "C2stParams" { rows, d, n_total, n_a, n_train, test_start, test_len, batch, seed_lo, seed_hi, stream, x_off, y_off, xb_off, yb_off, z_off, dz_off, loss_off, wsq_off, out_off, scale, alpha, n_w, w_off, fold_stride, loss_stride });
+param_block!(C2stParams as "C2stParams" { rows, d, n_total, n_a, n_train, test_start, test_len, batch, seed_lo, seed_hi, stream, x_off, y_off, xb_off, yb_off, z_off, dz_off, loss_off, wsq_off, out_off, scale, alpha, n_w, w_off, fold_stride, loss_stride, slot_fold_off });
 
 /// Parameters of the fused narrow-network C2ST kernels (`shaders/c2st_mlp.wgsl`).
 #[repr(C)]

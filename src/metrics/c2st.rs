@@ -35,9 +35,13 @@
 //! back only the per-step losses of every fold once per epoch (for the per-fold
 //! stopping rule). A fold that stops is evaluated at once (one submission: 3 matmuls
 //! and the accuracy count, read back for all folds at the end), before the next epoch
-//! changes its parameters; it keeps stepping while a fold in a higher slot trains (its
-//! results are ignored), and the dispatches shrink to the slots below the last fold
-//! still training. One optimiser step is
+//! changes its parameters; then the fold in the highest slot still training takes its
+//! slot (parameters and Adam moments copied at the start of the next epoch's command
+//! buffer; `c2st_batch` reads which fold each slot trains from a table), and the
+//! dispatches cover one slot fewer. Each fold is computed for its own epochs only
+//! ([`C2stReport::slot_epochs`] = the sum of the folds' epochs): before, a stopped fold
+//! below one still training kept stepping, and the five folds cost 5 × the longest
+//! fold's epochs. One optimiser step is
 //! * wide networks (10·d > 64): 11 dispatches — minibatch gather, 3 fused matmuls
 //!   forward (bias + ReLU in the epilogue), the logistic loss/gradient kernel (which
 //!   also sums the squared weights, reading the parameters bound as its `data`), 5
@@ -156,6 +160,10 @@ pub struct C2stReport {
     pub epochs: Vec<usize>,
     /// Final training loss of each fold (sklearn's `loss_`, L2 term included).
     pub final_losses: Vec<f64>,
+    /// Fold-epochs computed: the sum over epochs of the folds each epoch's dispatches
+    /// covered. Equals the sum of `epochs` (a fold that stops hands its slot to one
+    /// still training, so no stopped fold is computed).
+    pub slot_epochs: usize,
     /// Rows used from each set (after `max_rows`).
     pub rows: (usize, usize),
     /// GPU submissions made (counted on the context, so other work on it at the same
@@ -304,6 +312,9 @@ struct Work {
     dh2: usize,
     wsq: usize,
     bce: usize,
+    /// Which fold of the group each slot trains, `[slots]` (small integers as f32;
+    /// `c2st_batch` reads it).
+    slot_fold: usize,
     /// Fold slots (folds trained together: `folds`, else 1).
     slots: usize,
     /// The fold stride of every per-fold buffer (f32 elements, a multiple of 64): of the
@@ -347,11 +358,14 @@ pub fn c2st_report(gpu: &Gpu, a: &[f64], b: &[f64], d: usize, opts: &C2stOptions
     let mut epochs = vec![0; opts.folds];
     let mut final_losses = vec![f64::NAN; opts.folds];
     let mut eval_progs = Vec::with_capacity(opts.folds);
+    let mut slot_epochs = 0;
     // Groups of folds trained together: all of them, or one at a time.
     let group = if together { opts.folds } else { 1 };
     for first in (0..opts.folds).step_by(group) {
         let fp = folds[first].params(base, first);
-        for (z, e, loss, prog) in trainer.train(first, group, &folds[first], fp)? {
+        let (trained, computed) = trainer.train(first, group, &folds[first], fp)?;
+        slot_epochs += computed;
+        for (z, e, loss, prog) in trained {
             epochs[first + z] = e;
             final_losses[first + z] = loss;
             eval_progs.push(prog);
@@ -366,6 +380,7 @@ pub fn c2st_report(gpu: &Gpu, a: &[f64], b: &[f64], d: usize, opts: &C2stOptions
         fold_accuracies,
         epochs,
         final_losses,
+        slot_epochs,
         rows: (n_a, n_b),
         submissions: gpu.submission_count() - submissions0,
         dispatches: gpu.dispatch_count() - dispatches0,
@@ -480,6 +495,7 @@ impl Work {
         let h2t = ar.alloc(max_test * h);
         let zt = ar.alloc(max_test);
         let acc = ar.alloc(folds.len());
+        let slot_fold = ar.alloc(slots);
         let f0 = ar.alloc(slots * stride);
         let [xb, yb, h1, h2, z, dz, dh1, dh2, wsq, bce] = rel.map(|r| f0 + r);
         Work {
@@ -501,6 +517,7 @@ impl Work {
             dh2,
             wsq,
             bce,
+            slot_fold,
             slots,
             stride,
             len: ar.len(),
@@ -581,6 +598,7 @@ fn base_params(d: usize, n_a: usize, n: usize, seed: u64, work: &Work) -> C2stPa
         wsq_off: work.wsq as u32,
         alpha: ALPHA as f32,
         fold_stride: work.stride as u32,
+        slot_fold_off: work.slot_fold as u32,
         ..Default::default()
     }
 }
@@ -620,15 +638,17 @@ type FoldResult = (usize, usize, f64, Program);
 
 impl Trainer<'_> {
     /// Trains the classifier on the `count` folds `first ..` (all of the shape `fold`;
-    /// fold `first + z` in slot z, test block at `fp.test_start + z · test_len`), each
-    /// from the initial parameters, until sklearn's stopping rule (per fold) or
-    /// `max_epochs`: one submission and one readback (every fold's per-step losses)
-    /// per epoch; every dispatch of a step covers the slots up to the last fold still
-    /// training. A fold is evaluated (one submission) right after the epoch it stops
-    /// at, before the next epoch changes its parameters; stopped folds below a
-    /// training one keep stepping, and their results are ignored. Returns each fold's
-    /// [`FoldResult`].
-    fn train(&self, first: usize, count: usize, fold: &Fold, fp: C2stParams) -> Result<Vec<FoldResult>> {
+    /// fold `first + k`'s test block at `fp.test_start + k · test_len`), each from the
+    /// initial parameters, until sklearn's stopping rule (per fold) or `max_epochs`:
+    /// one submission and one readback (every slot's per-step losses) per epoch. Fold k
+    /// starts in slot k. A fold is evaluated (one submission) right after the epoch it
+    /// stops at, before the next epoch changes its parameters; then the fold in the
+    /// highest slot still training moves into its slot (parameters and Adam moments
+    /// copied at the start of the next epoch's command buffer; `c2st_batch` reads which
+    /// fold each slot trains), and every dispatch covers one slot fewer. So each fold
+    /// is computed for its own epochs only, not for the longest fold's. Returns each
+    /// fold's [`FoldResult`] and the slot-epochs computed.
+    fn train(&self, first: usize, count: usize, fold: &Fold, fp: C2stParams) -> Result<(Vec<FoldResult>, usize)> {
         let (gpu, bufs, work) = (self.gpu, self.bufs, self.work);
         // Programs for the first `k` slots, built when first needed.
         let mut programs: Vec<Option<(Program, Option<Program>)>> = (0..=count).map(|_| None).collect();
@@ -645,8 +665,12 @@ impl Trainer<'_> {
         let mut results: Vec<Option<FoldResult>> = (0..count).map(|_| None).collect();
         let mut loss = vec![f64::NAN; count];
         let mut epoch = 0usize;
-        // Slots below `active` are computed; the last one is a fold still training.
+        // Slot z trains fold slot_fold[z]; slots below `active` are computed, all of them
+        // folds still training.
+        let mut slot_fold: Vec<usize> = (0..count).collect();
+        let mut moves: Vec<(usize, usize)> = Vec::new();
         let mut active = count;
+        let mut slot_epochs = 0usize;
         while epoch < self.max_epochs && active > 0 {
             if programs[active].is_none() {
                 let fpk = C2stParams { loss_stride: fold.steps as u32, ..fp };
@@ -660,49 +684,67 @@ impl Trainer<'_> {
             }
             let (full, last) = programs[active].as_ref().expect("built above");
             let table = epoch_steps(&mut t, epoch, fold.steps);
-            let slots = self.run_epoch(fold.steps, active, &table, epoch == 0, full, last.as_ref())?;
+            let order: Vec<f32> = slot_fold[..active].iter().map(|&k| k as f32).collect();
+            gpu.queue.write_buffer(&bufs.acts, work.slot_fold as u64 * 4, bytemuck::cast_slice(&order));
+            let slots = self.run_epoch(fold.steps, active, &table, epoch == 0, &moves, full, last.as_ref())?;
+            moves.clear();
+            slot_epochs += active;
             epoch += 1;
             for z in 0..active {
-                if results[z].is_some() {
-                    continue;
-                }
-                loss[z] = slots[z * fold.steps..(z + 1) * fold.steps].iter().map(|&x| x as f64).sum::<f64>()
+                let k = slot_fold[z];
+                loss[k] = slots[z * fold.steps..(z + 1) * fold.steps].iter().map(|&x| x as f64).sum::<f64>()
                     / fold.n_train as f64;
-                if !loss[z].is_finite() {
+                if !loss[k].is_finite() {
                     return Err(Error::invalid(format!(
                         "c2st: the classifier's training loss is {} in fold {}, epoch {epoch}",
-                        loss[z],
-                        first + z + 1
+                        loss[k],
+                        first + k + 1
                     )));
                 }
-                if stopping[z].update(loss[z]) || epoch == self.max_epochs {
-                    results[z] = Some((z, epoch, loss[z], self.evaluate(first + z, z, fold, fp)?));
+                if stopping[k].update(loss[k]) || epoch == self.max_epochs {
+                    results[k] = Some((k, epoch, loss[k], self.evaluate(first + k, k, z, fold, fp)?));
                 }
             }
-            while active > 0 && results[active - 1].is_some() {
-                active -= 1;
+            // Fill each stopped slot with the highest slot still training.
+            let mut z = 0;
+            while z < active {
+                if results[slot_fold[z]].is_none() {
+                    z += 1;
+                } else if results[slot_fold[active - 1]].is_some() {
+                    active -= 1;
+                } else {
+                    moves.push((active - 1, z));
+                    slot_fold[z] = slot_fold[active - 1];
+                    active -= 1;
+                    z += 1;
+                }
             }
         }
         // max_epochs = 0: evaluate the initial networks.
-        for z in 0..count {
-            if results[z].is_none() {
-                results[z] = Some((z, epoch, loss[z], self.evaluate(first + z, z, fold, fp)?));
+        for k in 0..count {
+            if results[k].is_none() {
+                results[k] = Some((k, epoch, loss[k], self.evaluate(first + k, k, k, fold, fp)?));
             }
         }
-        Ok(results.into_iter().map(|r| r.expect("every fold evaluated")).collect())
+        Ok((results.into_iter().map(|r| r.expect("every fold evaluated")).collect(), slot_epochs))
     }
 
     /// One epoch of `steps` steps of the first `active` fold slots, in one command
-    /// buffer and one submission: for each step, its Adam state from `table` into the
-    /// step uniform, then the step program (`last` for the final step when its
-    /// minibatch is partial). Clears the Adam moments first when `first`. Returns the
-    /// per-step loss sums, `[active, steps]`, read back once.
+    /// buffer and one submission: first each `(from, to)` of `moves` (a fold's
+    /// parameters and Adam moments from slot `from` to slot `to`, through `from`'s
+    /// gradients), then for each step
+    /// its Adam state from `table` into the step uniform and the step program (`last`
+    /// for the final step when its minibatch is partial). Clears the Adam moments
+    /// first when `first`. Returns the per-step loss sums, `[active, steps]`, read
+    /// back once.
+    #[allow(clippy::too_many_arguments)]
     fn run_epoch(
         &self,
         steps: usize,
         active: usize,
         table: &[StepState],
         first: bool,
+        moves: &[(usize, usize)],
         full: &Program,
         last: Option<&Program>,
     ) -> Result<Vec<f32>> {
@@ -712,6 +754,15 @@ impl Trainer<'_> {
         if first {
             enc.clear_buffer(&bufs.m, 0, None);
             enc.clear_buffer(&bufs.v, 0, None);
+        }
+        // A copy cannot stay within one buffer: each goes through the gradients of slot
+        // `from` (recomputed at every step, and that slot is no longer computed).
+        let bytes = self.work.stride as u64 * 4;
+        for &(from, to) in moves {
+            for buf in [&bufs.params, &bufs.m, &bufs.v] {
+                enc.copy_buffer_to_buffer(buf, from as u64 * bytes, &bufs.grads, from as u64 * bytes, bytes);
+                enc.copy_buffer_to_buffer(&bufs.grads, from as u64 * bytes, buf, to as u64 * bytes, bytes);
+            }
         }
         for s in 0..steps {
             enc.copy_buffer_to_buffer(&bufs.step_table, s as u64 * STEP_BYTES, &bufs.step, 0, STEP_BYTES);
@@ -724,15 +775,15 @@ impl Trainer<'_> {
         gpu.map_staging(staging, active * steps)
     }
 
-    /// Held-out accuracy of fold `fi`, trained in slot `slot`, one submission: the
-    /// count of correctly classified test rows goes to `acts[acc + fi]` (read back for
-    /// all folds at the end). `fp` is the parameters of the group's first fold (the
-    /// test block follows `slot` test blocks after it). Returns the program, which
-    /// the caller keeps until that readback.
-    fn evaluate(&self, fi: usize, slot: usize, fold: &Fold, fp: C2stParams) -> Result<Program> {
+    /// Held-out accuracy of fold `fi` (fold `k` of its group), trained in slot `slot`,
+    /// one submission: the count of correctly classified test rows goes to
+    /// `acts[acc + fi]` (read back for all folds at the end). `fp` is the parameters of
+    /// the group's first fold (fold k's test block follows k test blocks after it).
+    /// Returns the program, which the caller keeps until that readback.
+    fn evaluate(&self, fi: usize, k: usize, slot: usize, fold: &Fold, fp: C2stParams) -> Result<Program> {
         let (gpu, work) = (self.gpu, self.work);
         let mut pb = ProgramBuilder::new(gpu);
-        let test_start = fold.test_start + slot * fold.test_len;
+        let test_start = fold.test_start + k * fold.test_len;
         let x_test = work.x + test_start * self.net.d;
         // A batch of one on the training step's pipelines (no compilation of others).
         let one = Some((1, work.stride));

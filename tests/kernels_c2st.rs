@@ -1,7 +1,7 @@
-//! The C2ST kernels (`src/kernels/c2st.rs`) that are not a network: the fold shuffle,
-//! the logistic loss with its gradient, the loss sum of the fused path, and the held-out
-//! accuracy, against f64 formulas. (The classifier itself is checked end to end in
-//! tests/c2st.rs.)
+//! The C2ST kernels (`src/kernels/c2st.rs`) that are not a network: the fold shuffle
+//! (and the slot table of folds trained together), the logistic loss with its gradient,
+//! the loss sum of the fused path, and the held-out accuracy, against f64 formulas.
+//! (The classifier itself is checked end to end in tests/c2st.rs.)
 mod common;
 
 use common::*;
@@ -94,13 +94,17 @@ fn bce_loss_sum_and_accuracy_match_formulas() {
 /// Folds trained together: `c2st_batch`, `c2st_bce` and `c2st_loss_sum` over 2 folds in
 /// one dispatch each write exactly what each fold alone writes (fold z alone: stream z,
 /// test block z, every per-fold offset shifted by z · fold_stride, its loss slots by
-/// z · loss_stride), and fold 1's minibatch avoids its own test block.
+/// z · loss_stride), and fold 1's minibatch avoids its own test block. Which fold a slot
+/// trains comes from the slot table: swapped, slot 0 gathers fold 1's minibatch.
 #[test]
 fn folds_together_match_each_fold_alone() {
     let (n, d, test_len, rows) = (100usize, 3usize, 20usize, 32usize);
-    let (x, y, f0, stride, loss, loss_stride) = (0usize, 300usize, 512usize, 512usize, 448usize, 8usize);
+    let (x, y, f0, stride, loss, loss_stride, table) = (0usize, 300usize, 512usize, 512usize, 448usize, 8usize, 440usize);
     let (xb, yb, z, dz, wsq, bce) = (f0, f0 + 128, f0 + 192, f0 + 256, f0 + 320, f0 + 384);
     let mut acts = rand_vec(f0 + 2 * stride, 5);
+    // The slot table: slot z trains fold z (alone: slot 0, fold `stream`).
+    acts[table] = 0.0;
+    acts[table + 1] = 1.0;
     // Row r of x holds (r, r, r), its label r % 2: the gathered rows tell where they came from.
     for r in 0..n {
         for j in 0..d {
@@ -132,6 +136,7 @@ fn folds_together_match_each_fold_alone() {
         alpha: 0.01,
         n_w: 40,
         w_off: 0,
+        slot_fold_off: table as u32,
         ..Default::default()
     };
     let record = |p: C2stParams, folds: usize| {
@@ -174,5 +179,17 @@ fn folds_together_match_each_fold_alone() {
     assert_ne!(merged, acts, "the kernels wrote something");
     for (i, (a, b)) in both.iter().zip(&merged).enumerate() {
         assert_eq!(a.to_bits(), b.to_bits(), "element {i}: together {a}, alone {b}");
+    }
+    // The table swapped: slot 0 trains fold 1 and slot 1 fold 0.
+    let mut swapped = acts.clone();
+    swapped[table] = 1.0;
+    swapped[table + 1] = 0.0;
+    let got = run(&swapped, &data, 1, record(C2stParams { fold_stride: stride as u32, loss_stride: loss_stride as u32, ..p }, 2));
+    for (slot, fold) in [(0usize, 1usize), (1, 0)] {
+        for e in 0..rows * d + rows {
+            // the minibatch rows (xb), then its labels (yb)
+            let i = if e < rows * d { xb + e } else { yb + e - rows * d };
+            assert_eq!(got[i + slot * stride], both[i + fold * stride], "slot {slot} holds fold {fold}'s minibatch (element {e})");
+        }
     }
 }

@@ -1,4 +1,6 @@
-//! Adam over the flat parameter buffer (`shaders/adam.wgsl`).
+//! Adam over the flat parameter buffer (`shaders/adam.wgsl`, and its vec4 variant
+//! `shaders/adam_vec4.wgsl`, four parameters per thread, chosen whenever the ranges are
+//! 16-byte aligned: [`AdamWidth`]).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -8,8 +10,11 @@ use super::registry::{param_block, Family, KernelSpec, Layout, ShaderModule, Str
 /// The adam family.
 pub(crate) static FAMILY: Family = Family {
     name: "adam",
-    modules: &[ShaderModule { name: "adam", source: include_str!("../../shaders/adam.wgsl") }],
-    kernels: &[&ADAM, &GRAD_CHECK, &ADAM_GUARDED],
+    modules: &[
+        ShaderModule { name: "adam", source: include_str!("../../shaders/adam.wgsl") },
+        ShaderModule { name: "adam_vec4", source: include_str!("../../shaders/adam_vec4.wgsl") },
+    ],
+    kernels: &[&ADAM, &GRAD_CHECK, &ADAM_GUARDED, &ADAM_VEC4, &ADAM_GUARDED_VEC4],
     constants: &[],
     structs: &[StructLayout::of::<super::StepState>],
 };
@@ -51,6 +56,64 @@ pub static ADAM_GUARDED: KernelSpec = KernelSpec {
     constants: &[],
 };
 
+/// `adam_vec4`: [`ADAM`] with four parameters per thread (16-byte loads and stores).
+pub static ADAM_VEC4: KernelSpec = KernelSpec {
+    name: "adam_vec4",
+    module: "adam_vec4",
+    entry_point: "adam_vec4",
+    layout: Layout::Adam,
+    params: StructLayout::of::<AdamParams>,
+    variant: "vec4",
+    constants: &[],
+};
+
+/// `adam_guarded_vec4`: [`ADAM_GUARDED`] with four parameters per thread.
+pub static ADAM_GUARDED_VEC4: KernelSpec = KernelSpec {
+    name: "adam_guarded_vec4",
+    module: "adam_vec4",
+    entry_point: "adam_guarded_vec4",
+    layout: Layout::Adam,
+    params: StructLayout::of::<AdamParams>,
+    variant: "vec4",
+    constants: &[],
+};
+
+/// How many parameters one thread of the Adam step updates.
+///
+/// On lavapipe every storage access is a loop over the 8 SIMD lanes, so a 16-byte
+/// access per lane does four parameters' loads for the cost of about one
+/// (../shared/notes/lavapipe-kernels.md); in the C2ST classifier's step at dimension 10
+/// (five folds of 11,301 parameters) the vec4 kernel took the Adam step from about 15 %
+/// of the step's time to a few percent (BENCHMARKS.md). On a GPU a 16-byte access is as
+/// cheap as a 4-byte one. Both give the same numbers (`tests/kernels_adam.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdamWidth {
+    /// One parameter per thread (`shaders/adam.wgsl`); any offsets.
+    Scalar,
+    /// Four per thread (`shaders/adam_vec4.wgsl`); `off` and `batch_stride` multiples of 4.
+    Vec4,
+}
+
+impl AdamWidth {
+    /// [`AdamWidth::Vec4`] when `p.off` and `p.batch_stride` are multiples of 4 (the
+    /// vectors 16-byte aligned), else [`AdamWidth::Scalar`].
+    pub fn of(p: &AdamParams) -> AdamWidth {
+        if p.off.is_multiple_of(4) && p.batch_stride.is_multiple_of(4) {
+            AdamWidth::Vec4
+        } else {
+            AdamWidth::Scalar
+        }
+    }
+
+    /// Threads for `n` parameters.
+    fn threads(self, n: u32) -> usize {
+        match self {
+            AdamWidth::Scalar => n as usize,
+            AdamWidth::Vec4 => n.div_ceil(4) as usize,
+        }
+    }
+}
+
 /// Parameters of `adam` (`shaders/adam.wgsl`).
 /// Every `*_off` field is an offset in f32 elements into the bound buffer; the field
 /// order and padding mirror the WGSL struct of the same kernel.
@@ -80,9 +143,10 @@ pub struct AdamParams {
 }
 param_block!(AdamParams as "AdamParams" { n, off, batch_stride, decay_len, beta1, beta2, eps, weight_decay });
 
-/// Records `adam` over the `p.n` parameters from `p.off` (one thread each).
+/// Records `adam` over the `p.n` parameters from `p.off` (in the width of
+/// [`AdamWidth::of`]).
 pub fn adam(b: &mut ProgramBuilder, p: &AdamParams) {
-    b.push_1d(&ADAM, p, p.n as usize);
+    adam_batched_as(b, p, 1, AdamWidth::of(p));
 }
 
 /// Records `adam` over `count` independent parameter sets in one dispatch: set z is
@@ -92,7 +156,23 @@ pub fn adam(b: &mut ProgramBuilder, p: &AdamParams) {
 /// # Panics
 /// If `count` exceeds the device's workgroups per dimension.
 pub fn adam_batched(b: &mut ProgramBuilder, p: &AdamParams, count: usize) {
-    b.push_1d_batched(&ADAM, p, p.n as usize, count);
+    adam_batched_as(b, p, count, AdamWidth::of(p));
+}
+
+/// [`adam_batched`] in the given width.
+///
+/// # Panics
+/// If `count` exceeds the device's workgroups per dimension, or `width` is
+/// [`AdamWidth::Vec4`] and `p.off` or `p.batch_stride` is not a multiple of 4.
+pub fn adam_batched_as(b: &mut ProgramBuilder, p: &AdamParams, count: usize, width: AdamWidth) {
+    let kernel = match width {
+        AdamWidth::Scalar => &ADAM,
+        AdamWidth::Vec4 => {
+            assert_eq!(AdamWidth::of(p), AdamWidth::Vec4, "adam_vec4 needs off and batch_stride multiples of 4");
+            &ADAM_VEC4
+        }
+    };
+    b.push_1d_batched(kernel, p, width.threads(p.n), count);
 }
 
 /// Records the guarded step: `grad_check` (one workgroup) then `adam_guarded` (one
@@ -102,7 +182,23 @@ pub fn adam_batched(b: &mut ProgramBuilder, p: &AdamParams, count: usize) {
 /// # Panics
 /// If `p.batch_stride` or `p.decay_len` is not 0 (the guarded kernels ignore them).
 pub fn adam_guarded(b: &mut ProgramBuilder, p: &AdamParams) {
+    adam_guarded_as(b, p, AdamWidth::of(p));
+}
+
+/// [`adam_guarded`] in the given width.
+///
+/// # Panics
+/// As [`adam_guarded`], and if `width` is [`AdamWidth::Vec4`] and `p.off` is not a
+/// multiple of 4.
+pub fn adam_guarded_as(b: &mut ProgramBuilder, p: &AdamParams, width: AdamWidth) {
     assert!(p.batch_stride == 0 && p.decay_len == 0, "adam_guarded updates one set with one weight decay");
     b.push_groups(&GRAD_CHECK, p, (1, 1, 1));
-    b.push_1d(&ADAM_GUARDED, p, p.n as usize);
+    let kernel = match width {
+        AdamWidth::Scalar => &ADAM_GUARDED,
+        AdamWidth::Vec4 => {
+            assert_eq!(AdamWidth::of(p), AdamWidth::Vec4, "adam_guarded_vec4 needs off a multiple of 4");
+            &ADAM_GUARDED_VEC4
+        }
+    };
+    b.push_1d(kernel, p, width.threads(p.n));
 }

@@ -82,10 +82,10 @@ pub static ADAM_GUARDED_VEC4: KernelSpec = KernelSpec {
 ///
 /// On lavapipe every storage access is a loop over the 8 SIMD lanes, so a 16-byte
 /// access per lane does four parameters' loads for the cost of about one
-/// (../shared/notes/lavapipe-kernels.md); in the C2ST classifier's step at dimension 10
-/// (five folds of 11,301 parameters) the vec4 kernel took the Adam step from about 15 %
-/// of the step's time to a few percent (BENCHMARKS.md). On a GPU a 16-byte access is as
-/// cheap as a 4-byte one. Both give the same numbers (`tests/kernels_adam.rs`).
+/// (../shared/notes/lavapipe-kernels.md): the C2ST classifier's Adam step at dimension
+/// 10 (five folds of 11,301 parameters, one dispatch) takes 263 µs in vec4 against 503 µs
+/// in scalar (BENCHMARKS.md, stop 23). On a GPU a 16-byte access is as cheap as a 4-byte
+/// one. Both give the same numbers, bit for bit (`tests/kernels_adam.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AdamWidth {
     /// One parameter per thread (`shaders/adam.wgsl`); any offsets.

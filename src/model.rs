@@ -175,9 +175,14 @@ pub struct Candidate {
     pub held_out_nll: Option<f64>,
     /// For a candidate sampled with rejection to the box prior: the mean over the
     /// held-out pairs of `log M(x)`, the log of the flow's mass inside the box
-    /// ([`crate::metrics::held_out::held_out_log_mass`]; ≤ 0); `None` otherwise.
+    /// ([`crate::metrics::held_out::held_out_prior_mass`]; ≤ 0); `None` otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_prior_mass: Option<f64>,
+    /// With `log_prior_mass`: the share of the held-out observations where less than
+    /// [`crate::metrics::LOW_MASS`] (5 %) of the flow's mass is inside the box, so that
+    /// rejection sampling there needs over 20 proposals per sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_mass_share: Option<f64>,
     /// Why the held-out NLL is missing, if it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

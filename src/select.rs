@@ -11,7 +11,7 @@
 //! [`ModelInfo::selection`](crate::model::ModelInfo::selection).
 //! A candidate sampled with rejection to the box prior (no logit) is scored by the
 //! density it is sampled from, `q / M(x)`, `M(x)` its mass inside the box
-//! ([`crate::metrics::held_out_log_mass`]).
+//! ([`crate::metrics::held_out_prior_mass`]).
 //! The flow-matching validation loss cannot make this choice: on gaussian_linear at 10³
 //! it ranks fits 5 nats of NLL apart within its noise (BENCHMARKS.md, stop 18).
 
@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::metrics::{held_out_log_mass, held_out_nll, MASS_DRAWS};
+use crate::metrics::{held_out_prior_mass, held_out_nll, MASS_DRAWS};
 use crate::model::{Candidate, Model, ModelMeta, Selection};
 use crate::policy::Configuration;
 use crate::posterior::GpuModel;
@@ -50,7 +50,7 @@ pub fn lowest(scores: &[Option<f64>]) -> Option<usize> {
 /// candidate that shares the seed and validation share, as the policy's candidates
 /// do) — for a candidate sampled with rejection to `meta`'s box prior (its transform
 /// does not cover the box), the NLL of the density as sampled, `q / M` with `M` the
-/// flow's mass in the box ([`held_out_log_mass`]) — and returns the model with the
+/// flow's mass in the box ([`held_out_prior_mass`]) — and returns the model with the
 /// lowest score, its `info.held_out` and
 /// `info.selection` set. A candidate whose score cannot be computed (a step cap on a
 /// badly trained flow, say) is recorded with the error and not chosen; when no score
@@ -98,17 +98,17 @@ pub fn fit_candidates(
             return Ok(model);
         }
         // Sampled with rejection to a box its transform does not cover: score the density
-        // as sampled, q / M (held_out_log_mass).
+        // as sampled, q / M (held_out_prior_mass).
         let rejected_to = meta.prior.as_ref().filter(|b| !cand.transform.covers(b));
         let scored = GpuModel::new(gpu.clone(), &model).and_then(|m| {
             let h = held_out_nll(&m, sims.theta(), sims.x(), &rows)?;
-            let mass = rejected_to.map(|b| held_out_log_mass(&m, b, sims.x(), &rows, MASS_DRAWS, c.train.seed));
+            let mass = rejected_to.map(|b| held_out_prior_mass(&m, b, sims.x(), &rows, MASS_DRAWS, c.train.seed));
             Ok((h, mass))
         });
         let best_val = model.info.best_epoch.checked_sub(1).and_then(|e| model.info.history.get(e)).map_or(f64::NAN, |r| r.val_loss);
-        let (nll, log_prior_mass, error) = match &scored {
+        let (nll, mass, error) = match &scored {
             Ok((h, None)) => (Some(h.nll), None, None),
-            Ok((h, Some(Ok(lm)))) => (Some(h.nll + lm), Some(*lm), None),
+            Ok((h, Some(Ok(pm)))) => (Some(h.nll + pm.mean_log), Some(*pm), None),
             Ok((_, Some(Err(e)))) => (None, None, Some(format!("the prior mass could not be estimated: {e}"))),
             Err(e) => (None, None, Some(e.to_string())),
         };
@@ -117,7 +117,8 @@ pub fn fit_candidates(
             transform: cand.transform.clone(),
             summary: c.summary(),
             held_out_nll: nll,
-            log_prior_mass,
+            log_prior_mass: mass.map(|m| m.mean_log),
+            low_mass_share: mass.map(|m| m.low_share),
             error,
             best_validation_loss: best_val,
             epochs: model.info.history.len(),

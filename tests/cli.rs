@@ -376,9 +376,12 @@ fn evaluate_writes_cells_tables_and_plots_and_resumes_by_key() {
     assert_eq!(cell["parameter_transform"].as_str(), Some(kept), "{cell}");
     // Without the logit the candidate is sampled with rejection to the box: its score is
     // the flow's own held-out NLL (the cell's, when kept) plus its log mass in the box.
-    assert!(sel[0]["log_prior_mass"].is_null(), "{cell}");
+    assert!(sel[0]["log_prior_mass"].is_null() && sel[0]["low_mass_share"].is_null(), "{cell}");
     let mass = sel[1]["log_prior_mass"].as_f64().unwrap_or_else(|| panic!("no prior mass in {cell}"));
     assert!(mass <= 0.0, "{cell}");
+    // and how often the held-out observations have under 5 % of it inside the box.
+    let low = sel[1]["low_mass_share"].as_f64().unwrap_or_else(|| panic!("no low-mass share in {cell}"));
+    assert!((0.0..=1.0).contains(&low), "{cell}");
     let own = if kept == "none" { nll[1].1 - mass } else { nll[0].1 };
     assert!((cell["held_out_nll"].as_f64().unwrap() - own).abs() < 1e-9, "{cell}");
     let model: serde_json::Value =

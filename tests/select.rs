@@ -3,7 +3,7 @@
 //! the lowest score is kept and recorded.
 mod common;
 
-use fmpe::metrics::{held_out_log_mass, held_out_nll};
+use fmpe::metrics::{held_out_nll, held_out_prior_mass, LOW_MASS};
 use fmpe::model::{BoxPrior, ModelMeta};
 use fmpe::net::{Conditioning, NetConfig};
 use fmpe::policy::{Configuration, Resolved};
@@ -83,7 +83,9 @@ fn the_lowest_held_out_nll_is_kept_and_equals_a_plain_run() {
     // keeps all its mass there.
     let lm = sel.candidates[0].log_prior_mass.expect("rejected to the box: mass estimated");
     assert!((-0.5..=0.0).contains(&lm), "log prior mass {lm}");
-    assert_eq!(sel.candidates[1].log_prior_mass, None);
+    let low = sel.candidates[0].low_mass_share.expect("rejected to the box: low-mass share recorded");
+    assert!((0.0..=0.1).contains(&low), "a box of ±6 σ: almost no observation has under 5 % inside ({low})");
+    assert_eq!((sel.candidates[1].log_prior_mass, sel.candidates[1].low_mass_share), (None, None));
     assert_eq!(sel.candidates[1].hidden, vec![32, 32]);
     assert_eq!(model.info.net.hidden, vec![32, 32]);
     assert_eq!((&model.info.transform, &sel.candidates[0].transform), (&logit, &ThetaTransform::identity()));
@@ -131,7 +133,9 @@ fn one_candidate_is_a_plain_run_and_bad_lists_are_named() {
 #[test]
 fn the_prior_mass_matches_the_flow_density_integrated_over_the_box() {
     // A flow trained without a transform, and a box it leaks out of: [−0.3, 0.3] holds
-    // about half of the posterior N(x / 1.09, 0.287²) for |x| < 0.5.
+    // about half of the posterior N(x / 1.09, 0.287²) for |x| < 0.5; [0.6, 1.5] holds
+    // under 1 % of it at x = −0.5 and about 30 % at x = 0.5, so the share of
+    // observations with under 5 % inside is neither 0 nor 1.
     let gpu = common::gpu_arc();
     let (theta, x) = data(1_000);
     let cand = candidate(vec![32, 32], 40, 3e-3, ThetaTransform::identity());
@@ -144,20 +148,34 @@ fn the_prior_mass_matches_the_flow_density_integrated_over_the_box() {
     let gm = GpuModel::new(gpu.clone(), &model).unwrap();
     let rows: Vec<usize> = (0..x.len()).filter(|&r| x[r].abs() < 0.5).take(40).collect();
     assert_eq!(rows.len(), 40);
+    // The mass of each observation from the flow's own density, by the midpoint rule
+    // over the box.
+    let quadrature = |b: &BoxPrior| -> Vec<f64> {
+        let k = 120;
+        let (lo, w) = (b.low[0], b.high[0] - b.low[0]);
+        let h = w / k as f64;
+        let grid: Vec<f64> = (0..k).map(|i| lo + (i as f64 + 0.5) * h).collect();
+        let th: Vec<f64> = rows.iter().flat_map(|_| grid.iter().copied()).collect();
+        let xs: Vec<f64> = rows.iter().flat_map(|&r| std::iter::repeat_n(x[r], k)).collect();
+        let opts = PosteriorOptions { reject_outside_prior: false, ..Default::default() };
+        let lq = gm.log_prob_pairs(&th, &xs, &opts).unwrap();
+        lq.chunks(k).map(|c| c.iter().map(|v| v.exp()).sum::<f64>() * h).collect()
+    };
     let b = BoxPrior { low: vec![-0.3], high: vec![0.3] };
-    let est = held_out_log_mass(&gm, &b, &x, &rows, 256, 7).unwrap();
-    // The same mass from the flow's own density, by the midpoint rule over the box.
-    let k = 120;
-    let h = 0.6 / k as f64;
-    let grid: Vec<f64> = (0..k).map(|i| -0.3 + (i as f64 + 0.5) * h).collect();
-    let th: Vec<f64> = rows.iter().flat_map(|_| grid.iter().copied()).collect();
-    let xs: Vec<f64> = rows.iter().flat_map(|&r| std::iter::repeat_n(x[r], k)).collect();
-    let opts = PosteriorOptions { reject_outside_prior: false, ..Default::default() };
-    let lq = gm.log_prob_pairs(&th, &xs, &opts).unwrap();
-    let quad = lq.chunks(k).map(|c| (c.iter().map(|v| v.exp()).sum::<f64>() * h).ln()).sum::<f64>() / rows.len() as f64;
-    eprintln!("mean log mass in the box: sampled {est:.4}, integrated {quad:.4}");
+    let est = held_out_prior_mass(&gm, &b, &x, &rows, 256, 7).unwrap();
+    let quad = quadrature(&b).iter().map(|m| m.ln()).sum::<f64>() / rows.len() as f64;
+    eprintln!("mean log mass in the box: sampled {:.4}, integrated {quad:.4}", est.mean_log);
     assert!(quad < -0.2, "the flow leaks out of the box: {quad}");
-    assert!((est - quad).abs() < 0.05, "sampled {est} against integrated {quad}");
-    assert!(held_out_log_mass(&gm, &b, &x, &[], 64, 7).is_err());
-    assert!(held_out_log_mass(&gm, &b, &x, &rows, 0, 7).is_err());
+    assert!((est.mean_log - quad).abs() < 0.05, "sampled {} against integrated {quad}", est.mean_log);
+    assert_eq!((est.observations, est.low_share), (40, 0.0), "about half the mass inside everywhere");
+    // A box in the tail: the share of observations with under 5 % inside.
+    let tail = BoxPrior { low: vec![0.6], high: vec![1.5] };
+    let est = held_out_prior_mass(&gm, &tail, &x, &rows, 256, 7).unwrap();
+    let quad = quadrature(&tail);
+    let share = quad.iter().filter(|&&m| m < LOW_MASS).count() as f64 / rows.len() as f64;
+    eprintln!("share under {LOW_MASS}: sampled {:.3}, integrated {share:.3}", est.low_share);
+    assert!(share > 0.2 && share < 0.8, "the tail box splits the observations: {share}");
+    assert!((est.low_share - share).abs() <= 0.151, "sampled {} against integrated {share}", est.low_share);
+    assert!(held_out_prior_mass(&gm, &b, &x, &[], 64, 7).is_err());
+    assert!(held_out_prior_mass(&gm, &b, &x, &rows, 0, 7).is_err());
 }

@@ -10,9 +10,26 @@ pub use crate::model::HeldOutNll;
 use crate::posterior::{GpuModel, PosteriorOptions, XUnits};
 use crate::prior::BoxPrior;
 
-/// Draws per observation with which [`held_out_log_mass`] estimates the flow's mass
+/// Draws per observation with which [`held_out_prior_mass`] estimates the flow's mass
 /// inside the box prior.
 pub const MASS_DRAWS: usize = 64;
+
+/// The mass below which [`PriorMass::low_share`] counts an observation: rejection to the
+/// box there needs more than 20 proposals per sample (sbi warns below 1 %).
+pub const LOW_MASS: f64 = 0.05;
+
+/// The flow's posterior mass inside a box prior over held-out observations
+/// ([`held_out_prior_mass`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PriorMass {
+    /// `mean log M(x)` (≤ 0; nats).
+    pub mean_log: f64,
+    /// Share of the observations with `M(x) <` [`LOW_MASS`]: how often rejection
+    /// sampling to the box would be slow (in [0, 1]).
+    pub low_share: f64,
+    /// Observations evaluated.
+    pub observations: usize,
+}
 
 /// Most pairs [`held_out_nll`] evaluates (the first of the rows given): the standard
 /// error of the mean is then a few hundredths of a nat on the sbibm tasks, and exact
@@ -62,7 +79,8 @@ pub fn held_out_nll(model: &GpuModel, theta: &[f64], x: &[f64], rows: &[usize]) 
 /// where `M(x) = ∫_box q(θ | x) dθ` is the flow's posterior mass inside the box `prior`,
 /// estimated from `draws` samples per observation (dopri5, no rejection; one amortized
 /// solve, [`GpuModel::sample_batched`]); an observation none of whose draws lands in
-/// the box counts as `M = 1 / (2 draws)`.
+/// the box counts as `M = 1 / (2 draws)` in the mean. Also the share of the
+/// observations with `M <` [`LOW_MASS`] ([`PriorMass::low_share`]).
 ///
 /// A model sampled with rejection to the box (trained without the box's logit
 /// transform) has the density `q(θ | x) / M(x)` there, so its held-out NLL as sampled is
@@ -74,7 +92,7 @@ pub fn held_out_nll(model: &GpuModel, theta: &[f64], x: &[f64], rows: &[usize]) 
 /// # Errors
 /// [`Error::Invalid`] for empty `rows`, a row out of range, `draws` = 0 or shapes that
 /// do not match the model; the errors of [`GpuModel::sample_batched`].
-pub fn held_out_log_mass(model: &GpuModel, prior: &BoxPrior, x: &[f64], rows: &[usize], draws: usize, seed: u64) -> Result<f64> {
+pub fn held_out_prior_mass(model: &GpuModel, prior: &BoxPrior, x: &[f64], rows: &[usize], draws: usize, seed: u64) -> Result<PriorMass> {
     let dx = model.dim_x();
     let n = x.len() / dx.max(1);
     let rows = &rows[..rows.len().min(HELD_OUT_MAX_PAIRS)];
@@ -88,12 +106,11 @@ pub fn held_out_log_mass(model: &GpuModel, prior: &BoxPrior, x: &[f64], rows: &[
     let opts = PosteriorOptions { reject_outside_prior: false, seed, ..Default::default() };
     let samples = model.sample_batched_in(&xs, XUnits::Transformed, draws, &opts)?;
     let floor = 0.5 / draws as f64;
-    let sum: f64 = samples
-        .iter()
-        .map(|s| {
-            let inside = (0..s.n()).filter(|&i| prior.contains(s.row(i))).count();
-            (inside as f64 / draws as f64).max(floor).ln()
-        })
-        .sum();
-    Ok(sum / samples.len() as f64)
+    let mass: Vec<f64> = samples.iter().map(|s| (0..s.n()).filter(|&i| prior.contains(s.row(i))).count() as f64 / draws as f64).collect();
+    let n = mass.len().max(1) as f64;
+    Ok(PriorMass {
+        mean_log: mass.iter().map(|m| m.max(floor).ln()).sum::<f64>() / n,
+        low_share: mass.iter().filter(|&&m| m < LOW_MASS).count() as f64 / n,
+        observations: mass.len(),
+    })
 }

@@ -11,5 +11,5 @@ pub mod calibration;
 pub mod held_out;
 
 pub use c2st::{c2st, c2st_report, C2stOptions, C2stReport};
-pub use held_out::{held_out_log_mass, held_out_nll, HeldOutNll, HELD_OUT_MAX_PAIRS, MASS_DRAWS};
+pub use held_out::{held_out_nll, held_out_prior_mass, HeldOutNll, PriorMass, HELD_OUT_MAX_PAIRS, LOW_MASS, MASS_DRAWS};
 pub use calibration::{expected_coverage, sbc_ranks, Coverage};

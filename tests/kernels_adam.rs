@@ -21,6 +21,30 @@ fn step_state(gpu: &fmpe::Gpu, step: u32, lr: f64, b1: f64, b2: f64) -> wgpu::Bu
     gpu.uniform_from("step", bytemuck::bytes_of(&st))
 }
 
+/// `count` parameter sets of `n` at `off + z · stride`, the weight decay on the first
+/// `decay_len` of each (weights before biases), as `adam_batched` updates them.
+struct Sets {
+    off: usize,
+    stride: usize,
+    count: usize,
+    n: usize,
+    decay_len: usize,
+}
+
+impl Sets {
+    /// The f64 reference step on every set: decay `h[4]` on the weights, none on the
+    /// biases; `h` = [lr, β1, β2, ε, weight decay].
+    fn reference_step(&self, p: &mut [f64], g: &[f64], (m, v): (&mut [f64], &mut [f64]), step: u32, h: [f64; 5]) {
+        let [lr, b1, b2, eps, wd] = h;
+        for z in 0..self.count {
+            let s = self.off + z * self.stride;
+            let (w, bias) = (s..s + self.decay_len, s + self.decay_len..s + self.n);
+            reference::adam::adam_step(&mut p[w.clone()], &g[w.clone()], &mut m[w.clone()], &mut v[w], step, lr, b1, b2, eps, wd);
+            reference::adam::adam_step(&mut p[bias.clone()], &g[bias.clone()], &mut m[bias.clone()], &mut v[bias], step, lr, b1, b2, eps, 0.0);
+        }
+    }
+}
+
 #[test]
 fn adam_matches_reference_over_several_steps() {
     let gpu = common::gpu();
@@ -94,12 +118,8 @@ fn adam_batched_updates_each_set_as_adam_alone_with_decay_on_its_weights_only() 
             .unwrap()
             .run(gpu)
             .unwrap();
-        for z in 0..count {
-            let s = off + z * stride;
-            let (w, bias) = (s..s + decay_len, s + decay_len..s + n);
-            reference::adam::adam_step(&mut p[w.clone()], &g[w.clone()], &mut m[w.clone()], &mut v[w], step, lr, b1, b2, eps, wd);
-            reference::adam::adam_step(&mut p[bias.clone()], &g[bias.clone()], &mut m[bias.clone()], &mut v[bias], step, lr, b1, b2, eps, 0.0);
-        }
+        let sets = Sets { off, stride, count, n, decay_len };
+        sets.reference_step(&mut p, &g, (&mut m, &mut v), step, [lr, b1, b2, eps, wd]);
     }
     let got = to_f64(&gpu.read_f32(&pb, 0, len).unwrap());
     for z in 0..count {
@@ -152,12 +172,8 @@ fn scalar_and_vec4_widths_agree_on_ragged_ranges() {
             let mut b = ProgramBuilder::new(gpu);
             adam::adam_batched_as(&mut b, &ap, count, width);
             b.build(gpu, Bindings { params: Some(&pb), grads: Some(&gb), moments: Some((&mb, &vb)), step: Some(&sb), ..Default::default() }).unwrap().run(gpu).unwrap();
-            for z in 0..count {
-                let s = off + z * stride;
-                let (w, bias) = (s..s + decay_len, s + decay_len..s + n);
-                reference::adam::adam_step(&mut p[w.clone()], &g[w.clone()], &mut m[w.clone()], &mut v[w], step, lr, b1, b2, eps, wd);
-                reference::adam::adam_step(&mut p[bias.clone()], &g[bias.clone()], &mut m[bias.clone()], &mut v[bias], step, lr, b1, b2, eps, 0.0);
-            }
+            let sets = Sets { off, stride, count, n, decay_len };
+            sets.reference_step(&mut p, &g, (&mut m, &mut v), step, [lr, b1, b2, eps, wd]);
         }
         let got = to_f64(&gpu.read_f32(&pb, 0, len).unwrap());
         let got_m = to_f64(&gpu.read_f32(&mb, 0, len).unwrap());

@@ -255,7 +255,7 @@ impl GpuModel {
                 s.report.returned = s.values.len() / d;
                 s.report.acceptance_rate = s.accepted as f64 / s.report.proposed as f64;
                 // The proposal cap per observation; the time limit over the whole call.
-                check_rejection(&s.report, s.accepted, n - s.values.len() / d, n, start, None).map_err(|e| match e {
+                check_rejection(&s.report, s.accepted, n - s.values.len() / d, n, (start, None), None).map_err(|e| match e {
                     Error::LowAcceptance(msg) => Error::LowAcceptance(format!("observation {}: {msg}", j + 1)),
                     e => e,
                 })?;

@@ -9,47 +9,65 @@ use crate::ode::plan::{step_dispatches, ChunkStart, PlanKey};
 use crate::ode::workspace::max_chunk;
 use crate::ode::{Direction, Divergence, Solver, DOPRI_STEPS_PER_SUBMIT, RK4_STEPS_PER_SUBMIT};
 
+/// Rounds of at most [`PILOT_DRAWS`] that open a rejection loop with a time limit: the
+/// first round's time includes compiling the solver's pipelines, so the second one
+/// gives the time per draw the loop extrapolates (see [`check_rejection`]).
+pub(super) const PILOT_ROUNDS: u32 = 2;
+
+/// Draws per pilot round.
+pub(super) const PILOT_DRAWS: usize = 256;
+
 /// How many samples to draw in the next rejection round, when `need` are missing after
 /// `proposed` draws of which `accepted` fell inside the prior box: no margin while
-/// nothing was rejected, else `need / rate` with a 10 % margin; a first pilot round of
-/// at most 256 when a time limit must be honoured; never more than 1000 × need.
+/// nothing was rejected, else `need / rate` with a 10 % margin; at most [`PILOT_DRAWS`]
+/// in a `pilot` round (the first [`PILOT_ROUNDS`] when a time limit must be honoured);
+/// never more than 1000 × need.
 pub(super) fn next_draw(need: usize, proposed: usize, accepted: usize, reject: bool, pilot: bool) -> usize {
     let draw = if !reject {
         need
-    } else if proposed > 0 {
-        if accepted == proposed {
-            need
-        } else {
-            let rate = (accepted as f64 / proposed as f64).max(1e-3);
-            ((need as f64 / rate) * 1.1).ceil() as usize + 16
-        }
-    } else if pilot {
-        need.min(256)
+    } else if proposed > 0 && accepted < proposed {
+        let rate = (accepted as f64 / proposed as f64).max(1e-3);
+        ((need as f64 / rate) * 1.1).ceil() as usize + 16
     } else {
         need
     };
+    let draw = if reject && pilot { draw.min(PILOT_DRAWS) } else { draw };
     draw.min(need.max(1) * 1000)
 }
 
 /// After a rejection round: with `missing` samples still to draw, stops with
-/// [`Error::LowAcceptance`] when the remaining draws would overrun `max_seconds`
-/// (extrapolated from the time so far) or more than 1000 × n have been proposed.
-pub(super) fn check_rejection(report: &SampleReport, accepted: usize, missing: usize, n: usize, start: Instant, max_seconds: Option<f64>) -> Result<()> {
+/// [`Error::LowAcceptance`] when the time so far already exceeds `max_seconds`, when
+/// the remaining draws would overrun it at `per_draw` seconds each (the latest round's
+/// time per draw; `None` after the first round, whose time includes compiling the
+/// solver's pipelines, which can dominate a 256-draw pilot), or when more than 1000 × n
+/// have been proposed.
+pub(super) fn check_rejection(
+    report: &SampleReport,
+    accepted: usize,
+    missing: usize,
+    n: usize,
+    (start, per_draw): (Instant, Option<f64>),
+    max_seconds: Option<f64>,
+) -> Result<()> {
     if missing == 0 {
         return Ok(());
     }
     if let Some(limit) = max_seconds {
         let el = start.elapsed().as_secs_f64();
-        let per_sample = el / report.proposed.max(1) as f64;
+        let per_sample = per_draw.unwrap_or(0.0);
         let remaining = missing as f64 / report.acceptance_rate.max(1e-9);
-        if el + per_sample * remaining > limit {
+        if el > limit || el + per_sample * remaining > limit {
+            let when = if el > limit {
+                format!("after {el:.1} s, {missing} samples are still missing")
+            } else {
+                format!("{missing} more samples would take about {:.0} s", per_sample * remaining)
+            };
             return Err(Error::LowAcceptance(format!(
                 "only {:.3}% of posterior samples fall inside the prior support ({accepted} of {} proposed); \
-                 {missing} more samples would take about {:.0} s, over the limit of {limit} s \
+                 {when}, over the limit of {limit} s \
                  (raise the time limit max_seconds, or set reject_outside_prior to false to keep samples outside the prior)",
                 100.0 * report.acceptance_rate,
                 report.proposed,
-                per_sample * remaining
             )));
         }
     }
@@ -124,7 +142,8 @@ impl Posterior {
         let mut row = vec![0.0f64; d];
         while values.len() < n * d {
             let need = n - values.len() / d;
-            let draw = next_draw(need, report.proposed, accepted_total, reject, opts.max_seconds.is_some());
+            let draw = next_draw(need, report.proposed, accepted_total, reject, opts.max_seconds.is_some() && round < PILOT_ROUNDS);
+            let round_start = Instant::now();
             let mut done = 0usize;
             while done < draw {
                 let c = chunk.min(draw - done);
@@ -152,7 +171,8 @@ impl Posterior {
             report.proposed += draw;
             report.returned = values.len() / d;
             report.acceptance_rate = accepted_total as f64 / report.proposed as f64;
-            check_rejection(&report, accepted_total, n - values.len() / d, n, start, opts.max_seconds)?;
+            let per_draw = (round > 1).then(|| round_start.elapsed().as_secs_f64() / draw.max(1) as f64);
+            check_rejection(&report, accepted_total, n - values.len() / d, n, (start, per_draw), opts.max_seconds)?;
         }
         report.mean_steps = steps_sum / report.proposed.max(1) as f64;
         report.mean_rejected_steps = rej_sum / report.proposed.max(1) as f64;
@@ -174,5 +194,48 @@ impl Posterior {
             Solver::Dopri5 { .. } => DOPRI_STEPS_PER_SUBMIT,
         };
         (per_step, per_submit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pilot_rounds_are_capped_and_later_rounds_follow_the_acceptance() {
+        // Without rejection: exactly what is missing.
+        assert_eq!(next_draw(10_000, 0, 0, false, true), 10_000);
+        // Pilot rounds: at most PILOT_DRAWS, also the second one at 1 % acceptance.
+        assert_eq!(next_draw(10_000, 0, 0, true, true), PILOT_DRAWS);
+        assert_eq!(next_draw(10_000, 256, 3, true, true), PILOT_DRAWS);
+        // After the pilots: need / rate with a 10 % margin (+16), capped at 1000 × need.
+        // (100 / 0.5 · 1.1 = 220, rounded up in floating point to 220 or 221.)
+        assert!((236..=237).contains(&next_draw(100, 512, 256, true, false)));
+        assert_eq!(next_draw(10, 1000, 0, true, false), 10 * 1000);
+        // Nothing rejected so far: no margin.
+        assert_eq!(next_draw(50, 256, 256, true, false), 50);
+    }
+
+    #[test]
+    fn the_time_limit_uses_the_latest_rounds_rate_and_the_elapsed_time() {
+        let report = SampleReport { proposed: 512, returned: 6, acceptance_rate: 6.0 / 512.0, ..Default::default() };
+        let now = Instant::now();
+        // After the first round (no rate yet) the estimate is not used...
+        assert!(check_rejection(&report, 6, 9_994, 10_000, (now, None), Some(600.0)).is_ok());
+        // ...but a rate that predicts an overrun stops the loop, naming the estimate:
+        // 9,994 missing at 6/512 acceptance and 1 ms per draw ≈ 853 s.
+        let e = check_rejection(&report, 6, 9_994, 10_000, (now, Some(1e-3)), Some(600.0)).unwrap_err();
+        assert!(matches!(e, Error::LowAcceptance(_)) && e.to_string().contains("about 853 s, over the limit of 600 s"), "{e}");
+        assert!(check_rejection(&report, 6, 9_994, 10_000, (now, Some(1e-4)), Some(600.0)).is_ok());
+        // Time already past the limit stops it whatever the rate.
+        let past = now - std::time::Duration::from_secs(2);
+        let e = check_rejection(&report, 6, 9_994, 10_000, (past, None), Some(1.0)).unwrap_err();
+        assert!(e.to_string().contains("still missing, over the limit of 1 s"), "{e}");
+        // No limit: only the proposal cap, over 1000 proposals per sample.
+        assert!(check_rejection(&report, 6, 9_994, 10_000, (past, None), None).is_ok());
+        let many = SampleReport { proposed: 10_000_001, ..report };
+        assert!(check_rejection(&many, 6, 9_994, 10_000, (past, None), None).is_err());
+        // Nothing missing: done.
+        assert!(check_rejection(&report, 6, 0, 10_000, (past, Some(1.0)), Some(1.0)).is_ok());
     }
 }

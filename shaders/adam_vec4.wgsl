@@ -8,10 +8,9 @@
 // in the same order, so both give the same numbers.
 // Needs `off` and `batch_stride` multiples of 4 (16-byte aligned vectors; the buffers'
 // sizes are multiples of 16 bytes). Thread q updates parameters off + 4q .. off + 4q + 3;
-// in the last, partial vector the components at or past `off + n` are written back
-// unchanged (no other thread of the dispatch touches them: a batch member's range
-// starts at a multiple of 4, and the guard's flag after the range is written by
-// `grad_check`, an earlier dispatch).
+// in the last, partial vector only the components before `off + n` are stored (the
+// floats after the range, such as the guard's flag that every thread reads, are not
+// written).
 struct AdamParams {
     n: u32,
     off: u32,
@@ -30,7 +29,7 @@ struct AdamParams {
 @group(0) @binding(5) var<uniform> st: Step;
 
 // Updates vector `qi` (parameters k0 .. k0 + 3 of the range, k0 = 4q) with weight decay
-// `wd` per component; components at or past n keep their values.
+// `wd` per component; components at or past n are not stored.
 fn update(qi: u32, k0: u32, wd: vec4<f32>) {
     let k = vec4<u32>(k0) + vec4<u32>(0u, 1u, 2u, 3u);
     let live = k < vec4<u32>(ap.n);
@@ -40,9 +39,20 @@ fn update(qi: u32, k0: u32, wd: vec4<f32>) {
     let gi = g[qi] + wd * p0;
     let mi = ap.beta1 * m0 + (1.0 - ap.beta1) * gi;
     let vi = ap.beta2 * v0 + (1.0 - ap.beta2) * gi * gi;
-    m[qi] = select(m0, mi, live);
-    v[qi] = select(v0, vi, live);
-    p[qi] = select(p0, p0 - st.lr * (mi / st.bias_corr1) / (sqrt(vi / st.bias_corr2) + ap.eps), live);
+    let pi = p0 - st.lr * (mi / st.bias_corr1) / (sqrt(vi / st.bias_corr2) + ap.eps);
+    if (all(live)) {
+        m[qi] = mi;
+        v[qi] = vi;
+        p[qi] = pi;
+        return;
+    }
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        if (live[j]) {
+            m[qi][j] = mi[j];
+            v[qi][j] = vi[j];
+            p[qi][j] = pi[j];
+        }
+    }
 }
 
 // `adam` four parameters per thread: workgroup z updates the range shifted by

@@ -37,8 +37,8 @@ struct C2stParams {
     alpha: f32,      // L2 penalty
     n_w: u32,        // c2st_bce: weights at data[w_off ..] (sum of squares); 0 = use wsq_off
     w_off: u32,
-    fold_stride: u32, // folds trained together: fold z's per-fold offsets + z * fold_stride
-    loss_stride: u32, // fold z's loss slots at loss_off + z * loss_stride
+    fold_stride: u32, // folds trained together: slot z's per-fold offsets + z * fold_stride
+    loss_stride: u32, // slot z's loss slots at loss_off + z * loss_stride
     slot_fold_off: u32, // c2st_batch: slot z trains fold stream + acts[slot_fold_off + z]
 }
 @group(0) @binding(0) var<uniform> cp: C2stParams;

@@ -262,6 +262,11 @@ fn folds_trained_together_match_folds_trained_alone() {
         // its own epochs, together as alone (before: 5 × the longest fold's, less the
         // slots above the last fold training).
         assert_eq!(together.slot_epochs, sum, "d = {d}: fold-epochs computed together");
+        if d == 10 {
+            // A fold stops while one in a higher slot trains on: a hand-over happened.
+            let e = &together.epochs;
+            assert!((0..5).any(|k| (k + 1..5).any(|j| e[k] < e[j])), "no hand-over exercised: {e:?}");
+        }
         assert_eq!(alone.slot_epochs, sum, "d = {d}: fold-epochs computed alone");
         assert_eq!(together.submissions, (hi + 5 + 2) as u64, "d = {d}: one submission per epoch of the longest fold");
         assert_eq!(alone.submissions, (sum + 5 + 2) as u64, "d = {d}: one submission per epoch of each fold");

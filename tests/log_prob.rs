@@ -506,13 +506,14 @@ fn low_acceptance_stops_within_the_time_limit() {
     let prior = BoxPrior { low: vec![-0.01, -0.01], high: vec![0.01, 0.01] };
     let m = model(cfg, params, Some(prior));
     let post = posterior(&m, &[0.0, 0.0]);
-    // The sampler gives up once the rounds so far predict an overrun, so it may run over
-    // the limit by at most one pilot round (256 draws). Time such a round without
-    // rejection first (this also compiles the pipelines), so that a loaded CI machine,
-    // where one round alone can take seconds, does not fail the test.
+    // The sampler gives up once the latest round's rate predicts an overrun (from the
+    // second pilot round on; 256 then at most 4,096 draws) or the time is past the
+    // limit, so it may run over the limit by at most one round. Time the largest such
+    // round without rejection first (this also compiles the pipelines), so that a loaded
+    // CI machine, where one round alone can take seconds, does not fail the test.
     let t0 = std::time::Instant::now();
-    post.sample(256, &PosteriorOptions { reject_outside_prior: false, ..Default::default() }).unwrap();
-    post.sample_and_log_prob(256, &PosteriorOptions { reject_outside_prior: false, ..Default::default() }).unwrap();
+    post.sample(4096, &PosteriorOptions { reject_outside_prior: false, ..Default::default() }).unwrap();
+    post.sample_and_log_prob(4096, &PosteriorOptions { reject_outside_prior: false, ..Default::default() }).unwrap();
     let round = t0.elapsed().as_secs_f64();
     let limit = 3.0;
     let t0 = std::time::Instant::now();

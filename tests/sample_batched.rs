@@ -52,6 +52,20 @@ fn batched_samples_equal_separate_calls_bit_for_bit() {
         let b = on_gpu.sample_batched(&xs, 10, &PosteriorOptions { solver: Solver::Rk4 { steps: 5 }, ..Default::default() }).unwrap();
         assert_ne!(b[0].as_slice(), b[1].as_slice());
     }
+    // With a time limit the rounds open with capped pilots (256, then 4,096 draws),
+    // per observation exactly as one call per observation draws them: 600 samples need
+    // more than the first pilot.
+    let on_gpu = model(Conditioning::Concat, vec![], 3);
+    for chunk_size in [Some(64), None] {
+        let opts = PosteriorOptions { solver: Solver::Rk4 { steps: 7 }, seed: 4, chunk_size, max_seconds: Some(600.0), ..Default::default() };
+        let batched = on_gpu.sample_batched(&xs, 600, &opts).unwrap();
+        for (j, b) in batched.iter().enumerate() {
+            let alone = on_gpu.posterior(&xs[3 * j..3 * j + 3]).unwrap().sample(600, &opts).unwrap();
+            assert_eq!(b.as_slice(), alone.as_slice(), "time limit, chunk {chunk_size:?}, observation {}: samples differ", j + 1);
+            assert_eq!(b.report().proposed, alone.report().proposed, "time limit, chunk {chunk_size:?}, observation {}: rounds differ", j + 1);
+            assert!(b.report().proposed > 600, "observation {}: some draws are rejected", j + 1);
+        }
+    }
 }
 
 #[test]

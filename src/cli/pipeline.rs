@@ -151,8 +151,9 @@ pub(crate) fn fit_selected(gpu: &Arc<Gpu>, job: Job, theta: &[f64], x: &[f64], s
             let score = match (c.held_out_nll, &c.error) {
                 (Some(v), _) => match c.log_prior_mass {
                     Some(lm) => format!(
-                        "held-out NLL {v:.4} nats as sampled (rejected to the prior box: {:.4} + log prior mass {lm:.4}; under 5 % of the mass inside the box on {:.1} % of the held-out observations)",
+                        "held-out NLL {v:.4} nats as sampled (rejected to the prior box: {:.4} + log prior mass {lm:.4}; under {:.0} % of the mass inside the box on {:.1} % of the held-out observations)",
                         v - lm,
+                        100.0 * fmpe::metrics::LOW_MASS,
                         100.0 * c.low_mass_share.unwrap_or(f64::NAN)
                     ),
                     None => format!("held-out NLL {v:.4} nats"),

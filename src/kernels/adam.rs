@@ -175,8 +175,8 @@ pub fn adam_batched_as(b: &mut ProgramBuilder, p: &AdamParams, count: usize, wid
     b.push_1d_batched(kernel, p, width.threads(p.n), count);
 }
 
-/// Records the guarded step: `grad_check` (one workgroup) then `adam_guarded` (one
-/// thread per parameter). The update is skipped when a gradient is not finite; the
+/// Records the guarded step: `grad_check` (one workgroup) then `adam_guarded` (in the
+/// width of [`AdamWidth::of`]: one or four parameters per thread). The update is skipped when a gradient is not finite; the
 /// moments buffer must hold `off + n + 2` floats (see [`GRAD_CHECK`]).
 ///
 /// # Panics

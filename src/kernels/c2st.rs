@@ -217,7 +217,8 @@ pub fn c2st_shuffle(b: &mut ProgramBuilder, p: &C2stParams) {
 }
 
 /// Records `c2st_batch` over the `p.rows` minibatch rows of each of `folds` folds
-/// trained together (fold z = `p.stream + z`, see [`C2stParams::fold_stride`]).
+/// trained together (slot z trains fold `p.stream + acts[p.slot_fold_off + z]`, see
+/// [`C2stParams::fold_stride`] and [`C2stParams::slot_fold_off`]).
 pub fn c2st_batch(b: &mut ProgramBuilder, p: &C2stParams, folds: usize) {
     b.push_1d_batched(&C2ST_BATCH, p, p.rows as usize, folds);
 }

@@ -22,9 +22,9 @@
 //! (`column_stats`, `zscore`, `c2st_shuffle`; one submission). When the folds have equal
 //! sizes (the row count a multiple of the fold count; [`C2stOptions::batch_folds`]),
 //! all folds train together: every dispatch of a step covers every fold still training
-//! (workgroup z = fold, [`crate::kernels::Matmul::batch`] for the products), each fold's
-//! parameters, gradients, Adam moments and minibatch workspace at `z · stride` in their
-//! buffers (one stride for all, a multiple of 64 floats; the shuffled rows are shared).
+//! (workgroup z = slot z, [`crate::kernels::Matmul::batch`] for the products; fold z
+//! starts in slot z), each slot's parameters, gradients, Adam moments and minibatch
+//! workspace at `z · stride` in their buffers (one stride for all, a multiple of 64 floats; the shuffled rows are shared).
 //! Otherwise the folds train one after another on the same programs with one slot.
 //! Either way each fold has its own initialisation (the same for all, as sklearn's
 //! clones), minibatch order, Adam steps and stopping epoch: the same numbers.
@@ -123,7 +123,7 @@ pub struct C2stOptions {
     /// `Some(true)` / `Some(false)` force a path.
     pub fused_small_net: Option<bool>,
     /// Train all folds together, every dispatch of a step covering every fold still
-    /// training (workgroup z = fold), when the folds have equal sizes (the row count a
+    /// training (workgroup z = a fold's slot), when the folds have equal sizes (the row count a
     /// multiple of `folds`); otherwise, and when false, the folds are trained one after
     /// another. The same numbers either way (each fold's initialisation, minibatch
     /// order, Adam steps and stopping epoch are its own); together is ~`folds`× fewer
@@ -631,7 +631,8 @@ struct Trainer<'a> {
     max_epochs: usize,
 }
 
-/// What [`Trainer::train`] returns for each fold of a group: its slot, its epochs, its
+/// What [`Trainer::train`] returns for each fold of a group: its index in the group, its
+/// epochs, its
 /// last epoch's training loss, and its evaluation program (kept until the final
 /// readback of the accuracy counts).
 type FoldResult = (usize, usize, f64, Program);

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use super::sample::{check_rejection, next_draw};
+use super::sample::{check_rejection, next_draw, pilot_cap};
 use super::{GpuModel, PosteriorOptions, SampleReport, Samples};
 use crate::error::{Error, Result};
 use crate::ode::field::FieldKind;
@@ -230,7 +230,7 @@ impl GpuModel {
                 .filter(|(_, s)| s.values.len() < n * d)
                 .map(|(j, s)| {
                     let need = n - s.values.len() / d;
-                    let rows = next_draw(need, s.report.proposed, s.accepted, reject, opts.max_seconds.is_some());
+                    let rows = next_draw(need, s.report.proposed, s.accepted, reject, pilot_cap(s.round, opts.max_seconds.is_some()));
                     (j, Segment { rows, first_index: s.next_index, round: s.round })
                 })
                 .collect();

@@ -9,20 +9,23 @@ use crate::ode::plan::{step_dispatches, ChunkStart, PlanKey};
 use crate::ode::workspace::max_chunk;
 use crate::ode::{Direction, Divergence, Solver, DOPRI_STEPS_PER_SUBMIT, RK4_STEPS_PER_SUBMIT};
 
-/// Rounds of at most [`PILOT_DRAWS`] that open a rejection loop with a time limit: the
-/// first round's time includes compiling the solver's pipelines, so the second one
-/// gives the time per draw the loop extrapolates (see [`check_rejection`]).
-pub(super) const PILOT_ROUNDS: u32 = 2;
+/// The draws of the rounds that open a rejection loop with a time limit: a first pilot
+/// of at most 256 (its time includes compiling the solver's pipelines), then one of at
+/// most 4,096, whose time per draw the loop extrapolates ([`check_rejection`]); large
+/// enough that a solve's fixed costs do not dominate it on a GPU. Later rounds are not
+/// capped.
+pub(super) const PILOT_DRAWS: [usize; 2] = [256, 4096];
 
-/// Draws per pilot round.
-pub(super) const PILOT_DRAWS: usize = 256;
+/// The cap on rejection round `round`'s draws (0-based) when a time limit applies.
+pub(super) fn pilot_cap(round: u32, time_limit: bool) -> Option<usize> {
+    PILOT_DRAWS.get(round as usize).copied().filter(|_| time_limit)
+}
 
 /// How many samples to draw in the next rejection round, when `need` are missing after
 /// `proposed` draws of which `accepted` fell inside the prior box: no margin while
-/// nothing was rejected, else `need / rate` with a 10 % margin; at most [`PILOT_DRAWS`]
-/// in a `pilot` round (the first [`PILOT_ROUNDS`] when a time limit must be honoured);
-/// never more than 1000 × need.
-pub(super) fn next_draw(need: usize, proposed: usize, accepted: usize, reject: bool, pilot: bool) -> usize {
+/// nothing was rejected, else `need / rate` with a 10 % margin; at most `pilot` when
+/// rejecting ([`pilot_cap`]); never more than 1000 × need.
+pub(super) fn next_draw(need: usize, proposed: usize, accepted: usize, reject: bool, pilot: Option<usize>) -> usize {
     let draw = if !reject {
         need
     } else if proposed > 0 && accepted < proposed {
@@ -31,7 +34,10 @@ pub(super) fn next_draw(need: usize, proposed: usize, accepted: usize, reject: b
     } else {
         need
     };
-    let draw = if reject && pilot { draw.min(PILOT_DRAWS) } else { draw };
+    let draw = match pilot {
+        Some(cap) if reject => draw.min(cap),
+        _ => draw,
+    };
     draw.min(need.max(1) * 1000)
 }
 
@@ -142,7 +148,7 @@ impl Posterior {
         let mut row = vec![0.0f64; d];
         while values.len() < n * d {
             let need = n - values.len() / d;
-            let draw = next_draw(need, report.proposed, accepted_total, reject, opts.max_seconds.is_some() && round < PILOT_ROUNDS);
+            let draw = next_draw(need, report.proposed, accepted_total, reject, pilot_cap(round, opts.max_seconds.is_some()));
             let round_start = Instant::now();
             let mut done = 0usize;
             while done < draw {
@@ -203,17 +209,20 @@ mod tests {
 
     #[test]
     fn pilot_rounds_are_capped_and_later_rounds_follow_the_acceptance() {
+        // Pilot caps: only with a time limit, only for the first two rounds.
+        assert_eq!((pilot_cap(0, true), pilot_cap(1, true), pilot_cap(2, true)), (Some(256), Some(4096), None));
+        assert_eq!(pilot_cap(0, false), None);
         // Without rejection: exactly what is missing.
-        assert_eq!(next_draw(10_000, 0, 0, false, true), 10_000);
-        // Pilot rounds: at most PILOT_DRAWS, also the second one at 1 % acceptance.
-        assert_eq!(next_draw(10_000, 0, 0, true, true), PILOT_DRAWS);
-        assert_eq!(next_draw(10_000, 256, 3, true, true), PILOT_DRAWS);
+        assert_eq!(next_draw(10_000, 0, 0, false, Some(256)), 10_000);
+        // Pilot rounds: at most their cap, the second one at 1 % acceptance too.
+        assert_eq!(next_draw(10_000, 0, 0, true, pilot_cap(0, true)), 256);
+        assert_eq!(next_draw(10_000, 256, 3, true, pilot_cap(1, true)), 4096);
         // After the pilots: need / rate with a 10 % margin (+16), capped at 1000 × need.
         // (100 / 0.5 · 1.1 = 220, rounded up in floating point to 220 or 221.)
-        assert!((236..=237).contains(&next_draw(100, 512, 256, true, false)));
-        assert_eq!(next_draw(10, 1000, 0, true, false), 10 * 1000);
+        assert!((236..=237).contains(&next_draw(100, 512, 256, true, None)));
+        assert_eq!(next_draw(10, 1000, 0, true, None), 10 * 1000);
         // Nothing rejected so far: no margin.
-        assert_eq!(next_draw(50, 256, 256, true, false), 50);
+        assert_eq!(next_draw(50, 256, 256, true, None), 50);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 // #include common
 // #include step
+// #include adam_params
 // Adam (Kingma & Ba 2015) with PyTorch semantics over one flat parameter buffer:
 //   g += weight_decay * p;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //   p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
@@ -7,17 +8,6 @@
 // `adam` only: weight decay applies to the first decay_len of them (0: all), and
 // workgroup z updates the range shifted by z * batch_stride (a batch of independent
 // parameter sets in one dispatch; z = 0 unbatched). The guarded pair needs both 0.
-struct AdamParams {
-    n: u32,
-    off: u32,
-    batch_stride: u32,
-    decay_len: u32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    weight_decay: f32,
-}
-@group(0) @binding(0) var<uniform> ap: AdamParams;
 @group(0) @binding(1) var<storage, read_write> p: array<f32>;
 @group(0) @binding(2) var<storage, read> g: array<f32>;
 @group(0) @binding(3) var<storage, read_write> m: array<f32>;

@@ -1,5 +1,6 @@
 // #include common
 // #include step
+// #include adam_params
 // The vec4 variant of `shaders/adam.wgsl`: the same update, four parameters per thread
 // with 16-byte loads and stores. On a CPU adapter (lavapipe) every storage access is a
 // loop over the SIMD lanes, so four components per access cut that loop's count
@@ -11,17 +12,6 @@
 // in the last, partial vector only the components before `off + n` are stored (the
 // floats after the range, such as the guard's flag that every thread reads, are not
 // written).
-struct AdamParams {
-    n: u32,
-    off: u32,
-    batch_stride: u32,
-    decay_len: u32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    weight_decay: f32,
-}
-@group(0) @binding(0) var<uniform> ap: AdamParams;
 @group(0) @binding(1) var<storage, read_write> p: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> g: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> m: array<vec4<f32>>;

@@ -150,12 +150,12 @@ pub(crate) fn fit_selected(gpu: &Arc<Gpu>, job: Job, theta: &[f64], x: &[f64], s
         for (i, c) in sel.candidates.iter().enumerate() {
             let score = match (c.held_out_nll, &c.error) {
                 (Some(v), _) => match c.log_prior_mass {
-                    Some(lm) => format!(
-                        "held-out NLL {v:.4} nats as sampled (rejected to the prior box: {:.4} + log prior mass {lm:.4}; under {:.0} % of the mass inside the box on {:.1} % of the held-out observations)",
-                        v - lm,
-                        100.0 * fmpe::metrics::LOW_MASS,
-                        100.0 * c.low_mass_share.unwrap_or(f64::NAN)
-                    ),
+                    Some(lm) => {
+                        let low = c.low_mass_share.map_or(String::new(), |s| {
+                            format!("; under {:.0} % of the mass inside the box on {:.1} % of the held-out observations", 100.0 * fmpe::metrics::LOW_MASS, 100.0 * s)
+                        });
+                        format!("held-out NLL {v:.4} nats as sampled (rejected to the prior box: {:.4} + log prior mass {lm:.4}{low})", v - lm)
+                    }
                     None => format!("held-out NLL {v:.4} nats"),
                 },
                 (None, Some(e)) => format!("held-out NLL not computed ({e})"),

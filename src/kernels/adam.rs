@@ -112,6 +112,20 @@ impl AdamWidth {
             AdamWidth::Vec4 => n.div_ceil(4) as usize,
         }
     }
+
+    /// `scalar` or `vec4`, the kernel of this width.
+    ///
+    /// # Panics
+    /// For [`AdamWidth::Vec4`] when `p`'s ranges are not 16-byte aligned ([`AdamWidth::of`]).
+    fn kernel(self, p: &AdamParams, scalar: &'static KernelSpec, vec4: &'static KernelSpec) -> &'static KernelSpec {
+        match self {
+            AdamWidth::Scalar => scalar,
+            AdamWidth::Vec4 => {
+                assert_eq!(AdamWidth::of(p), AdamWidth::Vec4, "{} needs off and batch_stride multiples of 4", vec4.name);
+                vec4
+            }
+        }
+    }
 }
 
 /// Parameters of `adam` (`shaders/adam.wgsl`).
@@ -165,19 +179,13 @@ pub fn adam_batched(b: &mut ProgramBuilder, p: &AdamParams, count: usize) {
 /// If `count` exceeds the device's workgroups per dimension, or `width` is
 /// [`AdamWidth::Vec4`] and `p.off` or `p.batch_stride` is not a multiple of 4.
 pub fn adam_batched_as(b: &mut ProgramBuilder, p: &AdamParams, count: usize, width: AdamWidth) {
-    let kernel = match width {
-        AdamWidth::Scalar => &ADAM,
-        AdamWidth::Vec4 => {
-            assert_eq!(AdamWidth::of(p), AdamWidth::Vec4, "adam_vec4 needs off and batch_stride multiples of 4");
-            &ADAM_VEC4
-        }
-    };
-    b.push_1d_batched(kernel, p, width.threads(p.n), count);
+    b.push_1d_batched(width.kernel(p, &ADAM, &ADAM_VEC4), p, width.threads(p.n), count);
 }
 
 /// Records the guarded step: `grad_check` (one workgroup) then `adam_guarded` (in the
-/// width of [`AdamWidth::of`]: one or four parameters per thread). The update is skipped when a gradient is not finite; the
-/// moments buffer must hold `off + n + 2` floats (see [`GRAD_CHECK`]).
+/// width of [`AdamWidth::of`]: one or four parameters per thread). The update is
+/// skipped when a gradient is not finite; the moments buffer must hold `off + n + 2`
+/// floats (see [`GRAD_CHECK`]).
 ///
 /// # Panics
 /// If `p.batch_stride` or `p.decay_len` is not 0 (the guarded kernels ignore them).
@@ -193,12 +201,5 @@ pub fn adam_guarded(b: &mut ProgramBuilder, p: &AdamParams) {
 pub fn adam_guarded_as(b: &mut ProgramBuilder, p: &AdamParams, width: AdamWidth) {
     assert!(p.batch_stride == 0 && p.decay_len == 0, "adam_guarded updates one set with one weight decay");
     b.push_groups(&GRAD_CHECK, p, (1, 1, 1));
-    let kernel = match width {
-        AdamWidth::Scalar => &ADAM_GUARDED,
-        AdamWidth::Vec4 => {
-            assert_eq!(AdamWidth::of(p), AdamWidth::Vec4, "adam_guarded_vec4 needs off a multiple of 4");
-            &ADAM_GUARDED_VEC4
-        }
-    };
-    b.push_1d(kernel, p, width.threads(p.n));
+    b.push_1d(width.kernel(p, &ADAM_GUARDED, &ADAM_GUARDED_VEC4), p, width.threads(p.n));
 }

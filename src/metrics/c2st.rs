@@ -24,7 +24,8 @@
 //! all folds train together: every dispatch of a step covers every fold still training
 //! (workgroup z = slot z, [`crate::kernels::Matmul::batch`] for the products; fold z
 //! starts in slot z), each slot's parameters, gradients, Adam moments and minibatch
-//! workspace at `z · stride` in their buffers (one stride for all, a multiple of 64 floats; the shuffled rows are shared).
+//! workspace at `z · stride` in their buffers (one stride for all, a multiple of 64
+//! floats; the shuffled rows are shared).
 //! Otherwise the folds train one after another on the same programs with one slot.
 //! Either way each fold has its own initialisation (the same for all, as sklearn's
 //! clones), minibatch order, Adam steps and stopping epoch: the same numbers.
@@ -123,8 +124,8 @@ pub struct C2stOptions {
     /// `Some(true)` / `Some(false)` force a path.
     pub fused_small_net: Option<bool>,
     /// Train all folds together, every dispatch of a step covering every fold still
-    /// training (workgroup z = a fold's slot), when the folds have equal sizes (the row count a
-    /// multiple of `folds`); otherwise, and when false, the folds are trained one after
+    /// training (workgroup z = a fold's slot), when the folds have equal sizes (the row
+    /// count a multiple of `folds`); otherwise, and when false, the folds are trained one after
     /// another. The same numbers either way (each fold's initialisation, minibatch
     /// order, Adam steps and stopping epoch are its own); together is ~`folds`× fewer
     /// dispatches. Default true.
@@ -632,9 +633,8 @@ struct Trainer<'a> {
 }
 
 /// What [`Trainer::train`] returns for each fold of a group: its index in the group, its
-/// epochs, its
-/// last epoch's training loss, and its evaluation program (kept until the final
-/// readback of the accuracy counts).
+/// epochs, its last epoch's training loss, and its evaluation program (kept until the
+/// final readback of the accuracy counts).
 type FoldResult = (usize, usize, f64, Program);
 
 impl Trainer<'_> {
@@ -669,6 +669,11 @@ impl Trainer<'_> {
         // Slot z trains fold slot_fold[z]; slots below `active` are computed, all of them
         // folds still training.
         let mut slot_fold: Vec<usize> = (0..count).collect();
+        let write_table = |slot_fold: &[usize]| {
+            let order: Vec<f32> = slot_fold.iter().map(|&k| k as f32).collect();
+            gpu.queue.write_buffer(&bufs.acts, work.slot_fold as u64 * 4, bytemuck::cast_slice(&order));
+        };
+        write_table(&slot_fold);
         let mut moves: Vec<(usize, usize)> = Vec::new();
         let mut active = count;
         let mut slot_epochs = 0usize;
@@ -685,8 +690,6 @@ impl Trainer<'_> {
             }
             let (full, last) = programs[active].as_ref().expect("built above");
             let table = epoch_steps(&mut t, epoch, fold.steps);
-            let order: Vec<f32> = slot_fold[..active].iter().map(|&k| k as f32).collect();
-            gpu.queue.write_buffer(&bufs.acts, work.slot_fold as u64 * 4, bytemuck::cast_slice(&order));
             let slots = self.run_epoch(fold.steps, active, &table, epoch == 0, &moves, full, last.as_ref())?;
             moves.clear();
             slot_epochs += active;
@@ -720,6 +723,9 @@ impl Trainer<'_> {
                     z += 1;
                 }
             }
+            if !moves.is_empty() {
+                write_table(&slot_fold[..active]);
+            }
         }
         // max_epochs = 0: evaluate the initial networks.
         for k in 0..count {
@@ -733,9 +739,8 @@ impl Trainer<'_> {
     /// One epoch of `steps` steps of the first `active` fold slots, in one command
     /// buffer and one submission: first each `(from, to)` of `moves` (a fold's
     /// parameters and Adam moments from slot `from` to slot `to`, through `from`'s
-    /// gradients), then for each step
-    /// its Adam state from `table` into the step uniform and the step program (`last`
-    /// for the final step when its minibatch is partial). Clears the Adam moments
+    /// gradients), then for each step its Adam state from `table` into the step uniform
+    /// and the step program (`last` for the final step when its minibatch is partial). Clears the Adam moments
     /// first when `first`. Returns the per-step loss sums, `[active, steps]`, read
     /// back once.
     #[allow(clippy::too_many_arguments)]

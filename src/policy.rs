@@ -14,7 +14,7 @@
 //! | tier | blocks × width | batch | learning rate | validation | weight decay | schedule (optimiser steps) | time prior exponent α |
 //! |---|---|---|---|---|---|---|---|
 //! | small (< 3,163) | 10 × 64 | 32 | 1e-3 | 20 % | 0 | 8,000 | 4 for dim θ ≤ 2, else 1 |
-//! | medium (< 31,623) | 4 × 64 | 256 | 1e-3 | 5 % | 0 | 7,400 | 4 |
+//! | medium (< 31,623) | 4 × 64 | 256 | 1e-3 | 5 % | 0 | 7,400 | 4 for dim θ ≤ 5, else 1 |
 //! | large | 5 × 128 | 512 | 1e-3 | 5 % | 0 | 40,000 | 4 |
 //!
 //! Every tier uses concat conditioning and the cosine schedule. The dimensions enter
@@ -67,9 +67,14 @@ pub const LARGE_BUDGET_FROM: usize = 31_623;
 pub const MAX_AUTO_EPOCHS: usize = 2_000;
 /// Lower bound on the automatic early-stopping patience, in epochs.
 pub const MIN_AUTO_PATIENCE: usize = 20;
-/// Largest dim θ that keeps the tier's time prior exponent in the small tier.
+/// Largest dim θ that keeps the tier's time prior exponent in the small tier, and
+/// below which the medium tier trains one configuration.
 pub const LOW_DIM_THETA: usize = 2;
-/// Time prior exponent α of the small tier for dim θ > [`LOW_DIM_THETA`].
+/// Largest dim θ that keeps α = 4 in the medium tier (slcp, dim θ 5, is better at 4;
+/// gaussian_linear and bernoulli_glm, dim θ 10, at 1; no sbibm task lies between).
+pub const MEDIUM_DIM_THETA: usize = 5;
+/// Time prior exponent α of the small and medium tiers above their dim θ threshold
+/// ([`Tier::high_dim_theta_above`]).
 pub const SMALL_HIGH_DIM_ALPHA: f64 = 1.0;
 
 /// What the policy reads: the simulation budget and the dimensions of θ and x.
@@ -102,11 +107,13 @@ pub struct Tier {
     pub weight_decay: f64,
     /// Length of the cosine schedule in optimiser steps.
     pub steps: usize,
-    /// Time prior exponent α (t has density ∝ t^α) for dim θ ≤ [`LOW_DIM_THETA`];
-    /// see [`Policy::time_prior_exponent`].
+    /// Time prior exponent α (t has density ∝ t^α) for dim θ ≤
+    /// [`Tier::high_dim_theta_above`]; see [`Policy::time_prior_exponent`].
     pub time_prior_exponent: f64,
-    /// Time prior exponent α for dim θ > [`LOW_DIM_THETA`].
+    /// Time prior exponent α for dim θ > [`Tier::high_dim_theta_above`].
     pub time_prior_exponent_high_dim: f64,
+    /// The dim θ above which [`Tier::time_prior_exponent_high_dim`] applies.
+    pub high_dim_theta_above: usize,
     /// Whether a logit (box-prior) parameter transform is compared with none when the
     /// comparison is `auto` ([`AutoOptions::candidates`]), for dim θ ≤
     /// [`LOW_DIM_THETA`].
@@ -135,6 +142,7 @@ impl Policy {
                 steps: 8_000,
                 time_prior_exponent: 4.0,
                 time_prior_exponent_high_dim: SMALL_HIGH_DIM_ALPHA,
+                high_dim_theta_above: LOW_DIM_THETA,
                 compare_without_transform: true,
                 compare_without_transform_high_dim: true,
             }
@@ -149,7 +157,8 @@ impl Policy {
                 weight_decay: 0.0,
                 steps: 7_400,
                 time_prior_exponent: 4.0,
-                time_prior_exponent_high_dim: 4.0,
+                time_prior_exponent_high_dim: SMALL_HIGH_DIM_ALPHA,
+                high_dim_theta_above: MEDIUM_DIM_THETA,
                 compare_without_transform: false,
                 compare_without_transform_high_dim: true,
             }
@@ -165,6 +174,7 @@ impl Policy {
                 steps: 40_000,
                 time_prior_exponent: 4.0,
                 time_prior_exponent_high_dim: 4.0,
+                high_dim_theta_above: LOW_DIM_THETA,
                 compare_without_transform: false,
                 compare_without_transform_high_dim: false,
             }
@@ -172,17 +182,20 @@ impl Policy {
     }
 
     /// The time prior exponent α for `budget`: the tier's value (4, which concentrates
-    /// training near t = 1, where the posterior's fine structure is learned), except in
-    /// the small tier for dim θ > [`LOW_DIM_THETA`], where it is
-    /// [`SMALL_HIGH_DIM_ALPHA`]: with few simulations and many parameters, α = 4 leaves
-    /// the early-time field (which moves the mass to where x puts it) undertrained.
-    /// Measured at 10³ (BENCHMARKS.md, "Depth and time prior at 10³"):
-    /// gaussian_linear (dim θ 10) held-out NLL 4.41 → 0.75 with α = 1 (C2ST 0.968 with
-    /// α = 4, 0.755 with α = 0), while two_moons
+    /// training near t = 1, where the posterior's fine structure is learned), except
+    /// for dim θ above the tier's threshold (small tier: [`LOW_DIM_THETA`], medium
+    /// tier: [`MEDIUM_DIM_THETA`]), where it is [`SMALL_HIGH_DIM_ALPHA`]: with few
+    /// simulations for many parameters, α = 4 leaves the early-time field (which moves
+    /// the mass to where x puts it) undertrained. Measured at 10³ (BENCHMARKS.md,
+    /// "Depth and time prior at 10³"): gaussian_linear (dim θ 10) held-out NLL 4.41 →
+    /// 0.75 with α = 1 (C2ST 0.968 with α = 4, 0.755 with α = 0), while two_moons
     /// (dim θ 2) is best at 4 (α = 1: 0.839, 4: 0.775, 8: 0.857 on observations 1–3).
+    /// At 10⁴ (BENCHMARKS.md, "α = 1 at 10⁴ for dim θ 10"): bernoulli_glm 0.657 → 0.606
+    /// and gaussian_linear 0.545 → 0.534 on observations 1–3, while slcp (dim θ 5) got
+    /// worse (0.854 → 0.897).
     pub fn time_prior_exponent(budget: Budget) -> f64 {
         let tier = Policy::tier(budget.num_simulations);
-        if budget.dim_theta > LOW_DIM_THETA {
+        if budget.dim_theta > tier.high_dim_theta_above {
             tier.time_prior_exponent_high_dim
         } else {
             tier.time_prior_exponent
@@ -474,8 +487,10 @@ mod tests {
             let alpha_1k = if dims.0 > 2 { 1.0 } else { 4.0 };
             // 10³: 800 training rows / 32 = 25 steps per epoch, ⌈8000 / 25⌉ = 320 epochs.
             rows.push(Row { task, n: 1_000, dims, hidden: (10, 64), embedding, batch: 32, lr: 1e-3, epochs: 320, patience: 48, val: 0.2, wd: 0.0, alpha: alpha_1k });
-            // 10⁴: 9500 / 256 = 37 steps per epoch, ⌈7400 / 37⌉ = 200 epochs.
-            rows.push(Row { task, n: 10_000, dims, hidden: (4, 64), embedding, batch: 256, lr: 1e-3, epochs: 200, patience: 30, val: 0.05, wd: 0.0, alpha: 4.0 });
+            // 10⁴: 9500 / 256 = 37 steps per epoch, ⌈7400 / 37⌉ = 200 epochs; α = 1
+            // beyond dim θ 5 (gaussian_linear, bernoulli_glm, …), else 4.
+            let alpha_10k = if dims.0 > 5 { 1.0 } else { 4.0 };
+            rows.push(Row { task, n: 10_000, dims, hidden: (4, 64), embedding, batch: 256, lr: 1e-3, epochs: 200, patience: 30, val: 0.05, wd: 0.0, alpha: alpha_10k });
             // 10⁵: 95000 / 512 = 185 steps per epoch, ⌈40000 / 185⌉ = 217 epochs.
             rows.push(Row { task, n: 100_000, dims, hidden: (5, 128), embedding, batch: 512, lr: 1e-3, epochs: 217, patience: 33, val: 0.05, wd: 0.0, alpha: 4.0 });
         }

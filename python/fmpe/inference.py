@@ -59,8 +59,9 @@ class FMPE:
       ``blocks`` (4): blocks when ``hidden`` is one width.
     * ``conditioning`` ("concat" or "glu"); ``embedding`` ("auto", "none" or a list of
       widths of the x-embedding MLP).
-    * ``time_prior_exponent`` (None: the budget policy, 4, except 1 below 3,163
-      simulations when dim θ > 2), ``sigma_min`` (1e-4): the FMPE path.
+    * ``time_prior_exponent`` (None: the budget policy, 4, except 1 when dim θ > 2
+      below 3,163 simulations and when dim θ > 5 below 31,623), ``sigma_min`` (1e-4):
+      the FMPE path.
     * ``select_transform`` (None: the budget policy's choice, on below 3,163
       simulations, and below 31,623 when dim θ > 2): also train without the box prior's logit transform and keep the
       model with the lower held-out NLL, as the CLI's ``--select-transform`` (the

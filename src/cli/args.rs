@@ -60,7 +60,8 @@ pub(crate) struct NetTrainArgs {
     #[arg(long, default_value = "auto")]
     pub(crate) weight_decay: Auto<f64>,
     /// Time prior exponent α: t has density ∝ t^α (t = u^(1/(1+α))), or auto (the
-    /// budget policy: 4, except 1 below 3,163 simulations when dim θ > 2).
+    /// budget policy: 4, except 1 when dim θ > 2 below 3,163 simulations and when
+    /// dim θ > 5 below 31,623).
     #[arg(long, default_value = "auto")]
     pub(crate) time_prior_exponent: Auto<f64>,
     /// Model selection: also train without a box prior's logit transform and keep the

@@ -68,7 +68,7 @@ pub const MAX_AUTO_EPOCHS: usize = 2_000;
 /// Lower bound on the automatic early-stopping patience, in epochs.
 pub const MIN_AUTO_PATIENCE: usize = 20;
 /// Largest dim θ that keeps the tier's time prior exponent in the small tier, and
-/// below which the medium tier trains one configuration.
+/// up to which the medium tier trains one configuration.
 pub const LOW_DIM_THETA: usize = 2;
 /// Largest dim θ that keeps α = 4 in the medium tier (slcp, dim θ 5, is better at 4;
 /// gaussian_linear and bernoulli_glm, dim θ 10, at 1; no sbibm task lies between).

@@ -75,7 +75,7 @@ pub const LOW_DIM_THETA: usize = 2;
 pub const MEDIUM_DIM_THETA: usize = 5;
 /// Time prior exponent α of the small and medium tiers above their dim θ threshold
 /// ([`Tier::high_dim_theta_above`]).
-pub const SMALL_HIGH_DIM_ALPHA: f64 = 1.0;
+pub const HIGH_DIM_ALPHA: f64 = 1.0;
 
 /// What the policy reads: the simulation budget and the dimensions of θ and x.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,7 +141,7 @@ impl Policy {
                 weight_decay: 0.0,
                 steps: 8_000,
                 time_prior_exponent: 4.0,
-                time_prior_exponent_high_dim: SMALL_HIGH_DIM_ALPHA,
+                time_prior_exponent_high_dim: HIGH_DIM_ALPHA,
                 high_dim_theta_above: LOW_DIM_THETA,
                 compare_without_transform: true,
                 compare_without_transform_high_dim: true,
@@ -157,7 +157,7 @@ impl Policy {
                 weight_decay: 0.0,
                 steps: 7_400,
                 time_prior_exponent: 4.0,
-                time_prior_exponent_high_dim: SMALL_HIGH_DIM_ALPHA,
+                time_prior_exponent_high_dim: HIGH_DIM_ALPHA,
                 high_dim_theta_above: MEDIUM_DIM_THETA,
                 compare_without_transform: false,
                 compare_without_transform_high_dim: true,
@@ -184,7 +184,7 @@ impl Policy {
     /// The time prior exponent α for `budget`: the tier's value (4, which concentrates
     /// training near t = 1, where the posterior's fine structure is learned), except
     /// for dim θ above the tier's threshold (small tier: [`LOW_DIM_THETA`], medium
-    /// tier: [`MEDIUM_DIM_THETA`]), where it is [`SMALL_HIGH_DIM_ALPHA`]: with few
+    /// tier: [`MEDIUM_DIM_THETA`]), where it is [`HIGH_DIM_ALPHA`]: with few
     /// simulations for many parameters, α = 4 leaves the early-time field (which moves
     /// the mass to where x puts it) undertrained. Measured at 10³ (BENCHMARKS.md,
     /// "Depth and time prior at 10³"): gaussian_linear (dim θ 10) held-out NLL 4.41 →
@@ -578,7 +578,7 @@ mod tests {
         assert!(s.contains("over 5 epochs (37 steps each)") && s.ends_with("explicit: hidden, blocks, max_epochs, patience"), "{s}");
         // An explicit α wins over the small tier's dim-θ rule, and is listed.
         let b10 = Budget { num_simulations: 1_000, dim_theta: 10, dim_x: 10 };
-        assert_eq!(AutoOptions::default().resolve(b10, &base).unwrap().train.time_prior_exponent, SMALL_HIGH_DIM_ALPHA);
+        assert_eq!(AutoOptions::default().resolve(b10, &base).unwrap().train.time_prior_exponent, HIGH_DIM_ALPHA);
         let o = AutoOptions { time_prior_exponent: Some(4.0), ..Default::default() };
         let r = o.resolve(b10, &base).unwrap();
         assert_eq!(r.train.time_prior_exponent, 4.0);

@@ -76,6 +76,10 @@ pub const MEDIUM_DIM_THETA: usize = 5;
 /// Time prior exponent α of the small and medium tiers above their dim θ threshold
 /// ([`Tier::high_dim_theta_above`]).
 pub const HIGH_DIM_ALPHA: f64 = 1.0;
+/// Decay per optimiser step of the weights' moving average in the small tier (about
+/// the last 1,000 of its 8,000 steps). At 10³ it measured better on every task tried
+/// (BENCHMARKS.md, "Weight averaging"); the medium and large tiers train without one.
+pub const SMALL_EMA_DECAY: f64 = 0.999;
 
 /// What the policy reads: the simulation budget and the dimensions of θ and x.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +109,9 @@ pub struct Tier {
     pub validation_fraction: f64,
     /// Adam L2 weight decay.
     pub weight_decay: f64,
+    /// Decay of the weights' moving average per optimiser step (0: none; see
+    /// [`TrainConfig::ema_decay`]).
+    pub ema_decay: f64,
     /// Length of the cosine schedule in optimiser steps.
     pub steps: usize,
     /// Time prior exponent α (t has density ∝ t^α) for dim θ ≤
@@ -139,6 +146,7 @@ impl Policy {
                 learning_rate: 1e-3,
                 validation_fraction: 0.2,
                 weight_decay: 0.0,
+                ema_decay: SMALL_EMA_DECAY,
                 steps: 8_000,
                 time_prior_exponent: 4.0,
                 time_prior_exponent_high_dim: HIGH_DIM_ALPHA,
@@ -155,6 +163,7 @@ impl Policy {
                 learning_rate: 1e-3,
                 validation_fraction: 0.05,
                 weight_decay: 0.0,
+                ema_decay: 0.0,
                 steps: 7_400,
                 time_prior_exponent: 4.0,
                 time_prior_exponent_high_dim: HIGH_DIM_ALPHA,
@@ -171,6 +180,7 @@ impl Policy {
                 learning_rate: 1e-3,
                 validation_fraction: 0.05,
                 weight_decay: 0.0,
+                ema_decay: 0.0,
                 steps: 40_000,
                 time_prior_exponent: 4.0,
                 time_prior_exponent_high_dim: 4.0,
@@ -242,6 +252,8 @@ pub struct AutoOptions {
     pub validation_fraction: Option<f64>,
     /// Adam L2 weight decay.
     pub weight_decay: Option<f64>,
+    /// Decay of the weights' moving average per optimiser step (0: none).
+    pub ema_decay: Option<f64>,
     /// Time prior exponent α (t has density ∝ t^α).
     pub time_prior_exponent: Option<f64>,
     /// Whether [`AutoOptions::candidates`] also trains without a logit (box-prior)
@@ -323,6 +335,7 @@ impl AutoOptions {
             patience,
             validation_fraction,
             weight_decay: self.weight_decay.unwrap_or(tier.weight_decay),
+            ema_decay: self.ema_decay.unwrap_or(tier.ema_decay),
             time_prior_exponent: self.time_prior_exponent.unwrap_or_else(|| Policy::time_prior_exponent(budget)),
             policy: Some(crate::train_config::PolicyRecord {
                 tier: tier.name.to_string(),
@@ -394,6 +407,7 @@ impl AutoOptions {
             ("patience", self.patience.is_some()),
             ("validation_fraction", self.validation_fraction.is_some()),
             ("weight_decay", self.weight_decay.is_some()),
+            ("ema_decay", self.ema_decay.is_some()),
             ("time_prior_exponent", self.time_prior_exponent.is_some()),
             ("compare_without_transform", self.compare_without_transform.is_some()),
         ];
@@ -429,7 +443,7 @@ impl Resolved {
         };
         format!(
             "{head}: network {widths} {} conditioning, {emb}; batch {}, learning rate {:e} {sched} over {} epochs{spe}, \
-             patience {}, validation {} %, weight decay {}, time prior exponent {}{explicit}",
+             patience {}, validation {} %, weight decay {}{}, time prior exponent {}{explicit}",
             n.conditioning,
             t.batch_size,
             t.learning_rate,
@@ -437,6 +451,7 @@ impl Resolved {
             t.patience,
             t.validation_fraction * 100.0,
             if t.weight_decay == 0.0 { "0".to_string() } else { format!("{:e}", t.weight_decay) },
+            if t.ema_decay == 0.0 { String::new() } else { format!(", weight average decay {}", t.ema_decay) },
             t.time_prior_exponent,
         )
     }
@@ -461,6 +476,7 @@ mod tests {
         val: f64,
         wd: f64,
         alpha: f64,
+        ema: f64,
     }
 
     const EMB: &[usize] = &[128, 128, 32];
@@ -486,13 +502,13 @@ mod tests {
             // α = 1 at 10³ beyond dim θ 2 (gaussian_linear, slcp, …), else 4.
             let alpha_1k = if dims.0 > 2 { 1.0 } else { 4.0 };
             // 10³: 800 training rows / 32 = 25 steps per epoch, ⌈8000 / 25⌉ = 320 epochs.
-            rows.push(Row { task, n: 1_000, dims, hidden: (10, 64), embedding, batch: 32, lr: 1e-3, epochs: 320, patience: 48, val: 0.2, wd: 0.0, alpha: alpha_1k });
+            rows.push(Row { task, n: 1_000, dims, hidden: (10, 64), embedding, batch: 32, lr: 1e-3, epochs: 320, patience: 48, val: 0.2, wd: 0.0, alpha: alpha_1k, ema: 0.999 });
             // 10⁴: 9500 / 256 = 37 steps per epoch, ⌈7400 / 37⌉ = 200 epochs; α = 1
             // beyond dim θ 5 (gaussian_linear, bernoulli_glm, …), else 4.
             let alpha_10k = if dims.0 > 5 { 1.0 } else { 4.0 };
-            rows.push(Row { task, n: 10_000, dims, hidden: (4, 64), embedding, batch: 256, lr: 1e-3, epochs: 200, patience: 30, val: 0.05, wd: 0.0, alpha: alpha_10k });
+            rows.push(Row { task, n: 10_000, dims, hidden: (4, 64), embedding, batch: 256, lr: 1e-3, epochs: 200, patience: 30, val: 0.05, wd: 0.0, alpha: alpha_10k, ema: 0.0 });
             // 10⁵: 95000 / 512 = 185 steps per epoch, ⌈40000 / 185⌉ = 217 epochs.
-            rows.push(Row { task, n: 100_000, dims, hidden: (5, 128), embedding, batch: 512, lr: 1e-3, epochs: 217, patience: 33, val: 0.05, wd: 0.0, alpha: 4.0 });
+            rows.push(Row { task, n: 100_000, dims, hidden: (5, 128), embedding, batch: 512, lr: 1e-3, epochs: 217, patience: 33, val: 0.05, wd: 0.0, alpha: 4.0, ema: 0.0 });
         }
         rows
     }
@@ -517,6 +533,7 @@ mod tests {
             assert_eq!(tc.validation_fraction, r.val, "{what}: validation");
             assert_eq!(tc.weight_decay, r.wd, "{what}: weight decay");
             assert_eq!(tc.time_prior_exponent, r.alpha, "{what}: time prior exponent");
+            assert_eq!(tc.ema_decay, r.ema, "{what}: weight average");
             // Fields outside the policy keep the defaults.
             let d = TrainConfig::default();
             assert_eq!((tc.sigma_min, tc.seed), (d.sigma_min, d.seed), "{what}");
@@ -583,6 +600,12 @@ mod tests {
         let r = o.resolve(b10, &base).unwrap();
         assert_eq!(r.train.time_prior_exponent, 4.0);
         assert!(r.summary().ends_with("time prior exponent 4; explicit: time_prior_exponent"), "{}", r.summary());
+        // The small tier averages the weights; an explicit 0 turns that off, and is listed.
+        let s = AutoOptions::default().resolve(b10, &base).unwrap().summary();
+        assert!(s.contains("weight decay 0, weight average decay 0.999, time prior exponent 1"), "{s}");
+        let r = AutoOptions { ema_decay: Some(0.0), ..Default::default() }.resolve(b10, &base).unwrap();
+        assert_eq!(r.train.ema_decay, 0.0);
+        assert!(r.summary().contains("weight decay 0, time prior") && r.summary().ends_with("explicit: ema_decay"), "{}", r.summary());
     }
 
     #[test]

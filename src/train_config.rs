@@ -55,6 +55,12 @@ pub struct TrainConfig {
     pub sigma_min: f64,
     /// Adam L2 weight decay (PyTorch semantics).
     pub weight_decay: f64,
+    /// Decay per optimiser step of an exponential moving average of the weights
+    /// (Polyak averaging; `shaders/adam_ema.wgsl`, with the warm-up
+    /// `min(decay, (1 + step) / (10 + step))`), in [0, 1); 0 turns it off. With an
+    /// average, validation, early stopping and the kept (best) weights use the
+    /// average, not the raw weights. Example: 0.999 averages over about 1,000 steps.
+    pub ema_decay: f64,
     /// Adam β1.
     pub beta1: f64,
     /// Adam β2.
@@ -110,6 +116,7 @@ impl Default for TrainConfig {
             time_prior_exponent: 4.0,
             sigma_min: 1e-4,
             weight_decay: 0.0,
+            ema_decay: 0.0,
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
@@ -128,7 +135,7 @@ impl TrainConfig {
     /// # Errors
     /// [`Error::InvalidOption`] named after the offending field (`batch_size`,
     /// `learning_rate`, `validation_fraction`, `time_prior_exponent`, `sigma_min`,
-    /// `max_epochs`, `rollback_lr_factor`, `lr_factor`, `min_lr`, `weight_decay`, `beta1`, `beta2`, `eps`);
+    /// `max_epochs`, `rollback_lr_factor`, `lr_factor`, `min_lr`, `weight_decay`, `ema_decay`, `beta1`, `beta2`, `eps`);
     /// a negative or NaN `max_seconds` is named `max_train_seconds`, since
     /// [`crate::posterior::PosteriorOptions`] has a `max_seconds` of its own.
     pub fn validate(&self) -> Result<()> {
@@ -173,6 +180,9 @@ impl TrainConfig {
         }
         if bad(self.weight_decay, self.weight_decay >= 0.0) {
             return Err(Error::option("weight_decay", format!("must be non-negative, got {}", self.weight_decay)));
+        }
+        if bad(self.ema_decay, (0.0..1.0).contains(&self.ema_decay)) {
+            return Err(Error::option("ema_decay", format!("must be in [0, 1) (0: no average), got {}", self.ema_decay)));
         }
         for (name, beta) in [("beta1", self.beta1), ("beta2", self.beta2)] {
             if bad(beta, (0.0..1.0).contains(&beta)) {
@@ -226,6 +236,8 @@ mod tests {
             ("lr_factor", TrainConfig { lr_factor: 0.0, ..Default::default() }),
             ("min_lr", TrainConfig { min_lr: -1e-6, ..Default::default() }),
             ("weight_decay", TrainConfig { weight_decay: f64::NAN, ..Default::default() }),
+            ("ema_decay", TrainConfig { ema_decay: 1.0, ..Default::default() }),
+            ("ema_decay", TrainConfig { ema_decay: -0.5, ..Default::default() }),
             ("beta1", TrainConfig { beta1: 1.0, ..Default::default() }),
             ("beta2", TrainConfig { beta2: -0.1, ..Default::default() }),
             ("eps", TrainConfig { eps: 0.0, ..Default::default() }),
@@ -240,6 +252,6 @@ mod tests {
             }
         }
         assert!(TrainConfig::default().validate().is_ok());
-        assert!(TrainConfig { max_seconds: Some(0.0), weight_decay: 0.01, ..Default::default() }.validate().is_ok());
+        assert!(TrainConfig { max_seconds: Some(0.0), weight_decay: 0.01, ema_decay: 0.999, ..Default::default() }.validate().is_ok());
     }
 }

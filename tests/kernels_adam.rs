@@ -224,3 +224,38 @@ fn scalar_and_vec4_widths_agree_on_ragged_ranges() {
     }
     assert_eq!(results[0], results[1], "guarded: scalar and vec4 give the same numbers");
 }
+
+/// `ema` against the f64 mirror over steps in the warm-up (1–3, where
+/// `(1 + step) / (10 + step)` is below the decay) and after it (5,000), on a range that
+/// starts at an offset and ends in a partial workgroup: values outside the range stay.
+#[test]
+fn ema_matches_reference_in_and_after_the_warm_up() {
+    let gpu = common::gpu();
+    let (off, n, total) = (7usize, 1029usize, 1100usize);
+    let decay = 0.999;
+    let mut avg = rand_vec(total, 3);
+    let avg0 = avg.clone();
+    let ab = gpu.storage_from("avg", &to_f32(&avg));
+    let mb = gpu.storage("m", total as u64 * 4);
+    let vb = gpu.storage("v", total as u64 * 4);
+    for step in [1u32, 2, 3, 5000] {
+        let p = rand_vec(total, 20 + step as u64);
+        let pb = gpu.storage_from("p", &to_f32(&p));
+        let sb = step_state(gpu, step, 1e-3, 0.9, 0.999);
+        let mut b = ProgramBuilder::new(gpu);
+        adam::ema(&mut b, &fmpe::kernels::EmaParams { n: n as u32, off: off as u32, decay: decay as f32, ..Default::default() });
+        b.build(gpu, Bindings { params: Some(&ab), grads: Some(&pb), moments: Some((&mb, &vb)), step: Some(&sb), ..Default::default() })
+            .unwrap()
+            .run(gpu)
+            .unwrap();
+        reference::adam::ema_step(&mut avg[off..off + n], &p[off..off + n], step, decay);
+    }
+    let got = to_f64(&gpu.read_f32(&ab, 0, total).unwrap());
+    assert_close("ema inside the range after 4 steps", &got[off..off + n], &avg[off..off + n], 2e-6, 1e-5);
+    assert_eq!(&got[..off], &to_f64(&to_f32(&avg0[..off]))[..], "ema wrote before its range");
+    assert_eq!(&got[off + n..], &to_f64(&to_f32(&avg0[off + n..]))[..], "ema wrote after its range");
+    // The warm-up matters: at step 1 the average moves 9/11 of the way, not 1/1000.
+    let mut one = vec![0.0];
+    reference::adam::ema_step(&mut one, &[1.0], 1, decay);
+    assert!((one[0] - 9.0 / 11.0).abs() < 1e-12, "warm-up decay at step 1: {}", one[0]);
+}

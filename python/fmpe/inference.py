@@ -62,6 +62,10 @@ class FMPE:
     * ``time_prior_exponent`` (None: the budget policy, 4, except 1 when dim θ > 2
       below 3,163 simulations and when dim θ > 5 below 31,623), ``sigma_min`` (1e-4):
       the FMPE path.
+    * ``ema_decay`` (None: the budget policy, 0.999 below 3,163 simulations, else 0
+      = none): decay per optimiser step of
+      an exponential moving average of the weights (e.g. 0.999), which validation, early
+      stopping and the returned posterior then use, as the CLI's ``--ema-decay``.
     * ``select_transform`` (None: the budget policy's choice, on below 3,163
       simulations, and below 31,623 when dim θ > 2): also train without the box prior's logit transform and keep the
       model with the lower held-out NLL, as the CLI's ``--select-transform`` (the
@@ -82,6 +86,7 @@ class FMPE:
         embedding: Union[None, str, Sequence[int]] = None,
         time_prior_exponent: Optional[float] = None,
         sigma_min: Optional[float] = None,
+        ema_decay: Optional[float] = None,
         transform: bool = True,
         select_transform: Optional[bool] = None,
         seed: int = 0,
@@ -108,6 +113,7 @@ class FMPE:
             self._embedding = [int(w) for w in embedding]  # type: ignore[union-attr]
         self._time_prior_exponent = time_prior_exponent
         self._sigma_min = sigma_min
+        self._ema_decay = ema_decay
         self._transform = bool(transform)
         if select_transform is not None and not isinstance(select_transform, (bool, np.bool_)):
             raise OptionError(f"select_transform must be None, True or False, got {select_transform!r}", name="select_transform")
@@ -207,6 +213,7 @@ class FMPE:
             "patience": None if stop_after_epochs is None else int(stop_after_epochs),
             "validation_fraction": None if validation_fraction is None else float(validation_fraction),
             "time_prior_exponent": None if self._time_prior_exponent is None else float(self._time_prior_exponent),
+            "ema_decay": None if self._ema_decay is None else float(self._ema_decay),
         }
         # The budget policy (the CLI's `auto`) for what the caller left at None.
         hidden, config_json, self.policy = _fmpe.resolve_policy(len(theta), theta.shape[1], x.shape[1], explicit, json.dumps(base))

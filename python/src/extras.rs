@@ -145,6 +145,7 @@ pub struct Explicit {
     patience: Option<usize>,
     validation_fraction: Option<f64>,
     time_prior_exponent: Option<f64>,
+    ema_decay: Option<f64>,
 }
 
 /// The budget policy (`fmpe::policy`, as the CLI resolves it) for `num_simulations`
@@ -165,6 +166,7 @@ pub fn resolve_policy(num_simulations: usize, dim_theta: usize, dim_x: usize, ex
         patience: explicit.patience,
         validation_fraction: explicit.validation_fraction,
         time_prior_exponent: explicit.time_prior_exponent,
+        ema_decay: explicit.ema_decay,
         ..Default::default()
     };
     let budget = fmpe::policy::Budget { num_simulations, dim_theta, dim_x };

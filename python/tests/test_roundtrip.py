@@ -113,3 +113,23 @@ def test_model_selection_as_the_cli_does(fmpe_bin, tmp_path):
     assert single.build_posterior().info.get("selection") is None
     with pytest.raises(fmpe.OptionError):
         fmpe.FMPE(prior, select_transform="yes")
+
+
+def test_weight_averaging_trains_the_same_weights_as_the_cli(fmpe_bin, tmp_path):
+    """``ema_decay`` reaches the trainer as the CLI's ``--ema-decay`` does: the same
+    stored option and the same samples; without an average the weights differ (the
+    check can fail)."""
+    theta, x = _data(tmp_path)
+    inference = fmpe.FMPE(hidden=16, blocks=1, seed=3, ema_decay=0.9)
+    inference.append_simulations(theta, x).train(max_num_epochs=2, show_progress_bars=False)
+    posterior = inference.build_posterior()
+    assert posterior.info["train"]["ema_decay"] == 0.9
+    _cli(fmpe_bin, "train", "--theta", str(tmp_path / "theta.npy"), "--x", str(tmp_path / "x.npy"),
+         "--out", str(tmp_path / "cli_ema"), *TRAIN_FLAGS, "--ema-decay", "0.9")
+    _cli(fmpe_bin, "train", "--theta", str(tmp_path / "theta.npy"), "--x", str(tmp_path / "x.npy"),
+         "--out", str(tmp_path / "cli_plain"), *TRAIN_FLAGS, "--ema-decay", "0")
+    py = posterior.sample((300,), x=OBS, seed=12)
+    assert np.array_equal(_cli_sample(fmpe_bin, tmp_path / "cli_ema", tmp_path, 12, "ema.npy"), py)
+    assert not np.array_equal(_cli_sample(fmpe_bin, tmp_path / "cli_plain", tmp_path, 12, "plain.npy"), py)
+    with pytest.raises(fmpe.OptionError):
+        fmpe.FMPE(ema_decay=1.5).append_simulations(theta, x).train(max_num_epochs=1, show_progress_bars=False)

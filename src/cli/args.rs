@@ -59,6 +59,12 @@ pub(crate) struct NetTrainArgs {
     /// Adam L2 weight decay, or auto (0).
     #[arg(long, default_value = "auto")]
     pub(crate) weight_decay: Auto<f64>,
+    /// Decay per optimiser step of an exponential moving average of the weights, which
+    /// validation, early stopping and the saved model then use (e.g. 0.999: about
+    /// 1,000 steps; 0: none), or auto (the budget policy: 0.999 below 3,163
+    /// simulations, else 0).
+    #[arg(long, default_value = "auto")]
+    pub(crate) ema_decay: Auto<f64>,
     /// Time prior exponent α: t has density ∝ t^α (t = u^(1/(1+α))), or auto (the
     /// budget policy: 4, except 1 when dim θ > 2 below 3,163 simulations and when
     /// dim θ > 5 below 31,623).
@@ -310,6 +316,7 @@ impl NetTrainArgs {
             patience: self.patience.get(),
             validation_fraction: self.validation_fraction.get(),
             weight_decay: self.weight_decay.get(),
+            ema_decay: self.ema_decay.get(),
             time_prior_exponent: self.time_prior_exponent.get(),
             compare_without_transform: self.select_transform.get().map(|v| v == OnOff::On),
         })

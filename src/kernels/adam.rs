@@ -1,6 +1,7 @@
 //! Adam over the flat parameter buffer (`shaders/adam.wgsl`, and its vec4 variant
 //! `shaders/adam_vec4.wgsl`, four parameters per thread, chosen whenever the ranges are
-//! 16-byte aligned: [`AdamWidth`]).
+//! 16-byte aligned: [`AdamWidth`]), and the exponential moving average of the
+//! parameters that follows it (`shaders/adam_ema.wgsl`).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -13,8 +14,9 @@ pub(crate) static FAMILY: Family = Family {
     modules: &[
         ShaderModule { name: "adam", source: include_str!("../../shaders/adam.wgsl") },
         ShaderModule { name: "adam_vec4", source: include_str!("../../shaders/adam_vec4.wgsl") },
+        ShaderModule { name: "adam_ema", source: include_str!("../../shaders/adam_ema.wgsl") },
     ],
-    kernels: &[&ADAM, &GRAD_CHECK, &ADAM_GUARDED, &ADAM_VEC4, &ADAM_GUARDED_VEC4],
+    kernels: &[&ADAM, &GRAD_CHECK, &ADAM_GUARDED, &ADAM_VEC4, &ADAM_GUARDED_VEC4, &EMA],
     constants: &[],
     structs: &[StructLayout::of::<super::StepState>],
 };
@@ -75,6 +77,20 @@ pub static ADAM_GUARDED_VEC4: KernelSpec = KernelSpec {
     layout: Layout::Adam,
     params: StructLayout::of::<AdamParams>,
     variant: "vec4",
+    constants: &[],
+};
+
+/// `ema`: one step of the exponential moving average `avg ← avg + (1 − d)(p − avg)`
+/// over `[off, off + n)`, `d = min(decay, (1 + step) / (10 + step))` (`step` the 1-based
+/// optimiser step of the step uniform). Bound through [`Layout::Adam`]: the
+/// parameters' slot holds the average, the gradients' slot the parameters it follows.
+pub static EMA: KernelSpec = KernelSpec {
+    name: "ema",
+    module: "adam_ema",
+    entry_point: "ema",
+    layout: Layout::Adam,
+    params: StructLayout::of::<EmaParams>,
+    variant: "",
     constants: &[],
 };
 
@@ -202,4 +218,35 @@ pub fn adam_guarded_as(b: &mut ProgramBuilder, p: &AdamParams, width: AdamWidth)
     assert!(p.batch_stride == 0 && p.decay_len == 0, "adam_guarded updates one set with one weight decay");
     b.push_groups(&GRAD_CHECK, p, (1, 1, 1));
     b.push_1d(width.kernel(p, &ADAM_GUARDED, &ADAM_GUARDED_VEC4), p, width.threads(p.n));
+}
+
+/// Parameters of `ema` (`shaders/adam_ema.wgsl`): offsets and counts in f32 elements.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
+pub struct EmaParams {
+    /// Parameters averaged: indices `off .. off + n`.
+    pub n: u32,
+    /// Index of the first parameter averaged.
+    pub off: u32,
+    /// Padding.
+    pub pad0: u32,
+    /// Padding.
+    pub pad1: u32,
+    /// Decay of the average per optimiser step (for example 0.999: a horizon of about
+    /// 1,000 steps), before the warm-up `min(decay, (1 + step) / (10 + step))`.
+    pub decay: f32,
+    /// Padding.
+    pub pad2: f32,
+    /// Padding.
+    pub pad3: f32,
+    /// Padding.
+    pub pad4: f32,
+}
+param_block!(EmaParams as "EmaParams" { n, off, pad0, pad1, decay, pad2, pad3, pad4 });
+
+/// Records `ema` over the `p.n` parameters from `p.off`: the program's bindings must
+/// put the average in the parameters' slot and the parameters it follows in the
+/// gradients' slot (see [`EMA`]).
+pub fn ema(b: &mut ProgramBuilder, p: &EmaParams) {
+    b.push_1d(&EMA, p, p.n as usize);
 }

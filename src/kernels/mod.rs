@@ -31,7 +31,7 @@ families!(matmul, adam, train_step, stats, ode, affine, jvp, transform, c2st);
 pub use program::{Arena, Bindings, Program, ProgramBuilder, StepState, SLOT_BYTES};
 pub use registry::{kernels, shader_modules, shader_source, specialized_source, KernelSpec, Layout};
 
-pub use adam::AdamParams;
+pub use adam::{AdamParams, EmaParams};
 pub use affine::AffineParams;
 pub use c2st::{C2stParams, MlpParams};
 pub use jvp::{DensityMode, JvpParams, ProbeMode};

@@ -44,3 +44,21 @@ pub fn adam_step(
         p[i] -= step_size * m[i] / denom;
     }
 }
+
+/// One step of the exponential moving average of the parameters, in place (the CPU
+/// mirror of `shaders/adam_ema.wgsl`): with `d = min(decay, (1 + step) / (10 + step))`,
+/// `avg ← avg + (1 − d)(p − avg)` elementwise. `step` is the 1-based optimiser step;
+/// the warm-up is that of TensorFlow's `ExponentialMovingAverage(num_updates=step)`.
+///
+/// `avg` and `p` are `[n]`.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn ema_step(avg: &mut [f64], p: &[f64], step: u32, decay: f64) {
+    assert_eq!(avg.len(), p.len(), "ema_step: length mismatch");
+    let t = step as f64;
+    let d = decay.min((1.0 + t) / (10.0 + t));
+    for (a, &x) in avg.iter_mut().zip(p) {
+        *a += (1.0 - d) * (x - *a);
+    }
+}

@@ -4,8 +4,9 @@
 //! losses of a partly done epoch), and its file `checkpoint.safetensors`.
 //!
 //! The file is a safetensors file of f32 tensors (`params`, `best`, `adam_m`, `adam_v`,
-//! `good_params`, `good_m`, `good_v`, `epoch_losses`) whose metadata entry `fmpe_state`
-//! holds [`TrainerState`] as JSON. It is written atomically.
+//! `good_params`, `good_m`, `good_v`, `epoch_losses`, and `ema`, `good_ema`: empty
+//! without a moving average of the weights, absent in files written before it) whose
+//! metadata entry `fmpe_state` holds [`TrainerState`] as JSON. It is written atomically.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -88,10 +89,15 @@ pub struct Checkpoint {
     pub good_v: Vec<f32>,
     /// Loss slots of the steps done in the current epoch `[step_in_epoch]`.
     pub epoch_losses: Vec<f32>,
+    /// Moving average of the weights `[layout.len]` (`[0]` when
+    /// [`TrainConfig::ema_decay`] is 0).
+    pub ema: Vec<f32>,
+    /// Rollback target: the moving average `[layout.len]` (`[0]` without one).
+    pub good_ema: Vec<f32>,
 }
 
 impl Checkpoint {
-    fn arrays(&self) -> [(&'static str, &Vec<f32>); 8] {
+    fn arrays(&self) -> [(&'static str, &Vec<f32>); 10] {
         [
             ("params", &self.params),
             ("best", &self.best),
@@ -101,6 +107,8 @@ impl Checkpoint {
             ("good_m", &self.good_m),
             ("good_v", &self.good_v),
             ("epoch_losses", &self.epoch_losses),
+            ("ema", &self.ema),
+            ("good_ema", &self.good_ema),
         ]
     }
 
@@ -158,6 +166,9 @@ impl Checkpoint {
             }
             Ok(v.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
         };
+        // Written since the moving average of the weights; empty in older files.
+        let has = |name: &str| st.names().contains(&name);
+        let get_or_empty = |name: &str| if has(name) { get(name) } else { Ok(Vec::new()) };
         let ck = Checkpoint {
             params: get("params")?,
             best: get("best")?,
@@ -167,6 +178,8 @@ impl Checkpoint {
             good_m: get("good_m")?,
             good_v: get("good_v")?,
             epoch_losses: get("epoch_losses")?,
+            ema: get_or_empty("ema")?,
+            good_ema: get_or_empty("good_ema")?,
             state,
         };
         ck.check_lengths().map_err(bad)?;
@@ -181,6 +194,7 @@ impl Checkpoint {
             let want = match name {
                 "adam_m" | "good_m" => len + 2,
                 "epoch_losses" => self.state.step_in_epoch,
+                "ema" | "good_ema" if self.state.train.ema_decay == 0.0 => 0,
                 _ => len,
             };
             if a.len() != want {
@@ -205,4 +219,19 @@ pub(crate) fn fingerprint(data: &[f32]) -> u64 {
         }
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    /// The state's f64 values (best loss, learning rate, history) must come back bit for
+    /// bit, or a resumed run compares its validation losses with a best loss one ulp
+    /// off. serde_json's default float parser is best-effort (1.7517974853515625 came
+    /// back as …623); the `float_roundtrip` feature makes it exact.
+    #[test]
+    fn state_floats_round_trip_bit_for_bit() {
+        for v in [1.7517974853515625f64, 0.0007502500000000002, 2.539840351451527, 1e-300, -0.1] {
+            let back: f64 = serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
+            assert_eq!(back.to_bits(), v.to_bits(), "{v}");
+        }
+    }
 }

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, ParamsTexture};
 use crate::kernels::{adam, stats, train_step, transform::theta_transform};
 use crate::kernels::{
-    AdamParams, Arena, Bindings, GatherParams, LossParams, Program, ProgramBuilder, StatsParams, StepState,
+    AdamParams, Arena, Bindings, EmaParams, GatherParams, LossParams, Program, ProgramBuilder, StatsParams, StepState,
     TransformMode, TransformParams,
 };
 use crate::net::{Conditioning, NetConfig, ParamLayout, TrainGraph};
@@ -44,11 +44,24 @@ pub(crate) struct Buffers {
     /// Texture mirror of `params` read by the CPU matmul; the trainer syncs it at the
     /// start of every submission that runs the network ([`Buffers::sync_params_tex`]).
     pub params_tex: Option<ParamsTexture>,
+    /// The moving average of the weights, when [`TrainConfig::ema_decay`] is positive.
+    pub ema: Option<EmaBuffers>,
+}
+
+/// The buffers of the weights' moving average (each `[layout.len]`).
+pub(crate) struct EmaBuffers {
+    /// The average (`shaders/adam_ema.wgsl`), starting at the initial parameters.
+    pub avg: wgpu::Buffer,
+    /// The average at the end of the last good epoch (the rollback target).
+    pub good: wgpu::Buffer,
+    /// The raw parameters, kept here while validation runs on the average.
+    pub scratch: wgpu::Buffer,
 }
 
 impl Buffers {
-    /// Uploads the dataset and the initial parameters, allocates the rest.
-    pub(crate) fn new(gpu: &Gpu, data: &[f32], params0: &[f32], ws: &Workspace) -> Buffers {
+    /// Uploads the dataset and the initial parameters, allocates the rest (the moving
+    /// average's buffers only `with_ema`).
+    pub(crate) fn new(gpu: &Gpu, data: &[f32], params0: &[f32], ws: &Workspace, with_ema: bool) -> Buffers {
         let len = params0.len() as u64 * 4;
         Buffers {
             data: gpu.storage_from("fmpe dataset", data),
@@ -63,7 +76,18 @@ impl Buffers {
             good_m: gpu.storage("fmpe good adam m", len + 8),
             good_v: gpu.storage("fmpe good adam v", len),
             acts: gpu.storage("fmpe train workspace", ws.len as u64 * 4),
+            ema: with_ema.then(|| EmaBuffers {
+                avg: gpu.storage_from("fmpe weight average", params0),
+                good: gpu.storage_from("fmpe good weight average", params0),
+                scratch: gpu.storage("fmpe params during validation", len),
+            }),
         }
+    }
+
+    /// Where the weights that validation scores and training keeps live: the moving
+    /// average when there is one, else the parameters.
+    pub(crate) fn kept(&self) -> &wgpu::Buffer {
+        self.ema.as_ref().map_or(&self.params, |e| &e.avg)
     }
 
     /// The bindings every training program uses.
@@ -248,6 +272,24 @@ pub(crate) fn record_step(
     };
     adam::adam_guarded(&mut b, &adam);
     b.build(gpu, binds)
+}
+
+/// Records the moving average's step (`ema`, one dispatch, after the optimiser step in
+/// the same pass); `None` when `tc.ema_decay` is 0.
+pub(crate) fn record_ema(gpu: &Gpu, tc: &TrainConfig, layout: &ParamLayout, bufs: &Buffers) -> Result<Option<Program>> {
+    let Some(e) = &bufs.ema else { return Ok(None) };
+    let mut b = ProgramBuilder::new(gpu);
+    adam::ema(&mut b, &EmaParams { n: layout.len as u32, off: 0, decay: tc.ema_decay as f32, ..Default::default() });
+    // `ema` reads the parameters through the gradients' slot and writes the average
+    // through the parameters' slot (shaders/adam_ema.wgsl).
+    let binds = Bindings {
+        params: Some(&e.avg),
+        grads: Some(&bufs.params),
+        moments: Some((&bufs.m, &bufs.v)),
+        step: Some(&bufs.step),
+        ..Default::default()
+    };
+    Ok(Some(b.build(gpu, binds)?))
 }
 
 /// Records validation (fixed noise, forward + loss only, one loss slot per chunk of at

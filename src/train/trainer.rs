@@ -159,6 +159,7 @@ pub struct Trainer<'g> {
     bufs: Buffers,
     ws: Workspace,
     step_prog: Program,
+    ema_prog: Option<Program>,
     val_prog: Option<Program>,
     stats: ZscoreStats,
     transform: ThetaTransform,
@@ -251,11 +252,12 @@ impl<'g> Trainer<'g> {
             None => crate::net::init_params(&cfg, &mut rng),
         };
         let ws = Workspace::new(gpu, &cfg, &layout, &split)?;
-        let bufs = Buffers::new(gpu, &data, &params0, &ws);
+        let bufs = Buffers::new(gpu, &data, &params0, &ws, tc.ema_decay > 0.0);
         let stats = programs::prepare(gpu, &cfg, &bufs, &ws, &split, transform)?;
         let warnings = constant_column_warnings(theta, x, dt, dx);
         let step_prog = programs::record_step(gpu, &cfg, &tc, &layout, &ws, &split, bufs.bindings())?;
         let val_prog = programs::record_validation(gpu, &cfg, &tc, &layout, &ws, &split, bufs.bindings())?;
+        let ema_prog = programs::record_ema(gpu, &tc, &layout, &bufs)?;
         Ok(Trainer {
             transform: ThetaTransform::new(transform.resolved(dt)),
             gpu,
@@ -268,6 +270,7 @@ impl<'g> Trainer<'g> {
             bufs,
             ws,
             step_prog,
+            ema_prog,
             val_prog,
             stats,
             warnings,
@@ -312,9 +315,9 @@ impl<'g> Trainer<'g> {
         self.step_in_epoch
     }
 
-    /// Dispatches recorded per training step.
+    /// Dispatches recorded per training step (the moving average's included).
     pub fn dispatches_per_step(&self) -> usize {
-        self.step_prog.dispatches()
+        self.step_prog.dispatches() + self.ema_prog.as_ref().map_or(0, Program::dispatches)
     }
 
     /// Training and validation rows.
@@ -322,7 +325,8 @@ impl<'g> Trainer<'g> {
         (self.split.n_train, self.split.n_val)
     }
 
-    /// Runs one optimiser step: one command buffer, one submission, no readback.
+    /// Runs one optimiser step (and the moving average's, with
+    /// [`TrainConfig::ema_decay`]): one command buffer, one submission, no readback.
     ///
     /// # Errors
     /// GPU errors as [`Error::Gpu`] / [`Error::DeviceLost`].
@@ -346,19 +350,25 @@ impl<'g> Trainer<'g> {
         let mut enc = self.gpu.encoder();
         let bytes = self.layout.len as u64 * 4;
         if self.pending_best_copy {
-            enc.copy_buffer_to_buffer(&self.bufs.params, 0, &self.bufs.best, 0, bytes);
+            enc.copy_buffer_to_buffer(self.bufs.kept(), 0, &self.bufs.best, 0, bytes);
             self.pending_best_copy = false;
         }
         if self.pending_good_copy {
             enc.copy_buffer_to_buffer(&self.bufs.params, 0, &self.bufs.good_params, 0, bytes);
             enc.copy_buffer_to_buffer(&self.bufs.m, 0, &self.bufs.good_m, 0, bytes + 8);
             enc.copy_buffer_to_buffer(&self.bufs.v, 0, &self.bufs.good_v, 0, bytes);
+            if let Some(e) = &self.bufs.ema {
+                enc.copy_buffer_to_buffer(&e.avg, 0, &e.good, 0, bytes);
+            }
             self.pending_good_copy = false;
         }
         self.bufs.sync_params_tex(&mut enc);
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
             self.step_prog.record(self.gpu, &mut pass)?;
+            if let Some(ep) = &self.ema_prog {
+                ep.record(self.gpu, &mut pass)?;
+            }
         }
         self.gpu.submit(enc)?;
         self.step_in_epoch += 1;
@@ -446,6 +456,9 @@ impl<'g> Trainer<'g> {
         enc.copy_buffer_to_buffer(&self.bufs.good_params, 0, &self.bufs.params, 0, bytes);
         enc.copy_buffer_to_buffer(&self.bufs.good_m, 0, &self.bufs.m, 0, bytes + 8);
         enc.copy_buffer_to_buffer(&self.bufs.good_v, 0, &self.bufs.v, 0, bytes);
+        if let Some(e) = &self.bufs.ema {
+            enc.copy_buffer_to_buffer(&e.good, 0, &e.avg, 0, bytes);
+        }
         self.gpu.submit(enc)?;
         self.step -= self.step_in_epoch as u64;
         self.step_in_epoch = 0;
@@ -456,13 +469,25 @@ impl<'g> Trainer<'g> {
 
     /// Runs validation and reads the loss slots and the skipped-step count (one
     /// submission, one readback): returns the epoch's mean training and validation
-    /// losses (NaN without validation rows) and its count of skipped steps.
+    /// losses (NaN without validation rows) and its count of skipped steps. With a
+    /// moving average, validation scores the average: the parameters are swapped out
+    /// for it (buffer copies) during the pass and back after it.
     fn read_epoch_losses(&mut self) -> Result<(f64, f64, usize)> {
         let mut enc = self.gpu.encoder();
         if let Some(vp) = &self.val_prog {
+            let bytes = self.layout.len as u64 * 4;
+            if let Some(e) = &self.bufs.ema {
+                enc.copy_buffer_to_buffer(&self.bufs.params, 0, &e.scratch, 0, bytes);
+                enc.copy_buffer_to_buffer(&e.avg, 0, &self.bufs.params, 0, bytes);
+            }
             self.bufs.sync_params_tex(&mut enc);
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-            vp.record(self.gpu, &mut pass)?;
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+                vp.record(self.gpu, &mut pass)?;
+            }
+            if let Some(e) = &self.bufs.ema {
+                enc.copy_buffer_to_buffer(&e.scratch, 0, &self.bufs.params, 0, bytes);
+            }
         }
         let spe = self.split.steps_per_epoch;
         let slots = spe + self.split.val_chunks();
@@ -587,7 +612,7 @@ impl<'g> Trainer<'g> {
     /// As [`Trainer::finish`].
     pub fn outcome(&self) -> Result<TrainOutcome> {
         let len = self.layout.len;
-        let src = if self.pending_best_copy { &self.bufs.params } else { &self.bufs.best };
+        let src = if self.pending_best_copy { self.bufs.kept() } else { &self.bufs.best };
         let params = self.gpu.read_f32(src, 0, len)?;
         if let Some(i) = params.iter().position(|v| !v.is_finite()) {
             return Err(Error::invalid(format!(
@@ -638,7 +663,9 @@ impl<'g> Trainer<'g> {
             (&b.good_v, 0, len),
             (&b.acts, self.ws.loss_off, self.step_in_epoch),
         ];
-        let staged: Vec<_> = reads.iter().map(|&(buf, off, n)| (self.gpu.copy_to_staging(&mut enc, buf, off as u64, n), n)).collect();
+        let ema_reads = b.ema.as_ref().map(|e| [(&e.avg, 0, len), (&e.good, 0, len)]);
+        let reads = reads.iter().chain(ema_reads.iter().flatten());
+        let staged: Vec<_> = reads.map(|&(buf, off, n)| (self.gpu.copy_to_staging(&mut enc, buf, off as u64, n), n)).collect();
         self.gpu.submit(enc)?;
         let mut arrays = Vec::with_capacity(staged.len());
         for (st, n) in staged {
@@ -656,6 +683,8 @@ impl<'g> Trainer<'g> {
             good_m: next(),
             good_v: next(),
             epoch_losses: next(),
+            ema: next(),
+            good_ema: next(),
         })
     }
 
@@ -706,6 +735,14 @@ impl<'g> Trainer<'g> {
         if !same_split || s.step_in_epoch > self.split.steps_per_epoch {
             return Err(Error::invalid("the checkpoint was written with another batch size or validation fraction"));
         }
+        let with_ema = self.bufs.ema.is_some();
+        let ema_lens = [ck.ema.len(), ck.good_ema.len()];
+        if with_ema && ema_lens != [self.layout.len; 2] {
+            return Err(Error::invalid("the checkpoint was written without a moving average of the weights; resume with ema_decay 0"));
+        }
+        if !with_ema && ema_lens != [0; 2] {
+            return Err(Error::invalid("the checkpoint was written with a moving average of the weights; resume with its ema_decay"));
+        }
         let q = &self.gpu.queue;
         let b = &self.bufs;
         for (buf, data) in [
@@ -721,6 +758,10 @@ impl<'g> Trainer<'g> {
         }
         if !ck.epoch_losses.is_empty() {
             q.write_buffer(&b.acts, self.ws.loss_off as u64 * 4, bytemuck::cast_slice(&ck.epoch_losses));
+        }
+        if let Some(e) = &b.ema {
+            q.write_buffer(&e.avg, 0, bytemuck::cast_slice(&ck.ema));
+            q.write_buffer(&e.good, 0, bytemuck::cast_slice(&ck.good_ema));
         }
         self.step = s.step;
         self.epoch = s.epoch;

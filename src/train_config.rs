@@ -58,8 +58,10 @@ pub struct TrainConfig {
     /// Decay per optimiser step of an exponential moving average of the weights
     /// (Polyak averaging; `shaders/adam_ema.wgsl`, with the warm-up
     /// `min(decay, (1 + step) / (10 + step))`), in [0, 1); 0 turns it off. With an
-    /// average, validation, early stopping and the kept (best) weights use the
-    /// average, not the raw weights. Example: 0.999 averages over about 1,000 steps.
+    /// average, the validation loss (hence early stopping) and the kept (best) weights
+    /// use the average, not the raw weights; the training loss in the history is still
+    /// the raw weights' (and without validation rows early stopping watches it).
+    /// Example: 0.999 averages over about 1,000 steps.
     pub ema_decay: f64,
     /// Adam β1.
     pub beta1: f64,

@@ -1,13 +1,14 @@
 //! The moving average of the weights (`TrainConfig::ema_decay`, `shaders/adam_ema.wgsl`) in a
 //! training run: the average follows the parameters step by step as the f64 mirror
-//! does, it is what validation scores and what the run keeps, it survives a rollback's
-//! bookkeeping and a checkpoint bitwise, and a checkpoint is not resumed with another
-//! choice of average.
+//! does, it is what validation scores and what the run keeps, a rollback restores it
+//! with the parameters, it survives a checkpoint bitwise (written as version 2; version
+//! 1 without an average), and a checkpoint is not resumed with another choice of
+//! average.
 mod common;
 
 use fmpe::net::{Conditioning, NetConfig};
 use fmpe::reference;
-use fmpe::train::{Checkpoint, TrainConfig, Trainer};
+use fmpe::train::{Checkpoint, EpochEnd, TrainConfig, Trainer, CHECKPOINT_VERSION, CHECKPOINT_VERSION_PLAIN};
 
 fn net() -> NetConfig {
     NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![16, 16], conditioning: Conditioning::Concat, embedding: vec![] }
@@ -82,6 +83,7 @@ fn a_checkpointed_run_with_an_average_resumes_bitwise_and_refuses_another_choice
     let full = run(3, None).outcome().unwrap().params;
     let ck = run(1, None).checkpoint().unwrap();
     assert_eq!(ck.ema.len(), net().layout().len);
+    assert_eq!(ck.state.checkpoint_version, CHECKPOINT_VERSION);
     let path = std::env::temp_dir().join(format!("fmpe-ema-ck-{}.safetensors", std::process::id()));
     ck.save(&path).unwrap();
     let loaded = Checkpoint::load(&path).unwrap();
@@ -95,7 +97,31 @@ fn a_checkpointed_run_with_an_average_resumes_bitwise_and_refuses_another_choice
     assert!(e.contains("moving average"), "{e}");
     let no_avg = plain.checkpoint().unwrap();
     assert!(no_avg.ema.is_empty() && no_avg.good_ema.is_empty());
+    assert_eq!(no_avg.state.checkpoint_version, CHECKPOINT_VERSION_PLAIN);
     let mut with = Trainer::new(gpu, net(), config(0.95), &theta, &x, None).unwrap();
     let e = with.restore(&no_avg).unwrap_err().to_string();
     assert!(e.contains("moving average"), "{e}");
+}
+
+#[test]
+fn a_rollback_restores_the_average_with_the_parameters() {
+    let gpu = common::gpu();
+    let (theta, x) = data(400);
+    // A learning rate of 1e30 makes some step's gradient non-finite (tests/divergence.rs):
+    // the first epoch diverges and is rolled back to the initial state.
+    let tc = TrainConfig { batch_size: 40, learning_rate: 1e30, max_rollbacks: 2, ema_decay: 0.9, seed: 5, ..Default::default() };
+    let init = {
+        use rand::SeedableRng;
+        fmpe::net::init_params(&net(), &mut rand::rngs::StdRng::seed_from_u64(3))
+    };
+    let mut tr = Trainer::new(gpu, net(), tc, &theta, &x, Some(init.clone())).unwrap();
+    for _ in 0..tr.steps_per_epoch() {
+        tr.step().unwrap();
+    }
+    assert_ne!(tr.checkpoint().unwrap().ema, init, "the average moved during the epoch");
+    assert!(matches!(tr.finish_epoch().unwrap(), EpochEnd::RolledBack(_)), "the epoch diverged");
+    let ck = tr.checkpoint().unwrap();
+    assert_eq!(ck.params, init, "parameters rolled back");
+    assert_eq!(ck.ema, init, "the average rolled back with them");
+    assert_eq!(ck.good_ema, init);
 }

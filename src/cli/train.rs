@@ -189,6 +189,14 @@ pub(crate) fn train(a: TrainArgs) -> Result<i32> {
         job.alternatives.clear();
     }
     let resume = a.resume.as_ref().map(|d| Checkpoint::load(&d.join(CHECKPOINT_FILE))).transpose()?;
+    if let Some(ck) = &resume {
+        // `--ema-decay auto` continues with the checkpointed run's average (or none): a
+        // run checkpointed before the policy averaged keeps training as it started.
+        if a.net.ema_decay.get().is_none() && job.train.ema_decay != ck.state.train.ema_decay {
+            log::info!("resuming with the checkpoint's weight average (ema_decay {})", ck.state.train.ema_decay);
+            job.train.ema_decay = ck.state.train.ema_decay;
+        }
+    }
     // Refuse an unusable --out, or one another run is writing, before training.
     check_model_out(&a.out)?;
     let _lock = OutputLock::acquire(&a.out)?;

@@ -20,8 +20,15 @@ use crate::train_config::{EpochRecord, TrainConfig};
 /// File name of a checkpoint inside a model directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 
-/// Version of the checkpoint layout ([`TrainerState::checkpoint_version`]).
-pub const CHECKPOINT_VERSION: u32 = 1;
+/// Version of the checkpoint layout ([`TrainerState::checkpoint_version`]) written
+/// with a moving average of the weights (tensors `ema`, `good_ema`), so that a reader
+/// that does not know them refuses the file instead of resuming without the average.
+/// Without an average the layout is version 1's ([`CHECKPOINT_VERSION_PLAIN`]), which
+/// older readers accept; both are read.
+pub const CHECKPOINT_VERSION: u32 = 2;
+
+/// Version of a checkpoint without a moving average of the weights.
+pub const CHECKPOINT_VERSION_PLAIN: u32 = 1;
 
 /// The scalar state of a training run (everything but the GPU arrays).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -153,9 +160,10 @@ impl Checkpoint {
             .and_then(|m| m.get("fmpe_state"))
             .ok_or_else(|| bad("not an fmpe checkpoint (no fmpe_state metadata)".into()))?;
         let state: TrainerState = serde_json::from_str(text).map_err(|e| bad(format!("invalid checkpoint state: {e}")))?;
-        if state.checkpoint_version != CHECKPOINT_VERSION {
+        if !(CHECKPOINT_VERSION_PLAIN..=CHECKPOINT_VERSION).contains(&state.checkpoint_version) {
             return Err(bad(format!(
-                "checkpoint version {} is not supported (this fmpe reads version {CHECKPOINT_VERSION})",
+                "checkpoint version {} is not supported (this fmpe reads versions {CHECKPOINT_VERSION_PLAIN} to \
+                 {CHECKPOINT_VERSION})",
                 state.checkpoint_version
             )));
         }
@@ -194,7 +202,7 @@ impl Checkpoint {
             let want = match name {
                 "adam_m" | "good_m" => len + 2,
                 "epoch_losses" => self.state.step_in_epoch,
-                "ema" | "good_ema" if self.state.train.ema_decay == 0.0 => 0,
+                "ema" | "good_ema" if self.state.train.ema_decay == 0.0 || self.state.checkpoint_version < 2 => 0,
                 _ => len,
             };
             if a.len() != want {

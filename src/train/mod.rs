@@ -29,6 +29,6 @@ mod trainer;
 pub use crate::train_config::{EpochRecord, LrSchedule, TrainConfig};
 pub use builder::Fmpe;
 pub use dataset::{Simulations, ZscoreStats};
-pub use checkpoint::{Checkpoint, TrainerState, CHECKPOINT_FILE, CHECKPOINT_VERSION};
+pub use checkpoint::{Checkpoint, TrainerState, CHECKPOINT_FILE, CHECKPOINT_VERSION, CHECKPOINT_VERSION_PLAIN};
 pub use trainer::{Control, EpochEnd, Progress, Rollback, TrainOutcome, Trainer};
 

@@ -16,7 +16,7 @@ use crate::net::{NetConfig, ParamLayout};
 use crate::train_config::{EpochRecord, LrSchedule, TrainConfig};
 use crate::transform::ThetaTransform;
 
-use super::checkpoint::{fingerprint, Checkpoint, TrainerState, CHECKPOINT_VERSION};
+use super::checkpoint::{fingerprint, Checkpoint, TrainerState, CHECKPOINT_VERSION, CHECKPOINT_VERSION_PLAIN};
 use super::dataset::{check_rows, constant_column_warnings, shuffled_upload, Split, ZscoreStats};
 use super::programs::{self, Buffers, Workspace};
 
@@ -397,8 +397,8 @@ impl<'g> Trainer<'g> {
     ///
     /// An epoch whose training or validation loss is not finite, or with a step whose
     /// gradient was not finite (the GPU skipped that update), diverged: the trainer
-    /// rolls back to the end of the last good epoch (parameters, Adam moments, step
-    /// counter), multiplies the learning rate by `rollback_lr_factor` and returns
+    /// rolls back to the end of the last good epoch (parameters, Adam moments, the
+    /// weights' moving average, step counter), multiplies the learning rate by `rollback_lr_factor` and returns
     /// [`EpochEnd::RolledBack`]; step through the epoch again.
     ///
     /// # Errors
@@ -691,7 +691,7 @@ impl<'g> Trainer<'g> {
     /// The scalar state of the run.
     fn state(&self) -> TrainerState {
         TrainerState {
-            checkpoint_version: CHECKPOINT_VERSION,
+            checkpoint_version: if self.bufs.ema.is_some() { CHECKPOINT_VERSION } else { CHECKPOINT_VERSION_PLAIN },
             net: self.cfg.clone(),
             train: self.tc.clone(),
             data_fingerprint: self.data_fingerprint,
@@ -721,8 +721,9 @@ impl<'g> Trainer<'g> {
     ///
     /// # Errors
     /// [`Error::Invalid`] when the network, the seed or the data differ from the
-    /// checkpointed run's, or when the split differs (another batch size or validation
-    /// fraction).
+    /// checkpointed run's, when the split differs (another batch size or validation
+    /// fraction), or when one run averages the weights and the other does not
+    /// ([`TrainConfig::ema_decay`]).
     pub fn restore(&mut self, ck: &Checkpoint) -> Result<()> {
         let s = &ck.state;
         if s.net != self.cfg {

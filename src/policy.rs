@@ -78,8 +78,9 @@ pub const MEDIUM_DIM_THETA: usize = 5;
 pub const HIGH_DIM_ALPHA: f64 = 1.0;
 /// Decay per optimiser step of the weights' moving average in the small tier (about
 /// the last 1,000 of its 8,000 steps). At 10³ it lowered the C2ST by 0.02–0.06 on five
-/// of six tasks and left slcp at its ceiling (BENCHMARKS.md, "Weight averaging"); the
-/// medium and large tiers train without one until it is measured there on every task.
+/// of six tasks and left slcp at its ceiling (BENCHMARKS.md, "Weight averaging"); at
+/// 10⁴ it moved six tasks by −0.015 to +0.004, so the medium and large tiers train
+/// without one.
 pub const SMALL_EMA_DECAY: f64 = 0.999;
 
 /// What the policy reads: the simulation budget and the dimensions of θ and x.

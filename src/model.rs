@@ -157,6 +157,35 @@ pub struct Selection {
     pub candidates: Vec<Candidate>,
     /// Index into `candidates` of the model kept.
     pub chosen: usize,
+    /// For a kept model whose samples can leave its box prior (trained without the
+    /// box's logit): whether sampling folds them back into the box or rejects them by
+    /// default, and the held-out scores behind the choice
+    /// ([`crate::metrics::held_out_reflection`]). Absent otherwise, when it could not
+    /// be computed, and in models written before it existed (they reject).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reflection: Option<Reflection>,
+}
+
+/// Held-out comparison of the two ways to sample a flow that leaks past its box prior
+/// (see [`crate::metrics::held_out_reflection`]): rejection, whose density is
+/// `q(θ | x) / M(x)`, against reflection at the bounds, whose density is `q` summed over
+/// the mirror images of θ.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reflection {
+    /// True when sampling reflects by default: the folded density's held-out NLL (an
+    /// upper bound) is below rejection's by more than
+    /// [`crate::metrics::REFLECT_MARGIN_SE`] standard errors of the paired difference.
+    pub reflect: bool,
+    /// `−mean log(q(θ_i | x_i) / M(x_i))` (nats): the density sampled with rejection.
+    pub rejected_nll: f64,
+    /// `−mean log(q(θ_i | x_i) + Σ_j q(R_j θ_i | x_i))` (nats), `R_j` the mirror at the
+    /// nearer bound of component j: an upper bound on the NLL of the density sampled
+    /// with reflection (the images mirrored in two or more components are left out).
+    pub reflected_nll: f64,
+    /// Standard error of the mean paired difference `reflected − rejected` (nats).
+    pub difference_se: f64,
+    /// Validation pairs compared.
+    pub pairs: usize,
 }
 
 /// One trained candidate of a [`Selection`].

@@ -261,6 +261,26 @@ impl BoxPrior {
         theta.iter().zip(self.low.iter().zip(&self.high)).all(|(&t, (&l, &h))| t >= l && t <= h)
     }
 
+    /// Folds `theta` `[dim_theta]` into the box in place: a component outside
+    /// `[low, high]` is mirrored at the bound it crossed, again at the other bound if it
+    /// lies more than a box width out, and so on (a triangle wave of period
+    /// `2 (high − low)`); components inside are unchanged. Sampling with
+    /// [`crate::PosteriorOptions::reflect_outside_prior`] applies it to each sample: a
+    /// flow trained on a density that jumps to zero at a bound rounds the jump, putting
+    /// a little mass just outside the bound and missing as much just inside it, and the
+    /// mirror puts that mass back where it was missing (BENCHMARKS.md, "Reflection at
+    /// the box bounds"). A non-finite component is left as it is.
+    pub fn reflect(&self, theta: &mut [f64]) {
+        for ((t, &l), &h) in theta.iter_mut().zip(&self.low).zip(&self.high) {
+            if !t.is_finite() || (*t >= l && *t <= h) {
+                continue;
+            }
+            let w = h - l;
+            let u = (*t - l).rem_euclid(2.0 * w);
+            *t = (if u > w { l + (2.0 * w - u) } else { l + u }).clamp(l, h);
+        }
+    }
+
     /// The uniform prior on this box.
     pub fn to_prior(&self) -> Prior {
         Prior::Uniform { low: self.low.clone(), high: self.high.clone() }
@@ -343,5 +363,43 @@ mod tests {
         let lp = p.log_prob(&[1.0, 0.0]);
         let want = -(2.0 * std::f64::consts::PI).ln() - 0.5 * (2.0f64 * 0.5).ln() - 0.5 * (0.5 + 2.0);
         assert!((lp - want).abs() < 1e-12);
+    }
+
+    /// The fold mirrors at the crossed bound, then at the other one, and keeps points
+    /// inside; mirroring a uniform density just outside a bound doubles the density just
+    /// inside it (the mass is put back, not lost).
+    #[test]
+    fn reflect_folds_into_the_box() {
+        let b = BoxPrior { low: vec![-1.0, 0.0, 2.0], high: vec![1.0, 4.0, 3.0] };
+        let cases: [([f64; 3], [f64; 3]); 5] = [
+            ([0.3, 1.0, 2.5], [0.3, 1.0, 2.5]),
+            ([1.25, -0.5, 3.0], [0.75, 0.5, 3.0]),
+            ([-1.5, 4.75, 1.9], [-0.5, 3.25, 2.1]),
+            // Beyond a box width out: mirrored twice (1 → -1 → back in).
+            ([3.5, 9.0, 4.25], [-0.5, 1.0, 2.25]),
+            ([-4.5, -8.5, 0.0], [-0.5, 0.5, 2.0]),
+        ];
+        for (x, want) in cases {
+            let mut t = x;
+            b.reflect(&mut t);
+            for (a, w) in t.iter().zip(want) {
+                assert!((a - w).abs() < 1e-12, "{x:?} -> {t:?}, want {want:?}");
+            }
+            assert!(b.contains(&t));
+        }
+        let mut nan = [f64::NAN, 5.0, 2.5];
+        b.reflect(&mut nan);
+        assert!(nan[0].is_nan() && nan[1] == 3.0 && nan[2] == 2.5);
+        // Mass conservation: a uniform density on [0.8, 1.2] folds onto [0.8, 1.0] at
+        // twice the density.
+        let b1 = BoxPrior { low: vec![-1.0], high: vec![1.0] };
+        let n = 4000;
+        let mut inside_top = 0;
+        for i in 0..n {
+            let mut t = [0.8 + 0.4 * (i as f64 + 0.5) / n as f64];
+            b1.reflect(&mut t);
+            inside_top += usize::from(t[0] >= 0.8 && t[0] <= 1.0);
+        }
+        assert_eq!(inside_top, n);
     }
 }

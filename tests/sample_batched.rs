@@ -3,7 +3,7 @@
 //! separate single-observation calls, with rejection rounds kept per observation.
 mod common;
 
-use fmpe::model::{BoxPrior, Model};
+use fmpe::model::{BoxPrior, Model, Reflection, Selection};
 use fmpe::net::{init_params, Conditioning, NetConfig};
 use fmpe::posterior::{GpuModel, PosteriorOptions, Solver};
 use rand::SeedableRng;
@@ -66,6 +66,69 @@ fn batched_samples_equal_separate_calls_bit_for_bit() {
             assert!(b.report().proposed > 600, "observation {}: some draws are rejected", j + 1);
         }
     }
+}
+
+/// `reflect_outside_prior` keeps every proposal and folds it into the box: sample by
+/// sample, the reflected draw is the unrestricted draw (same seed, same θ₀) mirrored at
+/// the bounds, single-observation and batched alike; log-densities of folded samples
+/// and resident draws are refused by name.
+#[test]
+fn reflected_samples_are_the_free_draws_folded_into_the_box() {
+    let on_gpu = model(Conditioning::Glu, vec![], 3);
+    let prior = on_gpu.prior().unwrap().clone();
+    let xs = observations(3);
+    let n = 400;
+    for solver in [Solver::Rk4 { steps: 7 }, Solver::Dopri5 { atol: 1e-5, rtol: 1e-5 }] {
+        let free = PosteriorOptions { solver, seed: 5, reject_outside_prior: false, ..Default::default() };
+        let reflect = PosteriorOptions { reflect_outside_prior: Some(true), reject_outside_prior: true, ..free.clone() };
+        let batched = on_gpu.sample_batched(&xs, n, &reflect).unwrap();
+        for (j, x) in xs.chunks(3).enumerate() {
+            let post = on_gpu.posterior(x).unwrap();
+            let raw = post.sample(n, &free).unwrap();
+            let folded = post.sample(n, &reflect).unwrap();
+            assert_eq!(folded.report().proposed, n, "{solver:?} observation {}: nothing is redrawn", j + 1);
+            assert_eq!(folded.report().acceptance_rate, 1.0);
+            let mut outside = 0;
+            for i in 0..n {
+                let mut want = raw.row(i).to_vec();
+                outside += usize::from(!prior.contains(&want));
+                prior.reflect(&mut want);
+                assert_eq!(folded.row(i), &want[..], "{solver:?} observation {}, sample {i}", j + 1);
+                assert!(prior.contains(folded.row(i)));
+            }
+            assert!(outside > n / 20, "{solver:?} observation {}: the box should cut off some mass ({outside} of {n} outside)", j + 1);
+            assert_eq!(batched[j].as_slice(), folded.as_slice(), "{solver:?} observation {}: batched differs", j + 1);
+        }
+    }
+    // The default (None) follows the model's recorded choice when restricting to the
+    // box, and keeps samples outside when not.
+    assert!(!on_gpu.reflects_by_default());
+    let chosen = {
+        let cfg = NetConfig { dim_theta: 2, dim_x: 3, hidden: vec![16, 16], conditioning: Conditioning::Glu, embedding: vec![] };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut m = Model::with_params(cfg.clone(), init_params(&cfg, &mut rng));
+        m.info.prior = Some(prior.clone());
+        let reflection = Reflection { reflect: true, rejected_nll: 1.0, reflected_nll: 0.5, difference_se: 0.1, pairs: 100 };
+        m.info.selection = Some(Selection { metric: "held_out_nll".into(), candidates: vec![], chosen: 0, reflection: Some(reflection) });
+        GpuModel::new(common::gpu_arc().clone(), &m).unwrap()
+    };
+    assert!(chosen.reflects_by_default());
+    let solver = Solver::Rk4 { steps: 7 };
+    let by_default = chosen.posterior(&xs[..3]).unwrap().sample(n, &PosteriorOptions { solver, seed: 5, ..Default::default() }).unwrap();
+    let forced = on_gpu.posterior(&xs[..3]).unwrap().sample(n, &PosteriorOptions { solver, seed: 5, reflect_outside_prior: Some(true), ..Default::default() }).unwrap();
+    assert_eq!(by_default.as_slice(), forced.as_slice(), "the model's choice reflects");
+    let keep = PosteriorOptions { solver, seed: 5, reject_outside_prior: false, ..Default::default() };
+    let kept = chosen.posterior(&xs[..3]).unwrap().sample(n, &keep).unwrap();
+    assert!((0..n).any(|i| !prior.contains(kept.row(i))), "without rejection the default keeps samples outside");
+    let never = PosteriorOptions { solver, seed: 5, reflect_outside_prior: Some(false), ..Default::default() };
+    assert!(chosen.posterior(&xs[..3]).unwrap().sample(n, &never).unwrap().report().proposed > n, "Some(false) rejects");
+    // Log-densities: the default rejects, an explicit request is refused.
+    let lp = chosen.posterior(&xs[..3]).unwrap().sample_and_log_prob(50, &PosteriorOptions { solver, ..Default::default() }).unwrap();
+    assert!(lp.report().proposed > 50);
+    let post = on_gpu.posterior(&xs[..3]).unwrap();
+    let opts = PosteriorOptions { reflect_outside_prior: Some(true), ..Default::default() };
+    let e = post.sample_and_log_prob(10, &opts).unwrap_err();
+    assert!(matches!(&e, fmpe::Error::InvalidOption { name, .. } if *name == "reflect_outside_prior"), "{e}");
 }
 
 #[test]

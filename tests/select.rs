@@ -3,7 +3,9 @@
 //! the lowest score is kept and recorded.
 mod common;
 
-use fmpe::metrics::{held_out_nll, held_out_prior_mass, LOW_MASS};
+use fmpe::metrics::{
+    held_out_nll, held_out_prior_mass, held_out_reflection, LOW_MASS, MIRROR_RATIO_FLOOR, REFLECTION_MAX_PAIRS, REFLECT_MARGIN_SE,
+};
 use fmpe::model::{BoxPrior, ModelMeta};
 use fmpe::net::{Conditioning, NetConfig};
 use fmpe::policy::{Configuration, Resolved};
@@ -78,6 +80,7 @@ fn the_lowest_held_out_nll_is_kept_and_equals_a_plain_run() {
     eprintln!("held-out NLL of the candidates: {nll:?}");
     assert!(nll[1] < nll[0] - 0.5, "the trained candidate scores far better: {nll:?}");
     assert_eq!(sel.chosen, 1);
+    assert!(sel.reflection.is_none(), "the kept logit keeps every sample in the box: no sampling choice to make");
     // The candidate without the logit is sampled with rejection to the box: its score
     // includes the flow's log mass in the box (≈ 0 for a box of ±6 σ); the logit's
     // keeps all its mass there.
@@ -130,22 +133,28 @@ fn one_candidate_is_a_plain_run_and_bad_lists_are_named() {
     assert!(matches!(e, Error::InvalidOption { name: "transform", .. }), "{e:?}");
 }
 
+/// A flow trained without a transform on `theta`, `x` (1 × 1): the untruncated
+/// posterior, for the checks against a box it leaks out of.
+fn untransformed_flow(theta: &[f64], x: &[f64]) -> GpuModel {
+    let gpu = common::gpu_arc();
+    let cand = candidate(vec![32, 32], 40, 3e-3, ThetaTransform::identity());
+    let (net, tc) = (&cand.resolved.net, &cand.resolved.train);
+    let model = Fmpe::new(gpu.clone(), net.clone(), ModelMeta::default())
+        .append_simulations(theta, x)
+        .unwrap()
+        .train(tc, &mut |_| Control::Continue)
+        .unwrap();
+    GpuModel::new(gpu.clone(), &model).unwrap()
+}
+
 #[test]
 fn the_prior_mass_matches_the_flow_density_integrated_over_the_box() {
     // A flow trained without a transform, and a box it leaks out of: [−0.3, 0.3] holds
     // about half of the posterior N(x / 1.09, 0.287²) for |x| < 0.5; [0.6, 1.5] holds
     // under 1 % of it at x = −0.5 and about 30 % at x = 0.5, so the share of
     // observations with under 5 % inside is neither 0 nor 1.
-    let gpu = common::gpu_arc();
     let (theta, x) = data(1_000);
-    let cand = candidate(vec![32, 32], 40, 3e-3, ThetaTransform::identity());
-    let (net, tc) = (&cand.resolved.net, &cand.resolved.train);
-    let model = Fmpe::new(gpu.clone(), net.clone(), ModelMeta::default())
-        .append_simulations(&theta, &x)
-        .unwrap()
-        .train(tc, &mut |_| Control::Continue)
-        .unwrap();
-    let gm = GpuModel::new(gpu.clone(), &model).unwrap();
+    let gm = untransformed_flow(&theta, &x);
     let rows: Vec<usize> = (0..x.len()).filter(|&r| x[r].abs() < 0.5).take(40).collect();
     assert_eq!(rows.len(), 40);
     // The mass of each observation from the flow's own density, by the midpoint rule
@@ -178,4 +187,108 @@ fn the_prior_mass_matches_the_flow_density_integrated_over_the_box() {
     assert!((est.low_share - share).abs() <= 0.151, "sampled {} against integrated {share}", est.low_share);
     assert!(held_out_prior_mass(&gm, &b, &x, &[], 64, 7).is_err());
     assert!(held_out_prior_mass(&gm, &b, &x, &rows, 0, 7).is_err());
+}
+
+/// The held-out choice between rejection and reflection, against a host computation
+/// of the same quantities and against two cases with a known answer. The flow is the
+/// untruncated posterior N(x / 1.09, 0.287²), which leaks out of the box [−0.3, 1.5]
+/// at its lower bound (the upper one is over 3.6 σ away, so the images across it, which
+/// the comparison leaves out, carry almost nothing):
+/// held-out θ drawn from the flow and rejected to the box follow the rejection density
+/// exactly, so rejection must be kept; θ drawn from the flow and folded into the box
+/// follow the reflected density exactly, so reflection must be chosen.
+#[test]
+fn reflection_is_chosen_where_the_folded_density_is_the_truth() {
+    let (theta, x) = data(1_000);
+    let gm = untransformed_flow(&theta, &x);
+    let b = BoxPrior { low: vec![-0.3], high: vec![1.5] };
+    let rows: Vec<usize> = (0..x.len()).filter(|&r| x[r].abs() < 0.5).take(REFLECTION_MAX_PAIRS).collect();
+    let xs: Vec<f64> = rows.iter().map(|&r| x[r]).collect();
+    let draw = |reject: bool, seed: u64| -> Vec<f64> {
+        let opts = PosteriorOptions { reject_outside_prior: reject, reflect_outside_prior: Some(false), seed, ..Default::default() };
+        let mut th = theta.clone();
+        for (s, &r) in gm.sample_batched(&xs, 1, &opts).unwrap().iter().zip(&rows) {
+            th[r] = s.row(0)[0];
+        }
+        th
+    };
+    // Rejection is the truth.
+    let rejected = draw(true, 21);
+    let kept = held_out_reflection(&gm, &b, &rejected, &x, &rows, 256, 7).unwrap();
+    eprintln!("rejection is the truth: {kept:?}");
+    assert!(!kept.reflect && kept.rejected_nll < kept.reflected_nll, "{kept:?}");
+    assert_eq!(kept.pairs, rows.len());
+    // Reflection is the truth.
+    let mut folded = draw(false, 22);
+    for &r in &rows {
+        b.reflect(&mut folded[r..r + 1]);
+    }
+    let refl = held_out_reflection(&gm, &b, &folded, &x, &rows, 256, 7).unwrap();
+    eprintln!("reflection is the truth: {refl:?}");
+    assert!(refl.reflect && refl.reflected_nll < refl.rejected_nll - REFLECT_MARGIN_SE * refl.difference_se, "{refl:?}");
+    // The same numbers from the public pieces: M(x) from 256 draws with seed 7 (the
+    // same draws, sample by sample), log q at θ and at its mirror across the nearer bound.
+    let free = PosteriorOptions { reject_outside_prior: false, seed: 7, ..Default::default() };
+    let mass: Vec<f64> = gm.sample_batched(&xs, 256, &free).unwrap().iter().map(|s| (0..256).filter(|&i| b.contains(s.row(i))).count() as f64 / 256.0).collect();
+    let th: Vec<f64> = rows.iter().map(|&r| folded[r]).collect();
+    let mirror: Vec<f64> = th.iter().map(|&v| if 1.5 - v < v + 0.3 { 3.0 - v } else { -0.6 - v }).collect();
+    let lq = gm.log_prob_pairs(&th, &xs, &free).unwrap();
+    let lm = gm.log_prob_pairs(&mirror, &xs, &free).unwrap();
+    let rej: Vec<f64> = (0..rows.len()).map(|i| -lq[i] + mass[i].max(0.5 / 256.0).ln()).collect();
+    let diff: Vec<f64> = (0..rows.len()).map(|i| -(lq[i].exp() + lm[i].exp()).ln() - rej[i]).collect();
+    let n = rows.len() as f64;
+    let mean = diff.iter().sum::<f64>() / n;
+    let se = (diff.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n - 1.0) / n).sqrt();
+    let rej_mean = rej.iter().sum::<f64>() / n;
+    assert!((refl.rejected_nll - rej_mean).abs() < 1e-9, "{} vs {rej_mean}", refl.rejected_nll);
+    assert!((refl.reflected_nll - (rej_mean + mean)).abs() < 1e-9, "{} vs {}", refl.reflected_nll, rej_mean + mean);
+    assert!((refl.difference_se - se).abs() < 1e-9, "{} vs {se}", refl.difference_se);
+    assert!(held_out_reflection(&gm, &b, &folded, &x, &[], 256, 7).is_err());
+    assert!(held_out_reflection(&gm, &b, &folded, &x, &rows, 0, 7).is_err());
+}
+
+/// In two dimensions the comparison also sums the image mirrored in both components
+/// where each one-component image carries at least `MIRROR_RATIO_FLOOR` of the point's
+/// density: checked against the same sum from `log_prob_pairs` on a random flow that
+/// leaks out of a box at a corner.
+#[test]
+fn reflection_sums_the_corner_image_where_both_components_leak() {
+    let gpu = common::gpu_arc();
+    let cfg = NetConfig { dim_theta: 2, dim_x: 1, hidden: vec![16, 16], conditioning: Conditioning::Concat, embedding: vec![] };
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(5);
+    let model = fmpe::model::Model::with_params(cfg.clone(), fmpe::net::init_params(&cfg, &mut rng));
+    let gm = GpuModel::new(gpu.clone(), &model).unwrap();
+    let b = BoxPrior { low: vec![-0.2, -0.5], high: vec![1.5, 0.1] };
+    let n = 40;
+    let u = common::rand_vec(3 * n, 9);
+    let theta: Vec<f64> = u[..2 * n].chunks(2).flat_map(|c| [-0.2 + 1.7 * (c[0] + 1.0) / 2.0, -0.5 + 0.6 * (c[1] + 1.0) / 2.0]).collect();
+    let x: Vec<f64> = u[2 * n..].to_vec();
+    let rows: Vec<usize> = (0..n).collect();
+    let got = held_out_reflection(&gm, &b, &theta, &x, &rows, 128, 3).unwrap();
+    let free = PosteriorOptions { reject_outside_prior: false, seed: 3, ..Default::default() };
+    let mass: Vec<f64> = gm.sample_batched(&x, 128, &free).unwrap().iter().map(|s| (0..128).filter(|&i| b.contains(s.row(i))).count() as f64 / 128.0).collect();
+    let mirror = |v: f64, j: usize| if b.high[j] - v < v - b.low[j] { 2.0 * b.high[j] - v } else { 2.0 * b.low[j] - v };
+    let mut th = Vec::new();
+    for r in 0..n {
+        let (a, c) = (theta[2 * r], theta[2 * r + 1]);
+        th.extend_from_slice(&[a, c, mirror(a, 0), c, a, mirror(c, 1), mirror(a, 0), mirror(c, 1)]);
+    }
+    let xs: Vec<f64> = x.iter().flat_map(|&v| [v; 4]).collect();
+    let lq = gm.log_prob_pairs(&th, &xs, &free).unwrap();
+    let (mut corners, mut rej, mut diff) = (0, Vec::new(), Vec::new());
+    for (r, g) in lq.chunks(4).enumerate() {
+        let both = g[1] - g[0] >= MIRROR_RATIO_FLOOR.ln() && g[2] - g[0] >= MIRROR_RATIO_FLOOR.ln();
+        corners += usize::from(both);
+        let sum = g[0].exp() + g[1].exp() + g[2].exp() + if both { g[3].exp() } else { 0.0 };
+        let rejected = -g[0] + mass[r].max(0.5 / 128.0).ln();
+        rej.push(rejected);
+        diff.push(-sum.ln() - rejected);
+    }
+    assert!(corners >= 5, "the check needs pairs whose corner image counts ({corners} of {n})");
+    let m = n as f64;
+    let mean = diff.iter().sum::<f64>() / m;
+    let rej_mean = rej.iter().sum::<f64>() / m;
+    assert!((got.rejected_nll - rej_mean).abs() < 1e-9, "{} vs {rej_mean}", got.rejected_nll);
+    assert!((got.reflected_nll - (rej_mean + mean)).abs() < 1e-9, "{} vs {}", got.reflected_nll, rej_mean + mean);
+    assert_eq!(got.pairs, n);
 }

@@ -290,7 +290,10 @@ class Posterior:
     Sampling options (every method): ``solver`` ("dopri5" adaptive with ``atol`` /
     ``rtol``, or "rk4" with ``steps``), ``seed`` (None: a fresh random seed per call; the
     same seed gives bitwise the same samples), ``reject_outside_prior`` (redraw samples
-    outside the box prior), ``max_sampling_time`` (seconds; ``LowAcceptanceError`` when
+    outside the box prior), ``reflect_outside_prior`` (``sample`` and ``sample_batched``:
+    True folds samples that leave the box prior back into it at its bounds instead, for
+    posteriors cut off by the box; None, the default, is the model's choice made at
+    training, ``info["selection"]["reflection"]``), ``max_sampling_time`` (seconds; ``LowAcceptanceError`` when
     rejection would take longer), ``chunk_size`` (rows per GPU chunk; results do not
     depend on it)."""
 
@@ -329,7 +332,7 @@ class Posterior:
         return observation(x, self.dim_x)
 
     @staticmethod
-    def _opts(solver, atol, rtol, steps, seed, reject, max_time, chunk_size, divergence="exact", probes=1, gaussian=False, normalize=False) -> dict:
+    def _opts(solver, atol, rtol, steps, seed, reject, max_time, chunk_size, divergence="exact", probes=1, gaussian=False, normalize=False, reflect=None) -> dict:
         return {
             "solver": solver,
             "atol": float(atol),
@@ -337,6 +340,7 @@ class Posterior:
             "steps": int(steps),
             "seed": _seed(seed),
             "reject_outside_prior": bool(reject),
+            "reflect_outside_prior": None if reflect is None else bool(reflect),
             "max_seconds": None if max_time is None else float(max_time),
             "chunk_size": None if chunk_size is None else int(chunk_size),
             "divergence": divergence,
@@ -356,6 +360,7 @@ class Posterior:
         steps: int = 50,
         seed: Optional[int] = None,
         reject_outside_prior: bool = True,
+        reflect_outside_prior: Optional[bool] = None,
         max_sampling_time: Optional[float] = None,
         chunk_size: Optional[int] = None,
     ) -> np.ndarray:
@@ -363,7 +368,7 @@ class Posterior:
         observation ``x`` (``[dim x]``; default: ``set_default_x``). The sampling report
         (acceptance rate, ODE steps, seconds) is in ``last_report``."""
         n, shape = num_samples(sample_shape)
-        opts = self._opts(solver, atol, rtol, steps, seed, reject_outside_prior, max_sampling_time, chunk_size)
+        opts = self._opts(solver, atol, rtol, steps, seed, reject_outside_prior, max_sampling_time, chunk_size, reflect=reflect_outside_prior)
         s, _, report = self._flow.sample(self._x(x), n, opts, False)
         self.last_report = report
         return s.reshape(*shape, self.dim_theta)
@@ -401,6 +406,7 @@ class Posterior:
         steps: int = 50,
         seed: Optional[int] = None,
         reject_outside_prior: bool = True,
+        reflect_outside_prior: Optional[bool] = None,
         max_sampling_time: Optional[float] = None,
         chunk_size: Optional[int] = None,
     ) -> np.ndarray:
@@ -412,7 +418,7 @@ class Posterior:
         drawn for the call)."""
         n, shape = num_samples(sample_shape)
         xs = matrix(x, "x", self.dim_x, "dim x")
-        opts = self._opts(solver, atol, rtol, steps, seed, reject_outside_prior, max_sampling_time, chunk_size)
+        opts = self._opts(solver, atol, rtol, steps, seed, reject_outside_prior, max_sampling_time, chunk_size, reflect=reflect_outside_prior)
         out = self._flow.sample_batched(xs, n, opts)
         return out.reshape(xs.shape[0], *shape, self.dim_theta)
 

@@ -29,6 +29,7 @@ pub struct Opts {
     steps: usize,
     seed: u64,
     reject_outside_prior: bool,
+    reflect_outside_prior: Option<bool>,
     max_seconds: Option<f64>,
     chunk_size: Option<usize>,
     divergence: String,
@@ -57,6 +58,7 @@ impl Opts {
             seed: self.seed,
             chunk_size: self.chunk_size,
             reject_outside_prior: self.reject_outside_prior,
+            reflect_outside_prior: self.reflect_outside_prior,
             normalize_to_prior: self.normalize_to_prior,
             max_seconds: self.max_seconds,
         };

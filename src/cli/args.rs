@@ -251,6 +251,16 @@ pub(crate) struct SolverArgs {
     /// Keep samples outside the prior support (default: reject and redraw).
     #[arg(long)]
     pub(crate) no_reject: bool,
+    /// Fold samples that leave the box prior back into it at its bounds (mirrored)
+    /// instead of rejecting them: for posteriors cut off by the box (BENCHMARKS.md,
+    /// "Reflection at the box bounds"). Not with --with-log-prob. Default: the model's
+    /// choice, made at training by held-out NLL (model.json `selection.reflection`).
+    #[arg(long, conflicts_with_all = ["no_reject", "no_reflect"])]
+    pub(crate) reflect: bool,
+    /// Reject samples that leave the box prior even where the model's choice is to
+    /// reflect them.
+    #[arg(long)]
+    pub(crate) no_reflect: bool,
     /// Give up (exit code 4) when rejection sampling would take longer than this.
     #[arg(long, default_value_t = 600.0)]
     pub(crate) max_sampling_time: f64,
@@ -372,6 +382,13 @@ impl SolverArgs {
             seed,
             chunk_size: self.chunk_size,
             reject_outside_prior: !self.no_reject,
+            reflect_outside_prior: if self.reflect {
+                Some(true)
+            } else if self.no_reflect || self.no_reject {
+                Some(false)
+            } else {
+                None
+            },
             max_seconds: Some(self.max_sampling_time),
             ..Default::default()
         }

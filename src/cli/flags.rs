@@ -10,6 +10,7 @@ const FLAGS: &[(&str, &str)] = &[
     ("transform", "--prior-low/--prior-high (or --no-transform)"),
     ("max_seconds", "--max-sampling-time"),
     ("reject_outside_prior", "--no-reject"),
+    ("reflect_outside_prior", "--reflect"),
     ("hidden", "--hidden/--blocks"),
     ("divergence", "--probes"),
     ("kernels", "FMPE_KERNELS (or bench --kernels)"),

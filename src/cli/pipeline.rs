@@ -173,6 +173,17 @@ pub(crate) fn fit_selected(gpu: &Arc<Gpu>, job: Job, theta: &[f64], x: &[f64], s
                 if i == sel.chosen { " — kept" } else { "" }
             );
         }
+        if let Some(r) = &sel.reflection {
+            log::info!(
+                "samples outside the prior box: {} by default (held-out NLL on {} pairs: reflected at most {:.4} nats, rejected {:.4}, difference {:+.4} ± {:.4}; --reflect / --no-reflect override)",
+                if r.reflect { "reflected into it" } else { "rejected" },
+                r.pairs,
+                r.reflected_nll,
+                r.rejected_nll,
+                r.reflected_nll - r.rejected_nll,
+                r.difference_se
+            );
+        }
     }
     Ok(model)
 }

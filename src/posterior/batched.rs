@@ -219,7 +219,10 @@ impl GpuModel {
             .collect::<Result<Vec<Draw>>>()?;
         let m = &self.inner;
         let prior = m.prior.as_ref();
-        let reject = opts.reject_outside_prior && prior.is_some_and(|p| !m.transform.covers(p));
+        let leaves_box = prior.is_some_and(|p| !m.transform.covers(p));
+        let reflect = leaves_box && opts.reflect_outside_prior.unwrap_or(opts.reject_outside_prior && self.reflects_by_default());
+        let reject = opts.reject_outside_prior && leaves_box && !reflect;
+        let mut folded = vec![0.0f64; d];
         let chunk = max_chunk(&m.gpu, &m.cfg, FieldKind::Velocity, true, opts.chunk_size);
         let mut plans: Vec<Plan> = Vec::new();
         loop {
@@ -240,6 +243,14 @@ impl GpuModel {
             self.solve_round(&work, chunk, opts, &mut plans, &mut draws, |draw, row, steps| {
                 draw.steps += steps[0];
                 draw.rejected += steps[1];
+                let row = match (reflect, prior) {
+                    (true, Some(p)) => {
+                        folded.copy_from_slice(row);
+                        p.reflect(&mut folded);
+                        &folded[..]
+                    }
+                    _ => row,
+                };
                 if !reject || prior.is_some_and(|p| p.contains(row)) {
                     draw.accepted += 1;
                     if draw.values.len() < n * d {

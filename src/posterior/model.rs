@@ -50,6 +50,8 @@ pub(crate) struct Inner {
     pub x_transform: XTransform,
     pub prior: Option<BoxPrior>,
     pub transform: ThetaTransform,
+    /// The model's default for `reflect_outside_prior` (its [`crate::model::Reflection`]).
+    pub reflect: bool,
 }
 
 impl std::fmt::Debug for GpuModel {
@@ -90,6 +92,7 @@ impl GpuModel {
             x_transform: model.info.x_transform,
             prior: model.info.prior.clone(),
             transform,
+            reflect: model.info.selection.as_ref().and_then(|s| s.reflection).is_some_and(|r| r.reflect),
         };
         Ok(GpuModel { inner: Arc::new(inner) })
     }
@@ -126,6 +129,14 @@ impl GpuModel {
     /// The box prior used for rejection, if any.
     pub fn prior(&self) -> Option<&BoxPrior> {
         self.inner.prior.as_ref()
+    }
+
+    /// Whether sampling folds samples that leave the box prior back into it when
+    /// [`PosteriorOptions::reflect_outside_prior`](crate::PosteriorOptions::reflect_outside_prior)
+    /// is `None`: the choice recorded at training ([`crate::model::Selection::reflection`];
+    /// false when none was made).
+    pub fn reflects_by_default(&self) -> bool {
+        self.inner.reflect && self.inner.prior.as_ref().is_some_and(|p| !self.inner.transform.covers(p))
     }
 
     /// The model's parameter transform (one bijection per component).

@@ -31,6 +31,21 @@ pub struct PosteriorOptions {
     /// the transformed flow puts no mass there. Log-densities are the flow's, not
     /// renormalised to the box, unless `normalize_to_prior`.
     pub reject_outside_prior: bool,
+    /// `sample`: fold samples that leave the model's box prior back into it at the
+    /// bounds ([`crate::prior::BoxPrior::reflect`]) instead of rejecting them.
+    /// `None` (the default): with `reject_outside_prior`, the model's own choice, made
+    /// at training by held-out NLL ([`crate::model::Selection::reflection`]; rejection
+    /// when it made none), and without it no reflection (samples outside are kept);
+    /// `Some(true)` / `Some(false)`: always / never. Reflection takes precedence over
+    /// `reject_outside_prior`, and every proposal is kept (acceptance rate 1). For a
+    /// posterior whose density jumps at a bound (it is cut off by the prior there), the
+    /// mass the flow leaks past the bound is the mass it misses just inside it, and the
+    /// mirror puts it back; rejection drops it. No effect without a box prior or with a
+    /// logit transform on the box (nothing leaves it). The density of folded samples is
+    /// a sum over mirror images that fmpe does not evaluate: `sample_and_log_prob`
+    /// rejects under `None` and refuses `Some(true)` ([`Error::InvalidOption`]), and
+    /// `log_prob` ignores the option.
+    pub reflect_outside_prior: Option<bool>,
     /// `log_prob` and `sample_and_log_prob`: renormalise the density to the box prior
     /// (sbi's leakage correction, `norm_posterior`): `log q(θ | x_o) − log P_q(θ ∈ box)`
     /// inside the box and −∞ outside, whatever `reject_outside_prior` says. The mass
@@ -53,6 +68,7 @@ impl Default for PosteriorOptions {
             seed: 0,
             chunk_size: None,
             reject_outside_prior: true,
+            reflect_outside_prior: None,
             normalize_to_prior: false,
             max_seconds: None,
         }

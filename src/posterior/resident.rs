@@ -27,7 +27,9 @@
 //!   model whose samples are always inside its box prior (trained with the parameter
 //!   transform of the box, [`crate::transform::ThetaTransform::from_box`]), no box prior,
 //!   or `reject_outside_prior: false` (then rows outside the box are kept; test them
-//!   against [`Posterior::prior`] yourself). `max_seconds` is not used.
+//!   against [`Posterior::prior`] yourself). `max_seconds` is not used, and
+//!   `reflect_outside_prior: Some(true)` is refused for a model whose samples can leave
+//!   its box (under `None` the rejection rule above applies).
 //! * Wait: [`Posterior::record_sample`] records only (fmpe submits nothing; the
 //!   workspace uploads it makes with `Queue::write_buffer` run before the application's
 //!   next submit); [`Posterior::sample_to_buffer`] submits one command buffer per chunk
@@ -283,6 +285,13 @@ impl Posterior {
         opts.validate()?;
         if n == 0 {
             return Err(Error::option("n", "a resident draw needs at least one sample"));
+        }
+        if opts.reflect_outside_prior == Some(true) && self.prior().is_some_and(|p| !self.transform().covers(p)) {
+            return Err(Error::option(
+                "reflect_outside_prior",
+                "a resident draw does not fold samples into the prior box: use a model trained with the \
+                 parameter transform of its box (every sample is then inside), or sample to the host",
+            ));
         }
         if opts.reject_outside_prior && self.prior().is_some_and(|p| !self.transform().covers(p)) {
             return Err(Error::option(

@@ -86,12 +86,24 @@ pub(super) fn check_rejection(
     Ok(())
 }
 
+/// The error of a request for log-densities of folded samples.
+fn reflect_without_density() -> Error {
+    Error::option(
+        "reflect_outside_prior",
+        "the density of samples folded into the box is a sum over mirror images that is not evaluated; \
+         draw log-densities with rejection to the box, or without restricting samples to it",
+    )
+}
+
 impl Posterior {
     /// Draws `n` posterior samples `[n, dim_theta]` (row-major, original units; with a
     /// parameter transform, the flow's samples in θ' space mapped back by T⁻¹ on the
     /// GPU). With a box prior and `opts.reject_outside_prior`, samples outside the box
-    /// are discarded and redrawn; the report gives the acceptance rate. Uses
-    /// `opts.solver`, `seed`, `chunk_size`, `reject_outside_prior`, `max_seconds`.
+    /// are discarded and redrawn; the report gives the acceptance rate. With
+    /// `opts.reflect_outside_prior` (`None`: with `reject_outside_prior`, the model's
+    /// choice, [`super::GpuModel::reflects_by_default`]) they are folded back into the
+    /// box instead ([`crate::prior::BoxPrior::reflect`]). Uses `opts.solver`, `seed`, `chunk_size`,
+    /// `reject_outside_prior`, `reflect_outside_prior`, `max_seconds`.
     ///
     /// # Errors
     /// [`Error::InvalidOption`] for invalid options; [`Error::LowAcceptance`] when
@@ -116,7 +128,9 @@ impl Posterior {
     /// log-densities renormalised to it, as `log_prob` does.
     ///
     /// # Errors
-    /// As [`Posterior::sample`].
+    /// As [`Posterior::sample`]; [`Error::InvalidOption`] named `reflect_outside_prior`
+    /// when it is `Some(true)` for a model whose samples can leave its box (the density
+    /// of folded samples is not evaluated; under `None` this call rejects).
     pub fn sample_and_log_prob(&self, n: usize, opts: &PosteriorOptions) -> Result<Samples> {
         self.draw(n, opts, true)
     }
@@ -137,7 +151,12 @@ impl Posterior {
         // A logit transform on exactly the prior box keeps every sample inside it: no
         // rejection, so no pilot round either.
         let normalize = with_log_prob && opts.normalize_to_prior;
-        let reject = (opts.reject_outside_prior || normalize) && prior.is_some_and(|p| !self.transform().covers(p));
+        let leaves_box = prior.is_some_and(|p| !self.transform().covers(p));
+        if leaves_box && with_log_prob && opts.reflect_outside_prior == Some(true) {
+            return Err(reflect_without_density());
+        }
+        let reflect = leaves_box && !with_log_prob && opts.reflect_outside_prior.unwrap_or(opts.reject_outside_prior && self.model.reflects_by_default());
+        let reject = (opts.reject_outside_prior || normalize) && leaves_box && !reflect;
         // log P_q(θ ∈ box) for renormalised log-densities (estimated before drawing).
         let log_mass = if normalize { self.prior_mass(opts)?.ln() } else { 0.0 };
         let field = if with_log_prob { FieldKind::WithDivergence(opts.divergence) } else { FieldKind::Velocity };
@@ -160,6 +179,9 @@ impl Posterior {
                 rej_sum += out.rejected;
                 for (i, row32) in out.samples.chunks(d).enumerate() {
                     row.iter_mut().zip(row32).for_each(|(r, &v)| *r = v as f64);
+                    if let (true, Some(p)) = (reflect, prior) {
+                        p.reflect(&mut row);
+                    }
                     if !reject || prior.is_some_and(|p| p.contains(&row)) {
                         accepted_total += 1;
                         if values.len() < n * d {

@@ -265,7 +265,7 @@ impl BoxPrior {
     /// `[low, high]` is mirrored at the bound it crossed, again at the other bound if it
     /// lies more than a box width out, and so on (a triangle wave of period
     /// `2 (high − low)`); components inside are unchanged. Sampling with
-    /// [`crate::PosteriorOptions::reflect_outside_prior`] applies it to each sample: a
+    /// [`crate::posterior::PosteriorOptions::reflect_outside_prior`] applies it to each sample: a
     /// flow trained on a density that jumps to zero at a bound rounds the jump, putting
     /// a little mass just outside the bound and missing as much just inside it, and the
     /// mirror puts that mass back where it was missing (BENCHMARKS.md, "Reflection at

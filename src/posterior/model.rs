@@ -132,7 +132,7 @@ impl GpuModel {
     }
 
     /// Whether sampling folds samples that leave the box prior back into it when
-    /// [`PosteriorOptions::reflect_outside_prior`](crate::PosteriorOptions::reflect_outside_prior)
+    /// [`PosteriorOptions::reflect_outside_prior`](crate::posterior::PosteriorOptions::reflect_outside_prior)
     /// is `None`: the choice recorded at training ([`crate::model::Selection::reflection`];
     /// false when none was made).
     pub fn reflects_by_default(&self) -> bool {

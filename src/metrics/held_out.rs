@@ -123,8 +123,8 @@ fn prior_masses(model: &GpuModel, prior: &BoxPrior, x: &[f64], rows: &[usize], d
 
 /// Most pairs [`held_out_reflection`] compares (the first of the rows given): each
 /// costs `dim_theta + 1` exact log-densities and up to `2^`[`MAX_MIRRORED_COMPONENTS`]
-/// more; 100 pairs separated the two sampling modes by 4 standard errors on
-/// gaussian_linear_uniform at 10⁴ (BENCHMARKS.md, "Reflection at the box bounds").
+/// more; 100 pairs separated the two sampling modes by 2.8 to 3.4 standard errors on
+/// the four models where reflection won (BENCHMARKS.md, "Reflection at the box bounds").
 pub const REFLECTION_MAX_PAIRS: usize = 100;
 
 /// Standard errors of the paired difference by which reflection's held-out NLL must

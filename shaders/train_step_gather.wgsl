@@ -7,6 +7,14 @@
 // Training rows are drawn through a per-epoch random permutation of [0, n_train)
 // (cycle-walking Feistel network keyed by (seed, epoch)); validation rows are read in
 // order from row_offset with noise fixed across epochs.
+// Training on the reflected density (reflect_margin > 0; Trainer, TrainConfig::reflect):
+// a theta1 component within m = reflect_margin (hi - lo) of its nearer bound, at
+// distance d inside it, is mirrored across that bound with probability
+// w(d) = (1 - sin(pi d / 2m)) / 2 (one uniform per component, Philox counter word
+// REFLECT_CTR + j/4). The density trained on is then continuous at the bounds, and
+// folding it back into the box (BoxPrior::reflect) gives the data's density exactly.
+// Bounds [dim_theta, 2] (low, high; z-scored like theta1) are in the workspace at
+// bounds_off.
 // (t, psi_t) go to the main input row (concat) or the gate context (glu); the x row
 // goes to x_dst_off with row stride x_dst_rs (the input's x columns, or the input of
 // the x-embedding network).
@@ -30,9 +38,24 @@ struct GatherParams {
     x_dst_rs: u32,
     alpha: f32,
     sigma_min: f32,
+    bounds_off: u32,
+    reflect_margin: f32,
 }
 @group(0) @binding(0) var<uniform> gp: GatherParams;
 
+
+const REFLECT_CTR: u32 = 0x8000u;
+
+fn reflect_at_random(theta: f32, lo: f32, hi: f32, margin: f32, u: f32) -> f32 {
+    let m = margin * (hi - lo);
+    let d_lo = theta - lo;
+    let d_hi = hi - theta;
+    let d = max(min(d_lo, d_hi), 0.0);
+    if (d >= m || u >= 0.5 * (1.0 - sin(1.5707963 * d / m))) {
+        return theta;
+    }
+    return select(2.0 * hi - theta, 2.0 * lo - theta, d_lo <= d_hi);
+}
 
 @compute @workgroup_size(256, 1, 1)
 fn gather_path(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -68,12 +91,20 @@ fn gather_path(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         in_col = 1u;
     }
     var z = vec4<f32>(0.0);
+    var ur = vec4<u32>(0u);
     for (var j = 0u; j < dt; j = j + 1u) {
         if (j % 4u == 0u) {
             z = normal4(philox(vec4<u32>(ctr_row, ctr_step, 1u + j / 4u, stream), key));
+            if (gp.reflect_margin > 0.0) {
+                ur = philox(vec4<u32>(ctr_row, ctr_step, REFLECT_CTR + j / 4u, stream), key);
+            }
         }
         let theta0 = z[j % 4u];
-        let theta1 = data[gp.theta_off + idx * dt + j];
+        var theta1 = data[gp.theta_off + idx * dt + j];
+        if (gp.reflect_margin > 0.0) {
+            theta1 = reflect_at_random(theta1, acts[gp.bounds_off + 2u * j], acts[gp.bounds_off + 2u * j + 1u],
+                                       gp.reflect_margin, u01(ur[j % 4u]));
+        }
         let psi = (1.0 - (1.0 - gp.sigma_min) * t) * theta0 + t * theta1;
         acts[gp.target_off + r * dt + j] = theta1 - (1.0 - gp.sigma_min) * theta0;
         if (gp.glu != 0u) {

@@ -175,6 +175,9 @@ pub struct Reflection {
     /// True when sampling reflects by default: the folded density's held-out NLL (an
     /// upper bound) is below rejection's by more than
     /// [`crate::metrics::REFLECT_MARGIN_SE`] standard errors of the paired difference.
+    /// A flow trained on the reflected density
+    /// ([`crate::train_config::TrainConfig::reflect`]) reflects by default whatever
+    /// this says: it was trained to be folded.
     pub reflect: bool,
     /// `−mean log(q(θ_i | x_i) / M(x_i))` (nats): the density sampled with rejection.
     pub rejected_nll: f64,
@@ -200,8 +203,14 @@ pub struct Candidate {
     /// Its held-out NLL (nats), the selection's score; `None` when it could not be
     /// computed (see `error`). For a candidate sampled with rejection to the box prior
     /// (trained without the box's logit), the NLL of the density as sampled:
-    /// the flow's own plus `log_prior_mass`.
+    /// the flow's own plus `log_prior_mass`; for one trained on the reflected density
+    /// (`reflect_training`), the upper bound of the folded density's
+    /// ([`Reflection::reflected_nll`]).
     pub held_out_nll: Option<f64>,
+    /// Trained on the reflected density
+    /// ([`crate::train_config::TrainConfig::reflect`]) and sampled folded into the box.
+    #[serde(default)]
+    pub reflect_training: bool,
     /// For a candidate sampled with rejection to the box prior: the mean over the
     /// held-out pairs of `log M(x)`, the log of the flow's mass inside the box
     /// ([`crate::metrics::held_out::held_out_prior_mass`]; ≤ 0); `None` otherwise.

@@ -53,7 +53,7 @@
 
 use crate::error::{Error, Result};
 use crate::net::{auto_embedding, Conditioning, NetConfig};
-use crate::train_config::{LrSchedule, TrainConfig};
+use crate::train_config::{LrSchedule, TrainConfig, TrainingReflection};
 use crate::transform::{Bijection, ThetaTransform};
 
 /// Lower tier boundary: budgets below this many simulations use the small tier
@@ -82,6 +82,18 @@ pub const HIGH_DIM_ALPHA: f64 = 1.0;
 /// 10⁴ it moved six tasks by −0.015 to +0.004, so the medium and large tiers train
 /// without one.
 pub const SMALL_EMA_DECAY: f64 = 0.999;
+
+/// Width of the band of training on the reflected density
+/// ([`crate::train_config::TrainingReflection::margin`]), as a fraction of the box's
+/// width: 0.1 (0.2 on gaussian_linear_uniform's `[−1, 1]`, where the flow without it
+/// misses mass up to about 0.1 from a bound; BENCHMARKS.md, "Training on the reflected
+/// density").
+pub const REFLECT_TRAINING_MARGIN: f64 = 0.1;
+/// Smallest dim θ whose candidate without the box's logit trains on the reflected
+/// density under the policy. Measured on gaussian_linear_uniform (dim θ 10); the box
+/// tasks of lower dimension (two_moons, gaussian_mixture, slcp) were not measured with
+/// it and keep the plain candidate.
+pub const REFLECT_TRAINING_MIN_DIM_THETA: usize = MEDIUM_DIM_THETA + 1;
 
 /// What the policy reads: the simulation budget and the dimensions of θ and x.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -261,6 +273,11 @@ pub struct AutoOptions {
     /// Whether [`AutoOptions::candidates`] also trains without a logit (box-prior)
     /// parameter transform and keeps the lower held-out NLL.
     pub compare_without_transform: Option<bool>,
+    /// Whether that candidate trains on the reflected density at the box bounds
+    /// ([`crate::train_config::TrainingReflection`], margin
+    /// [`REFLECT_TRAINING_MARGIN`]); `auto`: from dim θ
+    /// [`REFLECT_TRAINING_MIN_DIM_THETA`] on.
+    pub reflect_training: Option<bool>,
 }
 
 /// One configuration to train: the network and training options and the parameter
@@ -379,9 +396,12 @@ impl AutoOptions {
     /// [`AutoOptions::resolve`], or fixed by the caller): `resolved` with `transform`,
     /// then, when `transform` has a logit component and the comparison is on for
     /// `budget` ([`AutoOptions::compare_without_transform`], `auto`: the tier's), the
-    /// same without the transform. The Python package resolves the policy in one call
-    /// and trains in another; this is how the second one gets the same candidates as
-    /// the CLI.
+    /// same without the transform. When every component is a logit (a box prior) and
+    /// [`AutoOptions::reflect_training`] is on (`auto`: dim θ ≥
+    /// [`REFLECT_TRAINING_MIN_DIM_THETA`]), that second candidate trains on the
+    /// reflected density at the box's bounds ([`TrainConfig::reflect`]). The Python
+    /// package resolves the policy in one call and trains in another; this is how the
+    /// second one gets the same candidates as the CLI.
     pub fn candidates_of(&self, budget: Budget, resolved: Resolved, transform: &ThetaTransform) -> Vec<Configuration> {
         let tier = Policy::tier(budget.num_simulations.max(1));
         let logit = transform.components.iter().any(|b| matches!(b, Bijection::Logit { .. }));
@@ -389,6 +409,20 @@ impl AutoOptions {
         let compare = logit && self.compare_without_transform.unwrap_or(by_tier);
         let mut out = vec![Configuration { resolved: resolved.clone(), transform: transform.clone() }];
         if compare {
+            let mut resolved = resolved;
+            let reflect = self.reflect_training.unwrap_or(budget.dim_theta >= REFLECT_TRAINING_MIN_DIM_THETA);
+            let bounds: Option<(Vec<f64>, Vec<f64>)> = transform
+                .components
+                .iter()
+                .map(|b| match b {
+                    Bijection::Logit { low, high } => Some((*low, *high)),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .map(|lh| lh.into_iter().unzip());
+            if let (true, Some((low, high))) = (reflect, bounds) {
+                resolved.train.reflect = Some(TrainingReflection { low, high, margin: REFLECT_TRAINING_MARGIN });
+            }
             out.push(Configuration { resolved, transform: ThetaTransform::identity() });
         }
         out
@@ -412,6 +446,7 @@ impl AutoOptions {
             ("ema_decay", self.ema_decay.is_some()),
             ("time_prior_exponent", self.time_prior_exponent.is_some()),
             ("compare_without_transform", self.compare_without_transform.is_some()),
+            ("reflect_training", self.reflect_training.is_some()),
         ];
         given.iter().filter(|(_, g)| *g).map(|(n, _)| n.to_string()).collect()
     }
@@ -445,7 +480,7 @@ impl Resolved {
         };
         format!(
             "{head}: network {widths} {} conditioning, {emb}; batch {}, learning rate {:e} {sched} over {} epochs{spe}, \
-             patience {}, validation {} %, weight decay {}{}, time prior exponent {}{explicit}",
+             patience {}, validation {} %, weight decay {}{}, time prior exponent {}{}{explicit}",
             n.conditioning,
             t.batch_size,
             t.learning_rate,
@@ -455,6 +490,7 @@ impl Resolved {
             if t.weight_decay == 0.0 { "0".to_string() } else { format!("{:e}", t.weight_decay) },
             if t.ema_decay == 0.0 { String::new() } else { format!(", weight average decay {}", t.ema_decay) },
             t.time_prior_exponent,
+            t.reflect.as_ref().map_or(String::new(), |r| format!(", trained on the reflected density (margin {} of the box)", r.margin)),
         )
     }
 }
@@ -551,8 +587,13 @@ mod tests {
             let compared = r.n == 1_000 || (r.n == 10_000 && r.dims.0 > 2);
             let want = if compared && logit { vec![true, false] } else { vec![true] };
             assert_eq!(got, want, "{what}: candidates (with the prior's transform)");
+            // The candidate without the logit trains on the reflected density from dim θ
+            // 6 (gaussian_linear_uniform); otherwise as the policy's own configuration.
             for c in &cands {
-                assert_eq!((&c.resolved.net, &c.resolved.train), (&net, &tc), "{what}: a candidate trains as the policy's own configuration");
+                let reflects = c.transform != prior && r.dims.0 >= REFLECT_TRAINING_MIN_DIM_THETA;
+                assert_eq!(c.resolved.train.reflect.is_some(), reflects, "{what}: training on the reflected density");
+                let plain = TrainConfig { reflect: None, ..c.resolved.train.clone() };
+                assert_eq!((&c.resolved.net, &plain), (&net, &tc), "{what}: a candidate trains as the policy's own configuration");
             }
         }
     }
@@ -642,6 +683,37 @@ mod tests {
         let c = o.candidates(b4, &base, &logit).unwrap();
         assert_eq!(c.iter().map(|c| c.transform.is_identity()).collect::<Vec<_>>(), [false, true]);
         assert_eq!(c[0].resolved.train.policy.as_ref().unwrap().explicit, ["compare_without_transform"]);
+    }
+
+    #[test]
+    fn the_candidate_without_the_logit_trains_on_the_reflected_density_from_dim_theta_6() {
+        let base = TrainConfig::default();
+        let glu = sbibm_transform("gaussian_linear_uniform");
+        for n in [1_000, 10_000] {
+            let b = Budget { num_simulations: n, dim_theta: 10, dim_x: 10 };
+            let c = AutoOptions::default().candidates(b, &base, &glu).unwrap();
+            assert_eq!(c.len(), 2);
+            assert_eq!(c[0].resolved.train.reflect, None, "the logit candidate does not reflect");
+            let r = c[1].resolved.train.reflect.as_ref().expect("the candidate without the logit reflects");
+            assert_eq!((r.low.as_slice(), r.high.as_slice(), r.margin), ([-1.0; 10].as_slice(), [1.0; 10].as_slice(), REFLECT_TRAINING_MARGIN));
+            let s = c[1].resolved.summary();
+            assert!(s.contains("time prior exponent 1, trained on the reflected density (margin 0.1 of the box)"), "{s}");
+            // Everything else is the same configuration.
+            let plain = Resolved { train: TrainConfig { reflect: None, ..c[1].resolved.train.clone() }, ..c[1].resolved.clone() };
+            assert_eq!(plain, c[0].resolved);
+            // Turned off by the option, which is then listed as explicit.
+            let o = AutoOptions { reflect_training: Some(false), ..Default::default() };
+            let c = o.candidates(b, &base, &glu).unwrap();
+            assert_eq!(c[1].resolved.train.reflect, None);
+            assert!(!c[1].resolved.summary().contains("reflected"));
+            assert_eq!(c[1].resolved.train.policy.as_ref().unwrap().explicit, ["reflect_training"]);
+        }
+        // slcp (dim θ 5) keeps the plain candidate; the option forces it.
+        let slcp = sbibm_transform("slcp");
+        let b = Budget { num_simulations: 1_000, dim_theta: 5, dim_x: 8 };
+        assert_eq!(AutoOptions::default().candidates(b, &base, &slcp).unwrap()[1].resolved.train.reflect, None);
+        let o = AutoOptions { reflect_training: Some(true), ..Default::default() };
+        assert_eq!(o.candidates(b, &base, &slcp).unwrap()[1].resolved.train.reflect.as_ref().unwrap().high, [3.0; 5]);
     }
 
     #[test]

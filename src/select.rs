@@ -15,7 +15,11 @@
 //! validation pairs then decide whether it is sampled with reflection at the box bounds
 //! instead ([`crate::metrics::held_out_reflection`], recorded in
 //! [`Selection::reflection`](crate::model::Selection::reflection)), and sampling
-//! reflects by default when that is better by more than the noise.
+//! reflects by default when that is better by more than the noise. A candidate trained
+//! on the reflected density ([`crate::train_config::TrainConfig::reflect`]) is sampled
+//! with reflection, and scored by that density's held-out NLL (the upper bound of
+//! [`crate::metrics::held_out_reflection`]); every candidate is then scored on the
+//! same [`crate::metrics::REFLECTION_MAX_PAIRS`] pairs.
 //! The flow-matching validation loss cannot make this choice: on gaussian_linear at 10³
 //! it ranks fits 5 nats of NLL apart within its noise (BENCHMARKS.md, stop 18).
 
@@ -24,14 +28,22 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::metrics::{held_out_nll, held_out_prior_mass, held_out_reflection, MASS_DRAWS};
-use crate::model::{Candidate, Model, ModelMeta, Selection};
+use crate::metrics::{held_out_nll, held_out_prior_mass, held_out_reflection, PriorMass, MASS_DRAWS, REFLECTION_MAX_PAIRS};
+use crate::model::{Candidate, Model, ModelMeta, Reflection, Selection};
 use crate::policy::Configuration;
 use crate::posterior::GpuModel;
 use crate::train::{Control, Progress, Simulations, Trainer};
 
 /// The name [`Selection::metric`] records.
 pub const METRIC: &str = "held_out_nll";
+
+/// A candidate's density as sampled from a box its transform does not cover.
+enum AsSampled {
+    /// Rejected to the box: `q / M`.
+    Rejected(PriorMass),
+    /// Folded into the box (trained on the reflected density).
+    Reflected(Reflection),
+}
 
 /// Index of the lowest finite score (the first on a tie); `None` when no score is
 /// finite.
@@ -92,7 +104,12 @@ pub fn fit_candidates(
     }
     let mut best: Option<Model> = None;
     let mut kept_rows: Vec<usize> = Vec::new();
+    let mut kept_reflection: Option<Reflection> = None;
     let mut records = Vec::with_capacity(candidates.len());
+    // A candidate trained on the reflected density is scored on the reflection's
+    // pairs (its density as sampled needs the mirror images); then every candidate is,
+    // so the scores stay paired.
+    let any_reflecting = meta.prior.is_some() && candidates.iter().any(|c| c.resolved.train.reflect.is_some());
     for (i, cand) in candidates.iter().enumerate() {
         let (c, t0) = (&cand.resolved, Instant::now());
         let trainer = Trainer::with_transform(gpu, c.net.clone(), c.train.clone(), sims.theta(), sims.x(), None, &cand.transform)?;
@@ -102,26 +119,37 @@ pub fn fit_candidates(
         if candidates.len() == 1 {
             return Ok(model);
         }
-        // Sampled with rejection to a box its transform does not cover: score the density
-        // as sampled, q / M (held_out_prior_mass).
-        let rejected_to = meta.prior.as_ref().filter(|b| !cand.transform.covers(b));
+        let scored_rows = if any_reflecting { &rows[..rows.len().min(REFLECTION_MAX_PAIRS)] } else { &rows[..] };
+        // Sampled from a box its transform does not cover: score the density as
+        // sampled, q / M with rejection (held_out_prior_mass), the folded density with
+        // reflection (held_out_reflection's upper bound) for a flow trained on the
+        // reflected density.
+        let outside = meta.prior.as_ref().filter(|b| !cand.transform.covers(b));
         let scored = GpuModel::new(gpu.clone(), &model).and_then(|m| {
-            let h = held_out_nll(&m, sims.theta(), sims.x(), &rows)?;
-            let mass = rejected_to.map(|b| held_out_prior_mass(&m, b, sims.x(), &rows, MASS_DRAWS, c.train.seed));
-            Ok((h, mass))
+            let h = held_out_nll(&m, sims.theta(), sims.x(), scored_rows)?;
+            let as_sampled = match outside {
+                Some(b) if c.train.reflect.is_some() => {
+                    Some(held_out_reflection(&m, b, sims.theta(), sims.x(), scored_rows, MASS_DRAWS, c.train.seed).map(AsSampled::Reflected))
+                }
+                Some(b) => Some(held_out_prior_mass(&m, b, sims.x(), scored_rows, MASS_DRAWS, c.train.seed).map(AsSampled::Rejected)),
+                None => None,
+            };
+            Ok((h, as_sampled))
         });
         let best_val = model.info.best_epoch.checked_sub(1).and_then(|e| model.info.history.get(e)).map_or(f64::NAN, |r| r.val_loss);
-        let (nll, mass, error) = match &scored {
-            Ok((h, None)) => (Some(h.nll), None, None),
-            Ok((h, Some(Ok(pm)))) => (Some(h.nll + pm.mean_log), Some(*pm), None),
-            Ok((_, Some(Err(e)))) => (None, None, Some(format!("the prior mass could not be estimated: {e}"))),
-            Err(e) => (None, None, Some(e.to_string())),
+        let (nll, mass, reflection, error) = match &scored {
+            Ok((h, None)) => (Some(h.nll), None, None, None),
+            Ok((h, Some(Ok(AsSampled::Rejected(pm))))) => (Some(h.nll + pm.mean_log), Some(*pm), None, None),
+            Ok((_, Some(Ok(AsSampled::Reflected(r))))) => (Some(r.reflected_nll), None, Some(*r), None),
+            Ok((_, Some(Err(e)))) => (None, None, None, Some(format!("the density as sampled could not be scored: {e}"))),
+            Err(e) => (None, None, None, Some(e.to_string())),
         };
         records.push(Candidate {
             hidden: c.net.hidden.clone(),
             transform: cand.transform.clone(),
             summary: c.summary(),
             held_out_nll: nll,
+            reflect_training: c.train.reflect.is_some(),
             log_prior_mass: mass.map(|m| m.mean_log),
             low_mass_share: mass.map(|m| m.low_share),
             error,
@@ -133,7 +161,8 @@ pub fn fit_candidates(
         let scores: Vec<Option<f64>> = records.iter().map(|r| r.held_out_nll).collect();
         // Keep only the best model so far (and the first until one scores).
         if best.is_none() || lowest(&scores) == Some(i) {
-            kept_rows = rows;
+            kept_rows = scored_rows.to_vec();
+            kept_reflection = reflection;
             let mut model = model;
             model.info.held_out = scored.ok().map(|(h, _)| h);
             best = Some(model);
@@ -143,8 +172,10 @@ pub fn fit_candidates(
     let chosen = lowest(&scores).unwrap_or(0);
     let mut model = best.expect("at least one candidate trained");
     // The kept model leaks past the box: choose how it is sampled (a failure keeps
-    // rejection, recorded as no choice).
+    // rejection, recorded as no choice). A flow trained on the reflected density
+    // reflects whatever the comparison says (its record is kept for the numbers).
     let reflection = match meta.prior.as_ref().filter(|b| !candidates[chosen].transform.covers(b)) {
+        Some(_) if kept_reflection.is_some() => kept_reflection,
         Some(b) => GpuModel::new(gpu.clone(), &model)
             .and_then(|m| held_out_reflection(&m, b, sims.theta(), sims.x(), &kept_rows, MASS_DRAWS, candidates[chosen].resolved.train.seed))
             .ok(),

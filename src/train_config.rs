@@ -79,10 +79,39 @@ pub struct TrainConfig {
     /// Divergence: the learning rate is multiplied by this factor at each rollback
     /// (0 < f < 1).
     pub rollback_lr_factor: f64,
+    /// Training on the reflected density at the bounds of a box prior (`None`: off).
+    /// See [`TrainingReflection`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reflect: Option<TrainingReflection>,
     /// How the budget policy ([`crate::policy`]) resolved these options, when it did
     /// (`None` for options set by hand, and in model files written before the policy).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicyRecord>,
+}
+
+/// Training on the reflected density ([`TrainConfig::reflect`]), for a model trained in
+/// θ itself (no parameter transform) under a box prior whose posterior may be cut off
+/// by the box (gaussian_linear_uniform).
+///
+/// A flow's smooth vector field cannot make the jump of such a posterior at a bound.
+/// Instead, each minibatch mirrors a θ component that lies within
+/// `margin · (high − low)` of its nearer bound across that bound, at random, with a
+/// probability that falls from 1/2 at the bound to 0 at the margin
+/// ([`crate::reference::path::reflection_weight`]; `shaders/train_step_gather.wgsl`).
+/// The flow then learns a density that is continuous at the bounds and that folds back
+/// to the posterior exactly: its samples are folded into the box
+/// ([`crate::prior::BoxPrior::reflect`]), which is the model's sampling default
+/// ([`crate::posterior::GpuModel::reflects_by_default`]); its `log_prob` is the
+/// density before folding.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TrainingReflection {
+    /// Lower bounds `[dim_theta]` of the box (original units of θ).
+    pub low: Vec<f64>,
+    /// Upper bounds `[dim_theta]`.
+    pub high: Vec<f64>,
+    /// Width of the band inside each bound where components may be mirrored, as a
+    /// fraction of the box's width in that component, in (0, 0.5].
+    pub margin: f64,
 }
 
 /// What [`crate::policy::AutoOptions::resolve`] records in [`TrainConfig::policy`] (and
@@ -126,6 +155,7 @@ impl Default for TrainConfig {
             max_seconds: None,
             max_rollbacks: 3,
             rollback_lr_factor: 0.1,
+            reflect: None,
             policy: None,
         }
     }
@@ -137,8 +167,8 @@ impl TrainConfig {
     /// # Errors
     /// [`Error::InvalidOption`] named after the offending field (`batch_size`,
     /// `learning_rate`, `validation_fraction`, `time_prior_exponent`, `sigma_min`,
-    /// `max_epochs`, `rollback_lr_factor`, `lr_factor`, `min_lr`, `weight_decay`, `ema_decay`, `beta1`, `beta2`, `eps`);
-    /// a negative or NaN `max_seconds` is named `max_train_seconds`, since
+    /// `max_epochs`, `rollback_lr_factor`, `lr_factor`, `min_lr`, `weight_decay`, `ema_decay`, `beta1`, `beta2`, `eps`,
+    /// `reflect`); a negative or NaN `max_seconds` is named `max_train_seconds`, since
     /// [`crate::posterior::PosteriorOptions`] has a `max_seconds` of its own.
     pub fn validate(&self) -> Result<()> {
         self.validate_optimiser()?;
@@ -167,6 +197,14 @@ impl TrainConfig {
         }
         if !(self.rollback_lr_factor > 0.0 && self.rollback_lr_factor < 1.0) {
             return Err(Error::option("rollback_lr_factor", format!("must be in (0, 1), got {}", self.rollback_lr_factor)));
+        }
+        if let Some(r) = &self.reflect {
+            if !(r.margin > 0.0 && r.margin <= 0.5) {
+                return Err(Error::option("reflect", format!("the margin must be in (0, 0.5], got {}", r.margin)));
+            }
+            if r.low.len() != r.high.len() || r.low.iter().zip(&r.high).any(|(l, h)| !(l.is_finite() && h.is_finite() && l < h)) {
+                return Err(Error::option("reflect", "the box needs one finite low < high pair per component"));
+            }
         }
         Ok(())
     }
@@ -246,6 +284,10 @@ mod tests {
             ("rollback_lr_factor", TrainConfig { rollback_lr_factor: 1.0, ..Default::default() }),
             ("max_train_seconds", TrainConfig { max_seconds: Some(-1.0), ..Default::default() }),
             ("max_train_seconds", TrainConfig { max_seconds: Some(f64::NAN), ..Default::default() }),
+            ("reflect", TrainConfig { reflect: Some(refl(0.0)), ..Default::default() }),
+            ("reflect", TrainConfig { reflect: Some(refl(0.6)), ..Default::default() }),
+            ("reflect", TrainConfig { reflect: Some(TrainingReflection { high: vec![-2.0], ..refl(0.1) }), ..Default::default() }),
+            ("reflect", TrainConfig { reflect: Some(TrainingReflection { high: vec![1.0, 1.0], ..refl(0.1) }), ..Default::default() }),
         ];
         for (name, tc) in cases {
             match tc.validate() {
@@ -255,5 +297,10 @@ mod tests {
         }
         assert!(TrainConfig::default().validate().is_ok());
         assert!(TrainConfig { max_seconds: Some(0.0), weight_decay: 0.01, ema_decay: 0.999, ..Default::default() }.validate().is_ok());
+        assert!(TrainConfig { reflect: Some(refl(0.5)), ..Default::default() }.validate().is_ok());
+    }
+
+    fn refl(margin: f64) -> TrainingReflection {
+        TrainingReflection { low: vec![-1.0], high: vec![1.0], margin }
     }
 }

@@ -12,6 +12,23 @@ const SEED: u64 = 0x1234_5678_9abc;
 /// Runs `gather_path` once over `data` (θ rows then x rows) and returns the workspace.
 #[allow(clippy::too_many_arguments)]
 fn gather(n: usize, dt: usize, dx: usize, glu: bool, rows: usize, validation: bool, step: StepState, alpha: f32) -> (Vec<f64>, GatherParams, Vec<f64>) {
+    gather_reflecting(n, dt, dx, glu, rows, validation, step, alpha, None)
+}
+
+/// [`gather`] training on the reflected density when `reflect` gives the box bounds
+/// `[dt, 2]` and the margin: the bounds go into the workspace after the rows' slots.
+#[allow(clippy::too_many_arguments)]
+fn gather_reflecting(
+    n: usize,
+    dt: usize,
+    dx: usize,
+    glu: bool,
+    rows: usize,
+    validation: bool,
+    step: StepState,
+    alpha: f32,
+    reflect: Option<(&[f64], f32)>,
+) -> (Vec<f64>, GatherParams, Vec<f64>) {
     let gpu = common::gpu();
     let theta = rand_vec(n * dt, 3);
     let x = rand_vec(n * dx, 4);
@@ -37,9 +54,15 @@ fn gather(n: usize, dt: usize, dx: usize, glu: bool, rows: usize, validation: bo
         x_dst_rs: din as u32,
         alpha,
         sigma_min: 1e-4,
+        bounds_off: (rows * (din + 2 * dt + 1)) as u32,
+        reflect_margin: reflect.map_or(0.0, |r| r.1),
     };
-    let len = rows * (din + 2 * dt + 1);
-    let acts = gpu.storage("acts", len as u64 * 4);
+    let len = rows * (din + 2 * dt + 1) + 2 * dt;
+    let mut init = vec![0.0f32; len];
+    if let Some((bounds, _)) = reflect {
+        init[p.bounds_off as usize..].copy_from_slice(&to_f32(bounds));
+    }
+    let acts = gpu.storage_from("acts", &init);
     let data_buf = gpu.storage_from("data", &to_f32(&data));
     let step_buf = gpu.uniform_from("step", bytemuck::bytes_of(&step));
     let mut b = ProgramBuilder::new(gpu);
@@ -89,6 +112,69 @@ fn validation_rows_on_the_ot_path_match_the_reference() {
             assert_close("target", &acts[tg..tg + dt], &target, 1e-5, 1e-4);
             let xc = r * p.in_rs as usize + if glu { 0 } else { 1 + dt };
             assert_close("x", &acts[xc..xc + dx], &data[n * dt + r * dx..n * dt + (r + 1) * dx], 1e-6, 0.0);
+        }
+    }
+}
+
+/// With reflection on, every θ₁ the path is built from is the data's component or its
+/// mirror across the nearer bound, mirrored exactly when the Philox uniform of word
+/// `REFLECT_CTR + j / 4` falls below `reflection_weight` (the CPU mirror decides the
+/// same components); validation rows decide the same way at every epoch.
+#[test]
+fn reflected_rows_mirror_the_components_the_reference_picks() {
+    let (n, dt, dx, alpha, margin) = (400usize, 6usize, 2usize, 1.0f32, 0.3f64);
+    // Box [−1.1, 1.0] per component, except a wider one for the last component.
+    let bounds: Vec<f64> = (0..dt).flat_map(|j| if j + 1 == dt { [-3.0, 3.0] } else { [-1.1, 1.0] }).collect();
+    let key = [SEED as u32, (SEED >> 32) as u32];
+    for (validation, step) in [(true, StepState::default()), (false, StepState { step: 5, epoch: 0, ..Default::default() })] {
+        let (acts, p, data) = gather_reflecting(n, dt, dx, false, n, validation, step, alpha, Some((&bounds, margin as f32)));
+        let (mut mirrored, mut weight_sum) = (0usize, 0.0f64);
+        for r in 0..n {
+            let (ctr_row, ctr_step, stream) = if validation { (r as u32, 0, 1) } else { (r as u32, step.step, 0) };
+            // Which data row: validation rows are in order; training rows are found
+            // from θ₀ and the target below.
+            let c = r * p.in_rs as usize;
+            let t = acts[c];
+            let tg = p.target_off as usize + r * dt;
+            let theta0: Vec<f64> = (0..dt).map(|j| acts[c + 1 + j] - t * acts[tg + j]).collect();
+            let th1: Vec<f64> = (0..dt).map(|j| acts[tg + j] + (1.0 - 1e-4) * theta0[j]).collect();
+            let idx = if validation {
+                r
+            } else {
+                let x_row = &acts[c + 1 + dt..c + 1 + dt + dx];
+                (0..n).find(|&i| (0..dx).all(|k| (data[n * dt + i * dx + k] - x_row[k]).abs() < 1e-6)).expect("x row from the data")
+            };
+            let u4 = reference::philox::philox4x32_10([ctr_row, ctr_step, reference::path::REFLECT_CTR, stream], key);
+            let u4b = reference::philox::philox4x32_10([ctr_row, ctr_step, reference::path::REFLECT_CTR + 1, stream], key);
+            for j in 0..dt {
+                let u = reference::philox::uniform(if j < 4 { u4[j] } else { u4b[j - 4] });
+                let (lo, hi) = (bounds[2 * j], bounds[2 * j + 1]);
+                let th = data[idx * dt + j];
+                let want = reference::path::reflect_at_random(th, lo, hi, margin, u);
+                let w = reference::path::reflection_weight((th - lo).min(hi - th), margin * (hi - lo));
+                weight_sum += w;
+                // Skip the f32/f64 coin flips that sit on the threshold.
+                if (u - w).abs() > 1e-5 {
+                    assert!((th1[j] - want).abs() < 1e-4, "row {r} component {j}: θ₁ {} against the reference {want} (data {th})", th1[j]);
+                }
+                if (th1[j] - th).abs() > 1e-3 {
+                    mirrored += 1;
+                }
+            }
+        }
+        // Components are mirrored at the rate the weights say.
+        let se = weight_sum.sqrt();
+        assert!((mirrored as f64 - weight_sum).abs() < 4.0 * se + 1.0, "{mirrored} mirrored, {weight_sum:.1} expected");
+        assert!(mirrored > 50, "{mirrored}");
+    }
+    // Off by default: the plain gather's θ₁ is the data's.
+    let (acts, p, data) = gather(n, dt, dx, false, n, true, StepState::default(), alpha);
+    for r in 0..n {
+        let c = r * p.in_rs as usize;
+        let tg = p.target_off as usize + r * dt;
+        for j in 0..dt {
+            let th1 = acts[tg + j] + (1.0 - 1e-4) * (acts[c + 1 + j] - acts[c] * acts[tg + j]);
+            assert!((th1 - data[r * dt + j]).abs() < 1e-4);
         }
     }
 }

@@ -11,7 +11,7 @@ use fmpe::net::{Conditioning, NetConfig};
 use fmpe::policy::{Configuration, Resolved};
 use fmpe::posterior::{GpuModel, PosteriorOptions};
 use fmpe::select::{fit_candidates, METRIC};
-use fmpe::train::{Control, Fmpe, Simulations, TrainConfig, Trainer};
+use fmpe::train::{Control, Fmpe, Simulations, TrainConfig, Trainer, TrainingReflection};
 use fmpe::transform::{ThetaTransform, XTransform};
 use fmpe::Error;
 
@@ -291,4 +291,58 @@ fn reflection_sums_the_corner_image_where_both_components_leak() {
     assert!((got.rejected_nll - rej_mean).abs() < 1e-9, "{} vs {rej_mean}", got.rejected_nll);
     assert!((got.reflected_nll - (rej_mean + mean)).abs() < 1e-9, "{} vs {}", got.reflected_nll, rej_mean + mean);
     assert_eq!(got.pairs, n);
+}
+
+/// A candidate trained on the reflected density (`TrainConfig::reflect`) is scored by
+/// the folded density's held-out NLL, on the same first `REFLECTION_MAX_PAIRS` pairs as
+/// every other candidate, and the kept flow reflects by default. θ ~ U(−1, 1),
+/// x = θ + 0.3 ε: the posterior at x_o = 1 is N(1, 0.09) cut off at the bound 1, with
+/// P(θ > 0.9 | x_o) = (Φ(0) − Φ(−1/3)) / (Φ(0) − Φ(−20/3)) = 0.261.
+#[test]
+fn a_flow_trained_on_the_reflected_density_is_scored_and_sampled_folded() {
+    let gpu = common::gpu_arc();
+    let n = 2_000;
+    let theta: Vec<f64> = common::rand_vec(n, 31);
+    let x: Vec<f64> = theta.iter().zip(normals(n, 32)).map(|(t, e)| t + 0.3 * e).collect();
+    let s = sims(&theta, &x);
+    let prior = BoxPrior { low: vec![-1.0], high: vec![1.0] };
+    let meta = ModelMeta { prior: Some(prior.clone()), ..Default::default() };
+    let logit = ThetaTransform::from_box(&prior);
+    let mut reflecting = candidate(vec![32, 32], 150, 3e-3, ThetaTransform::identity());
+    reflecting.resolved.train.reflect = Some(TrainingReflection { low: vec![-1.0], high: vec![1.0], margin: 0.1 });
+    // A barely trained logit first: the reflecting candidate wins on its score.
+    let cands = [candidate(vec![8], 1, 1e-5, logit), reflecting.clone()];
+    let model = fit_candidates(gpu, &s, &meta, &cands, &mut |_, _| Control::Continue).unwrap();
+    let sel = model.info.selection.as_ref().unwrap();
+    eprintln!("{:?}", sel.candidates.iter().map(|c| (c.held_out_nll, c.reflect_training)).collect::<Vec<_>>());
+    assert_eq!(sel.chosen, 1);
+    assert_eq!(sel.candidates.iter().map(|c| c.reflect_training).collect::<Vec<_>>(), [false, true]);
+    let r = sel.reflection.expect("the folded density is scored");
+    assert_eq!(sel.candidates[1].held_out_nll, Some(r.reflected_nll));
+    assert_eq!((sel.candidates[1].log_prior_mass, sel.candidates[1].low_mass_share), (None, None));
+    // Both candidates on the first REFLECTION_MAX_PAIRS validation pairs (400 exist).
+    assert_eq!(r.pairs, REFLECTION_MAX_PAIRS);
+    assert_eq!(model.info.held_out.as_ref().unwrap().pairs, REFLECTION_MAX_PAIRS);
+    assert_eq!(model.info.train.reflect, reflecting.resolved.train.reflect);
+    // Sampled folded into the box by default, and close to the cut-off posterior at its
+    // edge.
+    let gm = GpuModel::new(gpu.clone(), &model).unwrap();
+    assert!(gm.reflects_by_default());
+    let draws = gm.posterior(&[1.0]).unwrap().sample(4_000, &PosteriorOptions { seed: 5, ..Default::default() }).unwrap();
+    let v = draws.as_slice();
+    assert!(v.iter().all(|t| (-1.0..=1.0).contains(t)));
+    let edge = v.iter().filter(|&&t| t > 0.9).count() as f64 / v.len() as f64;
+    eprintln!("share above 0.9: {edge:.3} (cut-off posterior 0.261)");
+    assert!((edge - 0.261).abs() < 0.05, "share above 0.9: {edge}");
+    // Refused: with a parameter transform, a box of another dimension, θ outside the box.
+    let (net, tc) = (&reflecting.resolved.net, &reflecting.resolved.train);
+    let e = Trainer::with_transform(gpu, net.clone(), tc.clone(), &theta, &x, None, &ThetaTransform::from_box(&prior)).err().unwrap();
+    assert!(matches!(e, Error::InvalidOption { name: "reflect", .. }), "{e:?}");
+    let wide = TrainConfig { reflect: Some(TrainingReflection { low: vec![-1.0; 2], high: vec![1.0; 2], margin: 0.1 }), ..tc.clone() };
+    let e = Trainer::new(gpu, net.clone(), wide, &theta, &x, None).err().unwrap();
+    assert!(matches!(e, Error::InvalidOption { name: "reflect", .. }), "{e:?}");
+    let mut outside = theta.clone();
+    outside[7] = 1.5;
+    let e = Trainer::new(gpu, net.clone(), tc.clone(), &outside, &x, None).err().unwrap();
+    assert!(e.to_string().contains("theta row 8, column 1"), "{e}");
 }

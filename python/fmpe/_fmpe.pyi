@@ -42,6 +42,7 @@ def train(
     meta_spec: Dict[str, Any],
     config_json: str,
     select_transform: Optional[bool],
+    reflect_training: Optional[bool],
     progress: Callable[..., bool],
 ) -> Tuple[Flow, bool, List[str]]: ...
 def task_info(name: str) -> Dict[str, Any]: ...

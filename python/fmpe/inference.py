@@ -71,6 +71,11 @@ class FMPE:
       model with the lower held-out NLL, as the CLI's ``--select-transform`` (the
       scores are in ``posterior.info["selection"]``); True / False force it. Only a
       box prior with ``transform=True`` has an alternative to compare.
+    * ``reflect_training`` (None: the budget policy's choice, on from dim θ 6): the
+      candidate without the logit trains on the reflected density at the box bounds
+      (components near a bound are mirrored across it at random, and its samples are
+      folded back into the box), as the CLI's ``--reflect-training``; True / False
+      force it.
     * ``seed`` (0): split, shuffling, initialisation and path noise; training is bitwise
       reproducible given the simulations and the seed.
     * ``device``: an adapter index or name substring (``fmpe.list_devices()``).
@@ -89,6 +94,7 @@ class FMPE:
         ema_decay: Optional[float] = None,
         transform: bool = True,
         select_transform: Optional[bool] = None,
+        reflect_training: Optional[bool] = None,
         seed: int = 0,
         device: DeviceLike = None,
     ):
@@ -118,6 +124,9 @@ class FMPE:
         if select_transform is not None and not isinstance(select_transform, (bool, np.bool_)):
             raise OptionError(f"select_transform must be None, True or False, got {select_transform!r}", name="select_transform")
         self._select_transform = None if select_transform is None else bool(select_transform)
+        if reflect_training is not None and not isinstance(reflect_training, (bool, np.bool_)):
+            raise OptionError(f"reflect_training must be None, True or False, got {reflect_training!r}", name="reflect_training")
+        self._reflect_training = None if reflect_training is None else bool(reflect_training)
         self._seed = int(seed)
         self._device = get_device(device)
         self._theta: List[np.ndarray] = []
@@ -223,7 +232,7 @@ class FMPE:
         progress = Progress(show_progress_bars, callback)
         try:
             flow, interrupted, data_warnings = _fmpe.train(
-                self._device, theta, x, net, meta, json.dumps(config), self._select_transform, progress
+                self._device, theta, x, net, meta, json.dumps(config), self._select_transform, self._reflect_training, progress
             )
         finally:
             progress.close()

@@ -100,7 +100,9 @@ fn check_support(meta: &ModelMeta, theta: &[f64], x: &[f64], dt: usize, dx: usiz
 /// resolved by `resolve_policy`), then, as the CLI does, the policy's other candidates
 /// (`fmpe::policy::AutoOptions::candidates_of`: at a small budget, without a box
 /// prior's logit transform; `select_transform` None = the policy's choice, True /
-/// False = compare or not), keeping the lowest held-out NLL (`fmpe::select`; the model
+/// False = compare or not; `reflect_training` None = the policy's choice, True / False
+/// = that candidate trains on the reflected density at the box bounds or not), keeping
+/// the lowest held-out NLL (`fmpe::select`; the model
 /// records every candidate's score in `info["selection"]`). `progress(epoch,
 /// train_loss, val_loss, learning_rate, seconds, best_epoch, max_epochs, last,
 /// candidate)` is called after every epoch (with the GIL) and stops the candidate's
@@ -117,6 +119,7 @@ pub fn train(
     meta_spec: MetaSpec,
     config_json: &str,
     select_transform: Option<bool>,
+    reflect_training: Option<bool>,
     progress: Py<PyAny>,
 ) -> PyResult<(Flow, bool, Vec<String>)> {
     let (dt, dx) = (theta.shape()[1], x.shape()[1]);
@@ -130,7 +133,7 @@ pub fn train(
     let warnings = builder.warnings();
     let sims = builder.simulations();
     let budget = Budget { num_simulations: sims.rows(), dim_theta: dt, dim_x: dx };
-    let auto = AutoOptions { compare_without_transform: select_transform, ..Default::default() };
+    let auto = AutoOptions { compare_without_transform: select_transform, reflect_training, ..Default::default() };
     let candidates = auto.candidates_of(budget, Resolved { net: cfg, train: tc }, &meta.transform);
     let (mut interrupted, mut failure) = (false, None::<PyErr>);
     let model = py.detach(|| {

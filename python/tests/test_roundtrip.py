@@ -114,6 +114,22 @@ def test_model_selection_as_the_cli_does(fmpe_bin, tmp_path):
     with pytest.raises(fmpe.OptionError):
         fmpe.FMPE(prior, select_transform="yes")
 
+    # Training on the reflected density, forced on at dim θ 2: the candidate without
+    # the logit trains on it in Python as with the CLI's --reflect-training on.
+    refl = fmpe.FMPE(prior, hidden=16, blocks=1, seed=3, reflect_training=True)
+    refl.append_simulations(theta, x).train(max_num_epochs=3, show_progress_bars=False)
+    rsel = refl.build_posterior().info["selection"]
+    assert [c["reflect_training"] for c in rsel["candidates"]] == [False, True]
+    model = tmp_path / "cli_model_reflect"
+    _cli(fmpe_bin, "train", "--theta", str(tmp_path / "theta.npy"), "--x", str(tmp_path / "x.npy"),
+         "--prior-low=-1,-1", "--prior-high=1,1", "--out", str(model), *TRAIN_FLAGS[:4], "--max-epochs", "3", "--seed", "3",
+         "--reflect-training", "on")
+    cli_rsel = fmpe.load_posterior(model).info["selection"]
+    assert [c["held_out_nll"] for c in cli_rsel["candidates"]] == [c["held_out_nll"] for c in rsel["candidates"]]
+    assert rsel["candidates"][1]["held_out_nll"] != scores[1], "the reflecting candidate trains differently"
+    with pytest.raises(fmpe.OptionError):
+        fmpe.FMPE(prior, reflect_training="yes")
+
 
 def test_weight_averaging_trains_the_same_weights_as_the_cli(fmpe_bin, tmp_path):
     """``ema_decay`` reaches the trainer as the CLI's ``--ema-decay`` does: the same

@@ -75,6 +75,13 @@ pub(crate) struct NetTrainArgs {
     /// when dim θ > 2). A log-normal prior's log transform is never compared.
     #[arg(long, default_value = "auto", value_name = "auto|on|off")]
     pub(crate) select_transform: Auto<OnOff>,
+    /// The candidate trained without a box prior's logit (--select-transform) trains on
+    /// the reflected density: components near a bound are mirrored across it at random
+    /// (within 10 % of the box's width), so the flow learns a density that is smooth at
+    /// the bounds and whose samples are folded back into the box. on, off, or auto (on
+    /// from dim θ 6).
+    #[arg(long, default_value = "auto", value_name = "auto|on|off")]
+    pub(crate) reflect_training: Auto<OnOff>,
     /// σ_min of the optimal-transport path.
     #[arg(long, default_value_t = 1e-4)]
     pub(crate) sigma_min: f64,
@@ -329,6 +336,7 @@ impl NetTrainArgs {
             ema_decay: self.ema_decay.get(),
             time_prior_exponent: self.time_prior_exponent.get(),
             compare_without_transform: self.select_transform.get().map(|v| v == OnOff::On),
+            reflect_training: self.reflect_training.get().map(|v| v == OnOff::On),
         })
     }
 

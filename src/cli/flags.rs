@@ -11,6 +11,7 @@ const FLAGS: &[(&str, &str)] = &[
     ("max_seconds", "--max-sampling-time"),
     ("reject_outside_prior", "--no-reject"),
     ("reflect_outside_prior", "--reflect"),
+    ("reflect", "--reflect-training"),
     ("hidden", "--hidden/--blocks"),
     ("divergence", "--probes"),
     ("kernels", "FMPE_KERNELS (or bench --kernels)"),

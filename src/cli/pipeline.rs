@@ -156,6 +156,9 @@ pub(crate) fn fit_selected(gpu: &Arc<Gpu>, job: Job, theta: &[f64], x: &[f64], s
                         });
                         format!("held-out NLL {v:.4} nats as sampled (rejected to the prior box: {:.4} + log prior mass {lm:.4}{low})", v - lm)
                     }
+                    None if c.reflect_training => {
+                        format!("held-out NLL {v:.4} nats as sampled (trained on the reflected density, folded into the prior box; at most)")
+                    }
                     None => format!("held-out NLL {v:.4} nats"),
                 },
                 (None, Some(e)) => format!("held-out NLL not computed ({e})"),
@@ -176,7 +179,13 @@ pub(crate) fn fit_selected(gpu: &Arc<Gpu>, job: Job, theta: &[f64], x: &[f64], s
         if let Some(r) = &sel.reflection {
             log::info!(
                 "samples outside the prior box: {} by default (held-out NLL on {} pairs: reflected at most {:.4} nats, rejected {:.4}, difference {:+.4} ± {:.4}; --reflect / --no-reflect override)",
-                if r.reflect { "reflected into it" } else { "rejected" },
+                if model.info.train.reflect.is_some() {
+                    "reflected into it (trained on the reflected density)"
+                } else if r.reflect {
+                    "reflected into it"
+                } else {
+                    "rejected"
+                },
                 r.pairs,
                 r.reflected_nll,
                 r.rejected_nll,

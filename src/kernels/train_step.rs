@@ -93,8 +93,15 @@ pub struct GatherParams {
     pub alpha: f32,
     /// Σ_min of the OT path.
     pub sigma_min: f32,
+    /// Box bounds `[dim_theta, 2]` (low, high per component, in the z-scored units of
+    /// θ) in the workspace; read only when `reflect_margin` is positive.
+    pub bounds_off: u32,
+    /// Training on the reflected density: a θ₁ component within
+    /// `reflect_margin · (high − low)` of its nearer bound is mirrored across it at
+    /// random ([`crate::reference::path::reflect_at_random`]); 0 turns it off.
+    pub reflect_margin: f32,
 }
-param_block!(GatherParams as "GatherParams" { rows, dim_theta, dim_x, glu, n_train, row_offset, validation, seed_lo, seed_hi, theta_off, x_off, in_off, in_rs, ctx_off, target_off, x_dst_off, x_dst_rs, alpha, sigma_min });
+param_block!(GatherParams as "GatherParams" { rows, dim_theta, dim_x, glu, n_train, row_offset, validation, seed_lo, seed_hi, theta_off, x_off, in_off, in_rs, ctx_off, target_off, x_dst_off, x_dst_rs, alpha, sigma_min, bounds_off, reflect_margin });
 
 /// Parameters of `fm_loss` (`shaders/train_step_loss.wgsl`).
 /// Every `*_off` field is an offset in f32 elements into the bound buffer; the field

@@ -92,7 +92,7 @@ impl GpuModel {
             x_transform: model.info.x_transform,
             prior: model.info.prior.clone(),
             transform,
-            reflect: model.info.selection.as_ref().and_then(|s| s.reflection).is_some_and(|r| r.reflect),
+            reflect: model.info.train.reflect.is_some() || model.info.selection.as_ref().and_then(|s| s.reflection).is_some_and(|r| r.reflect),
         };
         Ok(GpuModel { inner: Arc::new(inner) })
     }
@@ -133,8 +133,9 @@ impl GpuModel {
 
     /// Whether sampling folds samples that leave the box prior back into it when
     /// [`PosteriorOptions::reflect_outside_prior`](crate::posterior::PosteriorOptions::reflect_outside_prior)
-    /// is `None`: the choice recorded at training ([`crate::model::Selection::reflection`];
-    /// false when none was made).
+    /// is `None`: true for a flow trained on the reflected density
+    /// ([`crate::train_config::TrainConfig::reflect`]), else the choice recorded at
+    /// training ([`crate::model::Selection::reflection`]; false when none was made).
     pub fn reflects_by_default(&self) -> bool {
         self.inner.reflect && self.inner.prior.as_ref().is_some_and(|p| !self.inner.transform.covers(p))
     }

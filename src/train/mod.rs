@@ -26,7 +26,7 @@ mod dataset;
 mod programs;
 mod trainer;
 
-pub use crate::train_config::{EpochRecord, LrSchedule, TrainConfig};
+pub use crate::train_config::{EpochRecord, LrSchedule, TrainConfig, TrainingReflection};
 pub use builder::Fmpe;
 pub use dataset::{Simulations, ZscoreStats};
 pub use checkpoint::{Checkpoint, TrainerState, CHECKPOINT_FILE, CHECKPOINT_VERSION, CHECKPOINT_VERSION_PLAIN};

@@ -10,7 +10,7 @@ use crate::kernels::{
     TransformMode, TransformParams,
 };
 use crate::net::{Conditioning, NetConfig, ParamLayout, TrainGraph};
-use crate::train_config::TrainConfig;
+use crate::train_config::{TrainConfig, TrainingReflection};
 use crate::transform::ThetaTransform;
 
 use super::dataset::{Split, ZscoreStats};
@@ -118,6 +118,8 @@ pub(crate) struct Workspace {
     pub stats_off: usize,
     /// The parameter transform's table `[dt, 4]`.
     pub tab_off: usize,
+    /// The box bounds of training on the reflected density `[dt, 2]` (z-scored).
+    pub bounds_off: usize,
     /// The network's activations for one minibatch.
     pub graph: TrainGraph,
     /// Loss slots: one per step of an epoch, then one per validation chunk, then one
@@ -135,6 +137,7 @@ impl Workspace {
         let mut arena = Arena::default();
         let stats_off = arena.alloc(2 * (dt + dx));
         let tab_off = arena.alloc(4 * dt);
+        let bounds_off = arena.alloc(2 * dt);
         let graph = TrainGraph::new(cfg, layout, split.batch, &mut arena);
         let loss_off = arena.alloc(split.steps_per_epoch + split.val_chunks() + 1);
         let len = arena.len();
@@ -144,7 +147,7 @@ impl Workspace {
                 "the training workspace exceeds the device's largest storage binding; lower the batch size or the hidden widths",
             ));
         }
-        Ok(Workspace { stats_off, tab_off, graph, loss_off, len })
+        Ok(Workspace { stats_off, tab_off, bounds_off, graph, loss_off, len })
     }
 }
 
@@ -229,7 +232,21 @@ fn gather(cfg: &NetConfig, tc: &TrainConfig, ws: &Workspace, split: &Split, rows
         x_dst_rs: x_dst.1 as u32,
         alpha: tc.time_prior_exponent as f32,
         sigma_min: tc.sigma_min as f32,
+        bounds_off: ws.bounds_off as u32,
+        reflect_margin: tc.reflect.as_ref().map_or(0.0, |r| r.margin as f32),
     }
+}
+
+/// Writes the box of training on the reflected density into the workspace, in the
+/// z-scored units the gather reads θ in (`(bound − mean) / std` per component).
+pub(crate) fn upload_bounds(gpu: &Gpu, bufs: &Buffers, ws: &Workspace, r: &TrainingReflection, stats: &ZscoreStats) {
+    let z: Vec<f32> = (0..r.low.len())
+        .flat_map(|j| {
+            let f = |b: f64| ((b - stats.theta_mean[j]) / stats.theta_std[j]) as f32;
+            [f(r.low[j]), f(r.high[j])]
+        })
+        .collect();
+    gpu.queue.write_buffer(&bufs.acts, ws.bounds_off as u64 * 4, bytemuck::cast_slice(&z));
 }
 
 /// Records the optimiser step: gather + OT path → forward → loss (into the step's slot)

@@ -216,8 +216,10 @@ impl<'g> Trainer<'g> {
     /// # Errors
     /// As [`Trainer::new`]; [`Error::Invalid`] naming the (1-based input) row when a θ
     /// value lies outside the transform's support (outside a logit's box, at or below
-    /// a log's bound); [`Error::InvalidOption`] `"transform"` when the transform does
-    /// not fit dim_theta.
+    /// a log's bound) or, when training on the reflected density
+    /// ([`TrainConfig::reflect`]), outside its box; [`Error::InvalidOption`]
+    /// `"transform"` when the transform does not fit dim_theta, `"reflect"` when the
+    /// reflection's box does not or the transform is not the identity.
     #[allow(clippy::too_many_arguments)]
     pub fn with_transform(
         gpu: &'g Gpu,
@@ -232,6 +234,7 @@ impl<'g> Trainer<'g> {
         tc.validate()?;
         let n = check_rows(&cfg, theta, x)?;
         check_support(transform, theta, cfg.dim_theta)?;
+        check_reflection(&tc, transform, theta, cfg.dim_theta)?;
         let split = Split::new(gpu, &cfg, &tc, n)?;
         let (dt, dx) = (cfg.dim_theta, cfg.dim_x);
         // Shuffle once, then draw the initial parameters from the same generator.
@@ -254,6 +257,9 @@ impl<'g> Trainer<'g> {
         let ws = Workspace::new(gpu, &cfg, &layout, &split)?;
         let bufs = Buffers::new(gpu, &data, &params0, &ws, tc.ema_decay > 0.0);
         let stats = programs::prepare(gpu, &cfg, &bufs, &ws, &split, transform)?;
+        if let Some(r) = &tc.reflect {
+            programs::upload_bounds(gpu, &bufs, &ws, r, &stats);
+        }
         let warnings = constant_column_warnings(theta, x, dt, dx);
         let step_prog = programs::record_step(gpu, &cfg, &tc, &layout, &ws, &split, bufs.bindings())?;
         let val_prog = programs::record_validation(gpu, &cfg, &tc, &layout, &ws, &split, bufs.bindings())?;
@@ -806,6 +812,31 @@ impl<'g> Trainer<'g> {
 }
 
 /// Checks `transform` against `dim_theta` and that every θ row lies in its support.
+/// Training on the reflected density ([`TrainConfig::reflect`]) needs θ itself (no
+/// parameter transform), one bound pair per component, and every θ inside the box.
+fn check_reflection(tc: &TrainConfig, transform: &ThetaTransform, theta: &[f64], dt: usize) -> Result<()> {
+    let Some(r) = &tc.reflect else { return Ok(()) };
+    if !transform.is_identity() {
+        return Err(Error::option("reflect", "training on the reflected density needs θ itself: train without the parameter transform"));
+    }
+    if r.low.len() != dt {
+        return Err(Error::option("reflect", format!("the box has {} components, θ has {dt}", r.low.len())));
+    }
+    for (i, v) in theta.iter().enumerate() {
+        let c = i % dt;
+        if !(r.low[c]..=r.high[c]).contains(v) {
+            return Err(Error::invalid(format!(
+                "theta row {}, column {}: {v} is outside the box [{}, {}] reflected at in training",
+                i / dt + 1,
+                c + 1,
+                r.low[c],
+                r.high[c]
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn check_support(transform: &ThetaTransform, theta: &[f64], dt: usize) -> Result<()> {
     transform.validate(dt)?;
     if let Some((r, c)) = transform.first_outside(theta, dt) {

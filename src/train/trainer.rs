@@ -811,7 +811,6 @@ impl<'g> Trainer<'g> {
     }
 }
 
-/// Checks `transform` against `dim_theta` and that every θ row lies in its support.
 /// Training on the reflected density ([`TrainConfig::reflect`]) needs θ itself (no
 /// parameter transform), one bound pair per component, and every θ inside the box.
 fn check_reflection(tc: &TrainConfig, transform: &ThetaTransform, theta: &[f64], dt: usize) -> Result<()> {
@@ -837,6 +836,7 @@ fn check_reflection(tc: &TrainConfig, transform: &ThetaTransform, theta: &[f64],
     Ok(())
 }
 
+/// Checks `transform` against `dim_theta` and that every θ row lies in its support.
 fn check_support(transform: &ThetaTransform, theta: &[f64], dt: usize) -> Result<()> {
     transform.validate(dt)?;
     if let Some((r, c)) = transform.first_outside(theta, dt) {

@@ -66,7 +66,10 @@ pub fn lowest(scores: &[Option<f64>]) -> Option<usize> {
 /// candidate that shares the seed and validation share, as the policy's candidates
 /// do) — for a candidate sampled with rejection to `meta`'s box prior (its transform
 /// does not cover the box), the NLL of the density as sampled, `q / M` with `M` the
-/// flow's mass in the box ([`held_out_prior_mass`]) — and returns the model with the
+/// flow's mass in the box ([`held_out_prior_mass`]); for one trained on the reflected
+/// density ([`crate::train_config::TrainConfig::reflect`]), the upper bound of the
+/// folded density's ([`held_out_reflection`]), and then every candidate on the first
+/// [`REFLECTION_MAX_PAIRS`] of its rows — and returns the model with the
 /// lowest score, its `info.held_out` and
 /// `info.selection` set. A candidate whose score cannot be computed (a step cap on a
 /// badly trained flow, say) is recorded with the error and not chosen; when no score
@@ -80,7 +83,8 @@ pub fn lowest(scores: &[Option<f64>]) -> Option<usize> {
 ///
 /// # Errors
 /// [`Error::InvalidOption`] for an empty `candidates` or one whose dimensions differ
-/// from `sims`; the errors of [`Trainer::with_transform`] and training (an invalid
+/// from `sims`, `"reflect"` for one trained on the reflected density whose box is not
+/// `meta`'s prior; the errors of [`Trainer::with_transform`] and training (an invalid
 /// option, a diverging loss, GPU errors).
 pub fn fit_candidates(
     gpu: &Arc<Gpu>,
@@ -101,6 +105,12 @@ pub fn fit_candidates(
     }
     for c in candidates {
         ModelMeta { transform: c.transform.clone(), ..meta.clone() }.validate(dt)?;
+        // Folded into `meta`'s box at sampling: it must be the box trained against.
+        if let Some(r) = &c.resolved.train.reflect {
+            if meta.prior.as_ref().is_none_or(|p| p.low != r.low || p.high != r.high) {
+                return Err(Error::option("reflect", "training on the reflected density needs the model's box prior, with the same bounds"));
+            }
+        }
     }
     let mut best: Option<Model> = None;
     let mut kept_rows: Vec<usize> = Vec::new();

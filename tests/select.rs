@@ -334,7 +334,21 @@ fn a_flow_trained_on_the_reflected_density_is_scored_and_sampled_folded() {
     let edge = v.iter().filter(|&&t| t > 0.9).count() as f64 / v.len() as f64;
     eprintln!("share above 0.9: {edge:.3} (cut-off posterior 0.261)");
     assert!((edge - 0.261).abs() < 0.05, "share above 0.9: {edge}");
-    // Refused: with a parameter transform, a box of another dimension, θ outside the box.
+    // Log-densities of folded samples are not evaluated, and rejecting this flow would
+    // be biased: refused under the default, done when asked for by name.
+    let post = gm.posterior(&[1.0]).unwrap();
+    let e = post.sample_and_log_prob(10, &PosteriorOptions::default()).unwrap_err();
+    assert!(matches!(e, Error::InvalidOption { name: "reflect_outside_prior", .. }), "{e:?}");
+    let rejected = post.sample_and_log_prob(10, &PosteriorOptions { reflect_outside_prior: Some(false), ..Default::default() }).unwrap();
+    assert!(rejected.as_slice().iter().all(|t| (-1.0..=1.0).contains(t)));
+    let free = PosteriorOptions { reject_outside_prior: false, ..Default::default() };
+    assert_eq!(post.sample_and_log_prob(10, &free).unwrap().log_prob().unwrap().len(), 10);
+    // Refused: a box that is not the model's prior, with a parameter transform, a box
+    // of another dimension, θ outside the box.
+    let mut off = reflecting.clone();
+    off.resolved.train.reflect = Some(TrainingReflection { low: vec![-1.0], high: vec![2.0], margin: 0.1 });
+    let e = fit_candidates(gpu, &s, &meta, &[off], &mut |_, _| panic!("no training")).unwrap_err();
+    assert!(matches!(e, Error::InvalidOption { name: "reflect", .. }), "{e:?}");
     let (net, tc) = (&reflecting.resolved.net, &reflecting.resolved.train);
     let e = Trainer::with_transform(gpu, net.clone(), tc.clone(), &theta, &x, None, &ThetaTransform::from_box(&prior)).err().unwrap();
     assert!(matches!(e, Error::InvalidOption { name: "reflect", .. }), "{e:?}");
@@ -345,4 +359,28 @@ fn a_flow_trained_on_the_reflected_density_is_scored_and_sampled_folded() {
     outside[7] = 1.5;
     let e = Trainer::new(gpu, net.clone(), tc.clone(), &outside, &x, None).err().unwrap();
     assert!(e.to_string().contains("theta row 8, column 1"), "{e}");
+}
+
+/// The box reaches the gather in the units the flow trains in: θ in (1, 5) per
+/// component (mean 3, std 1.15, so a box left in original units would cut through the
+/// z-scored data). With a box whose band holds no θ (`[0.9, 5.1]`, band 0.084 wide)
+/// training is bit for bit the plain run's; with the box at the data's edge (`[1, 5]`)
+/// components are mirrored and the history differs from the first epoch on.
+#[test]
+fn training_reflects_only_the_components_in_the_band_of_the_box() {
+    let gpu = common::gpu();
+    let n = 600;
+    let theta: Vec<f64> = common::rand_vec(2 * n, 41).iter().map(|u| 3.0 + 2.0 * u).collect();
+    let x: Vec<f64> = theta.iter().zip(normals(2 * n, 42)).map(|(t, e)| t + 0.3 * e).collect();
+    let net = NetConfig { dim_theta: 2, dim_x: 2, hidden: vec![16], conditioning: Conditioning::Concat, embedding: vec![] };
+    let tc = TrainConfig { max_epochs: 3, batch_size: 64, seed: 9, validation_fraction: 0.2, ..Default::default() };
+    let run = |reflect: Option<TrainingReflection>| {
+        let out = Trainer::new(gpu, net.clone(), TrainConfig { reflect, ..tc.clone() }, &theta, &x, None).unwrap().fit().unwrap();
+        (out.params, out.history.iter().map(|r| (r.train_loss, r.val_loss)).collect::<Vec<_>>())
+    };
+    let plain = run(None);
+    let wide = run(Some(TrainingReflection { low: vec![0.9; 2], high: vec![5.1; 2], margin: 0.02 }));
+    assert_eq!(wide, plain, "no θ lies in the band: nothing may be mirrored");
+    let edge = run(Some(TrainingReflection { low: vec![1.0; 2], high: vec![5.0; 2], margin: 0.1 }));
+    assert_ne!(edge.1[0], plain.1[0], "θ at the box's edge: components are mirrored");
 }

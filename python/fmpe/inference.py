@@ -302,7 +302,8 @@ class Posterior:
     outside the box prior), ``reflect_outside_prior`` (``sample`` and ``sample_batched``:
     True folds samples that leave the box prior back into it at its bounds instead, for
     posteriors cut off by the box; None, the default, is the model's choice made at
-    training, ``info["selection"]["reflection"]``), ``max_sampling_time`` (seconds; ``LowAcceptanceError`` when
+    training, ``info["selection"]["reflection"]``, and always True for a model trained
+    on the reflected density, ``reflect_training``), ``max_sampling_time`` (seconds; ``LowAcceptanceError`` when
     rejection would take longer), ``chunk_size`` (rows per GPU chunk; results do not
     depend on it)."""
 

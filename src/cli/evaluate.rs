@@ -329,7 +329,7 @@ fn score_cell(a: &EvaluateArgs, unit: &Unit<'_>, on_gpu: &GpuModel, model: &Mode
         "epochs": model.info.history.len(), "best_epoch": model.info.best_epoch,
         "held_out_nll": model.info.held_out.as_ref().map(|h| h.nll),
         "hidden": model.info.net.hidden,
-        "selection": model.info.selection.as_ref().map(|s| s.candidates.iter().map(|c| serde_json::json!({"hidden": c.hidden, "parameter_transform": !c.transform.is_identity(), "held_out_nll": c.held_out_nll, "log_prior_mass": c.log_prior_mass, "low_mass_share": c.low_mass_share})).collect::<Vec<_>>()),
+        "selection": model.info.selection.as_ref().map(|s| s.candidates.iter().map(|c| serde_json::json!({"hidden": c.hidden, "parameter_transform": !c.transform.is_identity(), "held_out_nll": c.held_out_nll, "reflect_training": c.reflect_training, "log_prior_mass": c.log_prior_mass, "low_mass_share": c.low_mass_share})).collect::<Vec<_>>()),
         "reflect_outside_prior": a.solver.options(a.seed).reflect_outside_prior.unwrap_or(on_gpu.reflects_by_default()),
         "parameter_transform": if model.info.transform.is_identity() { "none" } else { "transform" },
         "npe": anchor.map(|x| x.npe), "best_amortized": anchor.map(|x| x.best_amortized),

@@ -19,7 +19,7 @@ use fmpe::train::{Control, Fmpe, Simulations, TrainConfig, Trainer};
 use fmpe::transform::{ThetaTransform, XTransform};
 use fmpe::Gpu;
 
-use super::args::{NetTrainArgs, TransformArgs};
+use super::args::{NetTrainArgs, OnOff, TransformArgs};
 use super::progress::EpochBar;
 
 /// What a command knows about its data before training.
@@ -87,6 +87,12 @@ impl Job {
             dropped_rows: src.dropped,
         };
         let mut candidates = nargs.candidates(num_simulations, (dt, dx), seed, &meta.transform)?;
+        if nargs.reflect_training.get() == Some(OnOff::On) && candidates.iter().all(|c| c.resolved.train.reflect.is_none()) {
+            log::warn!(
+                "--reflect-training on: nothing trains on the reflected density here; it applies to the candidate \
+                 trained without a box prior's logit, which needs a box prior, the transform and --select-transform"
+            );
+        }
         let first = candidates.remove(0);
         let resolved = first.resolved;
         let mut summary = resolved.summary();

@@ -50,8 +50,11 @@ pub(crate) struct Inner {
     pub x_transform: XTransform,
     pub prior: Option<BoxPrior>,
     pub transform: ThetaTransform,
-    /// The model's default for `reflect_outside_prior` (its [`crate::model::Reflection`]).
+    /// The model's default for `reflect_outside_prior`: trained on the reflected
+    /// density, or its selection's [`crate::model::Reflection`] chose reflection.
     pub reflect: bool,
+    /// Trained on the reflected density ([`crate::train_config::TrainConfig::reflect`]).
+    pub reflect_trained: bool,
 }
 
 impl std::fmt::Debug for GpuModel {
@@ -93,6 +96,7 @@ impl GpuModel {
             prior: model.info.prior.clone(),
             transform,
             reflect: model.info.train.reflect.is_some() || model.info.selection.as_ref().and_then(|s| s.reflection).is_some_and(|r| r.reflect),
+            reflect_trained: model.info.train.reflect.is_some(),
         };
         Ok(GpuModel { inner: Arc::new(inner) })
     }

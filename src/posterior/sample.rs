@@ -130,7 +130,11 @@ impl Posterior {
     /// # Errors
     /// As [`Posterior::sample`]; [`Error::InvalidOption`] named `reflect_outside_prior`
     /// when it is `Some(true)` for a model whose samples can leave its box (the density
-    /// of folded samples is not evaluated; under `None` this call rejects).
+    /// of folded samples is not evaluated; under `None` this call rejects), and under
+    /// `None` for a model trained on the reflected density
+    /// ([`crate::train_config::TrainConfig::reflect`]) restricted to its box, whose
+    /// rejected samples would lack up to half the density at a bound (`Some(false)`
+    /// rejects anyway).
     pub fn sample_and_log_prob(&self, n: usize, opts: &PosteriorOptions) -> Result<Samples> {
         self.draw(n, opts, true)
     }
@@ -154,6 +158,17 @@ impl Posterior {
         let leaves_box = prior.is_some_and(|p| !self.transform().covers(p));
         if leaves_box && with_log_prob && opts.reflect_outside_prior == Some(true) {
             return Err(reflect_without_density());
+        }
+        // A flow trained on the reflected density has up to half of the posterior's
+        // density at a bound outside the box: rejecting it is a biased draw, made only
+        // when asked for by name.
+        if leaves_box && with_log_prob && (opts.reject_outside_prior || normalize) && opts.reflect_outside_prior.is_none() && self.model.inner.reflect_trained {
+            return Err(Error::option(
+                "reflect_outside_prior",
+                "this model was trained on the reflected density: its samples are folded into the box, whose density \
+                 is not evaluated. Draw samples without log-densities, or set reflect_outside_prior to false to reject \
+                 (biased: up to half the density at a bound is lost)",
+            ));
         }
         let reflect = leaves_box && !with_log_prob && opts.reflect_outside_prior.unwrap_or(opts.reject_outside_prior && self.model.reflects_by_default());
         let reject = (opts.reject_outside_prior || normalize) && leaves_box && !reflect;

@@ -240,14 +240,20 @@ fn gather(cfg: &NetConfig, tc: &TrainConfig, ws: &Workspace, split: &Split, rows
 /// Writes the box of training on the reflected density into the workspace, in the
 /// z-scored units the gather reads θ in (`(bound − mean) / std` per component).
 pub(crate) fn upload_bounds(gpu: &Gpu, bufs: &Buffers, ws: &Workspace, r: &TrainingReflection, stats: &ZscoreStats) {
-    let z: Vec<f32> = (0..r.low.len())
+    gpu.queue.write_buffer(&bufs.acts, ws.bounds_off as u64 * 4, bytemuck::cast_slice(&bounds_z(r, stats)));
+}
+
+/// The box of `r` as `gather_path` reads it, `[dt, 2]` (low, high per component):
+/// `(bound − mean) / std` with the statistics θ was z-scored with.
+fn bounds_z(r: &TrainingReflection, stats: &ZscoreStats) -> Vec<f32> {
+    (0..r.low.len())
         .flat_map(|j| {
             let f = |b: f64| ((b - stats.theta_mean[j]) / stats.theta_std[j]) as f32;
             [f(r.low[j]), f(r.high[j])]
         })
-        .collect();
-    gpu.queue.write_buffer(&bufs.acts, ws.bounds_off as u64 * 4, bytemuck::cast_slice(&z));
+        .collect()
 }
+
 
 /// Records the optimiser step: gather + OT path → forward → loss (into the step's slot)
 /// → backward → the non-finite check → Adam (skipped when the check flags the step).
@@ -343,4 +349,16 @@ pub(crate) fn record_validation(
         train_step::fm_loss(&mut b, &loss);
     }
     Ok(Some(b.build(gpu, binds)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reflection_box_is_z_scored_like_theta() {
+        let r = TrainingReflection { low: vec![-1.0, 2.0], high: vec![1.0, 6.0], margin: 0.1 };
+        let stats = ZscoreStats { theta_mean: vec![0.5, 4.0], theta_std: vec![0.5, 2.0], x_mean: vec![], x_std: vec![] };
+        assert_eq!(bounds_z(&r, &stats), [-3.0, 1.0, -1.0, 1.0]);
+    }
 }

@@ -728,8 +728,9 @@ impl<'g> Trainer<'g> {
     /// # Errors
     /// [`Error::Invalid`] when the network, the seed or the data differ from the
     /// checkpointed run's, when the split differs (another batch size or validation
-    /// fraction), or when one run averages the weights and the other does not
-    /// ([`TrainConfig::ema_decay`]).
+    /// fraction), when one run averages the weights and the other does not
+    /// ([`TrainConfig::ema_decay`]), or when they train on different reflected densities
+    /// ([`TrainConfig::reflect`]).
     pub fn restore(&mut self, ck: &Checkpoint) -> Result<()> {
         let s = &ck.state;
         if s.net != self.cfg {
@@ -741,6 +742,9 @@ impl<'g> Trainer<'g> {
         let same_split = s.train.batch_size == self.tc.batch_size && s.train.validation_fraction == self.tc.validation_fraction;
         if !same_split || s.step_in_epoch > self.split.steps_per_epoch {
             return Err(Error::invalid("the checkpoint was written with another batch size or validation fraction"));
+        }
+        if s.train.reflect != self.tc.reflect {
+            return Err(Error::invalid("the checkpoint was written with another choice of training on the reflected density"));
         }
         let with_ema = self.bufs.ema.is_some();
         let ema_lens = [ck.ema.len(), ck.good_ema.len()];

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::{Program, StepState};
 use crate::model::{Model, ModelInfo, ModelMeta, FORMAT_VERSION};
+use crate::prior::BoxPrior;
 use crate::net::{NetConfig, ParamLayout};
 use crate::train_config::{EpochRecord, LrSchedule, TrainConfig};
 use crate::transform::ThetaTransform;
@@ -825,17 +826,17 @@ fn check_reflection(tc: &TrainConfig, transform: &ThetaTransform, theta: &[f64],
     if r.low.len() != dt {
         return Err(Error::option("reflect", format!("the box has {} components, θ has {dt}", r.low.len())));
     }
-    for (i, v) in theta.iter().enumerate() {
-        let c = i % dt;
-        if !(r.low[c]..=r.high[c]).contains(v) {
-            return Err(Error::invalid(format!(
-                "theta row {}, column {}: {v} is outside the box [{}, {}] reflected at in training",
-                i / dt + 1,
-                c + 1,
-                r.low[c],
-                r.high[c]
-            )));
-        }
+    // The box's own support test (θ is already checked finite by `check_rows`).
+    let in_box = ThetaTransform::from_box(&BoxPrior { low: r.low.clone(), high: r.high.clone() });
+    if let Some((row, c)) = in_box.first_outside(theta, dt) {
+        return Err(Error::invalid(format!(
+            "theta row {}, column {}: {} is outside the box [{}, {}] reflected at in training",
+            row + 1,
+            c + 1,
+            theta[row * dt + c],
+            r.low[c],
+            r.high[c]
+        )));
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use fmpe::io::{read_matrix, write_matrix, Matrix};
-use fmpe::metrics::{c2st, c2st_report, C2stOptions};
+use fmpe::metrics::{c2st, c2st_report, C2stOptions, C2stStep};
 
 fn shared() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("shared")
@@ -172,7 +172,7 @@ fn c2st_is_deterministic_and_checks_its_input() {
     let r1 = reference("two_moons", 1);
     let r2 = reference("two_moons", 2);
     let (a, b) = (rows(&r1, 0, 600), rows(&r2, 0, 400));
-    let opts = C2stOptions { max_epochs: 3, fused_small_net: Some(true), ..Default::default() };
+    let opts = C2stOptions { max_epochs: 3, step: C2stStep::Narrow, ..Default::default() };
     let s1 = c2st_report(gpu, &a, &b, 2, &opts).unwrap();
     let s2 = c2st_report(gpu, &a, &b, 2, &opts).unwrap();
     assert_eq!(s1.fold_accuracies, s2.fold_accuracies);
@@ -190,7 +190,7 @@ fn c2st_is_deterministic_and_checks_its_input() {
         assert!((acc * 200.0 - (acc * 200.0).round()).abs() <= 1e-3, "{acc} is not k / 200");
     }
     // The tiled-matmul path computes the same training run (up to f32 rounding).
-    let mm = c2st_report(gpu, &a, &b, 2, &C2stOptions { fused_small_net: Some(false), ..opts.clone() }).unwrap();
+    let mm = c2st_report(gpu, &a, &b, 2, &C2stOptions { step: C2stStep::Matmul, ..opts.clone() }).unwrap();
     eprintln!("fused {:?} {:?}\nmatmul {:?} {:?}", s1.final_losses, s1.fold_accuracies, mm.final_losses, mm.fold_accuracies);
     for (x, y) in s1.final_losses.iter().zip(&mm.final_losses) {
         assert!((x - y).abs() <= 1e-4 * y.abs(), "fused loss {x} vs matmul loss {y}");
@@ -233,10 +233,14 @@ fn uniform_rows(n: usize, d: usize, shift: f64, seed: u64) -> Vec<f64> {
 fn folds_trained_together_match_folds_trained_alone() {
     // A context of its own: the submission and dispatch counts must not see other tests' work.
     let gpu = &common::fresh_gpu();
-    for (d, fused, max_epochs) in [(10usize, Some(false), 400usize), (2, Some(true), 60), (2, Some(false), 60)] {
+    let mut paths = vec![(10usize, C2stStep::Matmul, 400usize), (2, C2stStep::Narrow, 60), (2, C2stStep::Matmul, 60)];
+    if gpu.matmul_variant() == fmpe::gpu::MatmulVariant::Cpu {
+        paths.push((10, C2stStep::Lanes, 400));
+    }
+    for (d, fused, max_epochs) in paths {
         let a = uniform_rows(250, d, 0.0, 100 + d as u64);
         let b = uniform_rows(250, d, 0.5, 200 + d as u64);
-        let opts = C2stOptions { max_epochs, fused_small_net: fused, ..Default::default() };
+        let opts = C2stOptions { max_epochs, step: fused, ..Default::default() };
         let together = c2st_report(gpu, &a, &b, d, &opts).unwrap();
         let alone = c2st_report(gpu, &a, &b, d, &C2stOptions { batch_folds: false, ..opts.clone() }).unwrap();
         eprintln!(
@@ -271,11 +275,52 @@ fn folds_trained_together_match_folds_trained_alone() {
         assert_eq!(together.submissions, (hi + 5 + 2) as u64, "d = {d}: one submission per epoch of the longest fold");
         assert_eq!(alone.submissions, (sum + 5 + 2) as u64, "d = {d}: one submission per epoch of each fold");
         // 400 training rows: 2 steps an epoch, of 11 dispatches (matmul path) or 5
-        // (fused) whether they cover one fold or five; the rest (setup, evaluation) is
-        // the same both ways.
-        let per_step = if fused == Some(true) { 5 } else { 11 };
+        // (narrow and lanes paths) whether they cover one fold or five; the rest
+        // (setup, evaluation) is the same both ways.
+        let per_step = if fused == C2stStep::Matmul { 11 } else { 5 };
         assert_eq!(alone.dispatches - together.dispatches, ((sum - hi) * 2 * per_step) as u64, "d = {d}: dispatches");
     }
+}
+
+/// The lanes step (CPU adapters; `shaders/c2st_lanes.wgsl`) trains as the matmul step
+/// does at the benchmark's d = 10: the same data, seed and 5 epochs give final losses
+/// within 1e-4 relative and held-out accuracies within one row (the paths sum in other
+/// orders, so they agree to rounding, not bit for bit). On an adapter without the CPU
+/// variant the lanes step is refused by name.
+#[test]
+fn lanes_and_matmul_steps_train_alike() {
+    // A context of its own: the dispatch counts must not see other tests' work.
+    let gpu = &common::fresh_gpu();
+    let a = uniform_rows(600, 10, 0.0, 31);
+    let b = uniform_rows(400, 10, 0.4, 32);
+    let opts = C2stOptions { max_epochs: 5, step: C2stStep::Lanes, ..Default::default() };
+    if gpu.matmul_variant() != fmpe::gpu::MatmulVariant::Cpu {
+        let e = c2st(gpu, &a, &b, 10, &opts).unwrap_err().to_string();
+        assert!(e.contains("lanes step needs the CPU kernel variant"), "{e}");
+        return;
+    }
+    let lanes = c2st_report(gpu, &a, &b, 10, &opts).unwrap();
+    let mm = c2st_report(gpu, &a, &b, 10, &C2stOptions { step: C2stStep::Matmul, ..opts.clone() }).unwrap();
+    let auto = c2st_report(gpu, &a, &b, 10, &C2stOptions { step: C2stStep::Auto, ..opts.clone() }).unwrap();
+    eprintln!("lanes {:?} {:?}\nmatmul {:?} {:?}", lanes.final_losses, lanes.fold_accuracies, mm.final_losses, mm.fold_accuracies);
+    for (x, y) in lanes.final_losses.iter().zip(&mm.final_losses) {
+        assert!((x - y).abs() <= 1e-4 * y.abs(), "lanes loss {x} vs matmul loss {y}");
+    }
+    for (x, y) in lanes.fold_accuracies.iter().zip(&mm.fold_accuracies) {
+        assert!((x - y).abs() <= 0.0051, "lanes accuracy {x} vs matmul accuracy {y}");
+    }
+    assert_eq!((auto.final_losses, auto.fold_accuracies), (lanes.final_losses, lanes.fold_accuracies), "Auto chooses the lanes step here");
+    // 800 training rows per fold: 4 steps an epoch of 5 dispatches (11 on the matmul path).
+    assert_eq!(mm.dispatches - lanes.dispatches, 5 * 4 * (11 - 5), "dispatches per step");
+    // An odd dimension does not fit the lanes kernels: refused, and Auto trains on the
+    // matmul step (the same dispatches, the same numbers).
+    let (a5, b5) = (&a[..5 * 500], &b[..5 * 300]);
+    let e = c2st(gpu, a5, b5, 5, &opts).unwrap_err().to_string();
+    assert!(e.contains("an even dimension"), "{e}");
+    let one = C2stOptions { max_epochs: 1, ..Default::default() };
+    let auto5 = c2st_report(gpu, a5, b5, 5, &one).unwrap();
+    let mm5 = c2st_report(gpu, a5, b5, 5, &C2stOptions { step: C2stStep::Matmul, ..one.clone() }).unwrap();
+    assert_eq!((auto5.dispatches, auto5.final_losses), (mm5.dispatches, mm5.final_losses), "Auto at d = 5");
 }
 
 /// Folds of unequal size (503 rows in 5 folds: test blocks of 101 and 100) train one

@@ -193,3 +193,99 @@ fn folds_together_match_each_fold_alone() {
         }
     }
 }
+
+/// The step for CPU adapters (`c2st_lanes_rows`, `c2st_lanes_grads`) against the f64
+/// mirror `fmpe::reference::c2st::step`: every activation, delta, loss and gradient of
+/// two fold slots in one dispatch each (slot z's parameters, minibatch and workspace
+/// `z · stride` further), for the benchmark's d = 10 (hidden width 100, not a multiple
+/// of the 32 rows or 32 output rows of a workgroup: three full blocks of output rows
+/// and a partial one), d = 4 (one full, one partial) and d = 2 (only a partial block),
+/// with full minibatches of 200 rows and ragged ones of 37. Runs where the adapter has the CPU kernel variant
+/// (lavapipe, which CI uses); elsewhere the C2ST never chooses these kernels.
+#[test]
+fn lanes_step_matches_the_reference() {
+    use fmpe::gpu::{GpuOptions, KernelChoice};
+    use fmpe::kernels::MlpParams;
+    use fmpe::reference::c2st::{step, Layout};
+    let gpu = match fmpe::Gpu::with_options(&GpuOptions { kernels: KernelChoice::Cpu, ..common::gpu_options() }) {
+        Ok(g) => g,
+        Err(e) => {
+            assert!(!common::gpu().adapter_traits().supports_cpu_variant(), "the CPU variant should run here: {e}");
+            eprintln!("lanes_step_matches_the_reference: no CPU kernel variant on this adapter ({e}); nothing to check");
+            return;
+        }
+    };
+    for (d, rows) in [(10usize, 200usize), (10, 37), (4, 37), (2, 200)] {
+        let h = 10 * d;
+        let net = Layout::new(d, h);
+        // Workspace of one slot (offsets multiples of 4), then the slot stride.
+        let (xb, yb, dz, bce, wsq) = (0usize, 2048usize, 2304usize, 2560usize, 2816usize);
+        let (h1, h2, d1, d2) = (3072usize, 3072 + 20480, 3072 + 2 * 20480, 3072 + 3 * 20480);
+        let stride = 3072 + 4 * 20480;
+        let slots = 2usize;
+        // Weights and biases with some units off.
+        let mut params = vec![0.0; slots * stride];
+        let mut acts = vec![0.0; slots * stride];
+        let mut want = Vec::new();
+        for z in 0..slots {
+            let p: Vec<f64> = rand_vec(net.len(), 40 + z as u64).iter().enumerate().map(|(i, v)| v * if i < net.w2() { 0.6 } else { 0.25 }).collect();
+            let x = rand_vec(rows * d, 50 + z as u64).iter().map(|v| 2.0 * v).collect::<Vec<f64>>();
+            let y: Vec<f64> = rand_vec(rows, 60 + z as u64).iter().map(|v| (*v > 0.0) as u8 as f64).collect();
+            let (p, x) = (to_f64(&to_f32(&p)), to_f64(&to_f32(&x)));
+            params[z * stride..z * stride + net.len()].copy_from_slice(&p);
+            acts[z * stride + xb..z * stride + xb + rows * d].copy_from_slice(&x);
+            acts[z * stride + yb..z * stride + yb + rows].copy_from_slice(&y);
+            want.push(step(net, &p, &x, &y));
+        }
+        let pb = gpu.storage_from("params", &to_f32(&params));
+        let ab = gpu.storage_from("acts", &to_f32(&acts));
+        let gb = gpu.storage_from("grads", &vec![0f32; slots * stride]);
+        let mp = MlpParams {
+            rows: rows as u32,
+            d: d as u32,
+            h: h as u32,
+            n_params: net.len() as u32,
+            n_weights: net.n_weights() as u32,
+            w1: 0,
+            w2: net.w2() as u32,
+            w3: net.w3() as u32,
+            b1: net.b1() as u32,
+            b2: net.b2() as u32,
+            b3: net.b3() as u32,
+            xb_off: xb as u32,
+            yb_off: yb as u32,
+            h1_off: h1 as u32,
+            h2_off: h2 as u32,
+            d1_off: d1 as u32,
+            d2_off: d2 as u32,
+            dz_off: dz as u32,
+            bce_off: bce as u32,
+            wsq_off: wsq as u32,
+            scale: 1.0 / rows as f32,
+            fold_stride: stride as u32,
+            pad: [0.0; 2],
+        };
+        let mut b = ProgramBuilder::new(&gpu);
+        c2st::c2st_lanes_rows(&mut b, &mp, slots);
+        c2st::c2st_lanes_grads(&mut b, &mp, slots);
+        b.build(&gpu, Bindings { acts: Some(&ab), params: Some(&pb), grads: Some(&gb), ..Default::default() }).unwrap().run(&gpu).unwrap();
+        let got = to_f64(&gpu.read_f32(&ab, 0, acts.len()).unwrap());
+        let grads = to_f64(&gpu.read_f32(&gb, 0, acts.len()).unwrap());
+        for (z, w) in want.iter().enumerate() {
+            let at = |off: usize, len: usize| &got[z * stride + off..z * stride + off + len];
+            let what = |s: &str| format!("d = {d}, {rows} rows, slot {z}: {s}");
+            assert_close(&what("h1"), at(h1, rows * h), &w.h1, 1e-5, 1e-5);
+            assert_close(&what("h2"), at(h2, rows * h), &w.h2, 1e-5, 1e-5);
+            assert_close(&what("per-row loss"), at(bce, rows), &w.bce, 1e-5, 1e-5);
+            assert_close(&what("dL/dz"), at(dz, rows), &w.dz, 1e-7, 1e-5);
+            assert_close(&what("delta 2"), at(d2, rows * h), &w.d2, 1e-8, 1e-4);
+            assert_close(&what("delta 1"), at(d1, rows * h), &w.d1, 1e-8, 1e-4);
+            assert_close(&what("gradients"), &grads[z * stride..z * stride + net.len()], &w.grads, 1e-7, 1e-4);
+            assert_close(&what("sum of squared weights"), at(wsq, 1), &[w.wsq], 1e-4, 1e-5);
+            // Nothing is written past the minibatch's rows or the parameters.
+            assert!(at(h1 + rows * h, h).iter().all(|&v| v == 0.0), "{}", what("rows past the minibatch stay untouched"));
+            assert!(grads[z * stride + net.len()..(z + 1) * stride].iter().all(|&v| v == 0.0), "{}", what("no gradient past the parameters"));
+            assert!(w.h1.contains(&0.0) && w.h2.iter().any(|&v| v > 0.0), "{}", what("some units off, some on"));
+        }
+    }
+}

@@ -1,6 +1,8 @@
 //! Kernels of the classifier two-sample test (src/metrics/c2st.rs): row shuffling,
-//! minibatches, logistic loss and accuracy (`shaders/c2st.wgsl`), and the fused
-//! narrow-network step (`shaders/c2st_mlp.wgsl`).
+//! minibatches, logistic loss and accuracy (`shaders/c2st.wgsl`), the fused
+//! narrow-network step (`shaders/c2st_mlp.wgsl`), and the forward and backward pass in
+//! two kernels for CPU adapters whose subgroups are their SIMD lanes
+//! (`shaders/c2st_lanes.wgsl`; CPU mirror `crate::reference::c2st`).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -10,8 +12,12 @@ use super::registry::{param_block, Family, KernelSpec, Layout, ShaderModule, Str
 /// The c2st family.
 pub(crate) static FAMILY: Family = Family {
     name: "c2st",
-    modules: &[ShaderModule { name: "c2st", source: include_str!("../../shaders/c2st.wgsl") }, ShaderModule { name: "c2st_mlp", source: include_str!("../../shaders/c2st_mlp.wgsl") }],
-    kernels: &[&C2ST_SHUFFLE, &C2ST_BATCH, &C2ST_BCE, &C2ST_ACCURACY, &C2ST_LOSS_SUM, &C2ST_MLP_ROWS, &C2ST_MLP_GRADS],
+    modules: &[
+        ShaderModule { name: "c2st", source: include_str!("../../shaders/c2st.wgsl") },
+        ShaderModule { name: "c2st_mlp", source: include_str!("../../shaders/c2st_mlp.wgsl") },
+        ShaderModule { name: "c2st_lanes", source: include_str!("../../shaders/c2st_lanes.wgsl") },
+    ],
+    kernels: &[&C2ST_SHUFFLE, &C2ST_BATCH, &C2ST_BCE, &C2ST_ACCURACY, &C2ST_LOSS_SUM, &C2ST_MLP_ROWS, &C2ST_MLP_GRADS, &C2ST_LANES_ROWS, &C2ST_LANES_GRADS],
     constants: &[],
     structs: &[],
 };
@@ -86,6 +92,37 @@ pub static C2ST_MLP_GRADS: KernelSpec = KernelSpec {
     variant: "",
     constants: &[],
 };
+
+/// `c2st_lanes_rows` (CPU adapters, subgroups of 8): forward pass, logistic loss and
+/// both hidden layers' deltas of 32 minibatch rows per workgroup, specialised per
+/// network (override constants `D`, `H`).
+pub static C2ST_LANES_ROWS: KernelSpec = KernelSpec {
+    name: "c2st_lanes_rows@cpu",
+    module: "c2st_lanes",
+    entry_point: "c2st_lanes_rows",
+    layout: Layout::Matmul,
+    params: StructLayout::of::<MlpParams>,
+    variant: "cpu",
+    constants: &[],
+};
+/// `c2st_lanes_grads` (CPU adapters, subgroups of 8): every weight and bias gradient of
+/// 32 output rows per workgroup, summed over the minibatch, and the sum of squared
+/// weights.
+pub static C2ST_LANES_GRADS: KernelSpec = KernelSpec {
+    name: "c2st_lanes_grads@cpu",
+    module: "c2st_lanes",
+    entry_point: "c2st_lanes_grads",
+    layout: Layout::Matmul,
+    params: StructLayout::of::<MlpParams>,
+    variant: "cpu",
+    constants: &[],
+};
+
+/// Widest hidden layer of the `c2st_lanes` kernels (the length of their accumulator
+/// arrays).
+pub const LANES_MAX_WIDTH: usize = 128;
+/// Most input features of the `c2st_lanes` kernels.
+pub const LANES_MAX_FEATURES: usize = 16;
 
 /// Parameters of the C2ST kernels (`shaders/c2st.wgsl`); offsets in f32 elements of
 /// the workspace.
@@ -248,4 +285,26 @@ pub fn c2st_mlp_rows(b: &mut ProgramBuilder, p: &MlpParams, folds: usize) {
 /// trained together.
 pub fn c2st_mlp_grads(b: &mut ProgramBuilder, p: &MlpParams, folds: usize) {
     b.push_groups(&C2ST_MLP_GRADS, p, (p.n_params.div_ceil(64), 1, folds.max(1) as u32));
+}
+
+/// The override constants of the `c2st_lanes` pipelines for the network of `p`.
+fn lanes_spec(p: &MlpParams) -> super::program::Specialization {
+    vec![("D", p.d as f64), ("H", p.h as f64)]
+}
+
+/// Records `c2st_lanes_rows` (32 minibatch rows per workgroup of 8 lanes) for each of
+/// `folds` fold slots trained together. Needs the subgroup feature with 8 lanes
+/// ([`crate::gpu::MatmulVariant::Cpu`]), `p.h` a multiple of 4 and at most
+/// [`LANES_MAX_WIDTH`], `p.d` at most [`LANES_MAX_FEATURES`], `p.h · p.d` a multiple of
+/// 4, and every offset of `p` (and `p.fold_stride`) a multiple of 4, the weights first
+/// (`p.w1` = 0).
+pub fn c2st_lanes_rows(b: &mut ProgramBuilder, p: &MlpParams, folds: usize) {
+    b.push_specialized(&C2ST_LANES_ROWS, p, (p.rows.div_ceil(32), 1, folds.max(1) as u32), lanes_spec(p));
+}
+
+/// Records `c2st_lanes_grads` (32 output rows per workgroup) for each of `folds` fold
+/// slots trained together; the same requirements as [`c2st_lanes_rows`], whose outputs
+/// it reads.
+pub fn c2st_lanes_grads(b: &mut ProgramBuilder, p: &MlpParams, folds: usize) {
+    b.push_specialized(&C2ST_LANES_GRADS, p, (p.h.div_ceil(32), 1, folds.max(1) as u32), lanes_spec(p));
 }

@@ -42,22 +42,30 @@
 //! dispatches cover one slot fewer. Each fold is computed for its own epochs only
 //! ([`C2stReport::slot_epochs`] = the sum of the folds' epochs): before, a stopped fold
 //! below one still training kept stepping, and the five folds cost 5 × the longest
-//! fold's epochs. One optimiser step is
-//! * wide networks (10·d > 64): 11 dispatches — minibatch gather, 3 fused matmuls
+//! fold's epochs. One optimiser step is ([`C2stStep`], chosen per adapter):
+//! * [`C2stStep::Matmul`]: 11 dispatches — minibatch gather, 3 fused matmuls
 //!   forward (bias + ReLU in the epilogue), the logistic loss/gradient kernel (which
 //!   also sums the squared weights, reading the parameters bound as its `data`), 5
 //!   matmuls backward (weight and bias gradient in one dispatch, ReLU derivative fused
 //!   as an aux multiply) and one Adam dispatch (L2 on the weights only);
-//! * narrow networks (d ≤ 6; the default except with the CPU matmul variant, see
-//!   [`C2stOptions::fused_small_net`]): 5 dispatches — gather, one fused per-row
-//!   forward/backward kernel, one per-parameter gradient kernel, the loss sum and
-//!   Adam (`shaders/c2st_mlp.wgsl`; the 64×64 matmul tiles would be mostly idle at
-//!   these widths). Both paths compute the same numbers (`tests/c2st.rs` compares
-//!   them).
+//! * [`C2stStep::Narrow`] (10·d ≤ 64 on devices without the CPU matmul variant): 5
+//!   dispatches — gather, one fused per-row forward/backward kernel, one
+//!   per-parameter gradient kernel, the loss sum and Adam (`shaders/c2st_mlp.wgsl`;
+//!   the 64×64 matmul tiles would be mostly idle at these widths);
+//! * [`C2stStep::Lanes`] (the CPU matmul variant, d even and ≤ 12): 5 dispatches —
+//!   gather, the whole forward and backward pass of 32 rows per subgroup, every
+//!   weight gradient (and the sum of squared weights) of 32 output rows per subgroup,
+//!   the loss sum and Adam (`shaders/c2st_lanes.wgsl`, barrier-free: lanes own rows,
+//!   weights handed out with subgroup broadcasts).
 //!
-//! So 5 equal folds of 80 steps an epoch cost 80 · 11 = 880 dispatches per epoch
-//! of all five (the folds one after another: 5 · 80 · 13 = 5,200 before folds were
-//! batched, with two more copies per step), and submissions are 1 (setup) + the
+//! The paths compute the same numbers to rounding (`tests/c2st.rs` compares them;
+//! `tests/kernels_c2st.rs` checks the lanes kernels against the f64 mirror
+//! [`crate::reference::c2st`]).
+//!
+//! So 5 equal folds of 80 steps an epoch cost 80 · 11 = 880 dispatches per epoch of
+//! all five on the matmul path, 80 · 5 = 400 on the others (the folds one after
+//! another: 5 · 80 · 13 = 5,200 before folds were batched, with two more copies per
+//! step), and submissions are 1 (setup) + the
 //! largest fold's epochs + 1 per fold (evaluation) + 1 (accuracy readback); one after
 //! another, the sum of the folds' epochs instead of the largest.
 //!
@@ -115,14 +123,9 @@ pub struct C2stOptions {
     /// z-score both sets with the first set's mean and std (ddof = 1): the paper's
     /// "C2ST_Z". Default true.
     pub z_score: bool,
-    /// For narrow networks (hidden width 10·d ≤ 64, i.e. d ≤ 6) run each step on two
-    /// fused kernels (`shaders/c2st_mlp.wgsl`: per-row forward/backward, per-parameter
-    /// gradient sums) instead of the matmul, whose 64×64 tiles are mostly idle at these
-    /// widths. Same mathematics. `None` (default): fused unless the device runs the CPU
-    /// matmul variant ([`crate::gpu::MatmulVariant::Cpu`]), whose products are faster
-    /// there (slcp, d = 5, 10,000 vs 10,000 on lavapipe: 45 s against 118 s);
-    /// `Some(true)` / `Some(false)` force a path.
-    pub fused_small_net: Option<bool>,
+    /// How each optimiser step is computed ([`C2stStep`]); the same mathematics on
+    /// every path. Default [`C2stStep::Auto`]: chosen per adapter and network.
+    pub step: C2stStep,
     /// Train all folds together, every dispatch of a step covering every fold still
     /// training (workgroup z = a fold's slot), when the folds have equal sizes (the row
     /// count a multiple of `folds`); otherwise, and when false, the folds are trained one after
@@ -140,7 +143,7 @@ impl Default for C2stOptions {
             max_epochs: 10_000,
             max_rows: 10_000,
             z_score: true,
-            fused_small_net: None,
+            step: C2stStep::Auto,
             batch_folds: true,
         }
     }
@@ -148,6 +151,70 @@ impl Default for C2stOptions {
 
 /// Widest hidden layer the fused kernels handle (`MAXH` in `shaders/c2st_mlp.wgsl`).
 const FUSED_MAX_WIDTH: usize = 64;
+
+/// How one optimiser step of the classifier is computed ([`C2stOptions::step`]). Every
+/// path computes the same mathematics; they differ in summation order (so in rounding)
+/// and in speed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum C2stStep {
+    /// [`C2stStep::Lanes`] where the device runs the CPU matmul variant
+    /// ([`crate::gpu::MatmulVariant::Cpu`]) and the network allows it (d even and at
+    /// most 12); else [`C2stStep::Narrow`] for hidden widths up to 64 on other devices;
+    /// else [`C2stStep::Matmul`].
+    #[default]
+    Auto,
+    /// The fused matmul kernel: 11 dispatches per step (gather, 3 products forward,
+    /// the loss, 5 products backward, Adam).
+    Matmul,
+    /// Two per-element kernels for narrow networks (`shaders/c2st_mlp.wgsl`: one thread
+    /// per minibatch row, one per parameter; hidden width 10·d ≤ 64): 5 dispatches.
+    /// Networks wider than 64 use [`C2stStep::Matmul`] instead.
+    Narrow,
+    /// Two kernels for CPU adapters whose subgroups are their 8 SIMD lanes
+    /// (`shaders/c2st_lanes.wgsl`: lanes own minibatch rows for the forward and
+    /// backward pass, output rows for the weight gradients): 5 dispatches. Needs
+    /// [`crate::gpu::MatmulVariant::Cpu`] and d even, at most 12 (hidden width a
+    /// multiple of 4, at most 128); [`c2st`] returns [`Error::Invalid`] otherwise. On
+    /// lavapipe it trains 1.2× (d = 10) to 1.9× (d = 2) faster than the matmul path
+    /// (BENCHMARKS.md, "Seventh round").
+    Lanes,
+}
+
+/// Whether the `c2st_lanes` kernels can run the network of dimension `d` (see
+/// [`C2stStep::Lanes`]).
+fn lanes_fit(d: usize) -> bool {
+    let h = 10 * d;
+    h.is_multiple_of(4) && (h * d).is_multiple_of(4) && h <= kernels::c2st::LANES_MAX_WIDTH && d <= kernels::c2st::LANES_MAX_FEATURES
+}
+
+/// The path [`C2stOptions::step`] resolves to on `gpu` for dimension `d`.
+fn resolve_step(step: C2stStep, gpu: &Gpu, d: usize) -> Result<Path> {
+    let cpu = gpu.matmul_variant() == crate::gpu::MatmulVariant::Cpu;
+    let narrow = 10 * d <= FUSED_MAX_WIDTH;
+    Ok(match step {
+        C2stStep::Auto if cpu && lanes_fit(d) => Path::Lanes,
+        C2stStep::Auto if !cpu && narrow => Path::Narrow,
+        C2stStep::Auto | C2stStep::Matmul => Path::Matmul,
+        C2stStep::Narrow if narrow => Path::Narrow,
+        C2stStep::Narrow => Path::Matmul,
+        C2stStep::Lanes if cpu && lanes_fit(d) => Path::Lanes,
+        C2stStep::Lanes => {
+            return Err(Error::invalid(format!(
+                "c2st: the lanes step needs the CPU kernel variant (subgroups of 8 lanes) and an even dimension of at most {}; here the variant is {:?} and d = {d}",
+                kernels::c2st::LANES_MAX_FEATURES.min(kernels::c2st::LANES_MAX_WIDTH / 10),
+                gpu.matmul_variant()
+            )))
+        }
+    })
+}
+
+/// The kernels one step runs on (the resolved [`C2stStep`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    Matmul,
+    Narrow,
+    Lanes,
+}
 
 /// Details of one C2ST run (see [`c2st_report`]).
 #[derive(Clone, Debug, PartialEq)]
@@ -337,8 +404,7 @@ pub fn c2st_report(gpu: &Gpu, a: &[f64], b: &[f64], d: usize, opts: &C2stOptions
     let n = n_a + n_b;
 
     let net = Net::new(d);
-    let fused_wanted = opts.fused_small_net.unwrap_or(gpu.matmul_variant() != crate::gpu::MatmulVariant::Cpu);
-    let fused = fused_wanted && net.h <= FUSED_MAX_WIDTH;
+    let path = resolve_step(opts.step, gpu, d)?;
     let folds = kfold(n, opts.folds);
     // Folds of equal size share every shape: they train together.
     let together = opts.batch_folds && n.is_multiple_of(opts.folds);
@@ -355,7 +421,7 @@ pub fn c2st_report(gpu: &Gpu, a: &[f64], b: &[f64], d: usize, opts: &C2stOptions
     let base = base_params(d, n_a, n, opts.seed, &work);
     prepare_rows(gpu, binds, opts.z_score, &base, &work)?;
 
-    let trainer = Trainer { gpu, binds, bufs: &bufs, net: &net, work: &work, init: &init, fused, max_epochs: opts.max_epochs };
+    let trainer = Trainer { gpu, binds, bufs: &bufs, net: &net, work: &work, init: &init, path, max_epochs: opts.max_epochs };
     let mut epochs = vec![0; opts.folds];
     let mut final_losses = vec![f64::NAN; opts.folds];
     let mut eval_progs = Vec::with_capacity(opts.folds);
@@ -627,8 +693,8 @@ struct Trainer<'a> {
     work: &'a Work,
     /// The initial parameters, written for every fold at its start.
     init: &'a [f32],
-    /// Whether the steps run on the fused small-network kernels.
-    fused: bool,
+    /// The kernels the steps run on.
+    path: Path,
     max_epochs: usize,
 }
 
@@ -680,9 +746,9 @@ impl Trainer<'_> {
         while epoch < self.max_epochs && active > 0 {
             if programs[active].is_none() {
                 let fpk = C2stParams { loss_stride: fold.steps as u32, ..fp };
-                let full = step_program(gpu, self.binds, self.net, work, fpk, fold.batch, self.fused, active)?;
+                let full = step_program(gpu, self.binds, self.net, work, fpk, fold.batch, self.path, active)?;
                 let last = if last_rows != fold.batch {
-                    Some(step_program(gpu, self.binds, self.net, work, fpk, last_rows, self.fused, active)?)
+                    Some(step_program(gpu, self.binds, self.net, work, fpk, last_rows, self.path, active)?)
                 } else {
                     None
                 };
@@ -861,8 +927,8 @@ impl NoImprovement {
 
 /// Records one optimiser step on a minibatch of `rows` rows of the first `slots` fold
 /// slots (every dispatch covers them all, workgroup z = slot): 11 dispatches on the
-/// matmul path, 5 on the fused path. Binds the parameters as the misc kernels' `data`
-/// (`c2st_bce` sums the squared weights from there).
+/// matmul path, 5 on the narrow and lanes paths. Binds the parameters as the misc
+/// kernels' `data` (`c2st_bce` sums the squared weights from there).
 #[allow(clippy::too_many_arguments)]
 fn step_program(
     gpu: &Gpu,
@@ -871,7 +937,7 @@ fn step_program(
     w: &Work,
     fp: C2stParams,
     rows: usize,
-    fused: bool,
+    path: Path,
     slots: usize,
 ) -> Result<Program> {
     let (d, h) = (net.d, net.h);
@@ -879,7 +945,7 @@ fn step_program(
     let batch = Some((slots, w.stride));
     let mut pb = ProgramBuilder::new(gpu);
     kernels::c2st::c2st_batch(&mut pb, &p, slots);
-    if fused {
+    if path != Path::Matmul {
         let mp = MlpParams {
             rows: rows as u32,
             d: d as u32,
@@ -905,8 +971,13 @@ fn step_program(
             fold_stride: w.stride as u32,
             pad: [0.0; 2],
         };
-        kernels::c2st::c2st_mlp_rows(&mut pb, &mp, slots);
-        kernels::c2st::c2st_mlp_grads(&mut pb, &mp, slots);
+        if path == Path::Lanes {
+            kernels::c2st::c2st_lanes_rows(&mut pb, &mp, slots);
+            kernels::c2st::c2st_lanes_grads(&mut pb, &mp, slots);
+        } else {
+            kernels::c2st::c2st_mlp_rows(&mut pb, &mp, slots);
+            kernels::c2st::c2st_mlp_grads(&mut pb, &mp, slots);
+        }
         kernels::c2st::c2st_loss_sum(&mut pb, &C2stParams { z_off: w.bce as u32, ..p }, slots);
     } else {
         net.forward(&mut pb, rows, 0, w.xb, w.h1, w.h2, w.z, batch);

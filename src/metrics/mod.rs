@@ -11,7 +11,7 @@ pub mod c2st;
 pub mod calibration;
 pub mod held_out;
 
-pub use c2st::{c2st, c2st_report, C2stOptions, C2stReport};
+pub use c2st::{c2st, c2st_report, C2stOptions, C2stReport, C2stStep};
 pub use held_out::{
     held_out_nll, held_out_prior_mass, held_out_reflection, HeldOutNll, PriorMass, Reflection, HELD_OUT_MAX_PAIRS, LOW_MASS, MASS_DRAWS,
     MAX_MIRRORED_COMPONENTS, MIRROR_RATIO_FLOOR, REFLECTION_MAX_PAIRS, REFLECT_MARGIN_SE,

@@ -9,6 +9,8 @@
 //! * [`path`]: time prior and the optimal-transport conditional probability path of
 //!   FMPE (Dax et al. 2023, eq. 9; Lipman et al. 2023, eqs. 20–23).
 //! * [`adam`]: one PyTorch-semantics Adam step.
+//! * [`c2st`]: one minibatch of the C2ST classifier: forward pass, logistic loss,
+//!   deltas and gradients.
 //! * [`philox`]: the Philox-4x32-10 counter-based generator, uniforms and Box–Muller.
 //! * [`ode`]: fixed-step RK4 and per-row adaptive Dormand–Prince 5(4).
 //! * [`transform`]: the per-component parameter transforms (logit, log) and their
@@ -20,6 +22,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod adam;
+pub mod c2st;
 pub mod net;
 pub mod ode;
 pub mod path;

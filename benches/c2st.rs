@@ -37,29 +37,32 @@ fn main() -> fmpe::Result<()> {
     println!("c2st speed on {}, d = {d}, {n} + {n} rows, {epochs} epochs per fold", gpu.adapter().map(|a| a.to_string()).unwrap_or_default());
     let paths: Vec<C2stStep> = [C2stStep::Matmul, C2stStep::Narrow, C2stStep::Lanes]
         .into_iter()
-        .filter(|&step| (step != C2stStep::Narrow || 10 * d <= 64) && c2st_report(&gpu, &a[..10 * d], &b[..10 * d], d, &C2stOptions { step, max_epochs: 0, ..Default::default() }).is_ok())
+        .filter(|&step| {
+            let probe = C2stOptions { step, max_epochs: 0, ..Default::default() };
+            (step != C2stStep::Narrow || 10 * d <= 64) && c2st_report(&gpu, &a[..10 * d], &b[..10 * d], d, &probe).is_ok()
+        })
         .collect();
     let mut best = vec![f64::INFINITY; paths.len()];
     for run in 0..=repeats {
         for (pi, &step) in paths.iter().enumerate() {
-        let opts = C2stOptions { max_epochs: epochs, step, ..Default::default() };
-        let t = Instant::now();
-        let rep = c2st_report(&gpu, &a, &b, d, &opts)?;
-        let wall = t.elapsed().as_secs_f64();
-        let steps = rep.slot_epochs as f64 * 80.0 / opts.folds as f64;
-        if run > 0 {
-            best[pi] = best[pi].min(wall * 1e3 / rep.slot_epochs as f64);
-        }
-        println!(
-            "{} {:<7} {:7.2} s  {:6.1} ms per fold-epoch  {:5.1} dispatches per step  {} submissions  score {:.4}",
-            if run == 0 { "warm-up" } else { "run    " },
-            format!("{step:?}"),
-            wall,
-            wall * 1e3 / rep.slot_epochs as f64,
-            rep.dispatches as f64 / steps,
-            rep.submissions,
-            rep.score
-        );
+            let opts = C2stOptions { max_epochs: epochs, step, ..Default::default() };
+            let t = Instant::now();
+            let rep = c2st_report(&gpu, &a, &b, d, &opts)?;
+            let wall = t.elapsed().as_secs_f64();
+            let steps = rep.slot_epochs as f64 * 80.0 / opts.folds as f64;
+            if run > 0 {
+                best[pi] = best[pi].min(wall * 1e3 / rep.slot_epochs as f64);
+            }
+            println!(
+                "{} {:<7} {:7.2} s  {:6.1} ms per fold-epoch  {:5.1} dispatches per step  {} submissions  score {:.4}",
+                if run == 0 { "warm-up" } else { "run    " },
+                format!("{step:?}"),
+                wall,
+                wall * 1e3 / rep.slot_epochs as f64,
+                rep.dispatches as f64 / steps,
+                rep.submissions,
+                rep.score
+            );
         }
     }
     // The box's load comes and goes: the fastest run of each path is the least disturbed.

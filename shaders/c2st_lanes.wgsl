@@ -12,7 +12,9 @@
 //    lane's four rows of all H columns in one vec4 per column, and the weights are
 //    loaded lane-distinct (lane l loads column 8 b + l) and handed out with
 //    subgroupBroadcast at constant lanes (../shared/notes/lavapipe-kernels.md). The
-//    activations go to the workspace (the lane re-reads only rows it wrote itself).
+//    activations go to the workspace (the lane re-reads only rows it wrote itself, but
+//    for rows past the minibatch, clamped to its last row, whose results are never
+//    stored).
 //  - c2st_lanes_grads: one workgroup per 32 output rows j of W2 (and of W1, the biases
 //    and w3): the lane owns j = 4 l .. 4 l + 3, sums over the minibatch rows r
 //    gW2[j, k] = Σ δ2[r, j] h1[r, k], gW1[j, i] = Σ δ1[r, j] x[r, i],

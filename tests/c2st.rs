@@ -309,6 +309,7 @@ fn lanes_and_matmul_steps_train_alike() {
     for (x, y) in lanes.fold_accuracies.iter().zip(&mm.fold_accuracies) {
         assert!((x - y).abs() <= 0.0051, "lanes accuracy {x} vs matmul accuracy {y}");
     }
+    assert_eq!(auto.dispatches, lanes.dispatches, "Auto chooses the lanes step here (5 dispatches a step, not 11)");
     assert_eq!((auto.final_losses, auto.fold_accuracies), (lanes.final_losses, lanes.fold_accuracies), "Auto chooses the lanes step here");
     // 800 training rows per fold: 4 steps an epoch of 5 dispatches (11 on the matmul path).
     assert_eq!(mm.dispatches - lanes.dispatches, 5 * 4 * (11 - 5), "dispatches per step");

@@ -199,8 +199,9 @@ fn folds_together_match_each_fold_alone() {
 /// two fold slots in one dispatch each (slot z's parameters, minibatch and workspace
 /// `z · stride` further), for the benchmark's d = 10 (hidden width 100, not a multiple
 /// of the 32 rows or 32 output rows of a workgroup: three full blocks of output rows
-/// and a partial one), d = 4 (one full, one partial) and d = 2 (only a partial block),
-/// with full minibatches of 200 rows and ragged ones of 37. Runs where the adapter has the CPU kernel variant
+/// and a partial one), and every other dimension the C2ST gives these kernels (d = 2:
+/// only a partial block; d = 12: the widest, with two groups of input features), with
+/// full minibatches of 200 rows and ragged ones of 37. Runs where the adapter has the CPU kernel variant
 /// (lavapipe, which CI uses); elsewhere the C2ST never chooses these kernels.
 #[test]
 fn lanes_step_matches_the_reference() {
@@ -215,7 +216,7 @@ fn lanes_step_matches_the_reference() {
             return;
         }
     };
-    for (d, rows) in [(10usize, 200usize), (10, 37), (4, 37), (2, 200)] {
+    for (d, rows) in [(10usize, 200usize), (10, 37), (4, 37), (2, 200), (6, 200), (8, 37), (12, 37)] {
         let h = 10 * d;
         let net = Layout::new(d, h);
         // Workspace of one slot (offsets multiples of 4), then the slot stride.
@@ -283,7 +284,9 @@ fn lanes_step_matches_the_reference() {
             assert_close(&what("gradients"), &grads[z * stride..z * stride + net.len()], &w.grads, 1e-7, 1e-4);
             assert_close(&what("sum of squared weights"), at(wsq, 1), &[w.wsq], 1e-4, 1e-5);
             // Nothing is written past the minibatch's rows or the parameters.
-            assert!(at(h1 + rows * h, h).iter().all(|&v| v == 0.0), "{}", what("rows past the minibatch stay untouched"));
+            for (name, off, width) in [("h1", h1, h), ("h2", h2, h), ("delta 1", d1, h), ("delta 2", d2, h), ("per-row loss", bce, 1), ("dL/dz", dz, 1)] {
+                assert!(at(off + rows * width, width).iter().all(|&v| v == 0.0), "{}", what(&format!("{name}: rows past the minibatch stay untouched")));
+            }
             assert!(grads[z * stride + net.len()..(z + 1) * stride].iter().all(|&v| v == 0.0), "{}", what("no gradient past the parameters"));
             assert!(w.h1.contains(&0.0) && w.h2.iter().any(|&v| v > 0.0), "{}", what("some units off, some on"));
         }

@@ -175,8 +175,8 @@ pub enum C2stStep {
     /// backward pass, output rows for the weight gradients): 5 dispatches. Needs
     /// [`crate::gpu::MatmulVariant::Cpu`] and d even, at most 12 (hidden width a
     /// multiple of 4, at most 128); [`c2st`] returns [`Error::Invalid`] otherwise. On
-    /// lavapipe it trains 1.2× (d = 10) to 1.9× (d = 2) faster than the matmul path
-    /// (BENCHMARKS.md, "Seventh round").
+    /// lavapipe it is 1.1–1.2× (d = 10) to 1.7–2.0× (d = 2) faster per fold-epoch than
+    /// the matmul path (BENCHMARKS.md, "Seventh round").
     Lanes,
 }
 

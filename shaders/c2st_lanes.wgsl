@@ -1,4 +1,5 @@
 // #include common
+// #include c2st_mlp_params
 // The C2ST classifier's forward and backward pass for CPU adapters whose subgroups are
 // their SIMD lanes (Mesa lavapipe: 8), in two dispatches instead of eight matmuls and
 // the loss kernel (src/metrics/c2st.rs: with the gather, the loss sum and Adam, a step
@@ -31,32 +32,6 @@
 //
 // Sums run in ascending order of k (and of r, except across the lanes of a partial
 // block); the f64 mirror is `fmpe::reference::c2st`.
-struct MlpParams {
-    rows: u32,     // minibatch rows
-    d: u32,        // input features (= D)
-    h: u32,        // hidden width (= H)
-    n_params: u32, // all parameters
-    n_weights: u32,
-    w1: u32,
-    w2: u32,
-    w3: u32,
-    b1: u32,
-    b2: u32,
-    b3: u32,
-    xb_off: u32,   // minibatch rows [rows, d]
-    yb_off: u32,   // labels [rows]
-    h1_off: u32,   // ReLU outputs [rows, h]
-    h2_off: u32,
-    d1_off: u32,   // dL/d(first-layer pre-activation) [rows, h]
-    d2_off: u32,   // dL/d(second-layer pre-activation) [rows, h]
-    dz_off: u32,   // dL/dz [rows]
-    bce_off: u32,  // per-row loss [rows]
-    wsq_off: u32,  // sum of squared weights
-    scale: f32,    // 1 / rows
-    fold_stride: u32,
-    pad1: f32,
-    pad2: f32,
-}
 
 override D: u32 = 10u;
 override H: u32 = 100u;
@@ -255,6 +230,24 @@ fn c2st_lanes_rows(
     store_rows(fz + mp.d1_off, rows, &acc);
 }
 
+// What minibatch row r contributes to output rows j0 .. j0 + 3: δ2, δ1 and h2 there,
+// and dL/dz of the row.
+struct RowTerms {
+    d2: vec4<f32>,
+    d1: vec4<f32>,
+    h2: vec4<f32>,
+    dz: f32,
+}
+
+fn row_terms(fz: u32, r: u32, j0: u32) -> RowTerms {
+    return RowTerms(
+        acts[(fz + mp.d2_off + r * H + j0) >> 2u],
+        acts[(fz + mp.d1_off + r * H + j0) >> 2u],
+        acts[(fz + mp.h2_off + r * H + j0) >> 2u],
+        act1(fz + mp.dz_off + r),
+    );
+}
+
 // The gradients of output rows j0 .. j0 + 3 (the lane's, or a leftover group's):
 // W2's rows from `acc` (column k in acc[k], the four rows in x, y, z, w), W1's from
 // `acc1`, b1, b2 and w3 at j0 .. j0 + 3.
@@ -294,14 +287,13 @@ fn c2st_lanes_grads(
         // A full block: the lane's four output rows j0 .. j0 + 3, every minibatch row.
         let j0 = wg.x * 32u + 4u * lane;
         for (var r = 0u; r < mp.rows; r = r + 1u) {
-            let a2 = acts[(fz + mp.d2_off + r * H + j0) >> 2u];
-            let a1 = acts[(fz + mp.d1_off + r * H + j0) >> 2u];
-            let hv = acts[(fz + mp.h2_off + r * H + j0) >> 2u];
-            let dzr = act1(fz + mp.dz_off + r);
+            let t = row_terms(fz, r, j0);
+            let a2 = t.d2;
+            let a1 = t.d1;
             gb2 = gb2 + a2;
             gb1 = gb1 + a1;
-            gw3 = fma(hv, vec4<f32>(dzr), gw3);
-            gb3 = gb3 + dzr;
+            gw3 = fma(t.h2, vec4<f32>(t.dz), gw3);
+            gb3 = gb3 + t.dz;
             // gW2[j, k] += δ2[r, j] h1[r, k]: lane l loads h1[r, 32 g + 4 l .. + 3].
             // #unroll g 4 H/^32
             if (H > {g}u * 32u) {
@@ -347,14 +339,13 @@ fn c2st_lanes_grads(
             gw3 = vec4<f32>(0.0);
             var part3 = 0.0;
             for (var r = lane; r < mp.rows; r = r + 8u) {
-                let a2 = acts[(fz + mp.d2_off + r * H + j0) >> 2u];
-                let a1 = acts[(fz + mp.d1_off + r * H + j0) >> 2u];
-                let hv = acts[(fz + mp.h2_off + r * H + j0) >> 2u];
-                let dzr = act1(fz + mp.dz_off + r);
+                let t = row_terms(fz, r, j0);
+                let a2 = t.d2;
+                let a1 = t.d1;
                 gb2 = gb2 + a2;
                 gb1 = gb1 + a1;
-                gw3 = fma(hv, vec4<f32>(dzr), gw3);
-                part3 = part3 + dzr;
+                gw3 = fma(t.h2, vec4<f32>(t.dz), gw3);
+                part3 = part3 + t.dz;
                 // #unroll c 32 H/4
                 if (H > {c}u * 4u) {
                     let hk{c} = acts[(fz + mp.h1_off + r * H + {c}u * 4u) >> 2u];

@@ -1,4 +1,5 @@
 // #include common
+// #include c2st_mlp_params
 // Fused training step pieces of the C2ST classifier (src/metrics/c2st.rs) for narrow
 // networks (hidden width h = 10 d <= 64): an MLP d -> h -> h -> 1 with ReLU and a
 // logistic output, weights [fan_out, fan_in] row-major in `params`.
@@ -6,32 +7,6 @@
 // For wide networks the same step runs on the tiled matmul kernel instead.
 // Folds trained together: workgroup z is fold z, every index into acts, params and
 // grads shifted by fz = z * fold_stride (z = 0 for one fold).
-struct MlpParams {
-    rows: u32,     // minibatch rows
-    d: u32,        // input features
-    h: u32,        // hidden width (<= MAXH)
-    n_params: u32, // all parameters
-    n_weights: u32,
-    w1: u32,
-    w2: u32,
-    w3: u32,
-    b1: u32,
-    b2: u32,
-    b3: u32,
-    xb_off: u32,   // minibatch rows [rows, d]
-    yb_off: u32,   // labels [rows]
-    h1_off: u32,   // ReLU outputs [rows, h]
-    h2_off: u32,
-    d1_off: u32,   // dL/d(pre-activation) [rows, h]
-    d2_off: u32,
-    dz_off: u32,   // dL/dz [rows]
-    bce_off: u32,  // per-row loss [rows]
-    wsq_off: u32,  // sum of squared weights
-    scale: f32,    // 1 / rows
-    fold_stride: u32, // folds trained together: fold z's data lies z * fold_stride further
-    pad1: f32,
-    pad2: f32,
-}
 const MAXH: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> mp: MlpParams;

@@ -143,11 +143,12 @@ pub struct Family {
 }
 
 /// Shared WGSL files a module pulls in with `// #include NAME`.
-const INCLUDES: [(&str, &str); 4] = [
+const INCLUDES: [(&str, &str); 5] = [
     ("common", include_str!("../../shaders/common.wgsl")),
     ("misc", include_str!("../../shaders/misc.wgsl")),
     ("step", include_str!("../../shaders/step.wgsl")),
     ("adam_params", include_str!("../../shaders/adam_params.wgsl")),
+    ("c2st_mlp_params", include_str!("../../shaders/c2st_mlp_params.wgsl")),
 ];
 
 /// Every kernel, family by family.

@@ -45,13 +45,23 @@ fn act1(i: u32) -> f32 {
     return acts[i >> 2u][i & 3u];
 }
 
-// The parameters' vec4 q.
-fn par4(q: u32) -> vec4<f32> {
-    return params[q];
+fn par1(i: u32) -> f32 {
+    return params[i >> 2u][i & 3u];
 }
 
-fn par1(i: u32) -> f32 {
-    return par4(i >> 2u)[i & 3u];
+// Sets acc[j] to the bias at params[off + j] for every column j < H: lane l loads
+// column 8 b + l, handed out with subgroupBroadcast.
+fn bias_columns(acc: ptr<function, array<vec4<f32>, 128>>, off: u32, lane: u32) {
+    // #unroll b 16 H/^8
+    if (H > {b}u * 8u) {
+        let bias{b} = par1(off + min({b}u * 8u + lane, H - 1u));
+        // #unroll s 8
+        if (H > {b}u * 8u + {s}u) {
+            (*acc)[{b}u * 8u + {s}u] = vec4<f32>(subgroupBroadcast(bias{b}, {s}u));
+        }
+        // #end
+    }
+    // #end
 }
 
 // The four rows' vec4s at columns c .. c + 3 regrouped by column: element kk holds
@@ -76,8 +86,9 @@ fn rows4(base: u32, rc: vec4<u32>, c: u32) -> array<vec4<f32>, 4> {
     );
 }
 
-// Stores columns 4 c .. 4 c + 3 of the accumulators (after `f`) into the rows `rows`
-// of the [rows, H] matrix at acts[base ..]; rows past the minibatch are not stored.
+// Stores the accumulators (column j in acc[j], the four rows in x, y, z, w) into the
+// rows `rows` of the [rows, H] matrix at acts[base ..]; rows past the minibatch are not
+// stored.
 fn store_rows(base: u32, rows: vec4<u32>, acc: ptr<function, array<vec4<f32>, 128>>) {
     // #unroll c 32 H/4
     if (H > {c}u * 4u) {
@@ -101,17 +112,8 @@ fn c2st_lanes_rows(
     let rc = min(rows, vec4<u32>(mp.rows - 1u));
     var acc: array<vec4<f32>, 128>;
 
-    // h1 = relu(x W1ᵀ + b1): lane l loads column 8 b + l of W1 (and of b1).
-    // #unroll b 16 H/^8
-    if (H > {b}u * 8u) {
-        let bias{b} = par1(fz + mp.b1 + min({b}u * 8u + lane, H - 1u));
-        // #unroll s 8
-        if (H > {b}u * 8u + {s}u) {
-            acc[{b}u * 8u + {s}u] = vec4<f32>(subgroupBroadcast(bias{b}, {s}u));
-        }
-        // #end
-    }
-    // #end
+    // h1 = relu(x W1ᵀ + b1): lane l loads column 8 b + l of W1.
+    bias_columns(&acc, fz + mp.b1, lane);
     let xb = fz + mp.xb_off;
     for (var k = 0u; k < D; k = k + 1u) {
         let a = vec4<f32>(act1(xb + rc.x * D + k), act1(xb + rc.y * D + k), act1(xb + rc.z * D + k), act1(xb + rc.w * D + k));
@@ -133,21 +135,12 @@ fn c2st_lanes_rows(
     store_rows(h1, rows, &acc);
 
     // h2 = relu(h1 W2ᵀ + b2): four k per iteration, lane l loads W2[8 b + l, k0 .. k0 + 3].
-    // #unroll b 16 H/^8
-    if (H > {b}u * 8u) {
-        let bias{b} = par1(fz + mp.b2 + min({b}u * 8u + lane, H - 1u));
-        // #unroll s 8
-        if (H > {b}u * 8u + {s}u) {
-            acc[{b}u * 8u + {s}u] = vec4<f32>(subgroupBroadcast(bias{b}, {s}u));
-        }
-        // #end
-    }
-    // #end
+    bias_columns(&acc, fz + mp.b2, lane);
     for (var k0 = 0u; k0 < H; k0 = k0 + 4u) {
         let av = rows4(h1, rc, k0);
         // #unroll b 16 H/^8
         if (H > {b}u * 8u) {
-            let w{b} = par4((fz + mp.w2 + min({b}u * 8u + lane, H - 1u) * H + k0) >> 2u);
+            let w{b} = params[(fz + mp.w2 + min({b}u * 8u + lane, H - 1u) * H + k0) >> 2u];
             // #unroll kk 4
             // #unroll s 8
             if (H > {b}u * 8u + {s}u) {
@@ -205,7 +198,7 @@ fn c2st_lanes_rows(
         // #unroll kk 4
         // #unroll g 4 H/^32
         if (H > {g}u * 32u) {
-            let w{kk}{g} = par4((fz + mp.w2 + (j0 + {kk}u) * H + min({g}u * 32u + 4u * lane, H - 4u)) >> 2u);
+            let w{kk}{g} = params[(fz + mp.w2 + (j0 + {kk}u) * H + min({g}u * 32u + 4u * lane, H - 4u)) >> 2u];
             // #unroll s 8
             if (H > {g}u * 32u + {s}u * 4u) {
                 let ws{kk}{g}{s} = subgroupBroadcast(w{kk}{g}, {s}u);
@@ -230,8 +223,9 @@ fn c2st_lanes_rows(
     store_rows(fz + mp.d1_off, rows, &acc);
 }
 
-// What minibatch row r contributes to output rows j0 .. j0 + 3: δ2, δ1 and h2 there,
-// and dL/dz of the row.
+// What minibatch row r contributes to output rows j0 .. j0 + 3 (δ2, δ1 and h2 there,
+// and dL/dz of the row), and, summed over rows by `add_terms`, the bias gradients
+// gb2 = Σ δ2, gb1 = Σ δ1, gw3 = Σ h2 dz and gb3 = Σ dz.
 struct RowTerms {
     d2: vec4<f32>,
     d1: vec4<f32>,
@@ -248,10 +242,17 @@ fn row_terms(fz: u32, r: u32, j0: u32) -> RowTerms {
     );
 }
 
+fn add_terms(sums: ptr<function, RowTerms>, t: RowTerms) {
+    (*sums).d2 = (*sums).d2 + t.d2;
+    (*sums).d1 = (*sums).d1 + t.d1;
+    (*sums).h2 = fma(t.h2, vec4<f32>(t.dz), (*sums).h2);
+    (*sums).dz = (*sums).dz + t.dz;
+}
+
 // The gradients of output rows j0 .. j0 + 3 (the lane's, or a leftover group's):
 // W2's rows from `acc` (column k in acc[k], the four rows in x, y, z, w), W1's from
-// `acc1`, b1, b2 and w3 at j0 .. j0 + 3.
-fn store_grads(fz: u32, j0: u32, acc: ptr<function, array<vec4<f32>, 128>>, acc1: ptr<function, array<vec4<f32>, 16>>, gb1: vec4<f32>, gb2: vec4<f32>, gw3: vec4<f32>) {
+// `acc1`, b1, b2 and w3 at j0 .. j0 + 3 from `sums` (see RowTerms).
+fn store_grads(fz: u32, j0: u32, acc: ptr<function, array<vec4<f32>, 128>>, acc1: ptr<function, array<vec4<f32>, 16>>, sums: RowTerms) {
     // #unroll q 4
     let g{q} = fz + mp.w2 + (j0 + {q}u) * H;
     // #unroll c 32 H/4
@@ -266,9 +267,9 @@ fn store_grads(fz: u32, j0: u32, acc: ptr<function, array<vec4<f32>, 128>>, acc1
     }
     // #end
     // #end
-    grads[(fz + mp.b1 + j0) >> 2u] = gb1;
-    grads[(fz + mp.b2 + j0) >> 2u] = gb2;
-    grads[(fz + mp.w3 + j0) >> 2u] = gw3;
+    grads[(fz + mp.b1 + j0) >> 2u] = sums.d1;
+    grads[(fz + mp.b2 + j0) >> 2u] = sums.d2;
+    grads[(fz + mp.w3 + j0) >> 2u] = sums.h2;
 }
 
 @compute @workgroup_size(8, 1, 1)
@@ -279,21 +280,15 @@ fn c2st_lanes_grads(
     let fz = wg.z * mp.fold_stride;
     var acc: array<vec4<f32>, 128>;
     var acc1: array<vec4<f32>, 16>;
-    var gb1 = vec4<f32>(0.0);
-    var gb2 = vec4<f32>(0.0);
-    var gw3 = vec4<f32>(0.0);
-    var gb3 = 0.0;
+    var sums = RowTerms();
     if (wg.x * 32u + 32u <= H) {
         // A full block: the lane's four output rows j0 .. j0 + 3, every minibatch row.
         let j0 = wg.x * 32u + 4u * lane;
         for (var r = 0u; r < mp.rows; r = r + 1u) {
             let t = row_terms(fz, r, j0);
+            add_terms(&sums, t);
             let a2 = t.d2;
             let a1 = t.d1;
-            gb2 = gb2 + a2;
-            gb1 = gb1 + a1;
-            gw3 = fma(t.h2, vec4<f32>(t.dz), gw3);
-            gb3 = gb3 + t.dz;
             // gW2[j, k] += δ2[r, j] h1[r, k]: lane l loads h1[r, 32 g + 4 l .. + 3].
             // #unroll g 4 H/^32
             if (H > {g}u * 32u) {
@@ -321,7 +316,7 @@ fn c2st_lanes_grads(
             }
             // #end
         }
-        store_grads(fz, j0, &acc, &acc1, gb1, gb2, gw3);
+        store_grads(fz, j0, &acc, &acc1, sums);
     } else {
         // The last, partial block (H not a multiple of 32): its groups of four output
         // rows one after another, all lanes on the same group, each lane summing the
@@ -334,18 +329,12 @@ fn c2st_lanes_grads(
             // #unroll i 16 D
             acc1[{i}u] = vec4<f32>(0.0);
             // #end
-            gb1 = vec4<f32>(0.0);
-            gb2 = vec4<f32>(0.0);
-            gw3 = vec4<f32>(0.0);
-            var part3 = 0.0;
+            sums = RowTerms();
             for (var r = lane; r < mp.rows; r = r + 8u) {
                 let t = row_terms(fz, r, j0);
+                add_terms(&sums, t);
                 let a2 = t.d2;
                 let a1 = t.d1;
-                gb2 = gb2 + a2;
-                gb1 = gb1 + a1;
-                gw3 = fma(t.h2, vec4<f32>(t.dz), gw3);
-                part3 = part3 + t.dz;
                 // #unroll c 32 H/4
                 if (H > {c}u * 4u) {
                     let hk{c} = acts[(fz + mp.h1_off + r * H + {c}u * 4u) >> 2u];
@@ -367,14 +356,10 @@ fn c2st_lanes_grads(
             // #unroll i 16 D
             acc1[{i}u] = subgroupAdd(acc1[{i}u]);
             // #end
-            gb1 = subgroupAdd(gb1);
-            gb2 = subgroupAdd(gb2);
-            gw3 = subgroupAdd(gw3);
-            if (j0 == wg.x * 32u) {
-                gb3 = subgroupAdd(part3);
-            }
+            // Every group sums the same dz, so gb3 is the last group's Σ dz.
+            sums = RowTerms(subgroupAdd(sums.d2), subgroupAdd(sums.d1), subgroupAdd(sums.h2), subgroupAdd(sums.dz));
             if (lane == 0u) {
-                store_grads(fz, j0, &acc, &acc1, gb1, gb2, gw3);
+                store_grads(fz, j0, &acc, &acc1, sums);
             }
         }
     }
@@ -382,13 +367,13 @@ fn c2st_lanes_grads(
         // Σ W² over the weights (n_weights, a multiple of 4), lanes interleaved.
         var q = vec4<f32>(0.0);
         for (var e = lane; e < mp.n_weights / 4u; e = e + 8u) {
-            let w = par4((fz >> 2u) + e);
+            let w = params[(fz >> 2u) + e];
             q = fma(w, w, q);
         }
         let wsq = subgroupAdd(q.x + q.y + q.z + q.w);
         if (lane == 0u) {
             let b3 = fz + mp.b3;
-            grads[b3 >> 2u][b3 & 3u] = gb3;
+            grads[b3 >> 2u][b3 & 3u] = sums.dz;
             let o = fz + mp.wsq_off;
             acts[o >> 2u][o & 3u] = wsq;
         }

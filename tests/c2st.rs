@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use fmpe::io::{read_matrix, write_matrix, Matrix};
-use fmpe::metrics::{c2st, c2st_report, C2stOptions, C2stStep};
+use fmpe::metrics::{c2st, c2st_report, C2stOptions, C2stReport, C2stStep};
 
 fn shared() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("shared")
@@ -191,13 +191,7 @@ fn c2st_is_deterministic_and_checks_its_input() {
     }
     // The tiled-matmul path computes the same training run (up to f32 rounding).
     let mm = c2st_report(gpu, &a, &b, 2, &C2stOptions { step: C2stStep::Matmul, ..opts.clone() }).unwrap();
-    eprintln!("fused {:?} {:?}\nmatmul {:?} {:?}", s1.final_losses, s1.fold_accuracies, mm.final_losses, mm.fold_accuracies);
-    for (x, y) in s1.final_losses.iter().zip(&mm.final_losses) {
-        assert!((x - y).abs() <= 1e-4 * y.abs(), "fused loss {x} vs matmul loss {y}");
-    }
-    for (x, y) in s1.fold_accuracies.iter().zip(&mm.fold_accuracies) {
-        assert!((x - y).abs() <= 0.005, "fused accuracy {x} vs matmul accuracy {y}");
-    }
+    assert_trained_alike("fused", &s1, &mm, 0.005);
 
     let mut bad = a.clone();
     bad[7] = f64::NAN;
@@ -206,6 +200,19 @@ fn c2st_is_deterministic_and_checks_its_input() {
     assert!(c2st(gpu, &a[..5], &b, 2, &opts).is_err());
     assert!(c2st(gpu, &a, &b, 0, &opts).is_err());
     assert!(c2st(gpu, &a[..4], &b[..2], 2, &opts).is_err()); // 3 rows < 5 folds
+}
+
+/// A step path's run against the matmul path's on the same data and seed: final losses
+/// within 1e-4 relative, held-out accuracies within `acc_tol` (the paths sum in other
+/// orders, so they agree to rounding).
+fn assert_trained_alike(path: &str, got: &C2stReport, mm: &C2stReport, acc_tol: f64) {
+    eprintln!("{path} {:?} {:?}\nmatmul {:?} {:?}", got.final_losses, got.fold_accuracies, mm.final_losses, mm.fold_accuracies);
+    for (x, y) in got.final_losses.iter().zip(&mm.final_losses) {
+        assert!((x - y).abs() <= 1e-4 * y.abs(), "{path} loss {x} vs matmul loss {y}");
+    }
+    for (x, y) in got.fold_accuracies.iter().zip(&mm.fold_accuracies) {
+        assert!((x - y).abs() <= acc_tol, "{path} accuracy {x} vs matmul accuracy {y}");
+    }
 }
 
 /// `n` rows of uniform noise in [-1, 1)^d, shifted by `shift` in the first column.
@@ -302,13 +309,7 @@ fn lanes_and_matmul_steps_train_alike() {
     let lanes = c2st_report(gpu, &a, &b, 10, &opts).unwrap();
     let mm = c2st_report(gpu, &a, &b, 10, &C2stOptions { step: C2stStep::Matmul, ..opts.clone() }).unwrap();
     let auto = c2st_report(gpu, &a, &b, 10, &C2stOptions { step: C2stStep::Auto, ..opts.clone() }).unwrap();
-    eprintln!("lanes {:?} {:?}\nmatmul {:?} {:?}", lanes.final_losses, lanes.fold_accuracies, mm.final_losses, mm.fold_accuracies);
-    for (x, y) in lanes.final_losses.iter().zip(&mm.final_losses) {
-        assert!((x - y).abs() <= 1e-4 * y.abs(), "lanes loss {x} vs matmul loss {y}");
-    }
-    for (x, y) in lanes.fold_accuracies.iter().zip(&mm.fold_accuracies) {
-        assert!((x - y).abs() <= 0.0051, "lanes accuracy {x} vs matmul accuracy {y}");
-    }
+    assert_trained_alike("lanes", &lanes, &mm, 0.0051);
     assert_eq!(auto.dispatches, lanes.dispatches, "Auto chooses the lanes step here (5 dispatches a step, not 11)");
     assert_eq!((auto.final_losses, auto.fold_accuracies), (lanes.final_losses, lanes.fold_accuracies), "Auto chooses the lanes step here");
     // 800 training rows per fold: 4 steps an epoch of 5 dispatches (11 on the matmul path).

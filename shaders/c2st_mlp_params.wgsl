@@ -24,6 +24,21 @@ struct MlpParams {
     wsq_off: u32,     // sum of squared weights
     scale: f32,       // 1 / rows
     fold_stride: u32, // folds trained together: fold z's data lies z * fold_stride further
+    // c2st_lanes only (it gathers the minibatch and files the loss): as in C2stParams.
+    x_off: u32,       // shuffled rows [n_total, d], shared by the slots
+    y_off: u32,       // shuffled labels [n_total]
+    n_train: u32,     // training rows of a fold
+    test_start: u32,  // first test row of the group's first fold
+    test_len: u32,    // test rows of a fold
+    batch: u32,       // full minibatch size
+    seed_lo: u32,     // Philox key
+    seed_hi: u32,
+    stream: u32,      // the group's first fold
+    slot_fold_off: u32, // the fold each slot trains: acts[slot_fold_off + z]
+    loss_off: u32,    // per-step loss slots, slot z's at loss_off + z * loss_stride
+    loss_stride: u32,
+    alpha: f32,       // L2 penalty
     pad1: f32,
     pad2: f32,
+    pad3: f32,
 }

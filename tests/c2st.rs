@@ -281,10 +281,14 @@ fn folds_trained_together_match_folds_trained_alone() {
         assert_eq!(alone.slot_epochs, sum, "d = {d}: fold-epochs computed alone");
         assert_eq!(together.submissions, (hi + 5 + 2) as u64, "d = {d}: one submission per epoch of the longest fold");
         assert_eq!(alone.submissions, (sum + 5 + 2) as u64, "d = {d}: one submission per epoch of each fold");
-        // 400 training rows: 2 steps an epoch, of 11 dispatches (matmul path) or 5
-        // (narrow and lanes paths) whether they cover one fold or five; the rest
+        // 400 training rows: 2 steps an epoch, of 11 dispatches (matmul path), 5
+        // (narrow path) or 3 (lanes path) whether they cover one fold or five; the rest
         // (setup, evaluation) is the same both ways.
-        let per_step = if fused == C2stStep::Matmul { 11 } else { 5 };
+        let per_step = match fused {
+            C2stStep::Matmul => 11,
+            C2stStep::Lanes => 3,
+            _ => 5,
+        };
         assert_eq!(alone.dispatches - together.dispatches, ((sum - hi) * 2 * per_step) as u64, "d = {d}: dispatches");
     }
 }
@@ -310,10 +314,10 @@ fn lanes_and_matmul_steps_train_alike() {
     let mm = c2st_report(gpu, &a, &b, 10, &C2stOptions { step: C2stStep::Matmul, ..opts.clone() }).unwrap();
     let auto = c2st_report(gpu, &a, &b, 10, &C2stOptions { step: C2stStep::Auto, ..opts.clone() }).unwrap();
     assert_trained_alike("lanes", &lanes, &mm, 0.0051);
-    assert_eq!(auto.dispatches, lanes.dispatches, "Auto chooses the lanes step here (5 dispatches a step, not 11)");
+    assert_eq!(auto.dispatches, lanes.dispatches, "Auto chooses the lanes step here (3 dispatches a step, not 11)");
     assert_eq!((auto.final_losses, auto.fold_accuracies), (lanes.final_losses, lanes.fold_accuracies), "Auto chooses the lanes step here");
-    // 800 training rows per fold: 4 steps an epoch of 5 dispatches (11 on the matmul path).
-    assert_eq!(mm.dispatches - lanes.dispatches, 5 * 4 * (11 - 5), "dispatches per step");
+    // 800 training rows per fold: 4 steps an epoch of 3 dispatches (11 on the matmul path).
+    assert_eq!(mm.dispatches - lanes.dispatches, 5 * 4 * (11 - 3), "dispatches per step");
     // An odd dimension does not fit the lanes kernels: refused, and Auto trains on the
     // matmul step (the same dispatches, the same numbers).
     let (a5, b5) = (&a[..5 * 500], &b[..5 * 300]);

@@ -201,8 +201,13 @@ fn folds_together_match_each_fold_alone() {
 /// of the 32 rows or 32 output rows of a workgroup: three full blocks of output rows
 /// and a partial one), and every other dimension the C2ST gives these kernels (d = 2:
 /// only a partial block; d = 12: the widest, with two groups of input features), with
-/// full minibatches of 200 rows and ragged ones of 37. Runs where the adapter has the CPU kernel variant
-/// (lavapipe, which CI uses); elsewhere the C2ST never chooses these kernels.
+/// minibatches in blocks of 40 rows (5 per lane: sklearn's 200 rows, a ragged 37) and of
+/// 32 (4 per lane: 64 rows, a ragged 90). The kernels gather their minibatch from the
+/// shuffled data themselves: the rows they train on (and write for the gradient kernel)
+/// are the ones `c2st_batch` gathers for the same fold, epoch and step (the slot table
+/// swapped: slot 0 trains fold 1), and the step's loss lands in the slot's loss slot for
+/// that step. Runs where the adapter has the CPU kernel variant (lavapipe, which CI
+/// uses); elsewhere the C2ST never chooses these kernels.
 #[test]
 fn lanes_step_matches_the_reference() {
     use fmpe::gpu::{GpuOptions, KernelChoice};
@@ -216,30 +221,65 @@ fn lanes_step_matches_the_reference() {
             return;
         }
     };
-    for (d, rows) in [(10usize, 200usize), (10, 37), (4, 37), (2, 200), (6, 200), (8, 37), (12, 37)] {
+    for (d, rows) in [(10usize, 200usize), (10, 37), (4, 64), (2, 200), (6, 200), (8, 90), (12, 37)] {
+        let per_lane = if [64, 90].contains(&rows) { 4 } else { 5 };
+        assert_eq!(fmpe::kernels::c2st::lanes_rows_per_lane(rows as u32), per_lane, "{rows} rows");
         let h = 10 * d;
         let net = Layout::new(d, h);
-        // Workspace of one slot (offsets multiples of 4), then the slot stride.
+        // Workspace of one slot (offsets multiples of 4; `c2st_batch`'s minibatch at
+        // xr, yr), then the slot stride; after the slots the shuffled data (n rows, the
+        // test blocks of folds 0 and 1 first), the slot table and the loss slots.
         let (xb, yb, dz, bce, wsq) = (0usize, 2048usize, 2304usize, 2560usize, 2816usize);
         let (h1, h2, d1, d2) = (3072usize, 3072 + 20480, 3072 + 2 * 20480, 3072 + 3 * 20480);
-        let stride = 3072 + 4 * 20480;
+        let (xr, yr) = (3072 + 4 * 20480, 3072 + 4 * 20480 + 2560);
+        let stride = yr + 256;
         let slots = 2usize;
+        let (n, test_len, batch, step_in_epoch, alpha) = (700usize, 100usize, 200usize, 2u32, 0.01f64);
+        let (x_off, y_off) = (slots * stride, slots * stride + n * d);
+        let (table, loss, loss_stride) = (y_off + n, y_off + n + 4, 8usize);
+        let mut acts = vec![0.0; loss + slots * loss_stride];
+        acts[x_off..x_off + n * d].copy_from_slice(&to_f64(&to_f32(&rand_vec(n * d, 50).iter().map(|v| 2.0 * v).collect::<Vec<f64>>())));
+        for (i, v) in rand_vec(n, 60).iter().enumerate() {
+            acts[y_off + i] = (*v > 0.0) as u8 as f64;
+        }
+        // Slot 0 trains fold 1, slot 1 fold 0.
+        acts[table] = 1.0;
+        let fold = C2stParams {
+            rows: rows as u32,
+            d: d as u32,
+            n_total: n as u32,
+            n_train: (n - test_len) as u32,
+            test_len: test_len as u32,
+            batch: batch as u32,
+            seed_lo: 11,
+            seed_hi: 2,
+            stream: 0,
+            x_off: x_off as u32,
+            y_off: y_off as u32,
+            xb_off: xr as u32,
+            yb_off: yr as u32,
+            fold_stride: stride as u32,
+            slot_fold_off: table as u32,
+            ..Default::default()
+        };
+        let ab = gpu.storage_from("acts", &to_f32(&acts));
+        let sb = gpu.uniform_from("step", bytemuck::bytes_of(&StepState { epoch: 3, step_in_epoch, ..Default::default() }));
+        let mut b = ProgramBuilder::new(&gpu);
+        c2st::c2st_batch(&mut b, &fold, slots);
+        b.build(&gpu, Bindings { acts: Some(&ab), step: Some(&sb), ..Default::default() }).unwrap().run(&gpu).unwrap();
+        let gathered = to_f64(&gpu.read_f32(&ab, 0, acts.len()).unwrap());
         // Weights and biases with some units off.
         let mut params = vec![0.0; slots * stride];
-        let mut acts = vec![0.0; slots * stride];
         let mut want = Vec::new();
         for z in 0..slots {
             let p: Vec<f64> = rand_vec(net.len(), 40 + z as u64).iter().enumerate().map(|(i, v)| v * if i < net.w2() { 0.6 } else { 0.25 }).collect();
-            let x = rand_vec(rows * d, 50 + z as u64).iter().map(|v| 2.0 * v).collect::<Vec<f64>>();
-            let y: Vec<f64> = rand_vec(rows, 60 + z as u64).iter().map(|v| (*v > 0.0) as u8 as f64).collect();
-            let (p, x) = (to_f64(&to_f32(&p)), to_f64(&to_f32(&x)));
+            let p = to_f64(&to_f32(&p));
             params[z * stride..z * stride + net.len()].copy_from_slice(&p);
-            acts[z * stride + xb..z * stride + xb + rows * d].copy_from_slice(&x);
-            acts[z * stride + yb..z * stride + yb + rows].copy_from_slice(&y);
-            want.push(step(net, &p, &x, &y));
+            let x = &gathered[z * stride + xr..z * stride + xr + rows * d];
+            let y = &gathered[z * stride + yr..z * stride + yr + rows];
+            want.push((x.to_vec(), step(net, &p, x, y)));
         }
         let pb = gpu.storage_from("params", &to_f32(&params));
-        let ab = gpu.storage_from("acts", &to_f32(&acts));
         let gb = gpu.storage_from("grads", &vec![0f32; slots * stride]);
         let mp = MlpParams {
             rows: rows as u32,
@@ -264,17 +304,35 @@ fn lanes_step_matches_the_reference() {
             wsq_off: wsq as u32,
             scale: 1.0 / rows as f32,
             fold_stride: stride as u32,
-            pad: [0.0; 2],
+            x_off: fold.x_off,
+            y_off: fold.y_off,
+            n_train: fold.n_train,
+            test_start: fold.test_start,
+            test_len: fold.test_len,
+            batch: fold.batch,
+            seed_lo: fold.seed_lo,
+            seed_hi: fold.seed_hi,
+            stream: fold.stream,
+            slot_fold_off: fold.slot_fold_off,
+            loss_off: loss as u32,
+            loss_stride: loss_stride as u32,
+            alpha: alpha as f32,
+            pad: [0.0; 3],
         };
         let mut b = ProgramBuilder::new(&gpu);
         c2st::c2st_lanes_rows(&mut b, &mp, slots);
         c2st::c2st_lanes_grads(&mut b, &mp, slots);
-        b.build(&gpu, Bindings { acts: Some(&ab), params: Some(&pb), grads: Some(&gb), ..Default::default() }).unwrap().run(&gpu).unwrap();
+        b.build(&gpu, Bindings { acts: Some(&ab), params: Some(&pb), grads: Some(&gb), step: Some(&sb), ..Default::default() }).unwrap().run(&gpu).unwrap();
         let got = to_f64(&gpu.read_f32(&ab, 0, acts.len()).unwrap());
-        let grads = to_f64(&gpu.read_f32(&gb, 0, acts.len()).unwrap());
-        for (z, w) in want.iter().enumerate() {
+        let grads = to_f64(&gpu.read_f32(&gb, 0, slots * stride).unwrap());
+        for (z, (x, w)) in want.iter().enumerate() {
             let at = |off: usize, len: usize| &got[z * stride + off..z * stride + off + len];
             let what = |s: &str| format!("d = {d}, {rows} rows, slot {z}: {s}");
+            assert_eq!(at(xb, rows * d), &x[..], "{}", what("the minibatch c2st_batch gathers"));
+            let reported = w.bce.iter().sum::<f64>() + 0.5 * alpha * w.wsq;
+            let filed = got[loss + z * loss_stride + step_in_epoch as usize];
+            assert!((filed - reported).abs() <= 1e-5 * reported, "{}", what(&format!("step loss {filed}, expected {reported}")));
+            assert!(got[loss + z * loss_stride..loss + (z + 1) * loss_stride].iter().filter(|&&v| v != 0.0).count() == 1, "{}", what("one loss slot written"));
             assert_close(&what("h1"), at(h1, rows * h), &w.h1, 1e-5, 1e-5);
             assert_close(&what("h2"), at(h2, rows * h), &w.h2, 1e-5, 1e-5);
             assert_close(&what("per-row loss"), at(bce, rows), &w.bce, 1e-5, 1e-5);
@@ -284,7 +342,7 @@ fn lanes_step_matches_the_reference() {
             assert_close(&what("gradients"), &grads[z * stride..z * stride + net.len()], &w.grads, 1e-7, 1e-4);
             assert_close(&what("sum of squared weights"), at(wsq, 1), &[w.wsq], 1e-4, 1e-5);
             // Nothing is written past the minibatch's rows or the parameters.
-            for (name, off, width) in [("h1", h1, h), ("h2", h2, h), ("delta 1", d1, h), ("delta 2", d2, h), ("per-row loss", bce, 1), ("dL/dz", dz, 1)] {
+            for (name, off, width) in [("minibatch", xb, d), ("h1", h1, h), ("h2", h2, h), ("delta 1", d1, h), ("delta 2", d2, h), ("per-row loss", bce, 1), ("dL/dz", dz, 1)] {
                 assert!(at(off + rows * width, width).iter().all(|&v| v == 0.0), "{}", what(&format!("{name}: rows past the minibatch stay untouched")));
             }
             assert!(grads[z * stride + net.len()..(z + 1) * stride].iter().all(|&v| v == 0.0), "{}", what("no gradient past the parameters"));

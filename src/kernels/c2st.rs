@@ -94,13 +94,13 @@ pub static C2ST_MLP_GRADS: KernelSpec = KernelSpec {
 };
 
 /// `c2st_lanes_rows` (CPU adapters, subgroups of 8): forward pass, logistic loss and
-/// both hidden layers' deltas of 32 minibatch rows per workgroup, specialised per
-/// network (override constants `D`, `H`).
+/// both hidden layers' deltas of 32 or 40 minibatch rows per workgroup, specialised per
+/// network and minibatch (override constants `D`, `H` and `R`, the rows per lane).
 pub static C2ST_LANES_ROWS: KernelSpec = KernelSpec {
     name: "c2st_lanes_rows@cpu",
     module: "c2st_lanes",
     entry_point: "c2st_lanes_rows",
-    layout: Layout::Matmul,
+    layout: Layout::Lanes,
     params: StructLayout::of::<MlpParams>,
     variant: "cpu",
     constants: &[],
@@ -112,7 +112,7 @@ pub static C2ST_LANES_GRADS: KernelSpec = KernelSpec {
     name: "c2st_lanes_grads@cpu",
     module: "c2st_lanes",
     entry_point: "c2st_lanes_grads",
-    layout: Layout::Matmul,
+    layout: Layout::Lanes,
     params: StructLayout::of::<MlpParams>,
     variant: "cpu",
     constants: &[],
@@ -193,7 +193,8 @@ pub struct C2stParams {
 }
 param_block!(C2stParams as "C2stParams" { rows, d, n_total, n_a, n_train, test_start, test_len, batch, seed_lo, seed_hi, stream, x_off, y_off, xb_off, yb_off, z_off, dz_off, loss_off, wsq_off, out_off, scale, alpha, n_w, w_off, fold_stride, loss_stride, slot_fold_off });
 
-/// Parameters of the fused narrow-network C2ST kernels (`shaders/c2st_mlp.wgsl`).
+/// Parameters of the C2ST network kernels (`shaders/c2st_mlp.wgsl`,
+/// `shaders/c2st_lanes.wgsl`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable, Default)]
 pub struct MlpParams {
@@ -243,10 +244,39 @@ pub struct MlpParams {
     /// fold z's parameters, gradients and workspace lie `z · fold_stride` elements
     /// after fold 0's (every offset above is fold 0's).
     pub fold_stride: u32,
+    /// The fields below are read by the `c2st_lanes` kernels only, which gather the
+    /// minibatch and file the step's loss themselves (as [`c2st_batch`] and
+    /// [`c2st_loss_sum`] do for the other paths; each field as in [`C2stParams`]):
+    /// the shuffled rows `[n_total, d]` (shared by the slots).
+    pub x_off: u32,
+    /// Shuffled labels `[n_total]`.
+    pub y_off: u32,
+    /// Training rows of the fold.
+    pub n_train: u32,
+    /// First test row of the group's first fold.
+    pub test_start: u32,
+    /// Test rows of a fold.
+    pub test_len: u32,
+    /// Full minibatch size.
+    pub batch: u32,
+    /// Philox key, low word.
+    pub seed_lo: u32,
+    /// Philox key, high word.
+    pub seed_hi: u32,
+    /// The group's first fold.
+    pub stream: u32,
+    /// The fold each slot trains, `acts[slot_fold_off + z]`.
+    pub slot_fold_off: u32,
+    /// Per-step loss slots: slot z's at `loss_off + z · loss_stride`.
+    pub loss_off: u32,
+    /// See `loss_off`.
+    pub loss_stride: u32,
+    /// L2 penalty (the reported loss adds `0.5 · alpha · Σ W²`).
+    pub alpha: f32,
     /// Padding.
-    pub pad: [f32; 2],
+    pub pad: [f32; 3],
 }
-param_block!(MlpParams as "MlpParams" { rows, d, h, n_params, n_weights, w1, w2, w3, b1, b2, b3, xb_off, yb_off, h1_off, h2_off, d1_off, d2_off, dz_off, bce_off, wsq_off, scale, fold_stride, pad });
+param_block!(MlpParams as "MlpParams" { rows, d, h, n_params, n_weights, w1, w2, w3, b1, b2, b3, xb_off, yb_off, h1_off, h2_off, d1_off, d2_off, dz_off, bce_off, wsq_off, scale, fold_stride, x_off, y_off, n_train, test_start, test_len, batch, seed_lo, seed_hi, stream, slot_fold_off, loss_off, loss_stride, alpha, pad });
 
 /// Records `c2st_shuffle` over the `p.rows` rows.
 pub fn c2st_shuffle(b: &mut ProgramBuilder, p: &C2stParams) {
@@ -292,14 +322,30 @@ fn lanes_spec(p: &MlpParams) -> super::program::Specialization {
     vec![("D", p.d as f64), ("H", p.h as f64)]
 }
 
-/// Records `c2st_lanes_rows` (32 minibatch rows per workgroup of 8 lanes) for each of
-/// `folds` fold slots trained together. Needs the subgroup feature with 8 lanes
-/// ([`crate::gpu::MatmulVariant::Cpu`]), `p.h` a multiple of 4 and at most
+/// The minibatch rows each lane of `c2st_lanes_rows` owns for a minibatch of `rows`
+/// rows: 5 (blocks of 40 rows) where that computes fewer padded rows than 4 (blocks of
+/// 32), else 4. A block costs in proportion to its rows whatever it holds, so sklearn's
+/// 200-row minibatch runs as 5 blocks of 40 rows (200 computed) instead of 7 of 32
+/// (224).
+pub fn lanes_rows_per_lane(rows: u32) -> u32 {
+    if rows.div_ceil(40) * 40 < rows.div_ceil(32) * 32 {
+        5
+    } else {
+        4
+    }
+}
+
+/// Records `c2st_lanes_rows` (32 or 40 minibatch rows per workgroup of 8 lanes:
+/// [`lanes_rows_per_lane`]) for each of `folds` fold slots trained together. Needs the
+/// subgroup feature with 8 lanes ([`crate::gpu::MatmulVariant::Cpu`]), `p.h` a multiple of 4 and at most
 /// [`LANES_MAX_WIDTH`], `p.d` at most [`LANES_MAX_FEATURES`], `p.h · p.d` a multiple of
 /// 4, and every offset of `p` (and `p.fold_stride`) a multiple of 4, the weights first
 /// (`p.w1` = 0).
 pub fn c2st_lanes_rows(b: &mut ProgramBuilder, p: &MlpParams, folds: usize) {
-    b.push_specialized(&C2ST_LANES_ROWS, p, (p.rows.div_ceil(32), 1, folds.max(1) as u32), lanes_spec(p));
+    let r = lanes_rows_per_lane(p.rows);
+    let mut spec = lanes_spec(p);
+    spec.push(("R", r as f64));
+    b.push_specialized(&C2ST_LANES_ROWS, p, (p.rows.div_ceil(8 * r), 1, folds.max(1) as u32), spec);
 }
 
 /// Records `c2st_lanes_grads` (32 output rows per workgroup) for each of `folds` fold

@@ -33,8 +33,8 @@ pub const SLOT_BYTES: u64 = 256;
 /// there.
 pub(crate) struct Pipelines {
     params_texture: bool,
-    layouts: [wgpu::BindGroupLayout; 3],
-    layout_objects: [wgpu::PipelineLayout; 3],
+    layouts: [wgpu::BindGroupLayout; 4],
+    layout_objects: [wgpu::PipelineLayout; 4],
     /// Shader modules by their expanded source (a specialisation that drops unrolled
     /// copies gets a module of its own).
     modules: Mutex<HashMap<String, wgpu::ShaderModule>>,
@@ -95,8 +95,12 @@ impl Pipelines {
                     entry(5, uniform(false)),
                 ],
             ),
+            mk(
+                "fmpe lanes",
+                &[entry(0, uniform(true)), entry(1, storage(false)), entry(2, storage(true)), entry(3, storage(false)), entry(4, uniform(false))],
+            ),
         ];
-        let layout_objects = [0usize, 1, 2].map(|i| {
+        let layout_objects = [0usize, 1, 2, 3].map(|i| {
             device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                 label: Some("fmpe"),
                 bind_group_layouts: &[Some(&layouts[i])],
@@ -298,7 +302,7 @@ pub struct Bindings<'a> {
 /// A recorded, replayable list of dispatches with their uploaded parameters.
 pub struct Program {
     _uniforms: wgpu::Buffer,
-    groups: [Option<wgpu::BindGroup>; 3],
+    groups: [Option<wgpu::BindGroup>; 4],
     ops: Vec<Dispatch>,
     /// The pipeline of each op, resolved when the program was built.
     pipes: Vec<wgpu::ComputePipeline>,
@@ -446,7 +450,7 @@ impl ProgramBuilder {
         pipes: &Pipelines,
         uniforms: &wgpu::Buffer,
         b: Bindings<'_>,
-    ) -> [Option<wgpu::BindGroup>; 3] {
+    ) -> [Option<wgpu::BindGroup>; 4] {
         let dummy = gpu.dummy();
         let step_dummy;
         let step = match b.step {
@@ -497,7 +501,10 @@ impl ProgramBuilder {
             ];
             mk(Layout::Adam, res)
         });
-        [g_matmul, g_misc, g_adam]
+        let g_lanes = used(Layout::Lanes).then(|| {
+            mk(Layout::Lanes, vec![slot.clone(), whole(acts), whole(b.params.unwrap_or(dummy)), whole(b.grads.unwrap_or(dummy)), whole(step)])
+        });
+        [g_matmul, g_misc, g_adam, g_lanes]
     }
 }
 

@@ -19,6 +19,10 @@ pub enum Layout {
     Misc = 1,
     /// 0 uniform (dyn), 1 params rw, 2 grads read, 3 m rw, 4 v rw, 5 step uniform.
     Adam = 2,
+    /// 0 uniform (dyn), 1 acts rw, 2 params read, 3 grads rw, 4 step uniform: the matmul
+    /// layout's buffers with the step state (`shaders/c2st_lanes.wgsl`, which gathers
+    /// the epoch's minibatch and files the step's loss itself).
+    Lanes = 3,
 }
 
 /// One field of a `#[repr(C)]` parameter block: name, byte offset, byte size.

@@ -52,11 +52,11 @@
 //!   dispatches — gather, one fused per-row forward/backward kernel, one
 //!   per-parameter gradient kernel, the loss sum and Adam (`shaders/c2st_mlp.wgsl`;
 //!   the 64×64 matmul tiles would be mostly idle at these widths);
-//! * [`C2stStep::Lanes`] (the CPU matmul variant, d even and ≤ 12): 5 dispatches —
-//!   gather, the whole forward and backward pass of 32 rows per subgroup, every
-//!   weight gradient (and the sum of squared weights) of 32 output rows per subgroup,
-//!   the loss sum and Adam (`shaders/c2st_lanes.wgsl`, barrier-free: lanes own rows,
-//!   weights handed out with subgroup broadcasts).
+//! * [`C2stStep::Lanes`] (the CPU matmul variant, d even and ≤ 12): 3 dispatches —
+//!   the gather and the whole forward and backward pass of 32 or 40 rows per
+//!   subgroup, every weight gradient (and the sum of squared weights and the step's
+//!   loss) of 32 output rows per subgroup, and Adam (`shaders/c2st_lanes.wgsl`,
+//!   barrier-free: lanes own rows, weights handed out with subgroup broadcasts).
 //!
 //! The paths compute the same numbers to rounding (`tests/c2st.rs` compares them;
 //! `tests/kernels_c2st.rs` checks the lanes kernels against the f64 mirror
@@ -172,11 +172,12 @@ pub enum C2stStep {
     Narrow,
     /// Two kernels for CPU adapters whose subgroups are their 8 SIMD lanes
     /// (`shaders/c2st_lanes.wgsl`: lanes own minibatch rows for the forward and
-    /// backward pass, output rows for the weight gradients): 5 dispatches. Needs
+    /// backward pass, output rows for the weight gradients; they gather the minibatch
+    /// and sum the step's loss themselves): 3 dispatches. Needs
     /// [`crate::gpu::MatmulVariant::Cpu`] and d even, at most 12 (hidden width a
     /// multiple of 4, at most 128); [`c2st`] returns [`Error::Invalid`] otherwise. On
-    /// lavapipe it is 1.1–1.2× (d = 10) to 1.7–2.0× (d = 2) faster per fold-epoch than
-    /// the matmul path (BENCHMARKS.md, "Seventh round").
+    /// lavapipe it is 1.1–1.3× (d = 10) to 1.7–2.0× (d = 2) faster per fold-epoch than
+    /// the matmul path (BENCHMARKS.md, "Seventh round" and "Eighth round").
     Lanes,
 }
 
@@ -927,7 +928,8 @@ impl NoImprovement {
 
 /// Records one optimiser step on a minibatch of `rows` rows of the first `slots` fold
 /// slots (every dispatch covers them all, workgroup z = slot): 11 dispatches on the
-/// matmul path, 5 on the narrow and lanes paths. Binds the parameters as the misc
+/// matmul path, 5 on the narrow path, 3 on the lanes path (whose kernels gather the
+/// minibatch and file the loss themselves). Binds the parameters as the misc
 /// kernels' `data` (`c2st_bce` sums the squared weights from there).
 #[allow(clippy::too_many_arguments)]
 fn step_program(
@@ -944,7 +946,9 @@ fn step_program(
     let p = C2stParams { rows: rows as u32, scale: 1.0 / rows as f32, ..fp };
     let batch = Some((slots, w.stride));
     let mut pb = ProgramBuilder::new(gpu);
-    kernels::c2st::c2st_batch(&mut pb, &p, slots);
+    if path != Path::Lanes {
+        kernels::c2st::c2st_batch(&mut pb, &p, slots);
+    }
     if path != Path::Matmul {
         let mp = MlpParams {
             rows: rows as u32,
@@ -969,16 +973,30 @@ fn step_program(
             wsq_off: w.wsq as u32,
             scale: 1.0 / rows as f32,
             fold_stride: w.stride as u32,
-            pad: [0.0; 2],
+            x_off: p.x_off,
+            y_off: p.y_off,
+            n_train: p.n_train,
+            test_start: p.test_start,
+            test_len: p.test_len,
+            batch: p.batch,
+            seed_lo: p.seed_lo,
+            seed_hi: p.seed_hi,
+            stream: p.stream,
+            slot_fold_off: p.slot_fold_off,
+            loss_off: p.loss_off,
+            loss_stride: p.loss_stride,
+            alpha: p.alpha,
+            pad: [0.0; 3],
         };
         if path == Path::Lanes {
+            // The gather and the loss sum happen inside these two.
             kernels::c2st::c2st_lanes_rows(&mut pb, &mp, slots);
             kernels::c2st::c2st_lanes_grads(&mut pb, &mp, slots);
         } else {
             kernels::c2st::c2st_mlp_rows(&mut pb, &mp, slots);
             kernels::c2st::c2st_mlp_grads(&mut pb, &mp, slots);
+            kernels::c2st::c2st_loss_sum(&mut pb, &C2stParams { z_off: w.bce as u32, ..p }, slots);
         }
-        kernels::c2st::c2st_loss_sum(&mut pb, &C2stParams { z_off: w.bce as u32, ..p }, slots);
     } else {
         net.forward(&mut pb, rows, 0, w.xb, w.h1, w.h2, w.z, batch);
         // Loss + dL/dz; Σ W² from the weights (the parameters bound as `data`).

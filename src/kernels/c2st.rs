@@ -246,32 +246,32 @@ pub struct MlpParams {
     pub fold_stride: u32,
     /// The fields below are read by the `c2st_lanes` kernels only, which gather the
     /// minibatch and file the step's loss themselves (as [`c2st_batch`] and
-    /// [`c2st_loss_sum`] do for the other paths; each field as in [`C2stParams`]):
-    /// the shuffled rows `[n_total, d]` (shared by the slots).
+    /// [`c2st_loss_sum`] do for the other paths). Each is the [`C2stParams`] field of
+    /// the same name: [`C2stParams::x_off`] (the shuffled rows, which the slots share).
     pub x_off: u32,
-    /// Shuffled labels `[n_total]`.
+    /// [`C2stParams::y_off`].
     pub y_off: u32,
-    /// Training rows of the fold.
+    /// [`C2stParams::n_train`].
     pub n_train: u32,
-    /// First test row of the group's first fold.
+    /// [`C2stParams::test_start`] (of the group's first fold).
     pub test_start: u32,
-    /// Test rows of a fold.
+    /// [`C2stParams::test_len`].
     pub test_len: u32,
-    /// Full minibatch size.
+    /// [`C2stParams::batch`].
     pub batch: u32,
-    /// Philox key, low word.
+    /// [`C2stParams::seed_lo`].
     pub seed_lo: u32,
-    /// Philox key, high word.
+    /// [`C2stParams::seed_hi`].
     pub seed_hi: u32,
-    /// The group's first fold.
+    /// [`C2stParams::stream`] (the group's first fold).
     pub stream: u32,
-    /// The fold each slot trains, `acts[slot_fold_off + z]`.
+    /// [`C2stParams::slot_fold_off`].
     pub slot_fold_off: u32,
-    /// Per-step loss slots: slot z's at `loss_off + z · loss_stride`.
+    /// [`C2stParams::loss_off`] (slot z's loss slots at `loss_off + z · loss_stride`).
     pub loss_off: u32,
-    /// See `loss_off`.
+    /// [`C2stParams::loss_stride`].
     pub loss_stride: u32,
-    /// L2 penalty (the reported loss adds `0.5 · alpha · Σ W²`).
+    /// [`C2stParams::alpha`] (the reported loss adds `0.5 · alpha · Σ W²`).
     pub alpha: f32,
     /// Padding.
     pub pad: [f32; 3],

@@ -54,7 +54,8 @@ pub(crate) struct EvaluateArgs {
     num_samples: usize,
     /// Skip the GPU C2ST: write the samples, plots and table without scores (score them
     /// later with `fmpe c2st REFERENCE SAMPLES`). On CPU adapters (lavapipe) the C2ST
-    /// classifier at dim_theta = 10 (width 100) takes far longer than training.
+    /// classifier at dim_theta = 10 (width 100) takes a few minutes per observation,
+    /// often longer than training.
     #[arg(long)]
     no_c2st: bool,
     #[command(flatten)]

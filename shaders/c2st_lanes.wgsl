@@ -76,8 +76,9 @@ fn source_row(z: u32, r: u32) -> u32 {
 }
 
 // The values of one column for the rows a lane owns: rows 4 l .. 4 l + 3 of its block
-// in v (x, y, z, w) and, where R = 5, row 32 + l in e (where R = 4, e is computed
-// from zeros and never stored, so the compiler drops it).
+// in v (x, y, z, w) and, where R = 5, row 32 + l in e. Where R = 4, e is never loaded
+// from the data nor stored, and the compiler drops it: the R = 4 pipeline is as fast as
+// the vec4 accumulators it replaced (BENCHMARKS.md, "Eighth round": 192 rows).
 struct LaneRows {
     v: vec4<f32>,
     e: f32,

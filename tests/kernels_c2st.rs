@@ -198,8 +198,8 @@ fn folds_together_match_each_fold_alone() {
 /// mirror `fmpe::reference::c2st::step`: every activation, delta, loss and gradient of
 /// two fold slots in one dispatch each (slot z's parameters, minibatch and workspace
 /// `z · stride` further), for the benchmark's d = 10 (hidden width 100, not a multiple
-/// of the 32 rows or 32 output rows of a workgroup: three full blocks of output rows
-/// and a partial one), and every other dimension the C2ST gives these kernels (d = 2:
+/// of the 32 output rows of a gradient workgroup: three full blocks of output rows and
+/// a partial one), and every other dimension the C2ST gives these kernels (d = 2:
 /// only a partial block; d = 12: the widest, with two groups of input features), with
 /// minibatches in blocks of 40 rows (5 per lane: sklearn's 200 rows, a ragged 37) and of
 /// 32 (4 per lane: 64 rows, a ragged 90). The kernels gather their minibatch from the

@@ -201,8 +201,9 @@ fn folds_together_match_each_fold_alone() {
 /// of the 32 output rows of a gradient workgroup: three full blocks of output rows and
 /// a partial one), and every other dimension the C2ST gives these kernels (d = 2:
 /// only a partial block; d = 12: the widest, with two groups of input features), with
-/// minibatches in blocks of 40 rows (5 per lane: sklearn's 200 rows, a ragged 37) and of
-/// 32 (4 per lane: 64 rows, a ragged 90). The kernels gather their minibatch from the
+/// minibatches in blocks of 40 rows (5 per lane: sklearn's 200 rows, a last minibatch
+/// of 37 after full ones of 200, a single one of 37) and of 32 (4 per lane: 64 rows, a
+/// last minibatch of 90 after full ones of 96). The kernels gather their minibatch from the
 /// shuffled data themselves: the rows they train on (and write for the gradient kernel)
 /// are the ones `c2st_batch` gathers for the same fold, epoch and step (the slot table
 /// swapped: slot 0 trains fold 1), and the step's loss lands in the slot's loss slot for
@@ -221,9 +222,10 @@ fn lanes_step_matches_the_reference() {
             return;
         }
     };
-    for (d, rows) in [(10usize, 200usize), (10, 37), (4, 64), (2, 200), (6, 200), (8, 90), (12, 37)] {
-        let per_lane = if [64, 90].contains(&rows) { 4 } else { 5 };
-        assert_eq!(fmpe::kernels::c2st::lanes_rows_per_lane(rows as u32), per_lane, "{rows} rows");
+    // (d, minibatch rows, full minibatch size): the rows per lane follow the full size.
+    for (d, rows, batch) in [(10usize, 200usize, 200usize), (10, 37, 200), (4, 64, 64), (2, 200, 200), (6, 200, 200), (8, 90, 96), (12, 37, 37)] {
+        let per_lane = if [64, 96].contains(&batch) { 4 } else { 5 };
+        assert_eq!(fmpe::kernels::c2st::lanes_rows_per_lane(batch as u32), per_lane, "minibatches of {batch} rows");
         let h = 10 * d;
         let net = Layout::new(d, h);
         // Workspace of one slot (offsets multiples of 4; `c2st_batch`'s minibatch at
@@ -234,7 +236,7 @@ fn lanes_step_matches_the_reference() {
         let (xr, yr) = (3072 + 4 * 20480, 3072 + 4 * 20480 + 2560);
         let stride = yr + 256;
         let slots = 2usize;
-        let (n, test_len, batch, step_in_epoch, alpha) = (700usize, 100usize, 200usize, 2u32, 0.01f64);
+        let (n, test_len, step_in_epoch, alpha) = (700usize, 100usize, 2u32, 0.01f64);
         let (x_off, y_off) = (slots * stride, slots * stride + n * d);
         let (table, loss, loss_stride) = (y_off + n, y_off + n + 4, 8usize);
         let mut acts = vec![0.0; loss + slots * loss_stride];
@@ -327,7 +329,7 @@ fn lanes_step_matches_the_reference() {
         let grads = to_f64(&gpu.read_f32(&gb, 0, slots * stride).unwrap());
         for (z, (x, w)) in want.iter().enumerate() {
             let at = |off: usize, len: usize| &got[z * stride + off..z * stride + off + len];
-            let what = |s: &str| format!("d = {d}, {rows} rows, slot {z}: {s}");
+            let what = |s: &str| format!("d = {d}, {rows} rows (of {batch}), slot {z}: {s}");
             assert_eq!(at(xb, rows * d), &x[..], "{}", what("the minibatch c2st_batch gathers"));
             let reported = w.bce.iter().sum::<f64>() + 0.5 * alpha * w.wsq;
             let filed = got[loss + z * loss_stride + step_in_epoch as usize];

@@ -322,13 +322,14 @@ fn lanes_spec(p: &MlpParams) -> super::program::Specialization {
     vec![("D", p.d as f64), ("H", p.h as f64)]
 }
 
-/// The minibatch rows each lane of `c2st_lanes_rows` owns for a minibatch of `rows`
-/// rows: 5 (blocks of 40 rows) where that computes fewer padded rows than 4 (blocks of
-/// 32), else 4. A block costs in proportion to its rows whatever it holds, so sklearn's
-/// 200-row minibatch runs as 5 blocks of 40 rows (200 computed) instead of 7 of 32
-/// (224).
-pub fn lanes_rows_per_lane(rows: u32) -> u32 {
-    if rows.div_ceil(40) * 40 < rows.div_ceil(32) * 32 {
+/// The minibatch rows each lane of `c2st_lanes_rows` owns for full minibatches of
+/// `batch` rows: 5 (blocks of 40 rows) where that computes fewer padded rows than 4
+/// (blocks of 32), else 4. A block costs in proportion to its rows whatever it holds,
+/// so sklearn's 200-row minibatch runs as 5 blocks of 40 rows (200 computed) instead of
+/// 7 of 32 (224). An epoch's last, partial minibatch keeps its full minibatches' choice
+/// (one pipeline per network, not two).
+pub fn lanes_rows_per_lane(batch: u32) -> u32 {
+    if batch.div_ceil(40) * 40 < batch.div_ceil(32) * 32 {
         5
     } else {
         4
@@ -336,13 +337,14 @@ pub fn lanes_rows_per_lane(rows: u32) -> u32 {
 }
 
 /// Records `c2st_lanes_rows` (32 or 40 minibatch rows per workgroup of 8 lanes:
-/// [`lanes_rows_per_lane`]) for each of `folds` fold slots trained together. Needs the
-/// subgroup feature with 8 lanes ([`crate::gpu::MatmulVariant::Cpu`]), `p.h` a multiple of 4 and at most
-/// [`LANES_MAX_WIDTH`], `p.d` at most [`LANES_MAX_FEATURES`], `p.h · p.d` a multiple of
+/// [`lanes_rows_per_lane`] of `p.batch`) over the `p.rows` rows of a minibatch, for each
+/// of `folds` fold slots trained together. Needs the subgroup feature with 8 lanes
+/// ([`crate::gpu::MatmulVariant::Cpu`]), `p.rows` at most `p.batch`, `p.h` a multiple
+/// of 4 and at most [`LANES_MAX_WIDTH`], `p.d` at most [`LANES_MAX_FEATURES`], `p.h · p.d` a multiple of
 /// 4, and every offset of `p` (and `p.fold_stride`) a multiple of 4, the weights first
 /// (`p.w1` = 0).
 pub fn c2st_lanes_rows(b: &mut ProgramBuilder, p: &MlpParams, folds: usize) {
-    let r = lanes_rows_per_lane(p.rows);
+    let r = lanes_rows_per_lane(p.batch.max(p.rows));
     let mut spec = lanes_spec(p);
     spec.push(("R", r as f64));
     b.push_specialized(&C2ST_LANES_ROWS, p, (p.rows.div_ceil(8 * r), 1, folds.max(1) as u32), spec);

@@ -95,7 +95,7 @@ pub static C2ST_MLP_GRADS: KernelSpec = KernelSpec {
 
 /// `c2st_lanes_rows` (CPU adapters, subgroups of 8): forward pass, logistic loss and
 /// both hidden layers' deltas of 32 or 40 minibatch rows per workgroup, specialised per
-/// network and minibatch (override constants `D`, `H` and `R`, the rows per lane).
+/// network and minibatch size (override constants `D`, `H` and `R`, the rows per lane).
 pub static C2ST_LANES_ROWS: KernelSpec = KernelSpec {
     name: "c2st_lanes_rows@cpu",
     module: "c2st_lanes",
@@ -340,9 +340,9 @@ pub fn lanes_rows_per_lane(batch: u32) -> u32 {
 /// [`lanes_rows_per_lane`] of `p.batch`) over the `p.rows` rows of a minibatch, for each
 /// of `folds` fold slots trained together. Needs the subgroup feature with 8 lanes
 /// ([`crate::gpu::MatmulVariant::Cpu`]), `p.rows` at most `p.batch`, `p.h` a multiple
-/// of 4 and at most [`LANES_MAX_WIDTH`], `p.d` at most [`LANES_MAX_FEATURES`], `p.h · p.d` a multiple of
-/// 4, and every offset of `p` (and `p.fold_stride`) a multiple of 4, the weights first
-/// (`p.w1` = 0).
+/// of 4 and at most [`LANES_MAX_WIDTH`], `p.d` at most [`LANES_MAX_FEATURES`],
+/// `p.h · p.d` a multiple of 4, and every offset of `p` (and `p.fold_stride`) a
+/// multiple of 4, the weights first (`p.w1` = 0).
 pub fn c2st_lanes_rows(b: &mut ProgramBuilder, p: &MlpParams, folds: usize) {
     let r = lanes_rows_per_lane(p.batch.max(p.rows));
     let mut spec = lanes_spec(p);

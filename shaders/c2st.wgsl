@@ -73,13 +73,8 @@ fn c2st_batch(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     }
     let fz = wg.z * cp.fold_stride;
     let k = u32(acts[cp.slot_fold_off + wg.z]);
-    let test_start = cp.test_start + k * cp.test_len;
-    let pos = st.step_in_epoch * cp.batch + r;
-    let t = permute(pos, cp.n_train, vec2<u32>(cp.seed_lo, cp.seed_hi), st.epoch, (cp.stream + k) ^ 0xc2c2a5a5u);
-    var row = t;
-    if (t >= test_start) {
-        row = t + cp.test_len;
-    }
+    let row = fold_training_row(st.step_in_epoch * cp.batch + r, cp.n_train, vec2<u32>(cp.seed_lo, cp.seed_hi), st.epoch,
+                                cp.stream + k, cp.test_start + k * cp.test_len, cp.test_len);
     for (var j = 0u; j < cp.d; j = j + 1u) {
         acts[cp.xb_off + fz + r * cp.d + j] = acts[cp.x_off + row * cp.d + j];
     }

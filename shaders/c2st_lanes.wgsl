@@ -66,13 +66,11 @@ fn par1(i: u32) -> f32 {
 }
 
 // The row of the shuffled data (x at x_off, y at y_off) that minibatch row r of fold
-// slot z trains on this step: epoch st.epoch's permutation of the slot's fold's training
-// rows (all rows outside its test block), as `c2st_batch` (shaders/c2st.wgsl) gathers it.
+// slot z trains on this step, as `c2st_batch` (shaders/c2st.wgsl) gathers it.
 fn source_row(z: u32, r: u32) -> u32 {
     let k = u32(act1(mp.slot_fold_off + z));
-    let test_start = mp.test_start + k * mp.test_len;
-    let t = permute(st.step_in_epoch * mp.batch + r, mp.n_train, vec2<u32>(mp.seed_lo, mp.seed_hi), st.epoch, (mp.stream + k) ^ 0xc2c2a5a5u);
-    return select(t, t + mp.test_len, t >= test_start);
+    return fold_training_row(st.step_in_epoch * mp.batch + r, mp.n_train, vec2<u32>(mp.seed_lo, mp.seed_hi), st.epoch,
+                             mp.stream + k, mp.test_start + k * mp.test_len, mp.test_len);
 }
 
 // The values of one column for the rows a lane owns: rows 4 l .. 4 l + 3 of its block

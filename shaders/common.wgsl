@@ -61,6 +61,15 @@ fn permute(pos: u32, n: u32, key: vec2<u32>, epoch: u32, stream: u32) -> u32 {
     return x;
 }
 
+// The shuffled row behind position `pos` of an epoch of a C2ST fold: `epoch`'s
+// permutation of the fold's n_train training rows (`stream` = the fold's index), the
+// rows of its test block [test_start, test_start + test_len) skipped. `c2st_batch` and
+// `c2st_lanes_rows` gather their minibatches through it.
+fn fold_training_row(pos: u32, n_train: u32, key: vec2<u32>, epoch: u32, stream: u32, test_start: u32, test_len: u32) -> u32 {
+    let t = permute(pos, n_train, key, epoch, stream ^ 0xc2c2a5a5u);
+    return select(t, t + test_len, t >= test_start);
+}
+
 // Four N(0, 1) draws from one Philox block (two Box-Muller pairs).
 fn normal4(r: vec4<u32>) -> vec4<f32> {
     let r0 = sqrt(-2.0 * log(u01(r.x)));

@@ -106,8 +106,8 @@ pub static C2ST_LANES_ROWS: KernelSpec = KernelSpec {
     constants: &[],
 };
 /// `c2st_lanes_grads` (CPU adapters, subgroups of 8): every weight and bias gradient of
-/// 32 output rows per workgroup, summed over the minibatch, and the sum of squared
-/// weights.
+/// 32 output rows per workgroup, summed over the minibatch, the sum of squared weights
+/// and the step's reported loss.
 pub static C2ST_LANES_GRADS: KernelSpec = KernelSpec {
     name: "c2st_lanes_grads@cpu",
     module: "c2st_lanes",

@@ -63,9 +63,9 @@
 //! [`crate::reference::c2st`]).
 //!
 //! So 5 equal folds of 80 steps an epoch cost 80 · 11 = 880 dispatches per epoch of
-//! all five on the matmul path, 80 · 5 = 400 on the others (the folds one after
-//! another: 5 · 80 · 13 = 5,200 before folds were batched, with two more copies per
-//! step), and submissions are 1 (setup) + the
+//! all five on the matmul path, 80 · 5 = 400 on the narrow path and 80 · 3 = 240 on
+//! the lanes path (the folds one after another: 5 · 80 · 13 = 5,200 before folds were
+//! batched, with two more copies per step), and submissions are 1 (setup) + the
 //! largest fold's epochs + 1 per fold (evaluation) + 1 (accuracy readback); one after
 //! another, the sum of the folds' epochs instead of the largest.
 //!

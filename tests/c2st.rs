@@ -191,7 +191,7 @@ fn c2st_is_deterministic_and_checks_its_input() {
     }
     // The tiled-matmul path computes the same training run (up to f32 rounding).
     let mm = c2st_report(gpu, &a, &b, 2, &C2stOptions { step: C2stStep::Matmul, ..opts.clone() }).unwrap();
-    assert_trained_alike("fused", &s1, &mm, 0.005);
+    assert_trained_alike("narrow", &s1, &mm, 0.005);
 
     let mut bad = a.clone();
     bad[7] = f64::NAN;
@@ -231,7 +231,8 @@ fn uniform_rows(n: usize, d: usize, shift: f64, seed: u64) -> Vec<f64> {
 /// of one per epoch of each. On the matmul path (d = 10, h = 100, the benchmark's
 /// shape; 345–370 epochs) the folds stop at different epochs (checked), so a stopped
 /// fold's parameters must be evaluated at its own stopping epoch while the others go
-/// on; at d = 2, on both paths (fused and matmul), for 60 epochs. Known values:
+/// on (and on the lanes path where the device runs the CPU variant); at d = 2, on the
+/// narrow and matmul paths, for 60 epochs. Known values:
 /// uniform noise shifted by a quarter of its width in one coordinate is told apart at
 /// best with accuracy 0.625 (the non-overlapping quarter of each set, half of the
 /// rest); 500 rows reach less on held-out rows but more than chance: the score is in
@@ -244,14 +245,14 @@ fn folds_trained_together_match_folds_trained_alone() {
     if gpu.matmul_variant() == fmpe::gpu::MatmulVariant::Cpu {
         paths.push((10, C2stStep::Lanes, 400));
     }
-    for (d, fused, max_epochs) in paths {
+    for (d, step, max_epochs) in paths {
         let a = uniform_rows(250, d, 0.0, 100 + d as u64);
         let b = uniform_rows(250, d, 0.5, 200 + d as u64);
-        let opts = C2stOptions { max_epochs, step: fused, ..Default::default() };
+        let opts = C2stOptions { max_epochs, step, ..Default::default() };
         let together = c2st_report(gpu, &a, &b, d, &opts).unwrap();
         let alone = c2st_report(gpu, &a, &b, d, &C2stOptions { batch_folds: false, ..opts.clone() }).unwrap();
         eprintln!(
-            "d = {d}, fused {fused:?}: together {:.4} {:?} epochs {:?} losses {:?} ({} submissions, {:.2} s)\n  alone {:.4} {:?} epochs {:?} losses {:?} ({} submissions, {:.2} s)",
+            "d = {d}, step {step:?}: together {:.4} {:?} epochs {:?} losses {:?} ({} submissions, {:.2} s)\n  alone {:.4} {:?} epochs {:?} losses {:?} ({} submissions, {:.2} s)",
             together.score, together.fold_accuracies, together.epochs, together.final_losses, together.submissions, together.seconds,
             alone.score, alone.fold_accuracies, alone.epochs, alone.final_losses, alone.submissions, alone.seconds
         );
@@ -284,7 +285,7 @@ fn folds_trained_together_match_folds_trained_alone() {
         // 400 training rows: 2 steps an epoch, of 11 dispatches (matmul path), 5
         // (narrow path) or 3 (lanes path) whether they cover one fold or five; the rest
         // (setup, evaluation) is the same both ways.
-        let per_step = match fused {
+        let per_step = match step {
             C2stStep::Matmul => 11,
             C2stStep::Lanes => 3,
             _ => 5,
